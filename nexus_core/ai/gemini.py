@@ -1,0 +1,336 @@
+"""Google Gemini over its REST API (v1beta): streaming with server-sent events, or one-shot.
+
+The key travels only in the ``x-goog-api-key`` header: a ``?key=`` query string would end up in
+proxy logs and in httpx's error messages. It never appears in a URL, a message or a ``repr``.
+
+Judgement calls, all retried by the job unless noted:
+
+- a ``data:`` payload that is not a JSON object is `TransientProviderError` ``invalid_response``
+  (a proxy or the connection mangled the stream; a retry is cheap and usually heals it);
+- a stream that ends before any ``finishReason`` is Transient ``incomplete_response``, so a
+  truncated answer is never stored as complete;
+- no text with ``finishReason: STOP`` is Transient ``empty_response`` (Gemini occasionally does
+  this; a retry helps), but no text with ``MAX_TOKENS`` is Permanent ``empty_response`` (thinking
+  used the whole output budget; retrying with the same limit would fail the same way);
+- a blocked prompt (``promptFeedback.blockReason``) or a blocked answer (``SAFETY``,
+  ``RECITATION``, ...) with no text is Permanent; a blocked answer *with* partial text returns it
+  with that ``finish_reason``.
+
+``timeout_seconds`` bounds each phase of the request (connect, send, every read), so a stream
+that keeps delivering is not cut off, but a silent server is. The client holds no per-request
+state, so one instance serves many threads (``httpx.Client`` is thread-safe).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator
+from typing import Any
+
+import httpx
+
+from nexus_core.ai.sse import iter_events
+from nexus_core.ai.types import (
+    GenerationRequest,
+    ProviderHints,
+    ProviderResult,
+    Usage,
+    error_for_request_failure,
+    error_for_status,
+    error_for_stream_error,
+    invalid_response,
+)
+from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
+from nexus_core.settings import Settings
+
+DEFAULT_MODEL = "gemini-flash-latest"
+DEFAULT_API_BASE = "https://generativelanguage.googleapis.com/v1beta"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+API_KEY_HEADER = "x-goog-api-key"
+STREAM_METHOD = "streamGenerateContent"
+GENERATE_METHOD = "generateContent"
+# Finish reasons that mean "the answer was withheld", mapped to their dashboard error_type.
+BLOCKED_FINISH_REASONS = {
+    "SAFETY": "blocked_safety",
+    "PROHIBITED_CONTENT": "blocked_safety",
+    "SPII": "blocked_safety",
+    "BLOCKLIST": "blocked_safety",
+    "IMAGE_SAFETY": "blocked_safety",
+    "RECITATION": "blocked_recitation",
+    "OTHER": "blocked_other",
+}
+OUT_OF_TOKENS_FINISH_REASON = "MAX_TOKENS"
+
+
+class GeminiClient:
+    """The Gemini provider: one reusable, thread-safe client for the REST API."""
+
+    name = "gemini"
+    label = "Google Gemini"
+
+    def __init__(
+        self,
+        api_key: str | None,
+        model: str = DEFAULT_MODEL,
+        api_base: str = DEFAULT_API_BASE,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._api_key = api_key or None
+        self.default_model = _bare_model(model)
+        self.api_base = api_base.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client()
+        self._hints = ProviderHints(
+            who="Gemini",
+            key_setting="GEMINI_API_KEY",
+            base_setting="GEMINI_API_BASE",
+            model_setting="GEMINI_MODEL",
+            secrets=(api_key,) if api_key else (),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, http: httpx.Client | None = None) -> GeminiClient:
+        """A client configured by ``GEMINI_API_KEY``, ``GEMINI_MODEL``, ``GEMINI_API_BASE`` etc."""
+        return cls(
+            api_key=settings.gemini_api_key,
+            model=settings.gemini_model,
+            api_base=settings.gemini_api_base,
+            timeout_seconds=settings.gemini_timeout_seconds,
+            http=http,
+        )
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "missing"
+        return f"GeminiClient(model={self.default_model!r}, api_base={self.api_base!r}, key={key})"
+
+    def configured(self) -> bool:
+        """Whether an API key is set."""
+        return self._api_key is not None
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> GeminiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def stream(self, request: GenerationRequest) -> Generator[str, None, ProviderResult]:
+        """Stream the reply via ``:streamGenerateContent?alt=sse``, yielding text deltas."""
+        model = self._model_for(request)
+        reply = _Reply(self._hints)
+        started = time.perf_counter()
+        ttft_ms: float | None = None
+        try:
+            with self._http.stream(
+                "POST",
+                self._url(model, STREAM_METHOD),
+                params={"alt": "sse"},
+                headers=self._headers(accept="text/event-stream"),
+                json=_body(request),
+                timeout=self.timeout_seconds,
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise self._status_error(response, model)
+                for event in iter_events(response.iter_bytes()):
+                    for delta in reply.add(self._decode(event.data, model), model):
+                        if ttft_ms is None:
+                            ttft_ms = _ms_since(started)
+                        yield delta
+        except httpx.RequestError as exc:
+            raise self._transport_error(exc) from exc
+        return reply.result(model, latency_ms=_ms_since(started), ttft_ms=ttft_ms)
+
+    def generate(self, request: GenerationRequest) -> ProviderResult:
+        """Ask for the whole reply at once via ``:generateContent`` (``ttft_ms`` is None)."""
+        model = self._model_for(request)
+        reply = _Reply(self._hints)
+        started = time.perf_counter()
+        try:
+            response = self._http.post(
+                self._url(model, GENERATE_METHOD),
+                headers=self._headers(accept="application/json"),
+                json=_body(request),
+                timeout=self.timeout_seconds,
+            )
+        except httpx.RequestError as exc:
+            raise self._transport_error(exc) from exc
+        if not response.is_success:
+            raise self._status_error(response, model)
+        reply.add(self._decode(response.content, model), model)
+        return reply.result(model, latency_ms=_ms_since(started), ttft_ms=None)
+
+    def _model_for(self, request: GenerationRequest) -> str:
+        if self._api_key is None:
+            raise PermanentProviderError(
+                "Gemini is not configured: set GEMINI_API_KEY (or choose another "
+                "NEXUS_AI_PROVIDER).",
+                error_type="not_configured",
+            )
+        return _bare_model(request.model) if request.model else self.default_model
+
+    def _url(self, model: str, method: str) -> str:
+        return f"{self.api_base}/models/{model}:{method}"
+
+    def _headers(self, *, accept: str) -> dict[str, str]:
+        assert self._api_key is not None  # _model_for checked it
+        return {API_KEY_HEADER: self._api_key, "accept": accept}
+
+    def _decode(self, data: str | bytes, model: str) -> dict[str, Any]:
+        if not data.strip():
+            return {}
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise invalid_response(self._hints, "a payload that is not JSON") from exc
+        if not isinstance(payload, dict):
+            raise invalid_response(self._hints, "a payload that is not a JSON object")
+        return payload
+
+    def _status_error(self, response: httpx.Response, model: str) -> ProviderError:
+        return error_for_status(
+            response.status_code,
+            response.content,
+            response.headers,
+            hints=self._hints,
+            model=model,
+        )
+
+    def _transport_error(self, exc: httpx.RequestError) -> ProviderError:
+        return error_for_request_failure(exc, hints=self._hints, base_url=self.api_base)
+
+
+class _Reply:
+    """Collects the text, finish reason and usage from one or more response chunks."""
+
+    def __init__(self, hints: ProviderHints) -> None:
+        self._hints = hints
+        self._texts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage = Usage()
+
+    def add(self, chunk: dict[str, Any], model: str) -> list[str]:
+        """Take in one ``GenerateContentResponse`` and return its new text deltas."""
+        if not chunk:
+            return []
+        if "error" in chunk:
+            raise error_for_stream_error(chunk, hints=self._hints, model=model)
+        metadata = chunk.get("usageMetadata")
+        if isinstance(metadata, dict):
+            self.usage = _usage(metadata)
+        candidates = chunk.get("candidates")
+        feedback = chunk.get("promptFeedback")
+        block_reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+        if block_reason and not candidates:
+            raise PermanentProviderError(
+                f"Gemini refused this prompt (reason: {block_reason}). "
+                "Rephrase the message and try again.",
+                status_code=200,
+                error_type="blocked_prompt",
+            )
+        if not isinstance(candidates, list) or not candidates:
+            return []
+        candidate = candidates[0] if isinstance(candidates[0], dict) else {}
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        deltas = [
+            part["text"]
+            for part in (parts if isinstance(parts, list) else [])
+            if isinstance(part, dict)
+            and not part.get("thought")
+            and isinstance(part.get("text"), str)
+            and part["text"]
+        ]
+        if candidate.get("finishReason"):
+            self.finish_reason = str(candidate["finishReason"])
+        self._texts.extend(deltas)
+        return deltas
+
+    def result(self, model: str, *, latency_ms: float, ttft_ms: float | None) -> ProviderResult:
+        """The finished reply, or the error that explains why there is none."""
+        text = "".join(self._texts)
+        reason = self.finish_reason
+        if reason is None:
+            raise TransientProviderError(
+                "Gemini's reply ended before it was complete; try again.",
+                status_code=200,
+                error_type="incomplete_response",
+            )
+        if not text:
+            self._raise_for_empty(reason)
+        return ProviderResult(
+            text=text,
+            finish_reason=reason,
+            usage=self.usage,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            model=model,
+            status_code=200,
+        )
+
+    def _raise_for_empty(self, reason: str) -> None:
+        if reason in BLOCKED_FINISH_REASONS:
+            raise PermanentProviderError(
+                f"Gemini withheld its answer (reason: {reason}). "
+                "Rephrase the message and try again.",
+                status_code=200,
+                error_type=BLOCKED_FINISH_REASONS[reason],
+            )
+        if reason == OUT_OF_TOKENS_FINISH_REASON:
+            raise PermanentProviderError(
+                "Gemini used its whole output budget before writing any answer (MAX_TOKENS); "
+                "raise the output token limit or ask a shorter question.",
+                status_code=200,
+                error_type="empty_response",
+            )
+        raise TransientProviderError(
+            f"Gemini returned an empty answer (finish reason: {reason}); try again.",
+            status_code=200,
+            error_type="empty_response",
+        )
+
+
+def _body(request: GenerationRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "contents": [{"role": turn.role, "parts": [{"text": turn.text}]} for turn in request.turns]
+    }
+    if request.system_instruction:
+        body["systemInstruction"] = {"parts": [{"text": request.system_instruction}]}
+    config = {
+        key: value
+        for key, value in (
+            ("temperature", request.temperature),
+            ("maxOutputTokens", request.max_output_tokens),
+        )
+        if value is not None
+    }
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def _usage(metadata: dict[str, Any]) -> Usage:
+    def count(key: str) -> int:
+        value = metadata.get(key)
+        return value if isinstance(value, int) else 0
+
+    return Usage(
+        tokens_in=count("promptTokenCount"),
+        tokens_out=count("candidatesTokenCount"),
+        thoughts_tokens=count("thoughtsTokenCount"),
+    )
+
+
+def _bare_model(model: str) -> str:
+    return model.removeprefix("models/")
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

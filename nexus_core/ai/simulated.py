@@ -1,0 +1,212 @@
+"""An offline, clearly labelled demo model: deterministic persona-aware markdown, word by word.
+
+The answer is a pure function of the system instruction and the last user message (through a
+SHA-256 digest), so tests and demos are repeatable; only the injected ``random`` decides the
+simulated 503s, and only the injected ``sleep`` spends time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Generator
+from random import Random
+
+from nexus_core.ai.types import GenerationRequest, ProviderResult, Usage
+from nexus_core.errors import ConfigError, TransientProviderError
+from nexus_core.settings import Settings
+
+SIMULATED_LABEL = "Simulated model (offline)"
+DEFAULT_MODEL = "simulated-1"
+DEFAULT_LATENCY_SECONDS = 0.02
+DEMO_FOOTER = f"_({SIMULATED_LABEL} — set GEMINI_API_KEY for real answers.)_"
+CHARS_PER_TOKEN = 4
+MAX_KEYWORDS = 4
+MIN_KEYWORD_LENGTH = 3
+MAX_ROLE_CHARS = 120
+FINISHED = "STOP"
+CUT_SHORT = "MAX_TOKENS"
+
+_STOPWORD_TEXT = """
+    a about after all also am an and any are as at be been but by can could did do does for from
+    get got had has have how i if in into is it its just let like me might more most my no not of
+    on or our out please should so some than that the their them then there these they this those
+    to too up us was we were what when where which who why will with would you your tell explain
+    give show want need help make
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+LEADS = ("Short answer", "Here is how I see it", "Key points", "In brief", "My take")
+BULLETS = (
+    "**{word}**: the part worth settling first.",
+    "**{word}**: check it against what you already know.",
+    "**{word}**: the detail most likely to change the outcome.",
+    "**{word}**: write down the assumption behind it.",
+    "**{word}**: compare two options before committing.",
+)
+GENERIC_BULLETS = (
+    "State the goal in one sentence.",
+    "List what you already know and what you are guessing.",
+    "Pick the smallest next step that tests the guess.",
+)
+ACTIONS = (
+    "start with the smallest change that answers the question",
+    "check the assumptions against real data before deciding",
+    "agree on what success looks like, then choose the approach",
+    "try the simplest option first and measure the result",
+    "sketch two alternatives and keep the one that is easier to undo",
+)
+_WORD = re.compile(r"\S+\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
+_YOU_ARE = re.compile(r"^(you are|you're)\s+", re.IGNORECASE)
+
+
+class SimulatedProvider:
+    """The offline demo provider, labelled so nobody mistakes it for a real model."""
+
+    name = "simulated"
+    label = SIMULATED_LABEL
+    default_model = DEFAULT_MODEL
+
+    def __init__(
+        self,
+        latency_seconds: float = DEFAULT_LATENCY_SECONDS,
+        failure_rate: float = 0.0,
+        seed: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Random | None = None,
+    ) -> None:
+        if latency_seconds < 0:
+            raise ConfigError(
+                f"NEXUS_SIMULATED_LATENCY_SECONDS must be 0 or more, not {latency_seconds}."
+            )
+        if not 0.0 <= failure_rate <= 1.0:
+            raise ConfigError(
+                f"NEXUS_SIMULATED_FAILURE_RATE must be between 0 and 1, not {failure_rate}."
+            )
+        self.latency_seconds = latency_seconds
+        self.failure_rate = failure_rate
+        self._sleep = sleep
+        self._random = random if random is not None else Random(seed)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SimulatedProvider:
+        """A simulated provider with the latency and failure rate from the settings."""
+        return cls(
+            latency_seconds=settings.simulated_latency_seconds,
+            failure_rate=settings.simulated_failure_rate,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SimulatedProvider(latency_seconds={self.latency_seconds}, "
+            f"failure_rate={self.failure_rate})"
+        )
+
+    def configured(self) -> bool:
+        """Always true: the simulated model needs nothing."""
+        return True
+
+    def stream(self, request: GenerationRequest) -> Generator[str, None, ProviderResult]:
+        """Yield the canned answer word by word, waiting ``latency_seconds`` before each word."""
+        started = time.perf_counter()
+        if self.failure_rate and self._random.random() < self.failure_rate:
+            raise TransientProviderError(
+                f"The {SIMULATED_LABEL} failed on purpose (NEXUS_SIMULATED_FAILURE_RATE); "
+                "try again.",
+                status_code=503,
+                error_type="http_503",
+            )
+        words = _WORD.findall(compose_answer(request.system_instruction, _last_user_text(request)))
+        finish_reason = FINISHED
+        if request.max_output_tokens is not None:
+            budget = request.max_output_tokens * CHARS_PER_TOKEN
+            kept = _fit(words, budget)
+            if len(kept) < len(words):
+                words, finish_reason = kept, CUT_SHORT
+        ttft_ms: float | None = None
+        for word in words:
+            if self.latency_seconds:
+                self._sleep(self.latency_seconds)
+            if ttft_ms is None:
+                ttft_ms = (time.perf_counter() - started) * 1000.0
+            yield word
+        text = "".join(words)
+        prompt = request.system_instruction + "".join(turn.text for turn in request.turns)
+        return ProviderResult(
+            text=text,
+            finish_reason=finish_reason,
+            usage=Usage(tokens_in=estimate_tokens(prompt), tokens_out=estimate_tokens(text)),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            ttft_ms=ttft_ms,
+            model=DEFAULT_MODEL,
+            status_code=None,
+        )
+
+
+def compose_answer(system_instruction: str, user_message: str) -> str:
+    """The deterministic markdown answer for this persona and message."""
+    digest = hashlib.sha256(f"{system_instruction}\0{user_message}".encode()).digest()
+
+    def pick(options: tuple[str, ...], index: int) -> str:
+        return options[digest[index] % len(options)]
+
+    words = key_words(user_message)
+    topic = " and ".join(words[:2]) if words else "your question"
+    bullets = [
+        "- " + BULLETS[(digest[1] + i) % len(BULLETS)].format(word=word)
+        for i, word in enumerate(words)
+    ] or ["- " + line for line in GENERIC_BULLETS]
+    lines = [
+        f"### {pick(LEADS, 0)}: {topic}",
+        "",
+        *bullets,
+        "",
+        f"{_persona_voice(system_instruction)} I would {pick(ACTIONS, 2)}.",
+        "",
+        DEMO_FOOTER,
+    ]
+    return "\n".join(lines)
+
+
+def key_words(message: str) -> list[str]:
+    """Up to ``MAX_KEYWORDS`` distinctive words of a message, in order of first appearance."""
+    seen: list[str] = []
+    for raw in re.findall(r"[\w][\w'-]*", message.lower()):
+        word = raw.strip("'-_")
+        if len(word) >= MIN_KEYWORD_LENGTH and word not in STOPWORDS and word not in seen:
+            seen.append(word)
+        if len(seen) == MAX_KEYWORDS:
+            break
+    return seen
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count: one token per ``CHARS_PER_TOKEN`` characters, rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def _persona_voice(system_instruction: str) -> str:
+    sentence = _SENTENCE_END.split(system_instruction.strip(), maxsplit=1)[0].strip()
+    sentence = sentence.rstrip(".!?").strip()[:MAX_ROLE_CHARS]
+    if not sentence:
+        return "As a general assistant,"
+    role = _YOU_ARE.sub("", sentence)
+    if role != sentence:
+        return f"As {role},"
+    return f"Following my brief (“{sentence}”),"
+
+
+def _last_user_text(request: GenerationRequest) -> str:
+    return next((turn.text for turn in reversed(request.turns) if turn.role == "user"), "")
+
+
+def _fit(words: list[str], budget_chars: int) -> list[str]:
+    kept: list[str] = []
+    used = 0
+    for word in words:
+        used += len(word)
+        if used > budget_chars:
+            break
+        kept.append(word)
+    return kept or words[:1]

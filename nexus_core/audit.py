@@ -1,0 +1,94 @@
+"""The audit trail: append-only records of who did what. There is no update or delete here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nexus_core.db.engine import Database
+from nexus_core.db.models import AuditEvent
+
+# Action names, grouped by what they are about.
+SIGN_IN = "auth.sign_in"
+SIGN_IN_FAILED = "auth.sign_in_failed"
+LOCKED_OUT = "auth.locked_out"
+SIGN_OUT = "auth.sign_out"
+PASSWORD_CHANGED = "user.password_changed"
+USER_CREATED = "user.created"
+USER_DISABLED = "user.disabled"
+USER_ENABLED = "user.enabled"
+USER_ROLE_CHANGED = "user.role_changed"
+USER_PASSWORD_RESET = "user.password_reset"
+USER_FEATURE_TOGGLED = "user.feature_toggled"
+PERSONA_CREATED = "persona.created"
+PERSONA_EDITED = "persona.edited"
+PERSONA_DEACTIVATED = "persona.deactivated"
+SESSION_CREATED = "session.created"
+SESSION_RENAMED = "session.renamed"
+SESSION_ARCHIVED = "session.archived"
+SESSION_DELETED = "session.deleted"
+SESSION_EXPORTED = "session.exported"
+FEEDBACK_SUBMITTED = "feedback.submitted"
+ERROR_REPORTED = "error.reported"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit event as plain data."""
+
+    id: int
+    actor_id: int | None
+    actor_name: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    details: dict[str, Any]
+    created_at: datetime
+
+
+def record(
+    session: Session,
+    action: str,
+    *,
+    actor_id: int | None = None,
+    actor_name: str | None = None,
+    target_type: str | None = None,
+    target_id: str | int | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit event to ``session`` so it commits (or not) with the change it describes."""
+    session.add(
+        AuditEvent(
+            actor_id=actor_id,
+            actor_name=actor_name,
+            action=action,
+            target_type=target_type,
+            target_id=None if target_id is None else str(target_id),
+            details=details or {},
+        )
+    )
+
+
+def recent(db: Database, *, limit: int = 100, action: str | None = None) -> list[AuditRecord]:
+    """The newest audit events, optionally of one action."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    with db.session() as session:
+        return [
+            AuditRecord(
+                id=e.id,
+                actor_id=e.actor_id,
+                actor_name=e.actor_name,
+                action=e.action,
+                target_type=e.target_type,
+                target_id=e.target_id,
+                details=dict(e.details or {}),
+                created_at=e.created_at,
+            )
+            for e in session.scalars(query)
+        ]

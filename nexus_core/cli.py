@@ -1,0 +1,215 @@
+"""The `nexus` command: init, users, personas (and, as they land, chat, export, metrics, ...).
+
+Every command exits 0 on success and 1 with a one-line message on stderr (no traceback) on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from nexus_core.app_context import AppContext
+from nexus_core.db.models import ROLES
+from nexus_core.errors import NexusError, ValidationError
+from nexus_core.settings import load_settings
+
+Handler = Callable[[AppContext, argparse.Namespace], int]
+
+
+def _read_password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
+    """The password from stdin, a prompt, or a generated one; returns (password, generated)."""
+    if args.password_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise ValidationError("--password-stdin was given but standard input was empty.")
+        return line, False
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if first != getpass.getpass("Repeat: "):
+            raise ValidationError("The two passwords differ.")
+        return first, False
+    return secrets.token_urlsafe(12), True
+
+
+def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
+    report = ctx.init()
+    print(f"Database ready at {ctx.db.engine.url.render_as_string(hide_password=True)}.")
+    print(f"Default personas created: {report.personas_created}.")
+    if report.admin_created and report.admin_password:
+        print(f"Created user 'admin' with password: {report.admin_password}")
+        print("It is shown only this once; change it after signing in.")
+    elif report.admin_created:
+        print("Created user 'admin' with the password from NEXUS_ADMIN_PASSWORD.")
+    return 0
+
+
+def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> int:
+    role = "admin" if args.admin else args.role
+    password, generated = _read_password(args, f"Password for {args.name}: ")
+    user = ctx.users.create(
+        args.name, password, role=role, email=args.email, display_name=args.display_name,
+        must_change_password=generated,
+    )
+    print(f"Created {user.role} {user.username!r}.")
+    if generated:
+        print(f"Temporary password (change at first sign-in): {password}")
+    return 0
+
+
+def cmd_users_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    for u in ctx.users.list():
+        flags = ",".join(sorted(k for k, v in u.features.items() if v)) or "-"
+        state = "disabled" if u.disabled else "active"
+        print(f"{u.username}\t{u.role}\t{state}\t{flags}")
+    return 0
+
+
+def cmd_users_feature(ctx: AppContext, args: argparse.Namespace) -> int:
+    user = ctx.users.set_feature(args.name, args.feature, args.state == "on")
+    print(f"{args.feature} is {args.state} for {user.username!r}.")
+    return 0
+
+
+def cmd_users_disable(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.users.set_disabled(args.name, True)
+    print(f"Disabled {args.name!r}; their sign-in cookies no longer work.")
+    return 0
+
+
+def cmd_users_enable(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.users.set_disabled(args.name, False)
+    print(f"Enabled {args.name!r}.")
+    return 0
+
+
+def cmd_users_passwd(ctx: AppContext, args: argparse.Namespace) -> int:
+    password, generated = _read_password(args, f"New password for {args.name}: ")
+    ctx.users.set_password(args.name, password, must_change=generated)
+    print(f"Password changed for {args.name!r}; older sign-in cookies no longer work.")
+    if generated:
+        print(f"Temporary password (change at first sign-in): {password}")
+    return 0
+
+
+def cmd_users_role(ctx: AppContext, args: argparse.Namespace) -> int:
+    user = ctx.users.set_role(args.name, args.role)
+    print(f"{user.username!r} is now {user.role}.")
+    return 0
+
+
+def cmd_personas_add(ctx: AppContext, args: argparse.Namespace) -> int:
+    persona = ctx.personas.create(
+        args.name, args.instruction, avatar=args.avatar, color=args.color,
+        description=args.description, model=args.model, temperature=args.temperature,
+    )
+    print(f"Created persona {persona.name!r} (version {persona.version}).")
+    return 0
+
+
+def cmd_personas_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    for p in ctx.personas.list(include_inactive=True):
+        state = "active" if p.active else "inactive"
+        print(f"{p.avatar} {p.name}\tv{p.version}\t{state}\t{p.model or 'default model'}")
+    return 0
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `nexus` command."""
+    parser = OneLineParser(prog="nexus", description="Nexus AI command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("init", help="create or upgrade the schema, seed personas, ensure an admin")
+
+    users = sub.add_parser("users", help="manage user accounts").add_subparsers(
+        dest="users_command", required=True
+    )
+    add = users.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--role", default="member", help=f"one of {', '.join(ROLES)}")
+    add.add_argument("--admin", action="store_true", help="same as --role admin")
+    add.add_argument("--email")
+    add.add_argument("--display-name")
+    users.add_parser("list", help="list users")
+    feature = users.add_parser("feature", help="turn a feature flag on or off")
+    feature.add_argument("name")
+    feature.add_argument("feature")
+    feature.add_argument("state", choices=("on", "off"))
+    for name, help_text in (("disable", "disable a user"), ("enable", "enable a user")):
+        users.add_parser(name, help=help_text).add_argument("name")
+    passwd = users.add_parser("passwd", help="set a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    role = users.add_parser("role", help="change a user's role")
+    role.add_argument("name")
+    role.add_argument("role", help=f"one of {', '.join(ROLES)}")
+
+    personas = sub.add_parser("personas", help="manage personas").add_subparsers(
+        dest="personas_command", required=True
+    )
+    padd = personas.add_parser("add", help="create a persona")
+    padd.add_argument("name")
+    padd.add_argument("--instruction", required=True)
+    padd.add_argument("--avatar", default="🤖")
+    padd.add_argument("--color", default="#4F46E5")
+    padd.add_argument("--description", default="")
+    padd.add_argument("--model")
+    padd.add_argument("--temperature", type=float, default=0.7)
+    personas.add_parser("list", help="list personas")
+    return parser
+
+
+HANDLERS: dict[tuple[str, str | None], Handler] = {
+    ("init", None): cmd_init,
+    ("users", "add"): cmd_users_add,
+    ("users", "list"): cmd_users_list,
+    ("users", "feature"): cmd_users_feature,
+    ("users", "disable"): cmd_users_disable,
+    ("users", "enable"): cmd_users_enable,
+    ("users", "passwd"): cmd_users_passwd,
+    ("users", "role"): cmd_users_role,
+    ("personas", "add"): cmd_personas_add,
+    ("personas", "list"): cmd_personas_list,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `nexus` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    sub = getattr(args, f"{args.command}_command", None)
+    handler = HANDLERS[(args.command, sub)]
+    ctx: AppContext | None = None
+    try:
+        ctx = AppContext(load_settings())
+        return handler(ctx, args)
+    except NexusError as exc:
+        print(f"nexus: {exc}", file=sys.stderr)
+    except OperationalError as exc:
+        url = ctx.db.engine.url.render_as_string(hide_password=True) if ctx else "?"
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        print(f"nexus: cannot use the database at {url}: {reason}", file=sys.stderr)
+    except SQLAlchemyError as exc:
+        print(f"nexus: database error: {type(exc).__name__}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("nexus: interrupted", file=sys.stderr)
+    finally:
+        if ctx is not None:
+            ctx.close()
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Typed SQLAlchemy 2.0 models: users, personas (versioned), chat sessions, messages, AI jobs,
+feedback and the audit trail. Every timestamp is UTC."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from nexus_core.db.types import JSONType, UTCDateTime, utc_now
+
+ROLES = ("admin", "analyst", "member")
+MESSAGE_ROLES = ("user", "assistant", "error")
+SESSION_STATUSES = ("active", "archived")
+JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
+FEEDBACK_CATEGORIES = ("bug", "performance", "ux", "content", "suggestion", "other")
+FEEDBACK_PRIORITIES = ("low", "medium", "high", "critical")
+FEEDBACK_STATUSES = ("open", "in_progress", "resolved", "closed")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_uuid() -> str:
+    """A new random UUID as a string (the public id of sessions and jobs)."""
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints predictably."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+
+
+class User(TimestampMixin, Base):
+    """A person who signs in; ``role`` decides the pages, ``features`` the optional extras."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str | None] = mapped_column(String(255))
+    password_hash: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    features: Mapped[dict[str, bool]] = mapped_column(JSONType, default=dict)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Login cookies issued before this instant are refused (logout, password change).
+    cookies_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Persona(TimestampMixin, Base):
+    """An AI persona; the columns hold its current version, ``PersonaVersion`` keeps every one."""
+
+    __tablename__ = "personas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    system_instruction: Mapped[str] = mapped_column(Text)
+    avatar: Mapped[str] = mapped_column(String(16), default="🤖")
+    color: Mapped[str] = mapped_column(String(7), default="#4F46E5")
+    model: Mapped[str | None] = mapped_column(String(80))
+    temperature: Mapped[float] = mapped_column(Float, default=0.7)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    versions: Mapped[list[PersonaVersion]] = relationship(
+        back_populates="persona", order_by="PersonaVersion.version"
+    )
+
+
+class PersonaVersion(Base):
+    """One saved version of a persona; sessions point at the version they started with."""
+
+    __tablename__ = "persona_versions"
+    __table_args__ = (UniqueConstraint("persona_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    persona_id: Mapped[int] = mapped_column(ForeignKey("personas.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    system_instruction: Mapped[str] = mapped_column(Text)
+    avatar: Mapped[str] = mapped_column(String(16))
+    color: Mapped[str] = mapped_column(String(7))
+    model: Mapped[str | None] = mapped_column(String(80))
+    temperature: Mapped[float] = mapped_column(Float)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+    persona: Mapped[Persona] = relationship(back_populates="versions")
+
+
+class ChatSession(TimestampMixin, Base):
+    """A conversation of one user with one persona version."""
+
+    __tablename__ = "chat_sessions"
+    __table_args__ = (Index("ix_chat_sessions_user_updated", "user_id", "updated_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    persona_id: Mapped[int] = mapped_column(ForeignKey("personas.id"))
+    persona_version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200), default="New chat")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    persona: Mapped[Persona] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class Message(Base):
+    """A user message, an assistant reply or an error bubble."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_session_created", "session_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # The user message a reply or error bubble answers.
+    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    model: Mapped[str | None] = mapped_column(String(80))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    persona_version: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    tokens_in: Mapped[int | None] = mapped_column(Integer)
+    tokens_out: Mapped[int | None] = mapped_column(Integer)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class AiJob(TimestampMixin, Base):
+    """The stored state of one AI response job, so any page can show its progress."""
+
+    __tablename__ = "ai_jobs"
+    __table_args__ = (Index("ix_ai_jobs_status", "status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    session_id: Mapped[int] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"))
+    user_message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=4)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(80))
+    reply_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Feedback(TimestampMixin, Base):
+    """A user's report on a reply, a session or the app, triaged by product managers."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_status_priority", "status", "priority"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="SET NULL")
+    )
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    category: Mapped[str] = mapped_column(String(16), default="other")
+    priority: Mapped[str] = mapped_column(String(16), default="medium")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    rating: Mapped[int | None] = mapped_column(Integer)  # thumbs: 1 up, 0 down
+    description: Mapped[str] = mapped_column(Text, default="")
+    context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class AuditEvent(Base):
+    """One append-only line of the audit trail: who did what to which object, and when."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

@@ -1,0 +1,78 @@
+"""The one exception tree of Nexus AI.
+
+    NexusError                      anything we expect and can explain to a user
+    ├── ConfigError                 a setting is missing or wrong (tells which and how to fix it)
+    ├── ProviderError               the AI provider failed
+    │   ├── TransientProviderError  worth retrying (408/429/5xx, timeouts, connection errors)
+    │   └── PermanentProviderError  not worth retrying (400/401/403/404, safety blocks)
+    ├── NotFound                    a row the caller asked for does not exist
+    ├── PermissionDenied            the caller may not do this
+    └── ValidationError             the input is wrong; the message says how
+
+Foreign exceptions are translated once, at the adapter, with ``raise ... from exc``. Pages catch
+``NexusError`` once and show its message; anything else is a bug and goes to the error handler.
+Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class NexusError(Exception):
+    """An expected failure whose message tells the user what happened and what to do."""
+
+
+class ConfigError(NexusError):
+    """A setting is missing or invalid."""
+
+
+class ProviderError(NexusError):
+    """The AI provider could not produce a reply."""
+
+    error_type: str = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        if error_type:
+            self.error_type = error_type
+
+
+class TransientProviderError(ProviderError):
+    """A provider failure worth retrying; ``retry_after`` is the server's wait hint in seconds."""
+
+    error_type = "transient"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, error_type=error_type)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """A provider failure that retrying cannot fix (bad request, bad key, blocked content)."""
+
+    error_type = "permanent"
+
+
+class NotFound(NexusError):
+    """The requested object does not exist (or is not visible to the caller)."""
+
+
+class PermissionDenied(NexusError):
+    """The caller's role or flags do not allow this action."""
+
+
+class ValidationError(NexusError):
+    """The input is invalid; the message says what to change."""

@@ -1,0 +1,195 @@
+"""Settings as data: one frozen object built from the environment and `.streamlit/secrets.toml`.
+
+Environment variables win over the secrets file. Every field names its variable and carries help
+text; the README documents each one (a test checks this). Secrets are excluded from ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nexus_core.errors import ConfigError
+
+ENVIRONMENTS = ("development", "test", "production")
+PROVIDERS = ("gemini", "openai", "simulated")
+MIN_COOKIE_KEY_LENGTH = 32
+SECRETS_FILE = Path(".streamlit") / "secrets.toml"
+
+
+def _setting(env: str, default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of Nexus AI, with its environment variable and default."""
+
+    data_dir: Path = _setting(
+        "NEXUS_DATA_DIR", Path("data"), "All runtime state: SQLite file, logs/, analytics cache."
+    )
+    database_url: str = _setting(
+        "DATABASE_URL", "", "SQLAlchemy URL; default sqlite:///<NEXUS_DATA_DIR>/nexus.db."
+    )
+    env: str = _setting("NEXUS_ENV", "development", "development, test or production.")
+    ai_provider: str = _setting(
+        "NEXUS_AI_PROVIDER", "", "gemini, openai or simulated; default gemini when a key is set."
+    )
+    gemini_api_key: str | None = _setting(
+        "GEMINI_API_KEY", None, "Google AI Studio key (x-goog-api-key header).", secret=True
+    )
+    gemini_model: str = _setting("GEMINI_MODEL", "gemini-flash-latest", "Default Gemini model.")
+    gemini_api_base: str = _setting(
+        "GEMINI_API_BASE",
+        "https://generativelanguage.googleapis.com/v1beta",
+        "Gemini REST base URL.",
+    )
+    gemini_timeout_seconds: float = _setting(
+        "GEMINI_TIMEOUT_SECONDS", 30.0, "Per-request timeout; a timeout is a transient failure."
+    )
+    openai_api_base: str | None = _setting(
+        "OPENAI_API_BASE", None, "Base URL of an OpenAI-compatible server (…/v1)."
+    )
+    openai_api_key: str | None = _setting(
+        "OPENAI_API_KEY", None, "Key for the OpenAI-compatible server.", secret=True
+    )
+    openai_model: str | None = _setting("OPENAI_MODEL", None, "Model for the OpenAI provider.")
+    log_max_bytes: int = _setting(
+        "NEXUS_LOG_MAX_BYTES", 52_428_800, "Rotate api_events.log past this size."
+    )
+    log_backups: int = _setting(
+        "NEXUS_LOG_BACKUPS", 20, "How many rotated event log files to keep."
+    )
+    retry_base_seconds: float = _setting(
+        "NEXUS_RETRY_BASE_SECONDS", 1.0, "Backoff base for retries of transient AI failures."
+    )
+    cookie_key: str | None = _setting(
+        "NEXUS_COOKIE_KEY",
+        None,
+        "Signs the login cookie; generated per data dir in development.",
+        secret=True,
+    )
+    cookie_expiry_days: float = _setting(
+        "NEXUS_COOKIE_EXPIRY_DAYS", 7.0, "How long a login cookie stays valid."
+    )
+    admin_password: str | None = _setting(
+        "NEXUS_ADMIN_PASSWORD",
+        None,
+        "Password for the admin that `nexus init` creates.",
+        secret=True,
+    )
+    redis_url: str | None = _setting(
+        "REDIS_URL", None, "Optional Redis; when set, the health check covers it.", secret=True
+    )
+    max_message_chars: int = _setting(
+        "NEXUS_MAX_MESSAGE_CHARS", 8000, "Longest chat message accepted."
+    )
+    context_budget_chars: int = _setting(
+        "NEXUS_CONTEXT_BUDGET_CHARS", 24_000, "History sent to the model, newest first."
+    )
+    worker_threads: int = _setting(
+        "NEXUS_WORKER_THREADS", 4, "Background threads that run AI response jobs."
+    )
+    simulated_latency_seconds: float = _setting(
+        "NEXUS_SIMULATED_LATENCY_SECONDS", 0.02, "Delay per word of the simulated model."
+    )
+    simulated_failure_rate: float = _setting(
+        "NEXUS_SIMULATED_FAILURE_RATE", 0.0, "Share of simulated calls that fail with a 503."
+    )
+
+    def __post_init__(self) -> None:
+        if self.env not in ENVIRONMENTS:
+            raise ConfigError(
+                f"NEXUS_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.env!r}."
+            )
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'nexus.db'}")
+        if not self.ai_provider:
+            object.__setattr__(
+                self, "ai_provider", "gemini" if self.gemini_api_key else "simulated"
+            )
+        if self.ai_provider not in PROVIDERS:
+            raise ConfigError(
+                f"NEXUS_AI_PROVIDER must be one of {', '.join(PROVIDERS)}, "
+                f"not {self.ai_provider!r}."
+            )
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def event_log_path(self) -> Path:
+        return self.log_dir / "api_events.log"
+
+    def require_production_secrets(self) -> None:
+        """Refuse to start in production without a strong cookie key."""
+        if self.is_production and (
+            not self.cookie_key or len(self.cookie_key) < MIN_COOKIE_KEY_LENGTH
+        ):
+            raise ConfigError(
+                "NEXUS_ENV=production needs NEXUS_COOKIE_KEY of at least "
+                f"{MIN_COOKIE_KEY_LENGTH} random characters; set it, e.g. with "
+                "`export NEXUS_COOKIE_KEY=$(openssl rand -base64 48)`."
+            )
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, help) for every setting, for the README and `--help` texts."""
+        return [(f.metadata["env"], str(f.default), f.metadata["help"]) for f in fields(cls)]
+
+    @classmethod
+    def from_sources(
+        cls, environ: Mapping[str, str] | None = None, secrets_file: Path | None = SECRETS_FILE
+    ) -> Settings:
+        """Build settings from environment variables, falling back to the secrets file."""
+        environ = os.environ if environ is None else environ
+        secrets = _read_secrets(secrets_file)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                raw = secrets.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(name, raw, f.default)
+        return cls(**values)
+
+
+def _read_secrets(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _convert(name: str, raw: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, Path):
+            return Path(str(raw))
+        if isinstance(default, bool):
+            return str(raw).lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, not {raw!r}.") from exc
+    return str(raw)
+
+
+def load_settings() -> Settings:
+    """The settings of this process, read from the environment and the secrets file."""
+    return Settings.from_sources()

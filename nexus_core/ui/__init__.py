@@ -1,0 +1,1 @@
+"""The only part of nexus_core that imports streamlit: cached resources, session keys, widgets."""

@@ -1,0 +1,23 @@
+"""Session-state and widget keys, in one place so pages never repeat string literals.
+
+``st.session_state`` holds ids and UI toggles only; everything else is a database row.
+The authenticator owns ``authentication_status``, ``username``, ``name``, ``email``, ``roles``,
+``logout`` and ``init``: never use those as widget keys.
+"""
+
+from __future__ import annotations
+
+# Authenticator-owned keys we read.
+AUTH_STATUS = "authentication_status"
+AUTH_USERNAME = "username"
+AUTH_LOGOUT = "logout"
+
+# Ours.
+USER_ID = "nexus_user_id"
+SIGNED_IN_NOTED = "nexus_signed_in_noted"
+LOGIN_FORM = "nexus_login_form"
+LOGOUT_BUTTON = "nexus_logout"
+PASSWORD_FORM = "nexus_password_form"
+NEW_PASSWORD = "nexus_new_password"
+NEW_PASSWORD_REPEAT = "nexus_new_password_repeat"
+CURRENT_PASSWORD = "nexus_current_password"

@@ -1,0 +1,341 @@
+"""Accounts: creating and changing users, password rules, roles and feature flags.
+
+Usernames are lower case (the sign-in form lower-cases what people type). Passwords are bcrypt
+hashes; bcrypt reads at most 72 bytes, so longer passwords are refused rather than truncated.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import bcrypt
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nexus_core import audit
+from nexus_core.db.engine import Database
+from nexus_core.db.models import ROLES, User
+from nexus_core.db.types import utc_now
+from nexus_core.errors import NotFound, PermissionDenied, ValidationError
+
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_BYTES = 72
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+ADMIN_USERNAME = "admin"
+BCRYPT_ROUNDS = 12
+
+# Every optional feature a user can be given; unknown names are an error, never silently false.
+KNOWN_FEATURES: dict[str, str] = {
+    "pro_session_analytics": "Timeline, insights and run metrics under each chat session.",
+    "prompt_compare": "Side-by-side persona and model comparison.",
+    "workbench_export": "Download full workbench results as CSV or Parquet.",
+}
+
+# Which pages each role may open (the navigation registers only these).
+ROLE_PAGES: dict[str, tuple[str, ...]] = {
+    "member": ("chat", "feedback"),
+    "analyst": ("chat", "feedback", "explorer", "workbench"),
+    "admin": (
+        "chat",
+        "feedback",
+        "explorer",
+        "workbench",
+        "dashboard",
+        "audit",
+        "users",
+        "personas",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class UserView:
+    """A user as plain data (never the password hash)."""
+
+    id: int
+    username: str
+    display_name: str
+    email: str | None
+    role: str
+    features: dict[str, bool] = field(default_factory=dict)
+    disabled: bool = False
+    must_change_password: bool = False
+    last_login_at: datetime | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def to_view(user: User) -> UserView:
+    """Copy a ``User`` row into a ``UserView``."""
+    return UserView(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        email=user.email,
+        role=user.role,
+        features=dict(user.features or {}),
+        disabled=user.disabled,
+        must_change_password=user.must_change_password,
+        last_login_at=user.last_login_at,
+        created_at=user.created_at,
+    )
+
+
+def validate_password(password: str) -> None:
+    """Refuse passwords that are too short, too long for bcrypt, or padded with spaces."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ValidationError(f"The password must have at least {MIN_PASSWORD_CHARS} characters.")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise ValidationError(
+            f"The password must be at most {MAX_PASSWORD_BYTES} bytes (bcrypt ignores the rest); "
+            "choose a shorter one."
+        )
+    if password != password.strip():
+        raise ValidationError("The password must not begin or end with a space.")
+
+
+def normalize_username(username: str) -> str:
+    """Lower-case and check a username."""
+    name = username.strip().lower()
+    if not USERNAME_PATTERN.match(name):
+        raise ValidationError(
+            "A username has 2–64 characters: letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def validate_role(role: str) -> str:
+    """Check a role name."""
+    if role not in ROLES:
+        raise ValidationError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
+    return role
+
+
+def hash_password(password: str) -> str:
+    """A bcrypt hash of a password that passed ``validate_password``."""
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(BCRYPT_ROUNDS)).decode("ascii")
+
+
+def check_password(password: str, password_hash: str) -> bool:
+    """Whether ``password`` matches ``password_hash``."""
+    try:
+        return bcrypt.checkpw(password.encode("utf-8"), password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+def feature_enabled(user: UserView, name: str, *, env: str) -> bool:
+    """Whether ``user`` has feature ``name``: admins and development always do."""
+    if name not in KNOWN_FEATURES:
+        raise ValidationError(f"Unknown feature {name!r}; known: {', '.join(KNOWN_FEATURES)}.")
+    if user.is_admin or env == "development":
+        return True
+    return bool(user.features.get(name, False))
+
+
+def pages_for_role(role: str) -> tuple[str, ...]:
+    """The page keys a role may open."""
+    return ROLE_PAGES[validate_role(role)]
+
+
+class UserService:
+    """Create, list and change user accounts; every change is audited."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _get(self, session: Session, username: str) -> User:
+        user = session.scalar(select(User).where(User.username == username.strip().lower()))
+        if user is None:
+            raise NotFound(f"No user named {username!r}.")
+        return user
+
+    def get(self, username: str) -> UserView:
+        """The user called ``username``."""
+        with self.db.session() as session:
+            return to_view(self._get(session, username))
+
+    def get_by_id(self, user_id: int) -> UserView:
+        """The user with id ``user_id``."""
+        with self.db.session() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise NotFound(f"No user with id {user_id}.")
+            return to_view(user)
+
+    def list(self) -> list[UserView]:
+        """All users, by username."""
+        with self.db.session() as session:
+            return [to_view(u) for u in session.scalars(select(User).order_by(User.username))]
+
+    def create(
+        self,
+        username: str,
+        password: str,
+        *,
+        role: str = "member",
+        display_name: str | None = None,
+        email: str | None = None,
+        must_change_password: bool = False,
+        actor: UserView | None = None,
+    ) -> UserView:
+        """Create a user; refuses duplicates, unknown roles and weak passwords."""
+        name = normalize_username(username)
+        validate_role(role)
+        validate_password(password)
+        user = User(
+            username=name,
+            display_name=(display_name or name).strip(),
+            email=(email or None),
+            password_hash=hash_password(password),
+            role=role,
+            features={},
+            must_change_password=must_change_password,
+        )
+        try:
+            with self.db.session() as session:
+                session.add(user)
+                session.flush()
+                audit.record(
+                    session,
+                    audit.USER_CREATED,
+                    target_type="user",
+                    target_id=user.id,
+                    actor_id=actor.id if actor else None,
+                    actor_name=actor.username if actor else None,
+                    details={"username": name, "role": role},
+                )
+        except IntegrityError as exc:
+            raise ValidationError(f"A user named {name!r} already exists.") from exc
+        return to_view(user)
+
+    def set_feature(
+        self, username: str, feature: str, enabled: bool, *, actor: UserView | None = None
+    ) -> UserView:
+        """Turn one known feature flag on or off for a user."""
+        if feature not in KNOWN_FEATURES:
+            raise ValidationError(
+                f"Unknown feature {feature!r}; known: {', '.join(KNOWN_FEATURES)}."
+            )
+        with self.db.session() as session:
+            user = self._get(session, username)
+            user.features = {**(user.features or {}), feature: enabled}
+            audit.record(
+                session,
+                audit.USER_FEATURE_TOGGLED,
+                target_type="user",
+                target_id=user.id,
+                actor_id=actor.id if actor else None,
+                actor_name=actor.username if actor else None,
+                details={"feature": feature, "enabled": enabled},
+            )
+            return to_view(user)
+
+    def _active_admins(self, session: Session) -> int:
+        return (
+            session.scalar(
+                select(func.count()).select_from(User).where(User.role == "admin", ~User.disabled)
+            )
+            or 0
+        )
+
+    def set_disabled(
+        self, username: str, disabled: bool, *, actor: UserView | None = None
+    ) -> UserView:
+        """Disable or enable a user; the last active admin cannot be disabled."""
+        with self.db.session() as session:
+            user = self._get(session, username)
+            last_admin = user.role == "admin" and self._active_admins(session) <= 1
+            if disabled and not user.disabled and last_admin:
+                raise PermissionDenied("The last active admin cannot be disabled.")
+            user.disabled = disabled
+            if disabled:
+                user.cookies_valid_after = utc_now()
+            audit.record(
+                session,
+                audit.USER_DISABLED if disabled else audit.USER_ENABLED,
+                target_type="user",
+                target_id=user.id,
+                actor_id=actor.id if actor else None,
+                actor_name=actor.username if actor else None,
+            )
+            return to_view(user)
+
+    def set_role(self, username: str, role: str, *, actor: UserView | None = None) -> UserView:
+        """Change a user's role; the last active admin cannot be demoted."""
+        validate_role(role)
+        with self.db.session() as session:
+            user = self._get(session, username)
+            last_admin = user.role == "admin" and self._active_admins(session) <= 1
+            if role != "admin" and not user.disabled and last_admin:
+                raise PermissionDenied("The last active admin cannot be demoted.")
+            old = user.role
+            user.role = role
+            audit.record(
+                session,
+                audit.USER_ROLE_CHANGED,
+                target_type="user",
+                target_id=user.id,
+                actor_id=actor.id if actor else None,
+                actor_name=actor.username if actor else None,
+                details={"from": old, "to": role},
+            )
+            return to_view(user)
+
+    def set_password(
+        self,
+        username: str,
+        password: str,
+        *,
+        actor: UserView | None = None,
+        must_change: bool = False,
+    ) -> UserView:
+        """Set a new password; every login cookie issued before now stops working."""
+        validate_password(password)
+        with self.db.session() as session:
+            user = self._get(session, username)
+            user.password_hash = hash_password(password)
+            user.must_change_password = must_change
+            user.cookies_valid_after = utc_now()
+            user.failed_logins = 0
+            user.locked_until = None
+            by_self = actor is not None and actor.id == user.id
+            audit.record(
+                session,
+                audit.PASSWORD_CHANGED if by_self else audit.USER_PASSWORD_RESET,
+                target_type="user",
+                target_id=user.id,
+                actor_id=actor.id if actor else None,
+                actor_name=actor.username if actor else None,
+            )
+            return to_view(user)
+
+    def ensure_admin(self, password: str | None = None) -> tuple[bool, str | None]:
+        """Create the ``admin`` user when no admin exists; returns (created, generated password)."""
+        with self.db.session() as session:
+            if self._active_admins(session) > 0:
+                return False, None
+        generated = None
+        if not password:
+            generated = password = secrets.token_urlsafe(12)
+        self.create(ADMIN_USERNAME, password, role="admin", display_name="Administrator")
+        return True, generated
+
+    def change_own_password(
+        self, username: str, current: str, new: str, *, verify_current: bool = True
+    ) -> UserView:
+        """A user changing their own password (the current one is checked unless forced)."""
+        with self.db.session() as session:
+            user = self._get(session, username)
+            if verify_current and not check_password(current, user.password_hash):
+                raise ValidationError("The current password is not right.")
+            actor = to_view(user)
+        return self.set_password(username, new, actor=actor)

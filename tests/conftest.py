@@ -1,0 +1,113 @@
+"""Shared fixtures: every database test runs on a SQLite file and, when NEXUS_TEST_DATABASE_URL is
+set (CI sets it), on PostgreSQL; each test gets its own freshly migrated database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from nexus_core.app_context import AppContext
+from nexus_core.db.engine import Database
+from nexus_core.db.migrate import upgrade_to_head
+from nexus_core.settings import Settings
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+PG_ENV = "NEXUS_TEST_DATABASE_URL"
+PG_SKIP_REASON = f"{PG_ENV} is not set; PostgreSQL runs are skipped (CI sets it)"
+
+
+def _pg_admin_url() -> str | None:
+    return os.environ.get(PG_ENV) or None
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies."""
+    path = tmp_path_factory.mktemp("template") / "nexus.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade_to_head(db.engine)
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str | None]:
+    """A migrated PostgreSQL database that each test clones with CREATE DATABASE ... TEMPLATE."""
+    admin_url = _pg_admin_url()
+    if admin_url is None:
+        yield None
+        return
+    name = f"nexus_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    db = Database(url)
+    upgrade_to_head(db.engine)
+    db.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, pg_template: str | None
+) -> Iterator[str]:
+    """The URL of a fresh, migrated database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "nexus.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    admin_url = _pg_admin_url()
+    if admin_url is None or pg_template is None:
+        pytest.skip(PG_SKIP_REASON)
+    name = f"nexus_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Test settings around a temporary data dir and a fresh database."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        env="test",
+        ai_provider="simulated",
+        retry_base_seconds=0.01,
+        simulated_latency_seconds=0.0,
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """The test database."""
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[AppContext]:
+    """An AppContext on the test database."""
+    context = AppContext(settings)
+    yield context
+    context.close()

@@ -1,0 +1,84 @@
+"""The data model: migrations match the models, SQLite pragmas, UTC times and JSON columns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
+
+from nexus_core.db.engine import Database
+from nexus_core.db.migrate import current_revision, head_revision, upgrade_to_head
+from nexus_core.db.models import AuditEvent, Base, User
+
+
+def test_a_blank_sqlite_database_migrates_to_head_and_matches_the_models(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'blank.db'}")
+    assert current_revision(db.engine) is None
+    upgrade_to_head(db.engine)
+    assert current_revision(db.engine) == head_revision()
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    db.dispose()
+    assert diff == []
+
+
+def test_migrated_database_matches_the_models(db: Database) -> None:
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations disagree: {diff}"
+
+
+def test_upgrading_twice_changes_nothing(db: Database) -> None:
+    upgrade_to_head(db.engine)
+    assert current_revision(db.engine) == head_revision()
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'p.db'}")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    db.dispose()
+
+
+def _user(**kw: object) -> User:
+    return User(username="u1", display_name="U", password_hash="x", role="member", **kw)
+
+
+def test_times_come_back_as_aware_utc(db: Database) -> None:
+    local = datetime(2026, 1, 2, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with db.session() as session:
+        session.add(_user(locked_until=local))
+    with db.session() as session:
+        user = session.scalars(select(User)).one()
+        assert user.locked_until == local
+        assert user.locked_until.tzinfo == UTC
+        assert user.created_at.tzinfo == UTC
+
+
+def test_naive_datetimes_are_refused(db: Database) -> None:
+    with pytest.raises(Exception, match="aware"), db.session() as session:
+        session.add(_user(locked_until=datetime(2026, 1, 1)))
+        session.flush()
+
+
+def test_json_columns_round_trip(db: Database) -> None:
+    with db.session() as session:
+        session.add(_user(features={"pro_session_analytics": True}))
+        session.add(AuditEvent(action="x.y", details={"nested": {"a": [1, 2]}}))
+    with db.session() as session:
+        assert session.scalars(select(User)).one().features == {"pro_session_analytics": True}
+        assert session.scalars(select(AuditEvent)).one().details == {"nested": {"a": [1, 2]}}
+
+
+def test_foreign_keys_are_enforced(db: Database) -> None:
+    from nexus_core.db.models import ChatSession
+
+    with pytest.raises(Exception, match="(?i)foreign key"), db.session() as session:
+        session.add(ChatSession(user_id=999, persona_id=999, persona_version=1))
+        session.flush()

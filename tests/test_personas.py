@@ -1,0 +1,52 @@
+"""Personas: useful defaults, versioning on edit, validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_core.errors import NotFound, ValidationError
+from nexus_core.personas import DEFAULT_PERSONAS, PersonaService
+
+
+@pytest.fixture
+def personas(db) -> PersonaService:  # type: ignore[no-untyped-def]
+    return PersonaService(db)
+
+
+def test_seeding_creates_four_or_more_distinct_personas_once(personas: PersonaService) -> None:
+    assert personas.seed_defaults() == len(DEFAULT_PERSONAS) >= 4
+    assert personas.seed_defaults() == 0
+    listed = personas.list()
+    assert len(listed) == len(DEFAULT_PERSONAS)
+    instructions = {p.system_instruction for p in listed}
+    assert len(instructions) == len(listed)
+    assert all(len(p.system_instruction) > 200 for p in listed)
+
+
+def test_editing_creates_a_new_version_and_keeps_the_old(personas: PersonaService) -> None:
+    first = personas.create("Pirate", "Speak like a pirate.", avatar="🏴‍☠️", color="#111111")
+    edited = personas.edit("Pirate", system_instruction="Speak like a polite pirate.")
+    assert (first.version, edited.version) == (1, 2)
+    old = personas.get_by_id(first.id, version=1)
+    assert old.system_instruction == "Speak like a pirate."
+    assert personas.get("Pirate").system_instruction == "Speak like a polite pirate."
+    assert [v.version for v in personas.versions("Pirate")] == [1, 2]
+
+
+def test_invalid_personas_are_refused_with_a_clear_message(personas: PersonaService) -> None:
+    with pytest.raises(ValidationError, match="system instruction"):
+        personas.create("Empty", "   ")
+    with pytest.raises(ValidationError, match="hex colour"):
+        personas.create("Red", "Be red.", color="red")
+    personas.create("Twin", "One.")
+    with pytest.raises(ValidationError, match="already exists"):
+        personas.create("Twin", "Two.")
+    with pytest.raises(NotFound):
+        personas.edit("Ghost", description="boo")
+
+
+def test_deactivated_personas_leave_the_list_but_stay_readable(personas: PersonaService) -> None:
+    personas.create("Old", "Old persona.")
+    personas.set_active("Old", False)
+    assert "Old" not in [p.name for p in personas.list()]
+    assert personas.get("Old").active is False

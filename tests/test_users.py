@@ -1,0 +1,123 @@
+"""Accounts: creation rules, passwords, roles, feature flags and the last-admin guard."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from nexus_core.db.models import AuditEvent, User
+from nexus_core.errors import PermissionDenied, ValidationError
+from nexus_core.users import (
+    KNOWN_FEATURES,
+    UserService,
+    UserView,
+    check_password,
+    feature_enabled,
+    pages_for_role,
+    validate_password,
+)
+
+GOOD = "correct-horse-1"
+
+
+@pytest.fixture
+def users(db) -> UserService:  # type: ignore[no-untyped-def]
+    return UserService(db)
+
+
+def test_a_created_user_is_stored_lowercase_with_a_bcrypt_hash(users: UserService, db) -> None:  # type: ignore[no-untyped-def]
+    user = users.create("Alice", GOOD, role="analyst", email="a@example.com")
+    assert user.username == "alice" and user.role == "analyst"
+    with db.session() as session:
+        row = session.scalars(select(User)).one()
+        assert row.password_hash.startswith("$2") and GOOD not in row.password_hash
+        assert check_password(GOOD, row.password_hash)
+        assert session.scalars(select(AuditEvent.action)).all() == ["user.created"]
+
+
+def test_duplicate_usernames_are_refused(users: UserService) -> None:
+    users.create("bob", GOOD)
+    with pytest.raises(ValidationError, match="already exists"):
+        users.create("BOB", GOOD)
+
+
+def test_unknown_roles_are_refused(users: UserService) -> None:
+    with pytest.raises(ValidationError, match="Unknown role"):
+        users.create("carol", GOOD, role="superuser")
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short-pw1", "at least 10"),
+        ("x" * 73, "72 bytes"),
+        ("é" * 37, "72 bytes"),  # 37 characters but 74 bytes
+        (" padded-password ", "space"),
+    ],
+)
+def test_weak_or_unusable_passwords_are_refused(password: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        validate_password(password)
+
+
+def test_a_72_byte_password_is_accepted() -> None:
+    validate_password("x" * 72)
+
+
+def test_feature_flags_are_off_for_members_until_turned_on(users: UserService) -> None:
+    users.create("dave", GOOD)
+    dave = users.get("dave")
+    assert not feature_enabled(dave, "pro_session_analytics", env="production")
+    dave = users.set_feature("dave", "pro_session_analytics", True)
+    assert feature_enabled(dave, "pro_session_analytics", env="production")
+    assert dave.features == {"pro_session_analytics": True}
+
+
+def test_admins_and_development_have_every_feature() -> None:
+    admin = UserView(id=1, username="a", display_name="A", email=None, role="admin")
+    member = UserView(id=2, username="m", display_name="M", email=None, role="member")
+    for name in KNOWN_FEATURES:
+        assert feature_enabled(admin, name, env="production")
+        assert feature_enabled(member, name, env="development")
+        assert not feature_enabled(member, name, env="test")
+
+
+def test_unknown_feature_names_are_an_error_not_false(users: UserService) -> None:
+    member = UserView(id=2, username="m", display_name="M", email=None, role="member")
+    with pytest.raises(ValidationError, match="Unknown feature"):
+        feature_enabled(member, "time_travel", env="production")
+    users.create("erin", GOOD)
+    with pytest.raises(ValidationError, match="Unknown feature"):
+        users.set_feature("erin", "time_travel", True)
+
+
+def test_roles_see_their_pages_only() -> None:
+    assert pages_for_role("member") == ("chat", "feedback")
+    assert "workbench" in pages_for_role("analyst") and "users" not in pages_for_role("analyst")
+    assert {"dashboard", "audit", "users", "personas"} <= set(pages_for_role("admin"))
+
+
+def test_the_last_active_admin_cannot_be_disabled_or_demoted(users: UserService) -> None:
+    users.create("root1", GOOD, role="admin")
+    with pytest.raises(PermissionDenied):
+        users.set_disabled("root1", True)
+    with pytest.raises(PermissionDenied):
+        users.set_role("root1", "member")
+    users.create("root2", GOOD, role="admin")
+    assert users.set_disabled("root1", True).disabled
+    with pytest.raises(PermissionDenied):
+        users.set_role("root2", "analyst")
+
+
+def test_ensure_admin_creates_one_admin_once(users: UserService) -> None:
+    created, password = users.ensure_admin()
+    assert created and password and len(password) >= 10
+    assert users.ensure_admin() == (False, None)
+    assert [u.username for u in users.list()] == ["admin"]
+
+
+def test_changing_your_own_password_checks_the_current_one(users: UserService) -> None:
+    users.create("fay", GOOD)
+    with pytest.raises(ValidationError, match="current password"):
+        users.change_own_password("fay", "wrong-password", "another-pass-2")
+    users.change_own_password("fay", GOOD, "another-pass-2")
