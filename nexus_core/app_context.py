@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from nexus_core.ai.jobs import ResponseWorker
+from nexus_core.ai.providers import build_provider
+from nexus_core.ai.types import Provider
 from nexus_core.auth import SignInService
+from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
+from nexus_core.events import ApiEventLogger
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings, load_settings
 from nexus_core.users import UserService
@@ -49,6 +54,32 @@ class AppContext:
     def personas(self) -> PersonaService:
         return PersonaService(self.db)
 
+    @cached_property
+    def chat(self) -> ChatService:
+        return ChatService(self.db, max_message_chars=self.settings.max_message_chars)
+
+    @cached_property
+    def events(self) -> ApiEventLogger:
+        return ApiEventLogger.from_settings(self.settings)
+
+    @cached_property
+    def provider(self) -> Provider:
+        return build_provider(self.settings)
+
+    @cached_property
+    def worker(self) -> ResponseWorker:
+        """The process's job pool; jobs a dead process left unfinished are failed first."""
+        worker = ResponseWorker(
+            self.db,
+            self.provider,
+            self.events,
+            retry_base_seconds=self.settings.retry_base_seconds,
+            budget_chars=self.settings.context_budget_chars,
+            max_workers=self.settings.worker_threads,
+        )
+        worker.recover_stale_jobs()
+        return worker
+
     def init(self) -> InitReport:
         """Create or upgrade the schema, seed personas, make sure an admin exists."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,5 +89,13 @@ class AppContext:
         return InitReport(created, admin_created, password)
 
     def close(self) -> None:
+        """Finish running jobs, then release the pool, the log and the database."""
+        if "worker" in self.__dict__:
+            self.worker.shutdown(wait=True)
+        provider_close = getattr(self.__dict__.get("provider"), "close", None)
+        if provider_close is not None:
+            provider_close()
+        if "events" in self.__dict__:
+            self.events.close()
         if "db" in self.__dict__:
             self.db.dispose()

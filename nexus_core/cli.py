@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import NoReturn
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from nexus_core.ai.progress import JobUpdate
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ROLES
 from nexus_core.errors import NexusError, ValidationError
@@ -53,7 +55,11 @@ def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> int:
     role = "admin" if args.admin else args.role
     password, generated = _read_password(args, f"Password for {args.name}: ")
     user = ctx.users.create(
-        args.name, password, role=role, email=args.email, display_name=args.display_name,
+        args.name,
+        password,
+        role=role,
+        email=args.email,
+        display_name=args.display_name,
         must_change_password=generated,
     )
     print(f"Created {user.role} {user.username!r}.")
@@ -105,8 +111,13 @@ def cmd_users_role(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_personas_add(ctx: AppContext, args: argparse.Namespace) -> int:
     persona = ctx.personas.create(
-        args.name, args.instruction, avatar=args.avatar, color=args.color,
-        description=args.description, model=args.model, temperature=args.temperature,
+        args.name,
+        args.instruction,
+        avatar=args.avatar,
+        color=args.color,
+        description=args.description,
+        model=args.model,
+        temperature=args.temperature,
     )
     print(f"Created persona {persona.name!r} (version {persona.version}).")
     return 0
@@ -124,6 +135,56 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
+    user = ctx.users.get(args.user)
+    if args.session:
+        chat_session = ctx.chat.get_session(args.session, user)
+    else:
+        if not args.persona:
+            raise ValidationError("Give --persona NAME for a new session, or --session UUID.")
+        chat_session = ctx.chat.create_session(user, args.persona)
+    message = ctx.chat.add_user_message(chat_session.public_id, user, args.message)
+    worker = ctx.worker
+    unsubscribe = None
+    if not args.json and sys.stderr.isatty():
+        unsubscribe = worker.broker.subscribe(chat_session.public_id, _print_retry_note)
+    job = worker.wait(worker.enqueue(message.id, user))
+    if unsubscribe:
+        unsubscribe()
+    reply = ctx.chat.message(job.reply_message_id, user) if job.reply_message_id else None
+    ok = job.status == "succeeded" and reply is not None
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "session_id": chat_session.public_id,
+                    "status": "ok" if ok else "failed",
+                    "reply": reply.content if ok and reply else None,
+                    "error": None if ok else (job.last_error or "The reply failed."),
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0 if ok else 1
+    if ok and reply:
+        print(reply.content)
+        return 0
+    print(
+        f"nexus: {job.last_error or 'The reply failed.'} (session {chat_session.public_id})",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _print_retry_note(update: JobUpdate) -> None:
+    if update.status == "retrying" and update.retry_in_seconds is not None:
+        print(
+            f"… {update.message} — retrying in {update.retry_in_seconds:.1f} s "
+            f"(attempt {update.attempt + 1} of {update.max_attempts})",
+            file=sys.stderr,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     padd.add_argument("--model")
     padd.add_argument("--temperature", type=float, default=0.7)
     personas.add_parser("list", help="list personas")
+
+    chat = sub.add_parser("chat", help="send one message and print the persona's reply")
+    chat.add_argument("--user", required=True)
+    chat.add_argument("--persona", help="persona of a new session")
+    chat.add_argument("--session", help="UUID of an existing session to continue")
+    chat.add_argument("--json", action="store_true", help="print one JSON line")
+    chat.add_argument("message")
     return parser
 
 
@@ -183,6 +251,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("users", "role"): cmd_users_role,
     ("personas", "add"): cmd_personas_add,
     ("personas", "list"): cmd_personas_list,
+    ("chat", None): cmd_chat,
 }
 
 

@@ -7,4 +7,6 @@ from nexus_core.ui.guard import require_page
 ctx, user = require_page("users")
 
 st.title("👥 Users")
-st.info("Manage accounts, roles and feature flags. Until the page lands, use `nexus users` on the server.")
+st.info(
+    "Manage accounts, roles and feature flags. Until the page lands, use `nexus users` on the server."
+)

@@ -7,4 +7,6 @@ from nexus_core.ui.guard import require_page
 ctx, user = require_page("workbench")
 
 st.title("🧪 Workbench")
-st.info("Notebook-style SQL over events, sessions and feedback. Coming with the analytics workbench.")
+st.info(
+    "Notebook-style SQL over events, sessions and feedback. Coming with the analytics workbench."
+)

@@ -28,7 +28,7 @@ SHORT_TIMEOUT_SECONDS = 0.3
 HELLO = GenerationRequest(system_instruction="You are terse.", turns=(ChatTurn("user", "Hi"),))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
     with httpx.Client() as client:
         yield client
@@ -36,9 +36,7 @@ def http() -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def gemini(gemini_server: FakeGeminiServer, http: httpx.Client) -> GeminiClient:
-    return GeminiClient(
-        api_key=SECRET_KEY, model=MODEL, api_base=gemini_server.base_url, http=http
-    )
+    return GeminiClient(api_key=SECRET_KEY, model=MODEL, api_base=gemini_server.base_url, http=http)
 
 
 def stream_all(client: GeminiClient, request: GenerationRequest = HELLO) -> tuple[list[str], str]:
@@ -137,7 +135,7 @@ def test_persona_model_replaces_the_default_in_the_path(
     assert result.model == "gemini-other"
 
 
-@pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 7, 64])
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 64])
 def test_stream_split_at_awkward_byte_boundaries_keeps_multibyte_characters_whole(
     gemini_server: FakeGeminiServer, gemini: GeminiClient, chunk_size: int
 ) -> None:
@@ -339,8 +337,11 @@ def test_blocked_prompt_is_permanent_with_a_message_the_user_can_act_on(
 
 @pytest.mark.parametrize(
     ("finish_reason", "error_type"),
-    [("SAFETY", "blocked_safety"), ("PROHIBITED_CONTENT", "blocked_safety"),
-     ("RECITATION", "blocked_recitation")],
+    [
+        ("SAFETY", "blocked_safety"),
+        ("PROHIBITED_CONTENT", "blocked_safety"),
+        ("RECITATION", "blocked_recitation"),
+    ],
 )
 def test_withheld_answer_without_text_is_permanent(
     gemini_server: FakeGeminiServer, gemini: GeminiClient, finish_reason: str, error_type: str

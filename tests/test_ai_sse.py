@@ -113,7 +113,7 @@ def test_iter_events_parses_an_iterable_of_chunks_lazily() -> None:
 # --- property: encoding then splitting anywhere never changes what is parsed -------------------
 
 line_text = st.text(
-    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"),
     max_size=20,
 )
 event_types = st.one_of(st.none(), line_text.filter(lambda name: name != ""))

@@ -48,7 +48,9 @@ def _actions(db) -> list[str]:  # type: ignore[no-untyped-def]
         return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
-def test_five_failures_lock_the_account_for_fifteen_minutes(sign_in: SignInService, clock: Clock, db) -> None:  # type: ignore[no-untyped-def]
+def test_five_failures_lock_the_account_for_fifteen_minutes(
+    sign_in: SignInService, clock: Clock, db
+) -> None:  # type: ignore[no-untyped-def]
     results = [sign_in.record_failure("gina") for _ in range(LOCKOUT_THRESHOLD)]
     assert results == [False] * (LOCKOUT_THRESHOLD - 1) + [True]
     assert sign_in.is_locked("gina")
@@ -77,7 +79,9 @@ def test_success_resets_the_failure_count(sign_in: SignInService) -> None:
     assert sign_in.record_failure("gina") is False  # count restarted at 1
 
 
-def test_failures_for_unknown_users_are_audited_without_locking_anything(sign_in: SignInService, db) -> None:  # type: ignore[no-untyped-def]
+def test_failures_for_unknown_users_are_audited_without_locking_anything(
+    sign_in: SignInService, db
+) -> None:  # type: ignore[no-untyped-def]
     assert sign_in.record_failure(None) is False
     assert sign_in.record_failure("nobody") is False
     assert _actions(db)[-2:] == ["auth.sign_in_failed", "auth.sign_in_failed"]

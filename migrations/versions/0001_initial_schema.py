@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 17:30:00.332421
+Create Date: 2026-11-27 17:42:14.084976
 """
 
 from __future__ import annotations
@@ -193,6 +193,8 @@ def upgrade() -> None:
         sa.Column("error_type", sa.String(length=64), nullable=True),
         sa.Column("provider", sa.String(length=32), nullable=True),
         sa.Column("model", sa.String(length=80), nullable=True),
+        sa.Column("owner", sa.String(length=160), nullable=True),
+        sa.Column("user_id", sa.Integer(), nullable=True),
         sa.Column("reply_message_id", sa.Integer(), nullable=True),
         sa.Column("started_at", nexus_core.db.types.UTCDateTime(), nullable=True),
         sa.Column("finished_at", nexus_core.db.types.UTCDateTime(), nullable=True),
@@ -209,6 +211,9 @@ def upgrade() -> None:
             ["chat_sessions.id"],
             name=op.f("fk_ai_jobs_session_id_chat_sessions"),
             ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_ai_jobs_user_id_users"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
             ["user_message_id"],

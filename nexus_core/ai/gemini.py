@@ -180,8 +180,7 @@ class GeminiClient:
         return f"{self.api_base}/models/{model}:{method}"
 
     def _headers(self, *, accept: str) -> dict[str, str]:
-        assert self._api_key is not None  # _model_for checked it
-        return {API_KEY_HEADER: self._api_key, "accept": accept}
+        return {API_KEY_HEADER: self._api_key or "", "accept": accept}
 
     def _decode(self, data: str | bytes, model: str) -> dict[str, Any]:
         if not data.strip():

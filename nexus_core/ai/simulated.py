@@ -140,7 +140,7 @@ class SimulatedProvider:
             latency_ms=(time.perf_counter() - started) * 1000.0,
             ttft_ms=ttft_ms,
             model=DEFAULT_MODEL,
-            status_code=None,
+            status_code=200,
         )
 
 

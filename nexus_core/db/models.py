@@ -177,6 +177,9 @@ class AiJob(TimestampMixin, Base):
     error_type: Mapped[str | None] = mapped_column(String(64))
     provider: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(80))
+    # host:pid:token of the process whose worker runs the job (for crash recovery).
+    owner: Mapped[str | None] = mapped_column(String(160))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     reply_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL")
     )

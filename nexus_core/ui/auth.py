@@ -80,8 +80,9 @@ def sign_in(ctx: AppContext) -> UserView | None:
         st.session_state[state.SIGNED_IN_NOTED] = True
 
     try:
-        authenticator.login(location="main", fields=LOGIN_FIELDS, key=state.LOGIN_FORM,
-                            callback=_on_success)
+        authenticator.login(
+            location="main", fields=LOGIN_FIELDS, key=state.LOGIN_FORM, callback=_on_success
+        )
     except LoginError:
         st.session_state[state.AUTH_STATUS] = None
         st.error(SIGN_IN_FAILED_MESSAGE)
@@ -100,8 +101,7 @@ def sign_in(ctx: AppContext) -> UserView | None:
     if user is None:  # disabled or deleted since the cookie was written
         authenticator.logout(location="unrendered")
         st.session_state[state.AUTH_STATUS] = None
-        st.error(SIGN_IN_FAILED_MESSAGE)
-        return None
+        st.rerun()
     st.session_state[state.USER_ID] = user.id
     _account_sidebar(ctx, authenticator, user)
     if user.must_change_password:
@@ -121,10 +121,13 @@ def _account_sidebar(ctx: AppContext, authenticator: stauth.Authenticate, user: 
         st.markdown(f"**{user.display_name}** · {user.role}")
         if ctx.settings.ai_provider == "simulated":
             st.caption("AI: Simulated model (offline)")
-        with st.expander("Change password"):
-            _password_form(ctx, authenticator, user, ask_current=True)
+        if not user.must_change_password:
+            with st.expander("Change password"):
+                _password_form(ctx, authenticator, user, ask_current=True)
         authenticator.logout(
-            "Sign out", location="sidebar", key=state.LOGOUT_BUTTON,
+            "Sign out",
+            location="sidebar",
+            key=state.LOGOUT_BUTTON,
             callback=lambda info: _sign_out(ctx, info),
         )
 
@@ -135,12 +138,13 @@ def _password_form(
     with st.form(state.PASSWORD_FORM, clear_on_submit=True):
         current = ""
         if ask_current:
-            current = st.text_input("Current password", type="password",
-                                    key=state.CURRENT_PASSWORD)
-        new = st.text_input("New password (10+ characters)", type="password",
-                            key=state.NEW_PASSWORD)
-        repeat = st.text_input("Repeat the new password", type="password",
-                               key=state.NEW_PASSWORD_REPEAT)
+            current = st.text_input("Current password", type="password", key=state.CURRENT_PASSWORD)
+        new = st.text_input(
+            "New password (10+ characters)", type="password", key=state.NEW_PASSWORD
+        )
+        repeat = st.text_input(
+            "Repeat the new password", type="password", key=state.NEW_PASSWORD_REPEAT
+        )
         if not st.form_submit_button("Change password"):
             return
     if new != repeat:

@@ -10,7 +10,11 @@ from nexus_core.errors import ConfigError
 from nexus_core.settings import load_settings
 
 
-@st.cache_resource(show_spinner=False)
+def _release(ctx: AppContext) -> None:
+    ctx.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_release)
 def get_context() -> AppContext:
     """The one ``AppContext`` of this server process; refuses to start when misconfigured."""
     settings = load_settings()

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 DEFAULT_CHUNK_SIZE = 7
 DEFAULT_CHUNK_PAUSE_SECONDS = 0.001
-SERVE_POLL_SECONDS = 0.05
+SERVE_POLL_SECONDS = 0.01
 DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 

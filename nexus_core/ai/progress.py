@@ -1,0 +1,143 @@
+"""In-process publication of job progress: text deltas as they arrive, state changes, the end.
+
+The worker publishes; pages follow one job (``follow`` yields deltas for ``st.write_stream``) or
+subscribe to a session. The database stays the source of truth: this only carries what is still
+in flight, so a page that missed it simply reads the stored reply.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+FINISHED_STATES = frozenset({"succeeded", "failed"})
+MAX_TRACKED_JOBS = 1000
+FOLLOW_POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """A state change of a job, for listeners."""
+
+    job_id: str
+    session_public_id: str
+    status: str
+    attempt: int = 0
+    max_attempts: int = 0
+    retry_in_seconds: float | None = None
+    message: str | None = None
+
+
+@dataclass
+class _Progress:
+    session_public_id: str
+    status: str = "queued"
+    chunks: list[str] = field(default_factory=list)
+    generation: int = 0  # bumped when an attempt restarts, so followers start over
+    last: JobUpdate | None = None
+
+
+Listener = Callable[[JobUpdate], None]
+
+
+class JobBroker:
+    """Thread-safe progress of the jobs of this process."""
+
+    def __init__(self, max_tracked: int = MAX_TRACKED_JOBS) -> None:
+        self._cond = threading.Condition()
+        self._jobs: OrderedDict[str, _Progress] = OrderedDict()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._max_tracked = max_tracked
+
+    def _job(self, job_id: str, session_public_id: str = "") -> _Progress:
+        progress = self._jobs.get(job_id)
+        if progress is None:
+            progress = self._jobs[job_id] = _Progress(session_public_id)
+            while len(self._jobs) > self._max_tracked:
+                self._jobs.popitem(last=False)
+        return progress
+
+    def update(self, update: JobUpdate) -> None:
+        """Record a state change and tell the session's listeners."""
+        with self._cond:
+            progress = self._job(update.job_id, update.session_public_id)
+            progress.status = update.status
+            progress.last = update
+            listeners = list(self._listeners.get(update.session_public_id, ()))
+            self._cond.notify_all()
+        for listener in listeners:
+            try:
+                listener(update)
+            except Exception:  # a broken listener must not break the job
+                continue
+
+    def delta(self, job_id: str, text: str) -> None:
+        """Publish a piece of reply text."""
+        with self._cond:
+            self._job(job_id).chunks.append(text)
+            self._cond.notify_all()
+
+    def restart(self, job_id: str) -> None:
+        """Forget the partial text of a failed attempt."""
+        with self._cond:
+            progress = self._job(job_id)
+            progress.chunks = []
+            progress.generation += 1
+            self._cond.notify_all()
+
+    def text(self, job_id: str) -> str:
+        """The reply text received so far."""
+        with self._cond:
+            progress = self._jobs.get(job_id)
+            return "".join(progress.chunks) if progress else ""
+
+    def last_update(self, job_id: str) -> JobUpdate | None:
+        """The newest state change of a job, if this process knows it."""
+        with self._cond:
+            progress = self._jobs.get(job_id)
+            return progress.last if progress else None
+
+    def subscribe(self, session_public_id: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on every update of the session's jobs; returns an unsubscribe."""
+        with self._cond:
+            self._listeners.setdefault(session_public_id, []).append(listener)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                listeners = self._listeners.get(session_public_id, [])
+                if listener in listeners:
+                    listeners.remove(listener)
+                if not listeners:
+                    self._listeners.pop(session_public_id, None)
+
+        return unsubscribe
+
+    def follow(self, job_id: str, timeout: float = 300.0) -> Iterator[str]:
+        """Yield the reply's text as it arrives until the job ends (or ``timeout`` passes).
+
+        When an attempt fails after streaming some text, the follower gets nothing more for that
+        attempt; the caller shows the stored reply once the job has ended.
+        """
+        deadline = time.monotonic() + timeout
+        sent = 0
+        generation: int | None = None
+        while True:
+            with self._cond:
+                progress = self._job(job_id)
+                if generation is None:
+                    generation = progress.generation
+                if progress.generation != generation:
+                    if sent:  # what was shown belongs to a failed attempt; the caller re-reads
+                        return
+                    generation = progress.generation
+                fresh = progress.chunks[sent:]
+                sent = len(progress.chunks)
+                done = progress.status in FINISHED_STATES
+                if not fresh and not done:
+                    self._cond.wait(FOLLOW_POLL_SECONDS)
+            yield from fresh
+            if done or time.monotonic() > deadline:
+                return

@@ -1,0 +1,202 @@
+"""Chat sessions and their messages: plain arguments in, plain objects out.
+
+Every message is a database row the moment it exists, so nothing is lost on a refresh, a closed
+tab or a provider outage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nexus_core import audit
+from nexus_core.db.engine import Database
+from nexus_core.db.models import ChatSession, Message, Persona
+from nexus_core.db.types import utc_now
+from nexus_core.errors import NotFound, ValidationError
+from nexus_core.users import UserView
+
+TITLE_CHARS = 60
+# C0/C1 control characters except tab, newline and carriage return.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A chat session as plain data."""
+
+    id: int
+    public_id: str
+    user_id: int
+    persona_id: int
+    persona_version: int
+    title: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """A message as plain data; replies carry model, timing and token counts."""
+
+    id: int
+    session_id: int
+    role: str
+    content: str
+    created_at: datetime
+    reply_to_id: int | None = None
+    model: str | None = None
+    provider: str | None = None
+    persona_version: int | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    finish_reason: str | None = None
+
+
+def session_view(s: ChatSession) -> SessionView:
+    """Copy a ``ChatSession`` row into a ``SessionView``."""
+    return SessionView(
+        id=s.id,
+        public_id=s.public_id,
+        user_id=s.user_id,
+        persona_id=s.persona_id,
+        persona_version=s.persona_version,
+        title=s.title,
+        status=s.status,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
+    )
+
+
+def message_view(m: Message) -> MessageView:
+    """Copy a ``Message`` row into a ``MessageView``."""
+    return MessageView(
+        id=m.id,
+        session_id=m.session_id,
+        role=m.role,
+        content=m.content,
+        created_at=m.created_at,
+        reply_to_id=m.reply_to_id,
+        model=m.model,
+        provider=m.provider,
+        persona_version=m.persona_version,
+        latency_ms=m.latency_ms,
+        ttft_ms=m.ttft_ms,
+        tokens_in=m.tokens_in,
+        tokens_out=m.tokens_out,
+        finish_reason=m.finish_reason,
+    )
+
+
+def clean_message(text: str, max_chars: int) -> str:
+    """Strip control characters and surrounding space; refuse empty or over-long messages."""
+    cleaned = CONTROL_CHARS.sub("", text).strip()
+    if not cleaned:
+        raise ValidationError("The message is empty; type something to send.")
+    if len(cleaned) > max_chars:
+        raise ValidationError(
+            f"The message has {len(cleaned):,} characters; the limit is {max_chars:,}. "
+            "Shorten it or split it into several messages."
+        )
+    return cleaned
+
+
+def title_from(text: str) -> str:
+    """A session title from the first message: its first line, shortened at a word."""
+    line = text.strip().splitlines()[0] if text.strip() else "New chat"
+    if len(line) <= TITLE_CHARS:
+        return line
+    return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+class ChatService:
+    """Create sessions and store messages for their owners."""
+
+    def __init__(self, db: Database, *, max_message_chars: int = 8000) -> None:
+        self.db = db
+        self.max_message_chars = max_message_chars
+
+    def _owned(self, session: Session, public_id: str, user: UserView) -> ChatSession:
+        chat = session.scalar(
+            select(ChatSession).where(
+                ChatSession.public_id == public_id, ChatSession.deleted_at.is_(None)
+            )
+        )
+        if chat is None or (chat.user_id != user.id and not user.is_admin):
+            raise NotFound("That chat session does not exist or is not yours.")
+        return chat
+
+    def create_session(self, user: UserView, persona_name: str) -> SessionView:
+        """Start a session with the current version of an active persona."""
+        with self.db.session() as session:
+            persona = session.scalar(
+                select(Persona).where(Persona.name == persona_name, Persona.active)
+            )
+            if persona is None:
+                raise NotFound(f"No active persona named {persona_name!r}.")
+            chat = ChatSession(
+                user_id=user.id, persona_id=persona.id, persona_version=persona.version
+            )
+            session.add(chat)
+            session.flush()
+            audit.record(
+                session,
+                audit.SESSION_CREATED,
+                actor_id=user.id,
+                actor_name=user.username,
+                target_type="session",
+                target_id=chat.public_id,
+                details={"persona": persona.name, "version": persona.version},
+            )
+            return session_view(chat)
+
+    def get_session(self, public_id: str, user: UserView) -> SessionView:
+        """A session the user owns (admins may read any)."""
+        with self.db.session() as session:
+            return session_view(self._owned(session, public_id, user))
+
+    def add_user_message(self, public_id: str, user: UserView, text: str) -> MessageView:
+        """Store a user message (cleaned and checked); the first one names the session."""
+        content = clean_message(text, self.max_message_chars)
+        with self.db.session() as session:
+            chat = self._owned(session, public_id, user)
+            if chat.status != "active":
+                raise ValidationError("This session is archived; unarchive it to continue.")
+            first = session.scalar(select(Message.id).where(Message.session_id == chat.id)) is None
+            message = Message(session_id=chat.id, role="user", content=content)
+            session.add(message)
+            if first:
+                chat.title = title_from(content)
+            chat.updated_at = utc_now()
+            session.flush()
+            return message_view(message)
+
+    def messages(self, public_id: str, user: UserView) -> list[MessageView]:
+        """The session's messages, oldest first."""
+        with self.db.session() as session:
+            chat = self._owned(session, public_id, user)
+            rows = session.scalars(
+                select(Message).where(Message.session_id == chat.id).order_by(Message.id)
+            )
+            return [message_view(m) for m in rows]
+
+    def message(self, message_id: int, user: UserView) -> MessageView:
+        """One message of a session the user owns."""
+        with self.db.session() as session:
+            message = session.get(Message, message_id)
+            chat = session.get(ChatSession, message.session_id) if message else None
+            if (
+                message is None
+                or chat is None
+                or chat.deleted_at is not None
+                or (chat.user_id != user.id and not user.is_admin)
+            ):
+                raise NotFound("That message does not exist or is not yours.")
+            return message_view(message)

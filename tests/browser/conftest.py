@@ -1,0 +1,217 @@
+"""A live Nexus AI server on a free port and a real Chromium driven by Playwright.
+
+Each module gets one server around a fresh temporary data dir (SQLite, admin and a member made
+with the `nexus` CLI); each test opens its own browser context, so cookies never leak between
+tests. CI sets ``NEXUS_REQUIRE_BROWSER=1`` so a missing Chromium fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+APP_SCRIPT = REPO_ROOT / "app.py"
+CHROMIUM_PATH = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REQUIRE_BROWSER_ENV = "NEXUS_REQUIRE_BROWSER"
+# Settings the developer's shell might carry that would point the server elsewhere.
+SCRUBBED_ENV_PREFIXES = ("NEXUS_", "GEMINI_", "OPENAI_")
+SCRUBBED_ENV_NAMES = ("DATABASE_URL", "REDIS_URL")
+ADMIN_PASSWORD = "admin-password-1"
+MEMBER = ("mia", "Mia", "member-password-1")
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+CLI_TIMEOUT_SECONDS = 60.0
+LOG_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class LiveApp:
+    """A running Streamlit server: where it listens, its data dir and the environment it runs in."""
+
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    log_path: Path
+
+    def log_tail(self) -> str:
+        """The end of the server's captured output, for assertion messages."""
+        return _tail(self.log_path)
+
+    def nexus(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `nexus` CLI against this server's data dir; fails the test on a non-zero exit."""
+        return run_nexus(self.env, *args, stdin=stdin)
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+    except OSError as exc:
+        return f"(no server output: {exc})"
+
+
+def run_nexus(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m nexus_core.cli ARGS`` in ``env``; fails the test on a non-zero exit."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nexus_core.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"`nexus {' '.join(args)}` exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
+    return result
+
+
+def _server_env(data_dir: Path) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(SCRUBBED_ENV_PREFIXES) and name not in SCRUBBED_ENV_NAMES
+    }
+    env.update(
+        NEXUS_DATA_DIR=str(data_dir),
+        NEXUS_ENV="test",
+        NEXUS_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+    )
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"the Streamlit server exited with {process.returncode} before it was "
+                    f"healthy; its output:\n{_tail(log_path)}"
+                )
+            try:
+                if client.get(f"{url}/_stcore/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)  # polling a server that is still starting, not waiting for the UI
+    pytest.fail(
+        f"the Streamlit server was not healthy after {STARTUP_TIMEOUT_SECONDS:.0f} s; "
+        f"its output:\n{_tail(log_path)}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The system Chromium; CI must have it, a developer machine may skip."""
+    found = CHROMIUM_PATH if CHROMIUM_PATH.is_file() else shutil.which("chromium")
+    if found:
+        return str(found)
+    if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
+        pytest.fail(f"Chromium is required in CI but {CHROMIUM_PATH} is missing")
+    pytest.skip("no Chromium on this machine (apt-get install chromium); browser tests skipped")
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator[LiveApp]:
+    """`streamlit run app.py` on a free port around a fresh data dir with an admin and `mia`."""
+    root = tmp_path_factory.mktemp("live_app")
+    data_dir = root / "data"
+    env = _server_env(data_dir)
+    run_nexus(env, "init")
+    username, display_name, password = MEMBER
+    run_nexus(
+        env,
+        "users",
+        "add",
+        username,
+        "--display-name",
+        display_name,
+        "--password-stdin",
+        stdin=password + "\n",
+    )
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = root / "server.log"
+    log: IO[bytes] = log_path.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP_SCRIPT),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_until_healthy(process, url, log_path)
+        yield LiveApp(url=url, data_dir=data_dir, env=env, log_path=log_path)
+    finally:
+        _stop(process)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Browser]:
+    """A headless Chromium; tests open their own ``browser.new_context()``."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -1,0 +1,168 @@
+"""Sign-in journeys in a real browser: the form, the login cookie, logout revocation, roles and
+lock-out, against a live server (the parts AppTest cannot see: the authenticator's cookie
+component and ``st.context.cookies``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from nexus_core import audit
+from nexus_core.auth import COOKIE_NAME, SignInService
+from nexus_core.db.engine import Database
+from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp
+
+pytestmark = pytest.mark.browser
+
+UI_TIMEOUT_MS = 15_000
+FAILED_MESSAGE = "Incorrect username or password"
+MEMBER_USERNAME, MEMBER_NAME, MEMBER_PASSWORD = MEMBER
+
+NewPage = Callable[[], Page]
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[NewPage]:
+    """Opens pages, each in its own fresh browser context (own cookies); closes them afterwards."""
+    contexts: list[BrowserContext] = []
+
+    def open_page() -> Page:
+        context = browser.new_context()
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def sign_in(page: Page, url: str, username: str, password: str) -> None:
+    """Open the app and submit the login form."""
+    page.goto(url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def chat_heading(page: Page):
+    return page.get_by_role("heading", name="Chat")
+
+
+def expect_login_form(page: Page) -> None:
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_label("Username")).to_be_visible()
+
+
+def nav_link(page: Page, title: str):
+    return page.get_by_test_id("stSidebarNav").get_by_role("link", name=title)
+
+
+def login_cookie(page: Page) -> str:
+    """The value of the login cookie once the authenticator's component has written it."""
+    page.wait_for_function(
+        f"document.cookie.split('; ').some(c => c.startsWith('{COOKIE_NAME}='))",
+        timeout=UI_TIMEOUT_MS,
+    )
+    values = [c["value"] for c in page.context.cookies() if c["name"] == COOKIE_NAME]
+    assert len(values) == 1, page.context.cookies()
+    return values[0]
+
+
+def test_member_signs_in_through_the_real_form_and_sees_the_chat_page(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    page = new_page()
+    sign_in(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
+
+    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar).to_contain_text(MEMBER_NAME)
+    expect(sidebar).to_contain_text("member")
+    expect(nav_link(page, "Chat")).to_be_visible()
+    expect(nav_link(page, "Feedback")).to_be_visible()
+    expect(nav_link(page, "Users")).to_have_count(0)
+    expect(nav_link(page, "Dashboard")).to_have_count(0)
+    assert login_cookie(page)
+
+
+def test_wrong_password_is_refused_with_the_generic_message(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    for username, password in (
+        (MEMBER_USERNAME, "not-her-password"),
+        ("nobody-by-this-name", MEMBER_PASSWORD),
+    ):
+        page = new_page()
+        sign_in(page, live_app.url, username, password)
+
+        expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible(timeout=UI_TIMEOUT_MS)
+        expect(chat_heading(page)).to_have_count(0)
+        expect_login_form(page)
+
+
+def test_cookie_signs_in_again_after_reload_but_not_after_logout(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    page = new_page()
+    sign_in(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
+    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    cookie = login_cookie(page)
+
+    page.reload()
+    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Sign in")).to_have_count(0)
+
+    # Control: while she is signed in, the cookie alone signs another browser in.
+    before_logout = new_page()
+    before_logout.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": live_app.url}])
+    before_logout.goto(live_app.url)
+    expect(chat_heading(before_logout)).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+    expect_login_form(page)
+    expect(chat_heading(page)).to_have_count(0)
+
+    after_logout = new_page()
+    after_logout.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": live_app.url}])
+    after_logout.goto(live_app.url)
+    expect_login_form(after_logout)
+    expect(chat_heading(after_logout)).to_have_count(0)
+
+
+def test_admin_sees_admin_pages(live_app: LiveApp, new_page: NewPage) -> None:
+    page = new_page()
+    sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
+    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    for title in ("Users", "Dashboard", "Audit", "Personas"):
+        expect(nav_link(page, title)).to_be_visible()
+    nav_link(page, "Users").click()
+    expect(page.get_by_role("heading", name="Users")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def test_five_wrong_passwords_lock_the_account(live_app: LiveApp, new_page: NewPage) -> None:
+    username, password = "lockme", "lockme-password-1"
+    live_app.nexus("users", "add", username, "--password-stdin", stdin=password + "\n")
+    page = new_page()
+
+    for attempt in range(5):
+        # A fresh load per attempt: a visible message then belongs to this attempt.
+        sign_in(page, live_app.url, username, f"wrong-password-{attempt}")
+        expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    sign_in(page, live_app.url, username, password)
+    expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(chat_heading(page)).to_have_count(0)
+
+    db = Database(f"sqlite:///{live_app.data_dir / 'nexus.db'}")
+    try:
+        assert SignInService(db).is_locked(username)
+        lockouts = [
+            r for r in audit.recent(db, action=audit.LOCKED_OUT) if r.actor_name == username
+        ]
+    finally:
+        db.dispose()
+    assert len(lockouts) == 1, lockouts

@@ -1,0 +1,266 @@
+"""The `nexus` command line: init is idempotent, bad input is one line on stderr and exit 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from nexus_core.settings import Settings
+
+
+def run_nexus(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "NEXUS_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "NEXUS_ENV": "test",
+    }
+    env.pop("GEMINI_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_core.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=settings.data_dir.parent,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert text in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_init_twice_creates_personas_and_admin_once(settings: Settings) -> None:
+    first = run_nexus(settings, "init")
+    assert first.returncode == 0, first.stderr
+    assert "Created user 'admin' with password:" in first.stdout
+    second = run_nexus(settings, "init")
+    assert second.returncode == 0, second.stderr
+    assert "Default personas created: 0." in second.stdout
+    assert "admin" not in second.stdout.split("Default personas")[1]
+    listed = run_nexus(settings, "users", "list")
+    assert listed.stdout.strip().splitlines() == ["admin\tadmin\tactive\t-"]
+    assert len(run_nexus(settings, "personas", "list").stdout.strip().splitlines()) >= 4
+
+
+def test_users_add_reads_the_password_from_stdin(settings: Settings) -> None:
+    result = run_nexus(
+        settings,
+        "users",
+        "add",
+        "kim",
+        "--password-stdin",
+        "--role",
+        "analyst",
+        stdin="a-long-password\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a-long-password" not in result.stdout
+    assert "kim\tanalyst\tactive\t-" in run_nexus(settings, "users", "list").stdout
+
+
+def test_admin_flag_makes_an_admin(settings: Settings) -> None:
+    run_nexus(
+        settings, "users", "add", "root", "--password-stdin", "--admin", stdin="a-long-password\n"
+    )
+    assert "root\tadmin" in run_nexus(settings, "users", "list").stdout
+
+
+def test_duplicate_user_is_one_line_and_non_zero(settings: Settings) -> None:
+    run_nexus(settings, "users", "add", "lee", "--password-stdin", stdin="a-long-password\n")
+    again = run_nexus(
+        settings, "users", "add", "lee", "--password-stdin", stdin="a-long-password\n"
+    )
+    assert_one_line_error(again, "already exists")
+
+
+def test_unknown_role_is_one_line_and_non_zero(settings: Settings) -> None:
+    result = run_nexus(
+        settings,
+        "users",
+        "add",
+        "max",
+        "--password-stdin",
+        "--role",
+        "boss",
+        stdin="a-long-password\n",
+    )
+    assert_one_line_error(result, "Unknown role")
+
+
+def test_weak_password_is_one_line_and_non_zero(settings: Settings) -> None:
+    result = run_nexus(settings, "users", "add", "ned", "--password-stdin", stdin="short\n")
+    assert_one_line_error(result, "at least 10 characters")
+
+
+def test_feature_toggle_and_unknown_feature(settings: Settings) -> None:
+    run_nexus(settings, "users", "add", "ola", "--password-stdin", stdin="a-long-password\n")
+    ok = run_nexus(settings, "users", "feature", "ola", "pro_session_analytics", "on")
+    assert ok.returncode == 0, ok.stderr
+    assert (
+        "ola\tmember\tactive\tpro_session_analytics" in run_nexus(settings, "users", "list").stdout
+    )
+    assert_one_line_error(
+        run_nexus(settings, "users", "feature", "ola", "teleport", "on"), "Unknown feature"
+    )
+
+
+def test_disable_and_passwd(settings: Settings) -> None:
+    run_nexus(settings, "users", "add", "pat", "--password-stdin", stdin="a-long-password\n")
+    assert run_nexus(settings, "users", "disable", "pat").returncode == 0
+    assert "pat\tmember\tdisabled" in run_nexus(settings, "users", "list").stdout
+    changed = run_nexus(
+        settings, "users", "passwd", "pat", "--password-stdin", stdin="another-long-one\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert_one_line_error(run_nexus(settings, "users", "disable", "nobody"), "No user")
+
+
+def test_personas_add_and_duplicate(settings: Settings) -> None:
+    ok = run_nexus(
+        settings,
+        "personas",
+        "add",
+        "Poet",
+        "--instruction",
+        "Answer in verse.",
+        "--avatar",
+        "🪶",
+        "--color",
+        "#123456",
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "🪶 Poet\tv1\tactive" in run_nexus(settings, "personas", "list").stdout
+    assert_one_line_error(
+        run_nexus(settings, "personas", "add", "Poet", "--instruction", "x"), "already exists"
+    )
+
+
+def test_bad_arguments_are_one_line(settings: Settings) -> None:
+    result = run_nexus(settings, "users", "frobnicate")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_database_is_one_line_and_non_zero(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:9/none")
+    assert_one_line_error(run_nexus(s, "users", "list"), "cannot use the database")
+
+
+def chat_env(settings: Settings, gemini_base: str) -> dict[str, str]:
+    return {
+        "GEMINI_API_KEY": "AIza-cli-test-key-0000",
+        "GEMINI_API_BASE": gemini_base,
+        "NEXUS_RETRY_BASE_SECONDS": "0.01",
+    }
+
+
+def run_chat(settings: Settings, extra_env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    env = {
+        **os.environ,
+        "NEXUS_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "NEXUS_ENV": "test",
+        **extra_env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_core.cli", "chat", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_chat_json_prints_the_reply_and_continues_a_session(
+    settings: Settings, gemini_server
+) -> None:  # type: ignore[no-untyped-def]
+    assert run_nexus(settings, "init").returncode == 0
+    env = chat_env(settings, gemini_server.base_url)
+    gemini_server.enqueue(text="Bonjour!")
+    first = run_chat(
+        settings,
+        env,
+        "--user",
+        "admin",
+        "--persona",
+        "Nexus Assistant",
+        "--json",
+        "Say hello in French",
+    )
+    assert first.returncode == 0, first.stderr
+    answer = json.loads(first.stdout.strip().splitlines()[-1])
+    assert answer["status"] == "ok" and answer["reply"] == "Bonjour!" and answer["error"] is None
+    gemini_server.enqueue(text="Au revoir!")
+    second = run_chat(
+        settings,
+        env,
+        "--user",
+        "admin",
+        "--session",
+        answer["session_id"],
+        "--json",
+        "And goodbye?",
+    )
+    follow_up = json.loads(second.stdout.strip().splitlines()[-1])
+    assert follow_up["session_id"] == answer["session_id"] and follow_up["reply"] == "Au revoir!"
+    sent = [c["parts"][0]["text"] for c in gemini_server.requests[-1].body["contents"]]
+    assert sent == ["Say hello in French", "Bonjour!", "And goodbye?"]
+    assert "AIza-cli-test-key-0000" not in first.stdout + first.stderr
+
+
+def test_chat_failure_exits_non_zero_and_keeps_the_user_message(
+    settings: Settings, gemini_server
+) -> None:  # type: ignore[no-untyped-def]
+    assert run_nexus(settings, "init").returncode == 0
+    for _ in range(4):
+        gemini_server.enqueue(status=503)
+    result = run_chat(
+        settings,
+        chat_env(settings, gemini_server.base_url),
+        "--user",
+        "admin",
+        "--persona",
+        "Nexus Assistant",
+        "--json",
+        "Is anyone there?",
+    )
+    assert result.returncode == 1
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == "failed" and answer["reply"] is None
+    assert "503" in answer["error"]
+    assert len(gemini_server.requests) == 4
+    from nexus_core.db.engine import Database
+    from nexus_core.db.models import Message
+
+    db = Database(settings.database_url)
+    with db.session() as session:
+        rows = [(m.role, m.content) for m in session.query(Message).order_by(Message.id)]
+    db.dispose()
+    assert rows[0] == ("user", "Is anyone there?") and rows[1][0] == "error"
+
+
+def test_chat_without_json_prints_the_reply_or_one_error_line(settings: Settings) -> None:
+    assert run_nexus(settings, "init").returncode == 0
+    ok = run_chat(
+        settings,
+        {"NEXUS_SIMULATED_LATENCY_SECONDS": "0"},
+        "--user",
+        "admin",
+        "--persona",
+        "Code Reviewer",
+        "Review x = 1",
+    )
+    assert ok.returncode == 0 and "Simulated model (offline)" in ok.stdout
+    missing = run_chat(settings, {}, "--user", "admin", "--persona", "Nobody", "hi")
+    assert_one_line_error(missing, "No active persona")
+    empty = run_chat(settings, {}, "--user", "admin", "--persona", "Code Reviewer", "  \x07 ")
+    assert_one_line_error(empty, "empty")
