@@ -8,5 +8,6 @@ ctx, user = require_page("audit")
 
 st.title("🧾 Audit")
 st.info(
-    "The audit trail of sign-ins, sessions, feedback and admin actions. The filterable table arrives with the admin work."
+    "The audit trail of sign-ins, sessions, feedback and admin actions. The "
+    "filterable table arrives with the admin work."
 )

@@ -8,5 +8,6 @@ ctx, user = require_page("chat")
 
 st.title("💬 Chat")
 st.info(
-    "Talk to a persona. Sessions, streamed replies, retries, export and feedback arrive with the Chat page work."
+    "Talk to a persona. Sessions, streamed replies, retries, export and feedback "
+    "arrive with the Chat page work."
 )

@@ -8,5 +8,6 @@ ctx, user = require_page("dashboard")
 
 st.title("📈 Dashboard")
 st.info(
-    "SLO dashboard: p95 response latency, API success rate, error budget and burn rate. Coming with the log analytics work."
+    "SLO dashboard: p95 response latency, API success rate, error budget and burn "
+    "rate. Coming with the log analytics work."
 )

@@ -8,5 +8,6 @@ ctx, user = require_page("feedback")
 
 st.title("📝 Feedback")
 st.info(
-    "Submit feedback about Nexus AI and follow its status. The submission form arrives with the feedback work."
+    "Submit feedback about Nexus AI and follow its status. The submission form "
+    "arrives with the feedback work."
 )

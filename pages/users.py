@@ -8,5 +8,6 @@ ctx, user = require_page("users")
 
 st.title("👥 Users")
 st.info(
-    "Manage accounts, roles and feature flags. Until the page lands, use `nexus users` on the server."
+    "Manage accounts, roles and feature flags. Until the page lands, use `nexus "
+    "users` on the server."
 )

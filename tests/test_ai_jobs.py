@@ -15,12 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from nexus_core.ai.gemini import GeminiClient
-from nexus_core.ai.jobs import (
-    INTERRUPTED_MESSAGE,
-    MAX_ATTEMPTS,
-    ResponseWorker,
-    backoff_seconds,
-)
+from nexus_core.ai.job_store import INTERRUPTED_MESSAGE
+from nexus_core.ai.jobs import MAX_ATTEMPTS, ResponseWorker, backoff_seconds
 from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database

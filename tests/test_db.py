@@ -79,6 +79,6 @@ def test_json_columns_round_trip(db: Database) -> None:
 def test_foreign_keys_are_enforced(db: Database) -> None:
     from nexus_core.db.models import ChatSession
 
-    with pytest.raises(Exception, match="(?i)foreign key"), db.session() as session:
+    with pytest.raises(Exception, match=r"(?i)foreign key"), db.session() as session:
         session.add(ChatSession(user_id=999, persona_id=999, persona_version=1))
         session.flush()
