@@ -15,10 +15,10 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session
 
-from nexus_core.ai.response import ResponseResult
-from nexus_core.chat import MessageView, message_view
+from nexus_core.ai.response import HistoryItem, ResponseResult
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, ChatSession, Message, Persona, PersonaVersion
 from nexus_core.db.types import utc_now
@@ -27,6 +27,7 @@ from nexus_core.personas import PersonaView
 from nexus_core.users import UserView
 
 ACTIVE_STATES = ("queued", "running", "retrying")
+HISTORY_BATCH = 64
 INTERRUPTED_MESSAGE = "The reply was interrupted because the server restarted. Press Retry."
 
 
@@ -86,10 +87,12 @@ class JobInput:
     """What a running job needs: who asked, the persona version and the history to answer."""
 
     job_id: str
+    chat_id: int
+    user_message_id: int
     session_public_id: str
     user_id: int | None
     persona: PersonaView
-    history: list[MessageView]
+    history: list[HistoryItem]
     started_from: datetime  # when the user asked: the message, or the Retry press
 
 
@@ -106,10 +109,13 @@ class StaleJob:
 class JobStore:
     """Creates jobs and records their transitions."""
 
-    def __init__(self, db: Database, owner: str, max_attempts: int) -> None:
+    def __init__(
+        self, db: Database, owner: str, max_attempts: int, budget_chars: int = 24_000
+    ) -> None:
         self.db = db
         self.owner = owner
         self.max_attempts = max_attempts
+        self.budget_chars = budget_chars
 
     def create(
         self, user_message_id: int, user: UserView, provider: str, *, retry_of: str | None = None
@@ -156,20 +162,25 @@ class JobStore:
 
     def start(self, job_id: str) -> JobInput:
         """Mark the job running and load the persona version and history it answers."""
-        with self.db.session() as session:
-            job = session.get(AiJob, job_id)
-            if job is None:
-                raise NotFound(job_id)
-            chat = session.get(ChatSession, job.session_id)
-            persona = session.get(Persona, chat.persona_id) if chat else None
-            if chat is None or persona is None:
-                raise NotFound(f"job {job_id} has no session or persona")
-            version = session.scalar(
-                select(PersonaVersion).where(
-                    PersonaVersion.persona_id == persona.id,
-                    PersonaVersion.version == chat.persona_version,
-                )
+        query = (
+            select(AiJob, ChatSession, Persona, PersonaVersion, Message.created_at)
+            .join(ChatSession, ChatSession.id == AiJob.session_id)
+            .join(Persona, Persona.id == ChatSession.persona_id)
+            .join(Message, Message.id == AiJob.user_message_id)
+            .outerjoin(
+                PersonaVersion,
+                and_(
+                    PersonaVersion.persona_id == Persona.id,
+                    PersonaVersion.version == ChatSession.persona_version,
+                ),
             )
+            .where(AiJob.id == job_id)
+        )
+        with self.db.session() as session:
+            found = session.execute(query).one_or_none()
+            if found is None:
+                raise NotFound(f"No reply job {job_id} with a session and persona.")
+            job, chat, persona, version, asked_at = found
             src = version or persona
             persona_view = PersonaView(
                 id=persona.id,
@@ -183,26 +194,56 @@ class JobStore:
                 version=chat.persona_version,
                 active=persona.active,
             )
-            rows = session.scalars(
-                select(Message)
-                .where(Message.session_id == chat.id, Message.id <= job.user_message_id)
-                .order_by(Message.id)
+            history = self._history(session, chat.id, job.user_message_id)
+            earlier_jobs = session.scalar(
+                select(func.count())
+                .select_from(AiJob)
+                .where(AiJob.user_message_id == job.user_message_id, AiJob.id != job.id)
             )
-            history = [message_view(m) for m in rows]
-            first_job = session.scalar(
-                select(AiJob.id)
-                .where(AiJob.user_message_id == job.user_message_id)
-                .order_by(AiJob.created_at)
-                .limit(1)
-            )
-            asked_at = history[-1].created_at if first_job == job.id else job.created_at
             job.status = "running"
+            job.attempt = 1
             job.started_at = utc_now()
             job.owner = self.owner
-            return JobInput(job.id, chat.public_id, job.user_id, persona_view, history, asked_at)
+            return JobInput(
+                job_id=job.id,
+                chat_id=chat.id,
+                user_message_id=job.user_message_id,
+                session_public_id=chat.public_id,
+                user_id=job.user_id,
+                persona=persona_view,
+                history=history,
+                # A retry is timed from the Retry press, a first answer from the message.
+                started_from=job.created_at if earlier_jobs else asked_at,
+            )
+
+    def _history(self, session: Session, chat_id: int, upto_id: int) -> list[HistoryItem]:
+        """The newest user/assistant messages up to ``upto_id`` that can fit the budget.
+
+        Reads newest first and stops once the budget is spent, so a long session costs no more
+        than a short one; the response service makes the final cut.
+        """
+        query = (
+            select(Message.role, Message.content)
+            .where(
+                Message.session_id == chat_id,
+                Message.id <= upto_id,
+                Message.role.in_(("user", "assistant")),
+            )
+            .order_by(Message.id.desc())
+            .execution_options(yield_per=HISTORY_BATCH)
+        )
+        newest_first: list[HistoryItem] = []
+        used = 0
+        for role, content in session.execute(query):
+            newest_first.append(HistoryItem(role, content))
+            used += len(content)
+            if used > self.budget_chars:
+                break
+        newest_first.reverse()
+        return newest_first
 
     def attempt(self, job_id: str, number: int) -> None:
-        """Record that attempt ``number`` is under way."""
+        """Record that retry attempt ``number`` is under way (``start`` records the first)."""
         with self.db.session() as session:
             job = session.get(AiJob, job_id)
             if job is not None:
@@ -222,18 +263,19 @@ class JobStore:
 
     def succeed(self, job: JobInput, result: ResponseResult, attempts: int, provider: str) -> float:
         """Store the reply and finish the job; returns the latency the user waited, in ms."""
+        stored_at = utc_now()
+        latency_ms = (stored_at - job.started_from).total_seconds() * 1000
         with self.db.session() as session:
-            row = session.get(AiJob, job.job_id)
-            if row is None:
-                raise NotFound(job.job_id)
             reply = Message(
-                session_id=row.session_id,
+                session_id=job.chat_id,
                 role="assistant",
                 content=result.content,
-                reply_to_id=row.user_message_id,
+                created_at=stored_at,
+                reply_to_id=job.user_message_id,
                 model=result.model,
                 provider=provider,
                 persona_version=job.persona.version,
+                latency_ms=latency_ms,
                 ttft_ms=result.ttft_ms,
                 tokens_in=result.usage.tokens_in,
                 tokens_out=result.usage.tokens_out,
@@ -241,16 +283,25 @@ class JobStore:
             )
             session.add(reply)
             session.flush()
-            latency_ms = (reply.created_at - job.started_from).total_seconds() * 1000
-            reply.latency_ms = latency_ms
-            row.status, row.attempt, row.model = "succeeded", attempts, result.model
-            row.reply_message_id = reply.id
-            row.finished_at = reply.created_at
-            row.next_retry_at = None
-            chat = session.get(ChatSession, row.session_id)
-            if chat is not None:
-                chat.updated_at = reply.created_at
-            return latency_ms
+            session.execute(
+                update(AiJob)
+                .where(AiJob.id == job.job_id)
+                .values(
+                    status="succeeded",
+                    attempt=attempts,
+                    model=result.model,
+                    reply_message_id=reply.id,
+                    finished_at=stored_at,
+                    next_retry_at=None,
+                    updated_at=stored_at,
+                )
+            )
+            session.execute(
+                update(ChatSession)
+                .where(ChatSession.id == job.chat_id)
+                .values(updated_at=stored_at)
+            )
+        return latency_ms
 
     def fail(
         self, job_id: str, attempts: int, error_type: str, message: str, provider: str | None

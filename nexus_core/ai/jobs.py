@@ -70,7 +70,7 @@ class ResponseWorker:
         self.service = GenerateResponseService(provider, budget_chars=budget_chars)
         self.sleep = sleep
         self.rng = rng or random.Random()
-        self.store = JobStore(db, process_owner(), MAX_ATTEMPTS)
+        self.store = JobStore(db, process_owner(), MAX_ATTEMPTS, budget_chars)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="nexus-job")
         self._futures: dict[str, Future[JobView]] = {}
         self._lock = threading.Lock()
@@ -197,7 +197,8 @@ class ResponseWorker:
 
     def _attempt(self, job: JobInput, number: int) -> ResponseResult:
         request_id = str(uuid.uuid4())
-        self.store.attempt(job.job_id, number)
+        if number > 1:
+            self.store.attempt(job.job_id, number)
         request = self.service.build_request(job.persona, job.history)
         self._emit(
             job,

@@ -10,13 +10,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from nexus_core.ai.types import ChatTurn, GenerationRequest, Provider, Usage, run_stream
-from nexus_core.chat import MessageView
 from nexus_core.errors import ProviderError, TransientProviderError
 from nexus_core.personas import PersonaView
 
 ROLE_TO_TURN = {"user": "user", "assistant": "model"}
+
+
+class Turnable(Protocol):
+    """Anything with a role (user, assistant or error) and text: messages, history items."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
+
+
+class HistoryItem(NamedTuple):
+    """The part of a stored message the model sees."""
+
+    role: str
+    content: str
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ class ResponseResult:
         return self.error.error_type if self.error else None
 
 
-def build_turns(history: Sequence[MessageView], budget_chars: int) -> tuple[ChatTurn, ...]:
+def build_turns(history: Sequence[Turnable], budget_chars: int) -> tuple[ChatTurn, ...]:
     """The newest user/assistant messages that fit ``budget_chars``, oldest first.
 
     The newest message is always kept (it is what the user just asked); the conversation sent to
@@ -82,9 +99,7 @@ class GenerateResponseService:
         self.budget_chars = budget_chars
         self.clock = clock
 
-    def build_request(
-        self, persona: PersonaView, history: Sequence[MessageView]
-    ) -> GenerationRequest:
+    def build_request(self, persona: PersonaView, history: Sequence[Turnable]) -> GenerationRequest:
         """The provider request for ``persona`` answering the end of ``history``."""
         # Persona models name Gemini models; other providers use their own configured model.
         model = persona.model if self.provider.name == "gemini" else None
@@ -98,7 +113,7 @@ class GenerateResponseService:
     def generate(
         self,
         persona: PersonaView,
-        history: Sequence[MessageView],
+        history: Sequence[Turnable],
         on_delta: Callable[[str], None] | None = None,
     ) -> ResponseResult:
         """One reply from the provider; failures come back as an unsuccessful result."""
