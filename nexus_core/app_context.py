@@ -17,6 +17,7 @@ from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
 from nexus_core.events import ApiEventLogger
+from nexus_core.feedback import FeedbackService
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings, load_settings
 from nexus_core.users import UserService
@@ -57,6 +58,10 @@ class AppContext:
     @cached_property
     def chat(self) -> ChatService:
         return ChatService(self.db, max_message_chars=self.settings.max_message_chars)
+
+    @cached_property
+    def feedback(self) -> FeedbackService:
+        return FeedbackService(self.db)
 
     @cached_property
     def events(self) -> ApiEventLogger:

@@ -30,9 +30,11 @@ PERSONA_DEACTIVATED = "persona.deactivated"
 SESSION_CREATED = "session.created"
 SESSION_RENAMED = "session.renamed"
 SESSION_ARCHIVED = "session.archived"
+SESSION_UNARCHIVED = "session.unarchived"
 SESSION_DELETED = "session.deleted"
 SESSION_EXPORTED = "session.exported"
 FEEDBACK_SUBMITTED = "feedback.submitted"
+FEEDBACK_RATED = "feedback.rated"
 ERROR_REPORTED = "error.reported"
 
 
@@ -79,16 +81,31 @@ def recent(db: Database, *, limit: int = 100, action: str | None = None) -> list
     if action:
         query = query.where(AuditEvent.action == action)
     with db.session() as session:
-        return [
-            AuditRecord(
-                id=e.id,
-                actor_id=e.actor_id,
-                actor_name=e.actor_name,
-                action=e.action,
-                target_type=e.target_type,
-                target_id=e.target_id,
-                details=dict(e.details or {}),
-                created_at=e.created_at,
-            )
-            for e in session.scalars(query)
-        ]
+        return [_record(e) for e in session.scalars(query)]
+
+
+def for_target(
+    db: Database, target_type: str, target_id: str, *, limit: int = 500
+) -> list[AuditRecord]:
+    """Every audit event about one object, oldest first."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.target_type == target_type, AuditEvent.target_id == str(target_id))
+        .order_by(AuditEvent.id)
+        .limit(limit)
+    )
+    with db.session() as session:
+        return [_record(e) for e in session.scalars(query)]
+
+
+def _record(e: AuditEvent) -> AuditRecord:
+    return AuditRecord(
+        id=e.id,
+        actor_id=e.actor_id,
+        actor_name=e.actor_name,
+        action=e.action,
+        target_type=e.target_type,
+        target_id=e.target_id,
+        details=dict(e.details or {}),
+        created_at=e.created_at,
+    )

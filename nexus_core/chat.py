@@ -21,6 +21,9 @@ from nexus_core.errors import NotFound, ValidationError
 from nexus_core.users import UserView
 
 TITLE_CHARS = 60
+MAX_TITLE_CHARS = 200
+SESSION_LIST_LIMIT = 200
+SESSION_NOT_FOUND = "That chat session does not exist or is not yours."
 # C0/C1 control characters except tab, newline and carriage return.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -95,6 +98,10 @@ def message_view(m: Message) -> MessageView:
     )
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def clean_message(text: str, max_chars: int) -> str:
     """Strip control characters and surrounding space; refuse empty or over-long messages."""
     cleaned = CONTROL_CHARS.sub("", text).strip()
@@ -123,14 +130,19 @@ class ChatService:
         self.db = db
         self.max_message_chars = max_message_chars
 
-    def _owned(self, session: Session, public_id: str, user: UserView) -> ChatSession:
+    def _owned(
+        self, session: Session, public_id: str, user: UserView, *, write: bool = False
+    ) -> ChatSession:
+        """The session if the user owns it; admins may read any. Same message either way."""
         chat = session.scalar(
             select(ChatSession).where(
                 ChatSession.public_id == public_id, ChatSession.deleted_at.is_(None)
             )
         )
-        if chat is None or (chat.user_id != user.id and not user.is_admin):
-            raise NotFound("That chat session does not exist or is not yours.")
+        allowed = chat is not None and (chat.user_id == user.id or (user.is_admin and not write))
+        if not allowed:
+            raise NotFound(SESSION_NOT_FOUND)
+        assert chat is not None
         return chat
 
     def create_session(self, user: UserView, persona_name: str) -> SessionView:
@@ -157,6 +169,74 @@ class ChatService:
             )
             return session_view(chat)
 
+    def list_sessions(
+        self, user: UserView, *, search: str = "", include_archived: bool = False
+    ) -> list[SessionView]:
+        """The user's own sessions, newest activity first, optionally filtered by title."""
+        query = (
+            select(ChatSession)
+            .where(ChatSession.user_id == user.id, ChatSession.deleted_at.is_(None))
+            .order_by(ChatSession.updated_at.desc(), ChatSession.id.desc())
+            .limit(SESSION_LIST_LIMIT)
+        )
+        if not include_archived:
+            query = query.where(ChatSession.status == "active")
+        if search.strip():
+            query = query.where(
+                ChatSession.title.ilike(f"%{_escape_like(search.strip())}%", escape="\\")
+            )
+        with self.db.session() as session:
+            return [session_view(s) for s in session.scalars(query)]
+
+    def rename(self, public_id: str, user: UserView, title: str) -> SessionView:
+        """Give a session a new title."""
+        title = CONTROL_CHARS.sub("", title).strip()
+        if not title or len(title) > MAX_TITLE_CHARS:
+            raise ValidationError(f"A title has 1–{MAX_TITLE_CHARS} characters.")
+        with self.db.session() as session:
+            chat = self._owned(session, public_id, user, write=True)
+            old, chat.title = chat.title, title
+            audit.record(
+                session,
+                audit.SESSION_RENAMED,
+                actor_id=user.id,
+                actor_name=user.username,
+                target_type="session",
+                target_id=public_id,
+                details={"from": old, "to": title},
+            )
+            return session_view(chat)
+
+    def set_archived(self, public_id: str, user: UserView, archived: bool) -> SessionView:
+        """Archive (hide from the list, read-only) or unarchive a session."""
+        with self.db.session() as session:
+            chat = self._owned(session, public_id, user, write=True)
+            chat.status = "archived" if archived else "active"
+            audit.record(
+                session,
+                audit.SESSION_ARCHIVED if archived else audit.SESSION_UNARCHIVED,
+                actor_id=user.id,
+                actor_name=user.username,
+                target_type="session",
+                target_id=public_id,
+            )
+            return session_view(chat)
+
+    def delete(self, public_id: str, user: UserView) -> None:
+        """Soft-delete a session: it disappears for everyone but stays in the database."""
+        with self.db.session() as session:
+            chat = self._owned(session, public_id, user, write=True)
+            chat.deleted_at = utc_now()
+            audit.record(
+                session,
+                audit.SESSION_DELETED,
+                actor_id=user.id,
+                actor_name=user.username,
+                target_type="session",
+                target_id=public_id,
+                details={"title": chat.title},
+            )
+
     def get_session(self, public_id: str, user: UserView) -> SessionView:
         """A session the user owns (admins may read any)."""
         with self.db.session() as session:
@@ -166,7 +246,7 @@ class ChatService:
         """Store a user message (cleaned and checked); the first one names the session."""
         content = clean_message(text, self.max_message_chars)
         with self.db.session() as session:
-            chat = self._owned(session, public_id, user)
+            chat = self._owned(session, public_id, user, write=True)
             if chat.status != "active":
                 raise ValidationError("This session is archived; unarchive it to continue.")
             first = session.scalar(select(Message.id).where(Message.session_id == chat.id)) is None

@@ -19,6 +19,7 @@ from nexus_core.ai.progress import JobUpdate
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ROLES
 from nexus_core.errors import NexusError, ValidationError
+from nexus_core.export import export_session
 from nexus_core.settings import load_settings
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
@@ -178,6 +179,14 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_export(ctx: AppContext, args: argparse.Namespace) -> int:
+    exported = export_session(ctx.db, args.session, args.format, actor=None)
+    sys.stdout.write(
+        exported.content if exported.content.endswith("\n") else exported.content + "\n"
+    )
+    return 0
+
+
 def _print_retry_note(update: JobUpdate) -> None:
     if update.status == "retrying" and update.retry_in_seconds is not None:
         print(
@@ -237,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--session", help="UUID of an existing session to continue")
     chat.add_argument("--json", action="store_true", help="print one JSON line")
     chat.add_argument("message")
+
+    export = sub.add_parser("export", help="print a session with its messages and feedback")
+    export.add_argument("session", metavar="SESSION_UUID")
+    export.add_argument("--format", choices=("md", "json"), default="md")
     return parser
 
 
@@ -252,6 +265,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("personas", "add"): cmd_personas_add,
     ("personas", "list"): cmd_personas_list,
     ("chat", None): cmd_chat,
+    ("export", None): cmd_export,
 }
 
 

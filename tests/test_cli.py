@@ -264,3 +264,35 @@ def test_chat_without_json_prints_the_reply_or_one_error_line(settings: Settings
     assert_one_line_error(missing, "No active persona")
     empty = run_chat(settings, {}, "--user", "admin", "--persona", "Code Reviewer", "  \x07 ")
     assert_one_line_error(empty, "empty")
+
+
+def test_export_prints_json_and_markdown_and_is_audited(settings: Settings) -> None:
+    assert run_nexus(settings, "init").returncode == 0
+    answered = run_chat(
+        settings,
+        {"NEXUS_SIMULATED_LATENCY_SECONDS": "0"},
+        "--user",
+        "admin",
+        "--persona",
+        "Technical Writer",
+        "--json",
+        "Draft release notes",
+    )
+    session_id = json.loads(answered.stdout.strip().splitlines()[-1])["session_id"]
+    as_json = run_nexus(settings, "export", session_id, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert [m["role"] for m in document["messages"]] == ["user", "assistant"]
+    assert document["persona"]["name"] == "Technical Writer"
+    as_md = run_nexus(settings, "export", session_id, "--format", "md")
+    assert as_md.stdout.startswith("# Draft release notes")
+    assert_one_line_error(run_nexus(settings, "export", "not-a-session"), "does not exist")
+    from nexus_core import audit
+    from nexus_core.db.engine import Database
+
+    db = Database(settings.database_url)
+    exported = [
+        a for a in audit.for_target(db, "session", session_id) if a.action == "session.exported"
+    ]
+    db.dispose()
+    assert [a.details["format"] for a in exported] == ["json", "md"]

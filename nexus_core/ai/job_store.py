@@ -160,6 +160,14 @@ class JobStore:
                 raise NotFound("No such reply job.")
             return job_view(job)
 
+    def for_session(self, chat_id: int) -> list[JobView]:
+        """Every job of a session, oldest first."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(AiJob).where(AiJob.session_id == chat_id).order_by(AiJob.created_at)
+            )
+            return [job_view(j) for j in rows]
+
     def start(self, job_id: str) -> JobInput:
         """Mark the job running and load the persona version and history it answers."""
         query = (

@@ -88,6 +88,11 @@ class JobBroker:
             progress.generation += 1
             self._cond.notify_all()
 
+    def knows(self, job_id: str) -> bool:
+        """Whether this process runs (or ran) the job, so its progress can be watched here."""
+        with self._cond:
+            return job_id in self._jobs
+
     def text(self, job_id: str) -> str:
         """The reply text received so far."""
         with self._cond:
@@ -115,29 +120,39 @@ class JobBroker:
 
         return unsubscribe
 
-    def follow(self, job_id: str, timeout: float = 300.0) -> Iterator[str]:
-        """Yield the reply's text as it arrives until the job ends (or ``timeout`` passes).
+    def watch(self, job_id: str, timeout: float = 300.0) -> Iterator[str | JobUpdate]:
+        """Yield reply text (``str``) and state changes (``JobUpdate``) until the job ends.
 
-        When an attempt fails after streaming some text, the follower gets nothing more for that
-        attempt; the caller shows the stored reply once the job has ended.
+        When an attempt fails after some text was sent, watching stops early: the text shown
+        belongs to a failed attempt, and the caller should re-read the job and watch again.
         """
         deadline = time.monotonic() + timeout
         sent = 0
         generation: int | None = None
+        seen_update: JobUpdate | None = None
         while True:
             with self._cond:
                 progress = self._job(job_id)
                 if generation is None:
                     generation = progress.generation
                 if progress.generation != generation:
-                    if sent:  # what was shown belongs to a failed attempt; the caller re-reads
+                    if sent:
                         return
                     generation = progress.generation
-                fresh = progress.chunks[sent:]
+                fresh: list[str | JobUpdate] = list(progress.chunks[sent:])
                 sent = len(progress.chunks)
+                if progress.last is not None and progress.last is not seen_update:
+                    seen_update = progress.last
+                    fresh.insert(0, progress.last)
                 done = progress.status in FINISHED_STATES
                 if not fresh and not done:
                     self._cond.wait(FOLLOW_POLL_SECONDS)
             yield from fresh
             if done or time.monotonic() > deadline:
                 return
+
+    def follow(self, job_id: str, timeout: float = 300.0) -> Iterator[str]:
+        """Yield the reply's text as it arrives until the job ends (or ``timeout`` passes)."""
+        for item in self.watch(job_id, timeout):
+            if isinstance(item, str):
+                yield item

@@ -13,14 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_SCRIPT = REPO_ROOT / "app.py"
@@ -44,6 +44,10 @@ STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 CLI_TIMEOUT_SECONDS = 60.0
 LOG_TAIL_CHARS = 4000
+# Streamlit reruns are asynchronous and the login form sleeps 0.7 s on every signed-out run.
+UI_TIMEOUT_MS = 15_000
+
+NewPage = Callable[[], Page]
 
 
 @dataclass(frozen=True)
@@ -213,5 +217,22 @@ def browser(chromium_path: str) -> Iterator[Browser]:
     """A headless Chromium; tests open their own ``browser.new_context()``."""
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        expect.set_options(timeout=UI_TIMEOUT_MS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[NewPage]:
+    """Opens pages, each in its own fresh browser context (own cookies); closes them afterwards."""
+    contexts: list[BrowserContext] = []
+
+    def open_page() -> Page:
+        context = browser.new_context()
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()

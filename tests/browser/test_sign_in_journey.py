@@ -4,39 +4,18 @@ component and ``st.context.cookies``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from nexus_core import audit
 from nexus_core.auth import COOKIE_NAME, SignInService
 from nexus_core.db.engine import Database
-from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp
+from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp, NewPage
 
 pytestmark = pytest.mark.browser
 
-UI_TIMEOUT_MS = 15_000
 FAILED_MESSAGE = "Incorrect username or password"
 MEMBER_USERNAME, MEMBER_NAME, MEMBER_PASSWORD = MEMBER
-
-NewPage = Callable[[], Page]
-
-
-@pytest.fixture
-def new_page(browser: Browser) -> Iterator[NewPage]:
-    """Opens pages, each in its own fresh browser context (own cookies); closes them afterwards."""
-    contexts: list[BrowserContext] = []
-
-    def open_page() -> Page:
-        context = browser.new_context()
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        contexts.append(context)
-        return context.new_page()
-
-    yield open_page
-    for context in contexts:
-        context.close()
 
 
 def sign_in(page: Page, url: str, username: str, password: str) -> None:
@@ -44,28 +23,35 @@ def sign_in(page: Page, url: str, username: str, password: str) -> None:
     page.goto(url)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_button(page).click()
 
 
-def chat_heading(page: Page):
+def chat_heading(page: Page) -> Locator:
+    """The title of the Chat page, where every role lands after signing in."""
     return page.get_by_role("heading", name="Chat")
 
 
+def sign_in_button(page: Page) -> Locator:
+    """The login form's submit button; present exactly when the form is drawn."""
+    return page.get_by_role("button", name="Sign in")
+
+
 def expect_login_form(page: Page) -> None:
-    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(sign_in_button(page)).to_be_visible()
     expect(page.get_by_label("Username")).to_be_visible()
 
 
-def nav_link(page: Page, title: str):
+def nav_link(page: Page, title: str) -> Locator:
+    """A page link in the sidebar navigation (only pages the role may open are registered)."""
     return page.get_by_test_id("stSidebarNav").get_by_role("link", name=title)
+
+
+HAS_LOGIN_COOKIE_JS = f"document.cookie.split('; ').some(c => c.startsWith('{COOKIE_NAME}='))"
 
 
 def login_cookie(page: Page) -> str:
     """The value of the login cookie once the authenticator's component has written it."""
-    page.wait_for_function(
-        f"document.cookie.split('; ').some(c => c.startsWith('{COOKIE_NAME}='))",
-        timeout=UI_TIMEOUT_MS,
-    )
+    page.wait_for_function(HAS_LOGIN_COOKIE_JS)
     values = [c["value"] for c in page.context.cookies() if c["name"] == COOKIE_NAME]
     assert len(values) == 1, page.context.cookies()
     return values[0]
@@ -77,7 +63,8 @@ def test_member_signs_in_through_the_real_form_and_sees_the_chat_page(
     page = new_page()
     sign_in(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
 
-    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(chat_heading(page)).to_be_visible()
+    expect(sign_in_button(page)).to_have_count(0)
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar).to_contain_text(MEMBER_NAME)
     expect(sidebar).to_contain_text("member")
@@ -98,7 +85,7 @@ def test_wrong_password_is_refused_with_the_generic_message(
         page = new_page()
         sign_in(page, live_app.url, username, password)
 
-        expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible(timeout=UI_TIMEOUT_MS)
+        expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible()
         expect(chat_heading(page)).to_have_count(0)
         expect_login_form(page)
 
@@ -108,22 +95,23 @@ def test_cookie_signs_in_again_after_reload_but_not_after_logout(
 ) -> None:
     page = new_page()
     sign_in(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
-    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(chat_heading(page)).to_be_visible()
     cookie = login_cookie(page)
 
     page.reload()
-    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
-    expect(page.get_by_role("button", name="Sign in")).to_have_count(0)
+    expect(chat_heading(page)).to_be_visible()
+    expect(sign_in_button(page)).to_have_count(0)
 
     # Control: while she is signed in, the cookie alone signs another browser in.
     before_logout = new_page()
     before_logout.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": live_app.url}])
     before_logout.goto(live_app.url)
-    expect(chat_heading(before_logout)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(chat_heading(before_logout)).to_be_visible()
 
     page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
     expect_login_form(page)
     expect(chat_heading(page)).to_have_count(0)
+    page.wait_for_function(f"!({HAS_LOGIN_COOKIE_JS})")  # the authenticator deletes it
 
     after_logout = new_page()
     after_logout.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": live_app.url}])
@@ -135,12 +123,12 @@ def test_cookie_signs_in_again_after_reload_but_not_after_logout(
 def test_admin_sees_admin_pages(live_app: LiveApp, new_page: NewPage) -> None:
     page = new_page()
     sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
-    expect(chat_heading(page)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(chat_heading(page)).to_be_visible()
 
     for title in ("Users", "Dashboard", "Audit", "Personas"):
         expect(nav_link(page, title)).to_be_visible()
     nav_link(page, "Users").click()
-    expect(page.get_by_role("heading", name="Users")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Users")).to_be_visible()
 
 
 def test_five_wrong_passwords_lock_the_account(live_app: LiveApp, new_page: NewPage) -> None:
@@ -151,10 +139,10 @@ def test_five_wrong_passwords_lock_the_account(live_app: LiveApp, new_page: NewP
     for attempt in range(5):
         # A fresh load per attempt: a visible message then belongs to this attempt.
         sign_in(page, live_app.url, username, f"wrong-password-{attempt}")
-        expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible(timeout=UI_TIMEOUT_MS)
+        expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible()
 
     sign_in(page, live_app.url, username, password)
-    expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible()
     expect(chat_heading(page)).to_have_count(0)
 
     db = Database(f"sqlite:///{live_app.data_dir / 'nexus.db'}")

@@ -1,0 +1,1 @@
+"""Analytics: metrics over the event log and the database, SLO maths, chart builders."""

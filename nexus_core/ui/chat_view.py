@@ -1,0 +1,252 @@
+"""Widgets of the chat page: the sessions sidebar, the conversation and its live reply.
+
+Everything shown comes from the database; ``st.session_state`` only holds widget values. The
+session being viewed lives in the URL (``?session=<uuid>``) so a link reopens it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+
+import streamlit as st
+
+from nexus_core.ai.job_store import ACTIVE_STATES, JobView
+from nexus_core.ai.progress import JobUpdate
+from nexus_core.app_context import AppContext
+from nexus_core.chat import SESSION_NOT_FOUND, MessageView, SessionView
+from nexus_core.errors import NexusError, NotFound
+from nexus_core.feedback import CATEGORIES, PRIORITIES
+from nexus_core.personas import PersonaView
+from nexus_core.ui import state
+from nexus_core.ui.render import render_message
+from nexus_core.users import UserView
+
+USER_AVATAR = "🧑"
+ERROR_AVATAR = "⚠️"
+LIVE_POLL_SECONDS = 1.5
+
+
+def current_session_id() -> str | None:
+    """The session named in the URL, if any."""
+    value = st.query_params.get(state.SESSION_QUERY_PARAM)
+    return str(value) if value else None
+
+
+def open_session(public_id: str | None) -> None:
+    """Point the URL at a session (or at none) and rerun."""
+    if public_id:
+        st.query_params[state.SESSION_QUERY_PARAM] = public_id
+    else:
+        st.query_params.pop(state.SESSION_QUERY_PARAM, None)
+    st.rerun()
+
+
+def provider_label(ctx: AppContext) -> str:
+    """How the UI names the model that answers (the simulated one says so)."""
+    provider = ctx.provider
+    return "Gemini" if provider.name == "gemini" else provider.label
+
+
+# --- sidebar ------------------------------------------------------------------------------
+
+
+def sessions_sidebar(ctx: AppContext, user: UserView, current: str | None) -> None:
+    """New chat, search and the user's sessions, newest first."""
+    with st.sidebar:
+        st.divider()
+        if st.button("➕ New chat", key=state.NEW_CHAT_BUTTON, use_container_width=True):
+            new_chat_dialog(ctx, user)
+        search = st.text_input("Search chats", key=state.CHAT_SEARCH, placeholder="Title…")
+        show_archived = st.toggle("Show archived", key=state.CHAT_SHOW_ARCHIVED)
+        sessions = ctx.chat.list_sessions(user, search=search, include_archived=show_archived)
+        if not sessions:
+            st.caption("No chats yet." if not search else "No chat matches that search.")
+        for chat in sessions:
+            label = ("🗄️ " if chat.status == "archived" else "") + chat.title
+            kind = "primary" if chat.public_id == current else "tertiary"
+            if st.button(
+                label,
+                key=state.SESSION_PICK_PREFIX + chat.public_id,
+                type=kind,
+                use_container_width=True,
+            ):
+                open_session(chat.public_id)
+
+
+@st.dialog("Start a new chat", width="large")
+def new_chat_dialog(ctx: AppContext, user: UserView) -> None:
+    """Pick a persona; the chat starts with its current version."""
+    personas = ctx.personas.list()
+    columns = st.columns(2)
+    for index, persona in enumerate(personas):
+        with columns[index % 2].container(border=True):
+            persona_header(persona)
+            st.caption(persona.description)
+            if st.button("Chat", key=state.PERSONA_PICK_PREFIX + str(persona.id)):
+                chat = ctx.chat.create_session(user, persona.name)
+                open_session(chat.public_id)
+
+
+def persona_header(persona: PersonaView, suffix: str = "") -> None:
+    """The persona's avatar and name on a bar of its colour (escaped; colours are validated)."""
+    name = html.escape(f"{persona.avatar} {persona.name}{suffix}")
+    st.html(
+        f'<div style="border-left:6px solid {persona.color};padding:2px 10px;'
+        f'font-weight:600">{name}</div>'
+    )
+
+
+def welcome(ctx: AppContext) -> None:
+    """What a user sees before choosing a chat."""
+    st.title("💬 Chat")
+    st.write("Start a new chat from the sidebar, or reopen one of your chats.")
+    st.caption(f"Model: {provider_label(ctx)}")
+    columns = st.columns(3)
+    for index, persona in enumerate(ctx.personas.list()):
+        with columns[index % 3].container(border=True):
+            persona_header(persona)
+            st.caption(persona.description)
+
+
+def not_found() -> None:
+    """The same friendly answer for a missing session and somebody else's."""
+    st.title("💬 Chat")
+    st.warning(SESSION_NOT_FOUND + " Pick one of your chats in the sidebar or start a new one.")
+
+
+# --- conversation -------------------------------------------------------------------------
+
+
+def conversation(
+    ctx: AppContext, user: UserView, chat: SessionView, persona: PersonaView, *, writable: bool
+) -> None:
+    """Every stored message, with feedback on replies and Retry on the last failure."""
+    messages = ctx.chat.messages(chat.public_id, user)
+    jobs = ctx.worker.store.for_session(chat.id)
+    retryable = _retryable_errors(jobs)
+    ratings = {
+        f.message_id: f.rating for f in ctx.feedback.for_session(chat.id) if f.user_id == user.id
+    }
+    for message in messages:
+        if message.role == "user":
+            with st.chat_message("user", avatar=USER_AVATAR):
+                render_message(message.content)
+        elif message.role == "assistant":
+            with st.chat_message("assistant", avatar=persona.avatar):
+                render_message(message.content)
+                _reply_meta(message)
+                if writable:
+                    _feedback_widgets(ctx, user, message, ratings.get(message.id))
+        else:
+            with st.chat_message("error", avatar=ERROR_AVATAR):
+                st.error(message.content)
+                job = retryable.get(message.id)
+                if writable and job is not None and chat.status == "active":
+                    if st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
+                        _run_action(lambda: ctx.worker.retry(job.id, user))
+                        st.rerun()
+    active = [j for j in jobs if j.status in ACTIVE_STATES]
+    if active:
+        live_reply(ctx, persona, active[-1])
+
+
+def _retryable_errors(jobs: list[JobView]) -> dict[int, JobView]:
+    """Error bubble id → the failed job it ends, when that job is the newest for its message."""
+    newest: dict[int, JobView] = {}
+    for job in jobs:
+        newest[job.user_message_id] = job
+    return {
+        j.reply_message_id: j
+        for j in newest.values()
+        if j.status == "failed" and j.reply_message_id is not None
+    }
+
+
+def _reply_meta(message: MessageView) -> None:
+    parts = [message.model or ""]
+    if message.latency_ms is not None:
+        parts.append(f"{message.latency_ms / 1000:.1f} s")
+    if message.tokens_out is not None:
+        parts.append(f"{message.tokens_in or 0} → {message.tokens_out} tokens")
+    st.caption(" · ".join(p for p in parts if p))
+
+
+def _feedback_widgets(
+    ctx: AppContext, user: UserView, message: MessageView, rating: int | None
+) -> None:
+    left, right = st.columns([1, 5], vertical_alignment="center")
+    with left:
+        key = state.RATING_PREFIX + str(message.id)
+        chosen = st.feedback("thumbs", key=key, default=rating)
+        if chosen is not None and chosen != rating:
+            _run_action(lambda: ctx.feedback.rate(user, message.id, chosen))
+    with right, st.popover("Report", icon="📝"):
+        with st.form(state.REPORT_FORM_PREFIX + str(message.id), clear_on_submit=True):
+            category = st.selectbox("Category", CATEGORIES)
+            priority = st.selectbox("Priority", PRIORITIES, index=1)
+            description = st.text_area("What happened?", max_chars=5000)
+            if st.form_submit_button("Send feedback"):
+                if _run_action(
+                    lambda: ctx.feedback.submit(
+                        user,
+                        category=category,
+                        priority=priority,
+                        description=description,
+                        message_id=message.id,
+                    )
+                ):
+                    st.success("Thanks — your feedback was saved.")
+
+
+def _run_action(action) -> bool:  # type: ignore[no-untyped-def]
+    """Run a service call, showing a NexusError's message instead of a traceback."""
+    try:
+        action()
+    except NexusError as exc:
+        st.error(str(exc))
+        return False
+    return True
+
+
+# --- the reply in flight ------------------------------------------------------------------
+
+
+def live_reply(ctx: AppContext, persona: PersonaView, job: JobView) -> None:
+    """Stream a reply being generated in this process, or poll one running elsewhere."""
+    broker = ctx.worker.broker
+    with st.chat_message("assistant", avatar=persona.avatar):
+        if not broker.knows(job.id):
+            _poll_elsewhere(ctx, job.id)
+            return
+        status = st.empty()
+        st.write_stream(_reply_text(broker.watch(job.id), status, provider_label(ctx)))
+    st.rerun()
+
+
+def _reply_text(items: Iterator[str | JobUpdate], status, label: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    for item in items:
+        if isinstance(item, str):
+            status.empty()
+            yield item
+        elif item.status == "retrying" and item.retry_in_seconds is not None:
+            status.warning(
+                f"{label} is unavailable — retrying in {item.retry_in_seconds:.0f} s, "
+                f"attempt {item.attempt + 1} of {item.max_attempts}"
+            )
+        elif item.status in ("queued", "running"):
+            status.caption("Thinking…")
+
+
+@st.fragment(run_every=LIVE_POLL_SECONDS)
+def _poll_elsewhere(ctx: AppContext, job_id: str) -> None:
+    try:
+        job = ctx.worker.get(job_id)
+    except NotFound:
+        return
+    if job.status not in ACTIVE_STATES:
+        st.rerun(scope="app")
+    if job.status == "retrying":
+        st.warning(f"Retrying (attempt {job.attempt + 1} of {job.max_attempts})…")
+    else:
+        st.caption("Working on a reply…")

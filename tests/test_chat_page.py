@@ -1,0 +1,173 @@
+"""The chat page through AppTest: send and see the reply, Retry after a failure, feedback,
+analytics behind their flag, and the same "not found" for other people's sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from nexus_core.app_context import AppContext
+from nexus_core.chat import SESSION_NOT_FOUND
+from nexus_core.db.models import Feedback, Message
+from nexus_core.ui import state
+from tests.fakes.gemini_server import FakeGeminiServer
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PASSWORD = "correct-horse-1"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app_ctx(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
+    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("NEXUS_ENV", "test")
+    monkeypatch.setenv("NEXUS_SIMULATED_LATENCY_SECONDS", "0")
+    monkeypatch.setenv("NEXUS_RETRY_BASE_SECONDS", "0.01")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    ctx.init()
+    ctx.users.create("mia", PASSWORD, display_name="Mia Member")
+    ctx.users.create("max", PASSWORD)
+    st.cache_resource.clear()
+    yield ctx
+    st.cache_resource.clear()
+
+
+def chat_page(ctx: AppContext, username: str, session_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = username
+    if session_id:
+        at.query_params[state.SESSION_QUERY_PARAM] = session_id
+    return at.run()
+
+
+def bubbles(at: AppTest) -> list[tuple[str, str]]:
+    out = []
+    for message in at.chat_message:
+        texts = [m.value for m in message.markdown] + [e.value for e in message.error]
+        out.append((message.name, "\n".join(texts)))
+    return out
+
+
+def stored(ctx: AppContext) -> list[tuple[str, str]]:
+    with ctx.db.session() as session:
+        return [(m.role, m.content) for m in session.scalars(select(Message).order_by(Message.id))]
+
+
+def new_session(ctx: AppContext, username: str, persona: str = "Nexus Assistant") -> str:
+    return ctx.chat.create_session(ctx.users.get(username), persona).public_id
+
+
+def test_sending_a_message_stores_and_shows_the_reply(app_ctx: AppContext) -> None:
+    at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
+    assert "Model: Simulated model (offline)" in [c.value for c in at.caption]
+    at.chat_input(key=state.CHAT_INPUT).set_value("How do burn rates work?").run()
+    rows = stored(app_ctx)
+    assert [r[0] for r in rows] == ["user", "assistant"]
+    shown = bubbles(at)
+    assert shown[0] == ("user", "How do burn rates work?")
+    assert shown[1][0] == "assistant" and rows[1][1].splitlines()[0] in shown[1][1]
+    assert at.title[0].value == "How do burn rates work?"
+
+
+def test_empty_and_over_long_messages_are_refused_and_the_draft_is_kept(
+    app_ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
+    too_long = "x" * 8001
+    at.chat_input(key=state.CHAT_INPUT).set_value(too_long).run()
+    assert stored(app_ctx) == []
+    assert any("limit is 8,000" in w.value for w in at.warning)
+    assert [c.value for c in at.code] == [too_long]
+
+
+def test_a_failed_reply_shows_an_error_bubble_and_retry_answers_the_same_message(
+    app_ctx: AppContext, monkeypatch: pytest.MonkeyPatch, gemini_server: FakeGeminiServer
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-page-test-key")
+    monkeypatch.setenv("GEMINI_API_BASE", gemini_server.base_url)
+    st.cache_resource.clear()
+    for _ in range(4):
+        gemini_server.enqueue(status=503)
+    at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
+    at.chat_input(key=state.CHAT_INPUT).set_value("Are you up?").run()
+    assert [r[0] for r in stored(app_ctx)] == ["user", "error"]
+    assert bubbles(at)[-1][0] == "error" and "503" in bubbles(at)[-1][1]
+    gemini_server.enqueue(text="Up and running.")
+    retry = [b for b in at.button if b.key and b.key.startswith(state.RETRY_PREFIX)]
+    assert len(retry) == 1
+    retry[0].click().run()
+    rows = stored(app_ctx)
+    assert [r for r in rows if r[0] == "user"] == [("user", "Are you up?")]
+    assert rows[-1] == ("assistant", "Up and running.")
+    assert bubbles(at)[-1] == ("assistant", "Up and running.")
+    assert not [b for b in at.button if b.key and b.key.startswith(state.RETRY_PREFIX)]
+
+
+def test_thumbs_down_and_a_report_are_stored_as_feedback(app_ctx: AppContext) -> None:
+    at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
+    at.chat_input(key=state.CHAT_INPUT).set_value("Summarise our SLOs").run()
+    at.feedback[0].set_value(0).run()
+    form_key = next(f.form_id for f in at.text_area if f.form_id.startswith(state.REPORT_FORM_PREFIX))
+    at.selectbox[0].set_value("content")
+    at.selectbox[1].set_value("high")
+    at.text_area[0].input("Missed the latency SLO")
+    submit = [b for b in at.button if b.form_id == form_key][0]
+    submit.click().run()
+    with app_ctx.db.session() as session:
+        rows = session.scalars(select(Feedback)).all()
+        assert [(f.rating, f.category, f.priority, f.description) for f in rows] == [
+            (0, "content", "high", "Missed the latency SLO")]
+    assert any("feedback was saved" in s.value for s in at.success)
+
+
+def test_analytics_panels_follow_the_feature_flag(app_ctx: AppContext) -> None:
+    session_id = new_session(app_ctx, "mia")
+    at = chat_page(app_ctx, "mia", session_id)
+    at.chat_input(key=state.CHAT_INPUT).set_value("Hi").run()
+    assert not at.tabs
+    assert any("Pro session analytics" in c.value for c in at.caption)
+    app_ctx.users.set_feature("mia", "pro_session_analytics", True)
+    at = chat_page(app_ctx, "mia", session_id)
+    assert [t.label for t in at.tabs] == ["Timeline", "Insights", "Run metrics"]
+    labels = [m.label for m in at.metric]
+    assert {"Messages", "Tokens in / out", "Median reply", "p95 reply", "Retries"} <= set(labels)
+
+
+def test_another_users_session_looks_exactly_like_a_missing_one(app_ctx: AppContext) -> None:
+    theirs = chat_page(app_ctx, "max", new_session(app_ctx, "mia"))
+    missing = chat_page(app_ctx, "max", "3f1c0e9e-0000-4000-8000-000000000000")
+    assert [w.value for w in theirs.warning] == [w.value for w in missing.warning]
+    assert SESSION_NOT_FOUND in theirs.warning[0].value
+    assert not theirs.chat_input
+
+
+def test_admins_open_any_session_read_only(app_ctx: AppContext) -> None:
+    session_id = new_session(app_ctx, "mia")
+    mia = app_ctx.users.get("mia")
+    app_ctx.chat.add_user_message(session_id, mia, "private question")
+    at = chat_page(app_ctx, "admin", session_id)
+    assert ("user", "private question") in bubbles(at)
+    assert any("Read-only" in i.value for i in at.info)
+    assert not at.chat_input
+
+
+def test_the_sidebar_lists_my_sessions_and_opens_one(app_ctx: AppContext) -> None:
+    first = new_session(app_ctx, "mia")
+    mia = app_ctx.users.get("mia")
+    app_ctx.chat.add_user_message(first, mia, "Alpha topic")
+    second = new_session(app_ctx, "mia", "Code Reviewer")
+    app_ctx.chat.add_user_message(second, mia, "Beta topic")
+    at = chat_page(app_ctx, "mia")
+    picks = [b for b in at.sidebar.button if b.key and b.key.startswith(state.SESSION_PICK_PREFIX)]
+    assert [b.label for b in picks] == ["Beta topic", "Alpha topic"]
+    picks[1].click().run()
+    assert at.query_params[state.SESSION_QUERY_PARAM] == [first]
+    assert at.title[0].value == "Alpha topic"
