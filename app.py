@@ -1,22 +1,40 @@
-"""Nexus AI — the frame: page config, sign-in, navigation by role. `streamlit run app.py`."""
+"""Nexus AI — the frame: page config, sign-in, navigation by role. `streamlit run app.py`.
+
+Imported by `streamlit run` (no script context) this file defines the ASGI ``app``: the pages plus
+``/health`` and ``/metrics`` on one port. Run as each visitor's script, it draws the frame.
+"""
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from nexus_core.errors import ConfigError
-from nexus_core.ui.auth import sign_in
-from nexus_core.ui.nav import build_navigation
-from nexus_core.ui.resources import get_context
+if get_script_run_ctx() is None:
+    from nexus_core.ui import server
+    from nexus_core.ui.errors_view import on_script_error
 
-st.set_page_config(page_title="Nexus AI", page_icon="🧠", layout="wide")
+    server.refuse_misconfigured_start()
+    app = st.App(
+        __file__,
+        routes=server.routes(),
+        middleware=server.middleware(),
+        exception_handlers=server.exception_handlers(),
+        on_script_error=on_script_error,
+    )
+else:
+    from nexus_core.errors import ConfigError
+    from nexus_core.ui.auth import sign_in
+    from nexus_core.ui.errors_view import show_report_notice
+    from nexus_core.ui.nav import build_navigation
+    from nexus_core.ui.resources import get_context
 
-try:
-    ctx = get_context()
-except ConfigError as exc:
-    st.error(str(exc))
-    st.stop()
+    st.set_page_config(page_title="Nexus AI", page_icon="🧠", layout="wide")
+    try:
+        ctx = get_context()
+    except ConfigError as exc:
+        st.error(str(exc))
+        st.stop()
 
-user = sign_in(ctx)
-if user is None:
-    st.stop()
-
-build_navigation(user).run()
+    user = sign_in(ctx)
+    if user is None:
+        st.stop()
+    show_report_notice()
+    build_navigation(user).run()

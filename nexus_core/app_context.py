@@ -16,8 +16,10 @@ from nexus_core.auth import SignInService
 from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
-from nexus_core.events import ApiEventLogger
+from nexus_core.events import ApiEventLogger, EventSink
 from nexus_core.feedback import FeedbackService
+from nexus_core.incidents import ErrorNotifierService
+from nexus_core.metrics import FanoutSink, MetricsEventSink, NexusMetrics
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings, load_settings
 from nexus_core.users import UserService
@@ -64,8 +66,24 @@ class AppContext:
         return FeedbackService(self.db)
 
     @cached_property
-    def events(self) -> ApiEventLogger:
+    def event_log(self) -> ApiEventLogger:
         return ApiEventLogger.from_settings(self.settings)
+
+    @cached_property
+    def metrics(self) -> NexusMetrics:
+        """Prometheus metrics fed by the same events as the log."""
+        metrics = NexusMetrics()
+        metrics.set_in_flight_source(lambda: float(self.worker.in_flight()))
+        return metrics
+
+    @cached_property
+    def events(self) -> EventSink:
+        """Every event goes to the JSON-lines log and to the Prometheus metrics."""
+        return FanoutSink(self.event_log, MetricsEventSink(self.metrics))
+
+    @cached_property
+    def incidents(self) -> ErrorNotifierService:
+        return ErrorNotifierService(self.db, self.events)
 
     @cached_property
     def provider(self) -> Provider:
@@ -100,7 +118,7 @@ class AppContext:
         provider_close = getattr(self.__dict__.get("provider"), "close", None)
         if provider_close is not None:
             provider_close()
-        if "events" in self.__dict__:
-            self.events.close()
+        if "event_log" in self.__dict__:
+            self.event_log.close()
         if "db" in self.__dict__:
             self.db.dispose()

@@ -20,6 +20,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.db.models import ROLES
 from nexus_core.errors import NexusError, ValidationError
 from nexus_core.export import export_session
+from nexus_core.health import run_health
 from nexus_core.settings import load_settings
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
@@ -187,6 +188,18 @@ def cmd_export(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(ctx: AppContext, args: argparse.Namespace) -> int:
+    report = run_health(ctx.settings)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        for name, check in report.to_dict()["checks"].items():
+            mark = "ok  " if check["ok"] else "FAIL"
+            print(f"{mark} {name:<9} {check['latency_ms']:8.1f} ms  {check['detail']}")
+        print(f"status: {report.status}")
+    return 0 if report.ok else 1
+
+
 def _print_retry_note(update: JobUpdate) -> None:
     if update.status == "retrying" and update.retry_in_seconds is not None:
         print(
@@ -250,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="print a session with its messages and feedback")
     export.add_argument("session", metavar="SESSION_UUID")
     export.add_argument("--format", choices=("md", "json"), default="md")
+
+    health = sub.add_parser("health", help="check database, Redis and the AI provider")
+    health.add_argument("--json", action="store_true", help="print the /health JSON")
     return parser
 
 
@@ -266,6 +282,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("personas", "list"): cmd_personas_list,
     ("chat", None): cmd_chat,
     ("export", None): cmd_export,
+    ("health", None): cmd_health,
 }
 
 

@@ -18,6 +18,14 @@ from nexus_core.errors import ConfigError
 ENVIRONMENTS = ("development", "test", "production")
 PROVIDERS = ("gemini", "openai", "simulated")
 MIN_COOKIE_KEY_LENGTH = 32
+# Values from examples and docs that must never sign real cookies.
+PLACEHOLDER_SECRETS = frozenset({
+    "replace-with-at-least-32-random-characters-0000",
+    "change-me",
+    "changeme",
+    "secret",
+    "some_key",
+})
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
 
 
@@ -133,7 +141,9 @@ class Settings:
     def require_production_secrets(self) -> None:
         """Refuse to start in production without a strong cookie key."""
         if self.is_production and (
-            not self.cookie_key or len(self.cookie_key) < MIN_COOKIE_KEY_LENGTH
+            not self.cookie_key
+            or len(self.cookie_key) < MIN_COOKIE_KEY_LENGTH
+            or self.cookie_key in PLACEHOLDER_SECRETS
         ):
             raise ConfigError(
                 "NEXUS_ENV=production needs NEXUS_COOKIE_KEY of at least "

@@ -169,5 +169,5 @@ def test_the_sidebar_lists_my_sessions_and_opens_one(app_ctx: AppContext) -> Non
     picks = [b for b in at.sidebar.button if b.key and b.key.startswith(state.SESSION_PICK_PREFIX)]
     assert [b.label for b in picks] == ["Beta topic", "Alpha topic"]
     picks[1].click().run()
-    assert at.query_params[state.SESSION_QUERY_PARAM] == [first]
+    assert at.query_params[state.SESSION_QUERY_PARAM] == first
     assert at.title[0].value == "Alpha topic"

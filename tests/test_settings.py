@@ -108,3 +108,11 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     names = {name for name, _default, _help in Settings.documented()} | set(CONTRACT_SETTINGS)
     missing = sorted(names - documented)
     assert not missing, f"settings missing from README: {missing}"
+
+
+def test_production_refuses_the_example_cookie_key() -> None:
+    example = Path(__file__).resolve().parents[1] / ".streamlit" / "secrets.toml.example"
+    s = Settings.from_sources({}, secrets_file=example)
+    assert s.is_production
+    with pytest.raises(ConfigError, match="NEXUS_COOKIE_KEY"):
+        s.require_production_secrets()

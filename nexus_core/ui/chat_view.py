@@ -142,10 +142,10 @@ def conversation(
             with st.chat_message("error", avatar=ERROR_AVATAR):
                 st.error(message.content)
                 job = retryable.get(message.id)
-                if writable and job is not None and chat.status == "active":
-                    if st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
-                        _run_action(lambda: ctx.worker.retry(job.id, user))
-                        st.rerun()
+                can_retry = writable and job is not None and chat.status == "active"
+                if can_retry and st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
+                    _run_action(lambda job_id=job.id: ctx.worker.retry(job_id, user))
+                    st.rerun()
     active = [j for j in jobs if j.status in ACTIVE_STATES]
     if active:
         live_reply(ctx, persona, active[-1])
@@ -181,22 +181,22 @@ def _feedback_widgets(
         chosen = st.feedback("thumbs", key=key, default=rating)
         if chosen is not None and chosen != rating:
             _run_action(lambda: ctx.feedback.rate(user, message.id, chosen))
-    with right, st.popover("Report", icon="📝"):
-        with st.form(state.REPORT_FORM_PREFIX + str(message.id), clear_on_submit=True):
-            category = st.selectbox("Category", CATEGORIES)
-            priority = st.selectbox("Priority", PRIORITIES, index=1)
-            description = st.text_area("What happened?", max_chars=5000)
-            if st.form_submit_button("Send feedback"):
-                if _run_action(
-                    lambda: ctx.feedback.submit(
-                        user,
-                        category=category,
-                        priority=priority,
-                        description=description,
-                        message_id=message.id,
-                    )
-                ):
-                    st.success("Thanks — your feedback was saved.")
+    form_key = state.REPORT_FORM_PREFIX + str(message.id)
+    with right, st.popover("Report", icon="📝"), st.form(form_key, clear_on_submit=True):
+        category = st.selectbox("Category", CATEGORIES)
+        priority = st.selectbox("Priority", PRIORITIES, index=1)
+        description = st.text_area("What happened?", max_chars=5000)
+        sent = st.form_submit_button("Send feedback") and _run_action(
+            lambda: ctx.feedback.submit(
+                user,
+                category=category,
+                priority=priority,
+                description=description,
+                message_id=message.id,
+            )
+        )
+        if sent:
+            st.success("Thanks — your feedback was saved.")
 
 
 def _run_action(action) -> bool:  # type: ignore[no-untyped-def]

@@ -13,16 +13,22 @@ from nexus_core.users import UserView, pages_for_role
 ACCESS_DENIED = "You do not have access to this page. Ask an administrator if you need it."
 
 
+def current_user(ctx: AppContext) -> UserView | None:
+    """The signed-in user of this browser session, if any."""
+    user_id = st.session_state.get(state.USER_ID)
+    if user_id is None or not st.session_state.get(state.AUTH_STATUS):
+        return None
+    try:
+        return ctx.users.get_by_id(int(user_id))
+    except NotFound:
+        return None
+
+
 def require_page(page_key: str) -> tuple[AppContext, UserView]:
     """The context and signed-in user, or stop the page when the user may not open it."""
     ctx = get_context()
-    user_id = st.session_state.get(state.USER_ID)
-    user: UserView | None = None
-    if user_id is not None and st.session_state.get(state.AUTH_STATUS):
-        try:
-            user = ctx.users.get_by_id(int(user_id))
-        except NotFound:
-            user = None
+    st.session_state[state.CURRENT_PAGE] = page_key
+    user = current_user(ctx)
     if user is None or user.disabled or page_key not in pages_for_role(user.role):
         st.error(ACCESS_DENIED)
         st.stop()

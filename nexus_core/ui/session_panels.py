@@ -77,8 +77,10 @@ def analytics_panels(
         st.plotly_chart(session_timeline_figure(events), use_container_width=True)
     with tabs[1]:
         st.markdown(
-            f"- **Session** `{chat.public_id}`\n- **Created** {chat.created_at:%Y-%m-%d %H:%M} UTC"
-            f"\n- **Status** {chat.status}\n- **Persona** {persona.name} (version {persona.version})"
+            f"- **Session** `{chat.public_id}`\n"
+            f"- **Created** {chat.created_at:%Y-%m-%d %H:%M} UTC\n"
+            f"- **Status** {chat.status}\n"
+            f"- **Persona** {persona.name} (version {persona.version})"
         )
         if feedback:
             st.dataframe(

@@ -36,3 +36,8 @@ SESSION_PICK_PREFIX = "nexus_open_session_"
 RATING_PREFIX = "nexus_rating_"
 REPORT_FORM_PREFIX = "nexus_report_"
 RETRY_PREFIX = "nexus_retry_"
+
+# Error handling.
+CURRENT_PAGE = "nexus_current_page"
+ERROR_REPORT_NOTICE = "nexus_error_report_notice"
+REPORT_ERROR_BUTTON = "nexus_report_error"

@@ -149,6 +149,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """Attach the server's output to a failed browser test: the page only says "an error"."""
+    report: pytest.TestReport = yield
+    app = getattr(item, "funcargs", {}).get("live_app")
+    if report.failed and isinstance(app, LiveApp):
+        report.sections.append(("Streamlit server output (tail)", app.log_tail()))
+    return report
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     """The system Chromium; CI must have it, a developer machine may skip."""

@@ -1,0 +1,303 @@
+"""Health checks behind ``GET /health`` and ``nexus health``: database, Redis (when set), AI.
+
+Each check is timed with ``perf_counter`` and answers a `CheckResult`; `run_health` gathers them
+into a `HealthReport` whose ``to_dict()`` is the contract's shape::
+
+    {"status": "ok"|"error",
+     "checks": {"database": {"ok": true, "latency_ms": 1.2, "detail": "SELECT 1 ok"},
+                "redis": {...},          # only when REDIS_URL is set
+                "ai": {...}}}
+
+and whose ``http_status`` is 200 when every configured check passes, else 503.
+
+Secrets: a detail is short human text. Failures are described by the exception's class name and
+the first line of its message, scrubbed of ``scheme://user:pass@`` credentials, ``password=…``
+pairs and any password we know from the URL; provider details never name a key.
+
+Timeouts: the database probe runs on a daemon thread and the check gives up after
+``timeout_seconds`` even if the driver hangs (the thread finishes or dies on its own). A
+``Database`` built for health checks alone should also get a driver connect timeout, e.g.
+``Database(url, **health_engine_kwargs(url))`` (PostgreSQL/MySQL: ``connect_args={"connect_timeout":
+3}``, at least 2 s as libpq insists, and no pool); `check_database_url` does exactly that and waits
+just past the driver's timeout, so its reason reaches the detail. Redis gets socket timeouts and no
+retries.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import NullPool
+
+from nexus_core.ai.providers import build_provider
+from nexus_core.ai.types import Provider
+from nexus_core.db.engine import Database
+from nexus_core.errors import ConfigError
+from nexus_core.settings import Settings
+
+DATABASE = "database"
+REDIS = "redis"
+AI = "ai"
+PROBE_SQL = "SELECT 1"
+DB_TIMEOUT_SECONDS = 3.0
+REDIS_TIMEOUT_SECONDS = 2.0
+CONNECT_TIMEOUT_DRIVERS = frozenset({"postgresql", "mysql", "mariadb"})
+MIN_CONNECT_TIMEOUT_SECONDS = 2  # libpq and psycopg round anything shorter up to 2 s
+DRIVER_GRACE_SECONDS = 0.5
+MAX_DETAIL_CHARS = 200
+LATENCY_DECIMALS = 2
+REDACTED = "[redacted]"
+SIMULATED_IN_PRODUCTION = "simulated model in production"
+HTTP_OK = 200
+HTTP_UNAVAILABLE = 503
+
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]*@")
+_PASSWORD_PAIR = re.compile(r"(?i)\b(password|passwd|pwd)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)")
+
+ProviderFactory = Callable[[Settings], Provider]
+Status = Literal["ok", "error"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one health check: whether it passed, how long it took, and a safe note."""
+
+    name: str
+    ok: bool
+    latency_ms: float
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The check as the contract's ``{"ok", "latency_ms", "detail"}`` object."""
+        return {"ok": self.ok, "latency_ms": self.latency_ms, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """All checks of one health run; ``status`` is ``ok`` only when every check passed."""
+
+    status: Status
+    checks: dict[str, dict[str, Any]]
+
+    @classmethod
+    def from_results(cls, results: Iterable[CheckResult]) -> HealthReport:
+        """The report for these check results, in the order given."""
+        checks = {result.name: result.to_dict() for result in results}
+        status: Status = "ok" if all(c["ok"] for c in checks.values()) else "error"
+        return cls(status=status, checks=checks)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_OK if self.ok else HTTP_UNAVAILABLE
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"status": ..., "checks": {name: {"ok", "latency_ms", "detail"}}}`` (a copy)."""
+        return {"status": self.status, "checks": {k: dict(v) for k, v in self.checks.items()}}
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without URL credentials, ``password=`` values or the given secrets."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", text)
+    return _PASSWORD_PAIR.sub(rf"\1\2{REDACTED}", text)
+
+
+def describe_failure(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """``ClassName: first line of the message``, scrubbed and shortened, for a check's detail."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig  # the driver's own words, without SQLAlchemy's statement and links
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = scrub(lines[0], secrets) if lines else ""
+    detail = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
+    return detail
+
+
+def health_engine_kwargs(url: str, timeout_seconds: float = DB_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """Engine arguments for a probe-only ``Database``: no pool and a driver connect timeout."""
+    kwargs: dict[str, Any] = {"poolclass": NullPool}
+    if make_url(url).get_backend_name() in CONNECT_TIMEOUT_DRIVERS:
+        kwargs["connect_args"] = {"connect_timeout": _connect_timeout(timeout_seconds)}
+    return kwargs
+
+
+def check_database(db: Database, timeout_seconds: float = DB_TIMEOUT_SECONDS) -> CheckResult:
+    """Run ``SELECT 1`` on ``db``, giving up after ``timeout_seconds``."""
+    secrets = _url_passwords(str(db.url))
+    outcome: list[BaseException | None] = []
+    started = perf_counter()
+    probe = threading.Thread(
+        target=_probe_database, args=(db, outcome), name="nexus-health-database", daemon=True
+    )
+    probe.start()
+    probe.join(timeout_seconds)
+    latency_ms = _elapsed_ms(started)
+    if not outcome:
+        return CheckResult(DATABASE, False, latency_ms, f"no answer within {timeout_seconds:g} s")
+    error = outcome[0]
+    if error is not None:
+        return CheckResult(DATABASE, False, latency_ms, describe_failure(error, secrets))
+    return CheckResult(DATABASE, True, latency_ms, f"{PROBE_SQL} ok")
+
+
+def check_database_url(url: str, timeout_seconds: float = DB_TIMEOUT_SECONDS) -> CheckResult:
+    """Check the database at ``url`` with a probe-only ``Database`` that is disposed afterwards."""
+    started = perf_counter()
+    try:
+        db = Database(url, **health_engine_kwargs(url, timeout_seconds))
+    except (ConfigError, ArgumentError):
+        return CheckResult(DATABASE, False, _elapsed_ms(started), "DATABASE_URL is not valid")
+    except Exception as exc:  # e.g. a missing driver, or a SQLite folder that cannot be made
+        detail = describe_failure(exc, _url_passwords(url))
+        return CheckResult(DATABASE, False, _elapsed_ms(started), detail)
+    # Wait a little past the driver's own timeout so its reason, not ours, reaches the detail.
+    limit = max(timeout_seconds, _connect_timeout(timeout_seconds)) + DRIVER_GRACE_SECONDS
+    try:
+        return check_database(db, limit)
+    finally:
+        db.dispose()
+
+
+def check_redis(
+    url: str | None, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
+) -> CheckResult | None:
+    """PING the Redis at ``url`` with socket timeouts; None when Redis is not configured."""
+    if not url:
+        return None
+    secrets = _url_passwords(url)
+    started = perf_counter()
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 0),  # a health check reports, it does not insist
+            health_check_interval=0,
+        )
+    except Exception as exc:  # redis-py rejects a malformed URL with ValueError
+        detail = f"REDIS_URL is not valid ({describe_failure(exc, secrets)})"
+        return CheckResult(REDIS, False, _elapsed_ms(started), detail)
+    try:
+        answered = client.ping()
+    except Exception as exc:
+        return CheckResult(REDIS, False, _elapsed_ms(started), describe_failure(exc, secrets))
+    finally:
+        client.close()
+    if not answered:
+        return CheckResult(REDIS, False, _elapsed_ms(started), "PING got no PONG")
+    return CheckResult(REDIS, True, _elapsed_ms(started), "PING ok")
+
+
+def check_ai(settings: Settings, provider_factory: ProviderFactory = build_provider) -> CheckResult:
+    """Whether the configured AI provider has what it needs, without calling it."""
+    started = perf_counter()
+    try:
+        provider = provider_factory(settings)
+    except ConfigError as exc:
+        return CheckResult(AI, False, _elapsed_ms(started), str(exc))
+    except Exception as exc:
+        secrets = (settings.gemini_api_key, settings.openai_api_key)
+        detail = f"{settings.ai_provider}: {describe_failure(exc, secrets)}"
+        return CheckResult(AI, False, _elapsed_ms(started), detail)
+    try:
+        ok, detail = _describe_provider(provider, settings)
+    finally:
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()
+    return CheckResult(AI, ok, _elapsed_ms(started), detail)
+
+
+def run_health(
+    settings: Settings,
+    db: Database | None = None,
+    *,
+    provider_factory: ProviderFactory = build_provider,
+    timeout_seconds: float = DB_TIMEOUT_SECONDS,
+) -> HealthReport:
+    """Every configured check; without ``db``, the database at ``DATABASE_URL`` is probed afresh."""
+    if db is None:
+        database = check_database_url(settings.database_url, timeout_seconds)
+    else:
+        database = check_database(db, timeout_seconds)
+    results = [database]
+    redis_result = check_redis(settings.redis_url)
+    if redis_result is not None:
+        results.append(redis_result)
+    results.append(check_ai(settings, provider_factory))
+    return HealthReport.from_results(results)
+
+
+def _describe_provider(provider: Provider, settings: Settings) -> tuple[bool, str]:
+    name = getattr(provider, "name", settings.ai_provider)
+    model = getattr(provider, "default_model", "") or "?"
+    if name == "simulated":
+        if settings.is_production:
+            return False, SIMULATED_IN_PRODUCTION
+        return True, f"simulated: offline demo model {model}"
+    if not provider.configured():
+        return False, f"{name}: not configured"
+    if name == "gemini":
+        return True, f"gemini: key configured, model {model}"
+    if name == "openai":
+        return True, f"openai: base URL and model configured, model {model}"
+    return True, f"{name}: configured, model {model}"
+
+
+def _probe_database(db: Database, outcome: list[BaseException | None]) -> None:
+    # A raw pooled connection, not a Session: the SQLite engine's BEGIN IMMEDIATE hook would make
+    # every probe take the write lock and queue behind writers.
+    try:
+        connection = db.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(PROBE_SQL)
+                cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
+    except Exception as exc:
+        outcome.append(exc)
+    else:
+        outcome.append(None)
+
+
+def _url_passwords(url: str) -> tuple[str, ...]:
+    """The password in ``url`` as written and decoded, so messages can be scrubbed of both."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ()
+    if not password:
+        return ()
+    return tuple({password, unquote(password)})
+
+
+def _connect_timeout(timeout_seconds: float) -> int:
+    # Drivers take whole seconds, and 0 would mean "wait forever".
+    return max(MIN_CONNECT_TIMEOUT_SECONDS, math.ceil(timeout_seconds))
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((perf_counter() - started) * 1000, LATENCY_DECIMALS)

@@ -1,0 +1,246 @@
+"""Prometheus metrics for ``GET /metrics``, fed by the same events that go to the event log.
+
+The app emits every event once, through a `FanoutSink` that hands it to the file logger and to a
+`MetricsEventSink`; the sink turns events into counters and histograms on a `NexusMetrics`::
+
+    request_start    -> nexus_ai_requests_total{provider, model}
+    request_success  -> nexus_ai_time_to_first_token_seconds (when ttft_ms is given)
+    request_failure  -> nexus_ai_request_failures_total{error_type}
+    job_retry        -> nexus_ai_retries_total
+    job_success      -> nexus_ai_jobs_total{outcome="succeeded"}, nexus_ai_response_latency_seconds
+    job_failure      -> nexus_ai_jobs_total{outcome="failed"}
+
+Two gauges read their value when scraped, from callables the app supplies: jobs in flight and
+active sessions. Each `NexusMetrics` owns its own ``CollectorRegistry`` (never the global one), so
+tests and several app instances in one process do not collide. Metrics never fail the caller: a
+malformed event is ignored, a failing gauge source reads as NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from nexus_core.events import EventName, EventSink
+
+# Around the 3 s p95 SLO, with room for slow tails; seconds.
+RESPONSE_LATENCY_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+TTFT_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+UNKNOWN_LABEL: Final = "unknown"
+MAX_LABEL_CHARS: Final = 64
+MS_PER_SECOND: Final = 1000.0
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+
+REQUESTS_TOTAL: Final = "nexus_ai_requests_total"
+REQUEST_FAILURES_TOTAL: Final = "nexus_ai_request_failures_total"
+RETRIES_TOTAL: Final = "nexus_ai_retries_total"
+JOBS_TOTAL: Final = "nexus_ai_jobs_total"
+RESPONSE_LATENCY_SECONDS: Final = "nexus_ai_response_latency_seconds"
+TTFT_SECONDS: Final = "nexus_ai_time_to_first_token_seconds"
+JOBS_IN_FLIGHT: Final = "nexus_ai_jobs_in_flight"
+ACTIVE_SESSIONS: Final = "nexus_active_sessions"
+METRIC_NAMES: Final = (
+    REQUESTS_TOTAL,
+    REQUEST_FAILURES_TOTAL,
+    RETRIES_TOTAL,
+    JOBS_TOTAL,
+    RESPONSE_LATENCY_SECONDS,
+    TTFT_SECONDS,
+    JOBS_IN_FLIGHT,
+    ACTIVE_SESSIONS,
+)
+
+_LOG = logging.getLogger("nexus.events")
+
+GaugeSource = Callable[[], float]
+
+
+class NexusMetrics:
+    """The app's Prometheus metrics, on a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.requests = Counter(
+            REQUESTS_TOTAL,
+            "AI provider requests started, by provider and model.",
+            ["provider", "model"],
+            registry=self.registry,
+        )
+        self.request_failures = Counter(
+            REQUEST_FAILURES_TOTAL,
+            "AI provider requests that failed, by error type.",
+            ["error_type"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            RETRIES_TOTAL,
+            "AI response jobs retried after a failed attempt.",
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            JOBS_TOTAL,
+            "AI response jobs finished, by outcome (succeeded or failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.response_latency = Histogram(
+            RESPONSE_LATENCY_SECONDS,
+            "Time from the user's message stored to the reply stored.",
+            buckets=RESPONSE_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            TTFT_SECONDS,
+            "Time from sending a provider request to its first text delta.",
+            buckets=TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.jobs_in_flight = Gauge(
+            JOBS_IN_FLIGHT, "AI response jobs queued or running.", registry=self.registry
+        )
+        self.active_sessions = Gauge(
+            ACTIVE_SESSIONS, "Chat sessions with recent activity.", registry=self.registry
+        )
+        self.jobs_in_flight.set_function(_zero)
+        self.active_sessions.set_function(_zero)
+
+    def set_in_flight_source(self, source: GaugeSource) -> None:
+        """Read ``nexus_ai_jobs_in_flight`` from ``source()`` at every scrape."""
+        self.jobs_in_flight.set_function(_guarded(source, JOBS_IN_FLIGHT))
+
+    def set_active_sessions_source(self, source: GaugeSource) -> None:
+        """Read ``nexus_active_sessions`` from ``source()`` at every scrape."""
+        self.active_sessions.set_function(_guarded(source, ACTIVE_SESSIONS))
+
+    def render(self) -> tuple[bytes, str]:
+        """The registry in the Prometheus text format, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsEventSink:
+    """An event sink that updates a `NexusMetrics` instead of writing anything."""
+
+    def __init__(self, metrics: NexusMetrics) -> None:
+        self.metrics = metrics
+        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            EventName.REQUEST_START: self._on_request_start,
+            EventName.REQUEST_SUCCESS: self._on_request_success,
+            EventName.REQUEST_FAILURE: self._on_request_failure,
+            EventName.JOB_RETRY: self._on_job_retry,
+            EventName.JOB_SUCCESS: self._on_job_success,
+            EventName.JOB_FAILURE: self._on_job_failure,
+        }
+
+    def emit(
+        self,
+        event: str,
+        *,
+        chat_session_id: str | None = None,
+        user_id: int | None = None,
+        **fields: Any,
+    ) -> None:
+        """Count the event; unknown events and malformed fields are ignored, never raised."""
+        handler = self._handlers.get(event)
+        if handler is None:
+            return
+        try:
+            handler(fields)
+        except Exception:  # metrics must never break the code that emits events
+            _LOG.debug("metrics ignored a malformed %r event", event, exc_info=True)
+
+    def _on_request_start(self, fields: dict[str, Any]) -> None:
+        self.metrics.requests.labels(
+            provider=_label(fields.get("provider")), model=_label(fields.get("model"))
+        ).inc()
+
+    def _on_request_success(self, fields: dict[str, Any]) -> None:
+        ttft = _seconds(fields.get("ttft_ms"))
+        if ttft is not None:
+            self.metrics.time_to_first_token.observe(ttft)
+
+    def _on_request_failure(self, fields: dict[str, Any]) -> None:
+        self.metrics.request_failures.labels(error_type=_label(fields.get("error_type"))).inc()
+
+    def _on_job_retry(self, fields: dict[str, Any]) -> None:
+        self.metrics.retries.inc()
+
+    def _on_job_success(self, fields: dict[str, Any]) -> None:
+        self.metrics.jobs.labels(outcome=SUCCEEDED).inc()
+        latency = _seconds(fields.get("latency_ms"))
+        if latency is not None:
+            self.metrics.response_latency.observe(latency)
+
+    def _on_job_failure(self, fields: dict[str, Any]) -> None:
+        self.metrics.jobs.labels(outcome=FAILED).inc()
+
+
+class FanoutSink:
+    """An event sink that forwards each event to several sinks; one failing does not stop others."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks: tuple[EventSink, ...] = sinks
+
+    def emit(
+        self,
+        event: str,
+        *,
+        chat_session_id: str | None = None,
+        user_id: int | None = None,
+        **fields: Any,
+    ) -> None:
+        """Hand the event to each sink in turn, logging (not raising) any sink's failure."""
+        for sink in self.sinks:
+            try:
+                sink.emit(event, chat_session_id=chat_session_id, user_id=user_id, **fields)
+            except Exception as exc:
+                # Only the kind of failure, never the event's fields: they may hold user content.
+                _LOG.warning(
+                    "event sink %s failed on %r (%s)",
+                    type(sink).__name__,
+                    event,
+                    type(exc).__name__,
+                )
+
+
+def _label(value: object) -> str:
+    if value is None or value == "":
+        return UNKNOWN_LABEL
+    return str(value)[:MAX_LABEL_CHARS]
+
+
+def _seconds(milliseconds: object) -> float | None:
+    """``milliseconds`` as seconds, or None unless it is a finite, non-negative number."""
+    if isinstance(milliseconds, bool) or not isinstance(milliseconds, int | float):
+        return None
+    if not math.isfinite(milliseconds) or milliseconds < 0:
+        return None
+    return milliseconds / MS_PER_SECOND
+
+
+def _zero() -> float:
+    return 0.0
+
+
+def _guarded(source: GaugeSource, name: str) -> GaugeSource:
+    """``source`` made safe to scrape: a failure or a non-number reads as NaN."""
+
+    def read() -> float:
+        try:
+            return float(source())
+        except Exception:
+            _LOG.warning("gauge %s could not read its source", name, exc_info=True)
+            return math.nan
+
+    return read

@@ -1,0 +1,73 @@
+"""The friendly 500: what a user sees when a page fails unexpectedly, and the report button.
+
+``on_script_error`` runs on the script thread (it may draw) and returns True so Streamlit's own
+exception box, which could show secret-bearing text, never appears. The report button uses
+``on_click`` because the failing branch may not run again on the rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from nexus_core.ui import state
+
+log = logging.getLogger("nexus.errors")
+
+FRIENDLY_500 = (
+    "Something went wrong on our side and this page could not be shown. "
+    "Nothing you saved was lost. Reference: **{reference}** — quote it if you contact support."
+)
+
+
+def _report(reference: str, page: str | None, session_id: str | None, exc_type: str) -> None:
+    from nexus_core.ui.guard import current_user
+    from nexus_core.ui.resources import get_context
+
+    ctx = get_context()
+    user = current_user(ctx)
+    if user is None:
+        return
+    item = ctx.incidents.report(
+        user, reference=reference, page=page, chat_session_id=session_id, exception_type=exc_type
+    )
+    st.session_state[state.ERROR_REPORT_NOTICE] = (
+        f"Thanks — your report of {reference} was filed as feedback #{item.id}; "
+        "the team will look at it."
+    )
+
+
+def on_script_error(exc: Exception) -> bool:
+    """Show a friendly 500 with a reference instead of a stack trace."""
+    from nexus_core.ui.guard import current_user
+    from nexus_core.ui.resources import get_context
+
+    page = st.session_state.get(state.CURRENT_PAGE)
+    session_id = st.query_params.get(state.SESSION_QUERY_PARAM)
+    try:
+        ctx = get_context()
+        user = current_user(ctx)
+        record = ctx.incidents.notify(
+            exc, page=page, user_id=user.id if user else None, chat_session_id=session_id
+        )
+        reference = record.reference
+    except Exception:  # the error path itself must never fail loudly
+        log.exception("could not record an unexpected error")
+        user, reference = None, "unavailable"
+    st.error(FRIENDLY_500.format(reference=reference), icon="🛠️")
+    if user is not None and reference != "unavailable":
+        st.button(
+            "Report this error",
+            key=state.REPORT_ERROR_BUTTON,
+            on_click=_report,
+            args=(reference, page, session_id, type(exc).__qualname__),
+        )
+    return True
+
+
+def show_report_notice() -> None:
+    """Confirm a filed error report once, on the run after the button was pressed."""
+    notice = st.session_state.pop(state.ERROR_REPORT_NOTICE, None)
+    if notice:
+        st.success(notice, icon="✅")
