@@ -12,6 +12,7 @@ if get_script_run_ctx() is None:
     from nexus_core.ui.errors_view import on_script_error
 
     server.refuse_misconfigured_start()
+    server.withhold_exception_text_from_logs()
     app = st.App(
         __file__,
         routes=server.routes(),
@@ -21,9 +22,9 @@ if get_script_run_ctx() is None:
     )
 else:
     from nexus_core.errors import ConfigError
+    from nexus_core.ui import nav
     from nexus_core.ui.auth import sign_in
     from nexus_core.ui.errors_view import show_report_notice
-    from nexus_core.ui.nav import build_navigation
     from nexus_core.ui.resources import get_context
 
     st.set_page_config(page_title="Nexus AI", page_icon="🧠", layout="wide")
@@ -35,6 +36,13 @@ else:
 
     user = sign_in(ctx)
     if user is None:
+        nav.remember_requested_page()
         st.stop()
     show_report_notice()
-    build_navigation(user).run()
+    navigation = nav.build_navigation(user)
+    nav.return_to_requested_page(user)
+    path = nav.requested_path()
+    if nav.is_known_page(path, user):
+        navigation.run()
+    else:
+        nav.show_not_found(path)

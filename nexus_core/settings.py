@@ -19,13 +19,15 @@ ENVIRONMENTS = ("development", "test", "production")
 PROVIDERS = ("gemini", "openai", "simulated")
 MIN_COOKIE_KEY_LENGTH = 32
 # Values from examples and docs that must never sign real cookies.
-PLACEHOLDER_SECRETS = frozenset({
-    "replace-with-at-least-32-random-characters-0000",
-    "change-me",
-    "changeme",
-    "secret",
-    "some_key",
-})
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "replace-with-at-least-32-random-characters-0000",
+        "change-me",
+        "changeme",
+        "secret",
+        "some_key",
+    }
+)
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
 
 

@@ -42,14 +42,14 @@ def test_pages_reach_the_core_only_through_services_not_sql_or_http() -> None:
         str(path.relative_to(ROOT)): sorted(
             m for m in imported_modules(path) if m.startswith(forbidden)
         )
-        for path in (ROOT / "pages").glob("*.py")
+        for path in (ROOT / "app_pages").glob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_files_stay_a_readable_size() -> None:
     too_long = {}
-    for path in (ROOT / "pages").glob("*.py"):
+    for path in (ROOT / "app_pages").glob("*.py"):
         if len(path.read_text().splitlines()) > PAGE_MAX_LINES:
             too_long[str(path.relative_to(ROOT))] = PAGE_MAX_LINES
     if len((ROOT / "app.py").read_text().splitlines()) > APP_MAX_LINES:

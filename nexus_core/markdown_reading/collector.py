@@ -24,11 +24,11 @@ class ReadingFailed(Exception):
 
 @dataclass
 class Collector:
-    """Spans recorded per inline run, the work budget, and whether the text went too deep."""
+    """Spans recorded per inline run, the work budget, and the state of link labels."""
 
     budget: int
-    too_deep: bool = False
     in_label: int = 0
+    label_ends: list[int] = field(default_factory=list)
     inline: dict[int, tuple[list[Token], list[Record]]] = field(default_factory=dict)
 
     @classmethod
@@ -44,10 +44,10 @@ class Collector:
         records.append((kind, start, label_end, state.pos, token))
 
     def spend(self, work: int) -> None:
-        """Charge ``work`` steps; running out marks the reading as failed."""
+        """Charge ``work`` steps; running out of budget fails the reading at once."""
         self.budget -= work
         if self.budget < 0:
-            self.too_deep = True
+            raise ReadingFailed("too costly to read")
 
 
 def collector_of(state: Any) -> Collector:

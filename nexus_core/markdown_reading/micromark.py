@@ -16,7 +16,7 @@ from markdown_it.rules_block import StateBlock
 from markdown_it.rules_block.fence import make_fence_rule
 from markdown_it.rules_inline import StateInline
 
-from nexus_core.markdown_reading.collector import MAX_NESTING, collector_of
+from nexus_core.markdown_reading.collector import MAX_NESTING, ReadingFailed, collector_of
 
 BlockRule = Callable[[StateBlock, int, int, bool], bool]
 InlineRule = Callable[[StateInline, bool], bool]
@@ -53,7 +53,7 @@ def depth_checked(rule: BlockRule) -> BlockRule:
 
     def checked(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
         if not silent and state.level >= MAX_NESTING - 3:
-            collector_of(state).too_deep = True
+            raise ReadingFailed("nested too deeply")
         return rule(state, start_line, end_line, silent)
 
     return checked

@@ -69,8 +69,6 @@ def read_markdown(text: str, *, math: bool, gfm_literals: bool) -> Reading:
         tokens = _parser(math, gfm_literals).parse(source, {ENV_KEY: collector})
     except RecursionError as exc:
         raise ReadingFailed("nested too deeply") from exc
-    if collector.too_deep:
-        raise ReadingFailed("nested too deeply or too costly to read")
 
     line_starts = [0, *(match.end() for match in re.finditer("\n", text))]
     spans: list[InlineSpan] = []
@@ -144,6 +142,7 @@ def _parser(math: bool, gfm_literals: bool) -> MarkdownIt:
 
     # Later core rules replace each inline token's children list, so claim the records now.
     md.core.ruler.after("inline", "nexus_records", _attach_records)
+    md.inline.tokenize = _noting_label_ends(md.inline.tokenize)  # type: ignore[method-assign]
     inline = md.inline.ruler
     for name, kind in (("link", "link"), ("image", "image"), ("autolink", "autolink")):
         _wrap(inline, name, lambda rule, kind=kind: _recorded(rule, kind))
@@ -176,20 +175,18 @@ def _attach_records(state: Any) -> None:
 
 def _recorded(rule: Any, kind: str) -> Any:
     def recorded(state: StateInline, silent: bool) -> bool:
-        collector = collector_of(state)
         if state.level >= MAX_NESTING - 1:
-            collector.too_deep = True
-        start = state.pos
+            raise ReadingFailed("nested too deeply")
+        collector = collector_of(state)
+        start, count = state.pos, len(state.tokens)
         labelled = kind in ("link", "image")
-        label_end = -1
-        count = len(state.tokens)
         if labelled:
             collector.in_label += 1
+            collector.label_ends.append(-1)
         try:
-            if kind == "link" and not silent and state.src[start] == "[":
-                label_end = state.md.helpers.parseLinkLabel(state, start, True)
             found = rule(state, silent)
         finally:
+            label_end = collector.label_ends.pop() if labelled else -1
             if labelled:
                 collector.in_label -= 1
         if found and not silent:
@@ -200,3 +197,15 @@ def _recorded(rule: Any, kind: str) -> Any:
         return found
 
     return recorded
+
+
+def _noting_label_ends(tokenize: Any) -> Any:
+    """The inline tokenizer, noting where a link's text ends when the link rule runs it."""
+
+    def tokenize_noting(state: StateInline) -> None:
+        collector = collector_of(state)
+        if state.linkLevel > 0 and collector.label_ends and collector.label_ends[-1] < 0:
+            collector.label_ends[-1] = state.posMax
+        tokenize(state)
+
+    return tokenize_noting

@@ -6,8 +6,10 @@ revoked cookie, and after it runs we record the outcome in the database.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
+import extra_streamlit_components as stx
 import jwt
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -74,15 +76,19 @@ def sign_in(ctx: AppContext) -> UserView | None:
         # Reset a failure from an earlier run so a False below means "failed just now".
         st.session_state[state.AUTH_STATUS] = None
 
+    signed_in_now: list[str] = []
+
     def _on_success(info: dict[str, Any]) -> None:
         user = ctx.sign_in.record_success(info["username"])
         st.session_state[state.USER_ID] = user.id
-        st.session_state[state.SIGNED_IN_NOTED] = True
+        signed_in_now.append(user.username)
 
+    form_box = st.empty()
     try:
-        authenticator.login(
-            location="main", fields=LOGIN_FIELDS, key=state.LOGIN_FORM, callback=_on_success
-        )
+        with form_box.container():
+            authenticator.login(
+                location="main", fields=LOGIN_FIELDS, key=state.LOGIN_FORM, callback=_on_success
+            )
     except LoginError:
         st.session_state[state.AUTH_STATUS] = None
         st.error(SIGN_IN_FAILED_MESSAGE)
@@ -97,6 +103,11 @@ def sign_in(ctx: AppContext) -> UserView | None:
         st.caption("Accounts are created by an administrator. Ask one if you need access.")
         return None
 
+    if signed_in_now:
+        # Take the form away at once, and write the cookie from outside it so it survives.
+        form_box.empty()
+        write_login_cookie(ctx, signed_in_now[0])
+
     user = ctx.sign_in.active_user(str(st.session_state.get(state.AUTH_USERNAME)))
     if user is None:  # disabled or deleted since the cookie was written
         authenticator.logout(location="unrendered")
@@ -108,6 +119,30 @@ def sign_in(ctx: AppContext) -> UserView | None:
         _forced_password_change(ctx, authenticator, user)
         return None
     return user
+
+
+def is_https() -> bool:
+    """Whether the browser reached us over HTTPS (directly or through a TLS proxy)."""
+    forwarded = (st.context.headers or {}).get("X-Forwarded-Proto", "")
+    return forwarded.lower() == "https" or (st.context.url or "").startswith("https://")
+
+
+def write_login_cookie(ctx: AppContext, username: str) -> None:
+    """Write the authenticator's login cookie (same JWT), marked Secure behind HTTPS."""
+    expires = datetime.now() + timedelta(days=ctx.settings.cookie_expiry_days)
+    token = jwt.encode(
+        {"username": username, "exp_date": expires.timestamp()},
+        resolve_cookie_key(ctx.settings),
+        algorithm="HS256",
+    )
+    stx.CookieManager(key=state.COOKIE_MANAGER).set(
+        COOKIE_NAME,
+        token,
+        key=state.COOKIE_WRITE,
+        expires_at=expires,
+        secure=True if is_https() else None,
+        same_site="strict",
+    )
 
 
 def _sign_out(ctx: AppContext, info: dict[str, Any]) -> None:
@@ -156,7 +191,7 @@ def _password_form(
         st.error(str(exc))
         return
     # Older cookies are now revoked; give this browser a fresh one.
-    authenticator.cookie_controller.set_cookie()
+    write_login_cookie(ctx, user.username)
     st.success("Password changed. Other browsers signed in as you have been signed out.")
 
 

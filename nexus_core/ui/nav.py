@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import streamlit as st
 
+from nexus_core.ui import state
 from nexus_core.users import UserView, pages_for_role
 
-PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
+# Not "pages/": Streamlit treats a folder of that name as the legacy multipage layout and serves
+# its scripts (and a navigation listing them) before st.navigation runs.
+PAGES_DIR = Path(__file__).resolve().parents[2] / "app_pages"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,39 @@ PAGES_BY_KEY = {p.key: p for p in PAGES}
 def page_path(key: str) -> str:
     """The script path of a page, for ``st.switch_page`` and ``st.page_link``."""
     return str(PAGES_DIR / PAGES_BY_KEY[key].file)
+
+
+def requested_path() -> str:
+    """The first path segment the browser asked for ("" for the root)."""
+    url = st.context.url or ""
+    path = urlparse(url).path.strip("/")
+    return path.split("/")[-1] if path else ""
+
+
+def is_known_page(path: str, user: UserView) -> bool:
+    """Whether ``path`` is the root or a page this user may open."""
+    return path == "" or path in pages_for_role(user.role)
+
+
+def remember_requested_page() -> None:
+    """Before sign-in: note which page the visitor asked for."""
+    path = requested_path()
+    if path in PAGES_BY_KEY:
+        st.session_state[state.RETURN_TO] = path
+
+
+def return_to_requested_page(user: UserView) -> None:
+    """After sign-in: go to the page asked for before it, if this user may open it."""
+    target = st.session_state.pop(state.RETURN_TO, None)
+    if target and target in pages_for_role(user.role) and target != requested_path():
+        st.switch_page(page_path(target))
+
+
+def show_not_found(path: str) -> None:
+    """A friendly 404 for a page that does not exist or that this role may not open."""
+    st.title("🧭 Page not found")
+    st.write(f"There is no page called “{path}” here, or it is not available to your account.")
+    st.page_link(page_path("chat"), label="Back to Chat", icon="💬")
 
 
 def build_navigation(user: UserView) -> st.navigation:  # type: ignore[valid-type]

@@ -14,8 +14,10 @@ AUTH_LOGOUT = "logout"
 
 # Ours.
 USER_ID = "nexus_user_id"
-SIGNED_IN_NOTED = "nexus_signed_in_noted"
+COOKIE_MANAGER = "nexus_cookie_manager"
+COOKIE_WRITE = "nexus_cookie_write"
 LOGIN_FORM = "nexus_login_form"
+RETURN_TO = "nexus_return_to"
 LOGOUT_BUTTON = "nexus_logout"
 PASSWORD_FORM = "nexus_password_form"
 NEW_PASSWORD = "nexus_new_password"

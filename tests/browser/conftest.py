@@ -58,10 +58,13 @@ class LiveApp:
     data_dir: Path
     env: dict[str, str]
     log_path: Path
+    process: subprocess.Popen[bytes]
 
-    def log_tail(self) -> str:
-        """The end of the server's captured output, for assertion messages."""
-        return _tail(self.log_path)
+    def server_report(self) -> str:
+        """Whether the server still runs, and the end of its output, for failure messages."""
+        code = self.process.poll()
+        status = "still running" if code is None else f"EXITED with code {code}"
+        return f"server {status}; its output ends:\n{_tail(self.log_path)}"
 
     def nexus(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the `nexus` CLI against this server's data dir; fails the test on a non-zero exit."""
@@ -157,7 +160,7 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = yield
     app = getattr(item, "funcargs", {}).get("live_app")
     if report.failed and isinstance(app, LiveApp):
-        report.sections.append(("Streamlit server output (tail)", app.log_tail()))
+        report.sections.append(("Streamlit server", app.server_report()))
     return report
 
 
@@ -218,7 +221,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> It
     )
     try:
         _wait_until_healthy(process, url, log_path)
-        yield LiveApp(url=url, data_dir=data_dir, env=env, log_path=log_path)
+        yield LiveApp(url=url, data_dir=data_dir, env=env, log_path=log_path, process=process)
     finally:
         _stop(process)
         log.close()

@@ -8,6 +8,5 @@ ctx, user = require_page("workbench")
 
 st.title("🧪 Workbench")
 st.info(
-    "Notebook-style SQL over events, sessions and feedback. Coming with the "
-    "analytics workbench."
+    "Notebook-style SQL over events, sessions and feedback. Coming with the analytics workbench."
 )
