@@ -61,30 +61,38 @@ _PORT = re.compile(r":[0-9]*")
 _BACKTICK_RUN = re.compile(r"`+")
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _LINE_ENDINGS = re.compile(r"\r\n?")
-# (math, gfm_literals) for each reading. The second reading leaves out the GFM literal model, so
-# if that model is wrong the links it hides are still found; math readings only apply to texts
-# with a `$`, since Streamlit only turns math on for those.
-_READINGS = ((False, True), (False, False), (True, True))
+_EXTRAS_HINT = re.compile(r"(?i)www\.|https?://|@|\[\^")
+# Characters without which Markdown can make no link and no image.
+_LINK_MARKERS = ("[", "<")
 
 
 def safe_markdown(text: str, *, allowed_image_hosts: Collection[str] = IMAGE_HOSTS_DEFAULT) -> str:
     """Markdown that shows ``text`` with only web/mail links and allow-listed images left live."""
     hosts = frozenset(host.strip().lower() for host in allowed_image_hosts)
     original = _prepare(text)
+    if not any(marker in original for marker in _LINK_MARKERS):
+        return original
+    readings = _reading_kinds(original)
     current = original
+    # Read the text every way the browser might; a reading that changes the text starts the
+    # round again, so the result is what every reading found safe.
+    settled: set[tuple[bool, bool]] = set()
     try:
-        for _ in range(MAX_PASSES):
-            rewritten = current
-            for math, gfm_literals in _READINGS:
-                if math and "$" not in rewritten:
-                    continue
-                reading = read_markdown(rewritten, math=math, gfm_literals=gfm_literals)
-                rewritten = _rewrite(rewritten, reading, hosts)
-            rewritten = _guard_image_starts(rewritten, hosts)
+        for step in range(MAX_PASSES * len(readings)):
+            kind = readings[step % len(readings)]
+            if kind in settled:
+                continue
+            reading = read_markdown(current, math=kind[0], gfm_extras=kind[1])
+            rewritten = _rewrite(current, reading, hosts)
+            if rewritten == current and kind == readings[0]:
+                rewritten = _guard_image_starts(current, reading, hosts)
             rewritten = _as_streamlit_sees(rewritten)
             if rewritten == current:
-                return current
-            current = rewritten
+                settled.add(kind)
+                if len(settled) == len(readings):
+                    return current
+            else:
+                current, settled = rewritten, set()
     except ReadingFailed:
         pass
     return as_code_block(original)
@@ -97,13 +105,14 @@ def find_unsafe(
     hosts = frozenset(host.strip().lower() for host in allowed_image_hosts)
     prepared = _prepare(text)
     found: list[str] = []
-    for math, gfm_literals in _READINGS:
-        if math and "$" not in prepared:
-            continue
-        reading = read_markdown(prepared, math=math, gfm_literals=gfm_literals)
-        for span in reading.spans:
-            if not _span_allowed(span, hosts):
-                found.append(f"{span.kind} {span.url!r}")
+    for math, gfm_extras in _reading_kinds(prepared):
+        try:
+            reading = read_markdown(prepared, math=math, gfm_extras=gfm_extras)
+        except ReadingFailed as exc:
+            return [f"unreadable: {exc}"]
+        found.extend(
+            f"{span.kind} {span.url!r}" for span in reading.spans if not _span_allowed(span, hosts)
+        )
     return found
 
 
@@ -135,6 +144,18 @@ def as_code_block(text: str) -> str:
     longest = max((len(run) for run in _BACKTICK_RUN.findall(text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}\n{text}\n{fence}"
+
+
+def _reading_kinds(text: str) -> list[tuple[bool, bool]]:
+    """(math, gfm_extras) for each way the browser might read ``text``."""
+    kinds = [(False, True)]
+    if _EXTRAS_HINT.search(text):
+        # A second opinion without the GFM literal and footnote models finds what they hide.
+        kinds.append((False, False))
+    if "$" in text:
+        # Streamlit turns math on by a heuristic, so texts with `$` are read both ways.
+        kinds.append((True, True))
+    return kinds
 
 
 def _prepare(text: str) -> str:
@@ -172,13 +193,11 @@ def _rewrite(text: str, reading: Reading, hosts: frozenset[str]) -> str:
     edits: list[_Edit] = []
     for span in reading.spans:
         if span.parent is None:
-            edits.extend(_edits_for(span, reading, hosts, in_link=False))
+            edits.extend(_edits_for(span, hosts, in_link=False))
     return _apply(text, edits)
 
 
-def _edits_for(
-    span: InlineSpan, reading: Reading, hosts: frozenset[str], *, in_link: bool
-) -> list[_Edit]:
+def _edits_for(span: InlineSpan, hosts: frozenset[str], *, in_link: bool) -> list[_Edit]:
     if span.kind == "image":
         if is_allowed_image(span.url, hosts):
             return []
@@ -193,7 +212,7 @@ def _edits_for(
     if not allowed:
         edits.append(_Edit(span.start, span.start + 1, ""))
     for child in span.children:
-        edits.extend(_edits_for(child, reading, hosts, in_link=True))
+        edits.extend(_edits_for(child, hosts, in_link=allowed))
     if not allowed:
         shown = f" ({_code(span.url, span.backtick_run, span.in_table)})" if span.url else ""
         edits.append(_Edit(span.label_end, span.end, shown))
@@ -264,10 +283,10 @@ def _apply(text: str, edits: list[_Edit]) -> str:
     return "".join(out)
 
 
-def _guard_image_starts(text: str, hosts: frozenset[str]) -> str:
+def _guard_image_starts(text: str, reading: Reading, hosts: frozenset[str]) -> str:
+    """Put a word joiner in every ``![`` outside code that is not an allowed image."""
     if "![" not in text:
         return text
-    reading = read_markdown(text, math=False, gfm_literals=True)
     allowed = {
         span.start
         for span in reading.spans

@@ -61,18 +61,11 @@ def content_offsets(source: str, token: Token) -> list[int]:
     return offsets[lead : lead + len(content)]
 
 
-def locate_paragraph(state: StateBlock, tokens: list[Token]) -> None:
-    """Paragraph lines, as ``StateBlock.getLines`` joins them."""
+def locate_lines(state: StateBlock, tokens: list[Token]) -> None:
+    """Paragraph or setext heading lines, as ``StateBlock.getLines`` joins them."""
     for token in tokens:
         assert token.map is not None
         token.meta[LOCATION] = ("lines", _line_segments(state, token.map[0], token.map[1]))
-
-
-def locate_setext_heading(state: StateBlock, tokens: list[Token]) -> None:
-    """Setext heading lines, without the underline."""
-    for token in tokens:
-        assert token.map is not None
-        token.meta[LOCATION] = ("lines", _line_segments(state, token.map[0], token.map[1] - 1))
 
 
 def locate_heading(state: StateBlock, tokens: list[Token]) -> None:

@@ -60,13 +60,18 @@ class Reading:
         return index >= 0 and position < self.code_ranges[index][1]
 
 
-def read_markdown(text: str, *, math: bool, gfm_literals: bool) -> Reading:
-    """Parse ``text`` as Streamlit would, with or without math and the GFM literal model."""
+def read_markdown(text: str, *, math: bool, gfm_extras: bool) -> Reading:
+    """Parse ``text`` as Streamlit would, with or without math.
+
+    ``gfm_extras`` models GFM literals and footnote definitions as micromark reads them; without
+    it the reading is plain CommonMark with tables, a second opinion that finds every link those
+    models might hide.
+    """
     collector = Collector.for_text(text)
     # Streamlit makes this change before parsing; it keeps every offset where it was.
     source = text.replace(":material/", ":material_")
     try:
-        tokens = _parser(math, gfm_literals).parse(source, {ENV_KEY: collector})
+        tokens = _parser(math, gfm_extras).parse(source, {ENV_KEY: collector})
     except RecursionError as exc:
         raise ReadingFailed("nested too deeply") from exc
 
@@ -119,7 +124,7 @@ def _nest(spans: list[InlineSpan]) -> list[InlineSpan]:
 
 
 @functools.cache
-def _parser(math: bool, gfm_literals: bool) -> MarkdownIt:
+def _parser(math: bool, gfm_extras: bool) -> MarkdownIt:
     md = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING}).enable(["table", "strikethrough"])
     # URLs are judged by the caller, on the decoded form the browser receives.
     md.validateLink = lambda url: True  # type: ignore[method-assign]
@@ -128,8 +133,8 @@ def _parser(math: bool, gfm_literals: bool) -> MarkdownIt:
 
     block = md.block.ruler
     for name, locate in (
-        ("paragraph", locations.locate_paragraph),
-        ("lheading", locations.locate_setext_heading),
+        ("paragraph", locations.locate_lines),
+        ("lheading", locations.locate_lines),
         ("heading", locations.locate_heading),
         ("table", locations.locate_table),
     ):
@@ -137,8 +142,6 @@ def _parser(math: bool, gfm_literals: bool) -> MarkdownIt:
     for name in ("blockquote", "list"):
         _wrap(block, name, micromark.depth_checked)
     _wrap(block, "html_block", micromark.html_block)
-    footnotes = micromark.depth_checked(micromark.footnote_definition)
-    block.before("reference", "footnote_definition", footnotes, {"alt": ["paragraph", "reference"]})
 
     # Later core rules replace each inline token's children list, so claim the records now.
     md.core.ruler.after("inline", "nexus_records", _attach_records)
@@ -149,7 +152,11 @@ def _parser(math: bool, gfm_literals: bool) -> MarkdownIt:
     _wrap(inline, "backticks", lambda rule: _recorded(rule, "code"))
     _wrap(inline, "html_inline", micromark.html_inline)
     inline.push("nexus_brackets", micromark.count_brackets)
-    if gfm_literals:
+    if gfm_extras:
+        footnotes = micromark.depth_checked(micromark.footnote_definition)
+        block.before(
+            "reference", "footnote_definition", footnotes, {"alt": ["paragraph", "reference"]}
+        )
         inline.at("text", literals.text_until_literal)
         inline.before("text", "gfm_literal", literals.gfm_literal)
     if math:
