@@ -14,22 +14,26 @@ render as before.
 How, and why this way:
 
 1. The text is dedented and stripped exactly as ``st.markdown`` does, since that changes what is
-   code (an indented line stops being a code block).
-2. It is parsed with markdown-it-py, tuned to read Markdown the way Streamlit's browser side
-   (micromark with GFM) does; each difference found against the real renderer is modelled in
-   ``nexus_core.markdown_reading`` rather than guessed at (GFM bare-URL literals, which swallow
-   backticks; HTML tags with an unquoted ``/``; footnote definitions; ``$`` math, which Streamlit
-   turns on by a heuristic, so texts with ``$`` are read both with and without it).
-3. Each reading records the source span of every link, image and autolink; only disallowed
-   spans are rewritten, from the last to the first.
+   code (an indented line stops being a code block). Without ``[`` or ``<`` Markdown can make no
+   link or image, so such text is returned at once.
+2. It is parsed with markdown-it-py (``nexus_core.markdown_reading``), tuned to read Markdown the
+   way Streamlit's browser side (micromark with GFM) does. Every difference that was seen to
+   decide links, images or code in a real browser is modelled there rather than guessed at: GFM
+   bare-URL literals (which swallow backticks), HTML tags with an unquoted ``/``, footnote
+   definitions, and ``$`` math, which Streamlit turns on by a heuristic. Texts are read in each
+   way the browser might: with the GFM models and, as a second opinion, without them; with math
+   and without it when there is a ``$``.
+3. Each reading gives the source span of every link, image and autolink, so only disallowed
+   spans are rewritten and everything around them stays byte for byte.
 4. As a last guard, a ``![`` outside code that is not an allowed image gets a word joiner
-   (U+2060) after the ``!``, so no reading at all can turn it into an image.
-5. Steps 2-4 repeat until a pass changes nothing, which means every reading found the text safe.
-   Text nested deeper than the parsers follow, text whose spans cannot be placed, or text that
-   keeps changing is shown whole as a code block instead: visible, never interpreted.
+   (U+2060) after the ``!``, so no reading at all can make an image of it.
+5. Any reading that changes the text starts the round again; the result is returned once every
+   reading finds nothing to change. Text nested deeper than the parser follows, text whose spans
+   cannot be placed, and text that keeps changing (``MAX_PASSES`` rounds) is shown whole as a code
+   block instead: visible, never interpreted.
 
-The parsers are linear apart from markdown-it-py's own limits; the GFM literal model has a work
-budget, and running out of it counts as "cannot be placed".
+The work is linear in the text: markdown-it-py is, the GFM literal and math models have a work
+budget per character, and running out of it fails the reading (so the text becomes a code block).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ ALLOWED_IMAGE_SCHEMES = frozenset({"http", "https"})
 IMAGE_MARK = "🖼"
 WORD_JOINER = "\u2060"
 MAX_PASSES = 4
+"""Rounds through all readings before a text that keeps changing is shown as code."""
 
 # What a browser ignores in a URL: tab and newlines anywhere, C0 controls and space at the ends.
 _URL_IGNORED = re.compile(r"[\t\n\r]")

@@ -176,7 +176,9 @@ def test_image_from_a_host_not_allow_listed_becomes_a_link() -> None:
 
 
 def test_allow_listed_image_is_kept() -> None:
-    text = f"![chart](https://{ALLOWED_HOST}/c.png 'Chart') and ![b](HTTP://Images.Example.com:8443/b)"
+    text = (
+        f"![chart](https://{ALLOWED_HOST}/c.png 'Chart') and ![b](HTTP://Images.Example.com:8443/b)"
+    )
 
     assert safe_markdown(text, allowed_image_hosts=[ALLOWED_HOST]) == text
 
@@ -228,9 +230,7 @@ def test_image_inside_a_web_link_becomes_its_alt_text() -> None:
 def test_image_inside_a_javascript_link_is_disarmed_too() -> None:
     out = safe_markdown("[![logo](http://evil.example/l.png)](javascript:alert(1))")
 
-    assert out == (
-        f"[{IMAGE_MARK} logo](<http://evil.example/l.png>) (` javascript:alert(1) `)"
-    )
+    assert out == (f"[{IMAGE_MARK} logo](<http://evil.example/l.png>) (` javascript:alert(1) `)")
 
 
 def test_text_image_start_that_no_parser_took_gets_a_word_joiner() -> None:
