@@ -35,6 +35,9 @@ SESSION_DELETED = "session.deleted"
 SESSION_EXPORTED = "session.exported"
 FEEDBACK_SUBMITTED = "feedback.submitted"
 FEEDBACK_RATED = "feedback.rated"
+FEEDBACK_STATUS_CHANGED = "feedback.status_changed"
+FEEDBACK_ASSIGNED = "feedback.assigned"
+FEEDBACK_NOTE_ADDED = "feedback.note_added"
 ERROR_REPORTED = "error.reported"
 
 

@@ -1,0 +1,142 @@
+"""Window metrics of the event log: the numbers of ``nexus metrics --json`` and the dashboard.
+
+Over the events with ``now − window ≤ ts < now`` (see ``../shared/contract.md``, "Metrics"):
+``requests`` counts ``request_start``; ``successes`` / ``failures`` count ``request_success`` /
+``request_failure``; ``retries`` counts ``job_retry``; ``success_rate`` is successes over
+outcomes (None without outcomes). Response latency (``p95_latency_ms``, ``avg_latency_ms``, p50,
+p90, p99) is ``job_success.latency_ms``, what the user waits for; ``api_p95_latency_ms`` is
+``request_success.latency_ms``; time to first token is ``request_success.ttft_ms``. Percentiles
+interpolate linearly (DuckDB ``quantile_cont``, numpy's default). ``skipped_lines`` counts the
+lines of the current log files that were not events: they carry no time, so no window applies.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import polars as pl
+
+from nexus_core.analytics.breakdowns import (
+    BY_MODEL_SQL,
+    BY_PERSONA_SQL,
+    PER_MINUTE,
+    TOP_ERRORS_LIMIT,
+    TOP_ERRORS_SQL,
+    bucket_series,
+    timeseries,
+)
+from nexus_core.analytics.event_snapshot import EventSnapshot
+from nexus_core.analytics.log_store import EventStore, snapshot_of
+from nexus_core.analytics.slo import LATENCY, slo_report
+from nexus_core.analytics.windows import format_window, parse_window, window_bounds
+from nexus_core.events import format_ts
+
+__all__ = ["SUMMARY_SQL", "compute_metrics", "parse_window", "summary", "timeseries"]
+
+PERCENTILES: Final = (50, 90, 95, 99)
+_QUANTILES: Final = "[" + ", ".join(str(p / 100) for p in PERCENTILES) + "]"
+
+SUMMARY_SQL: Final = f"""
+SELECT
+    count(*) FILTER (WHERE event = 'request_start') AS requests,
+    count(*) FILTER (WHERE event = 'request_success') AS successes,
+    count(*) FILTER (WHERE event = 'request_failure') AS failures,
+    count(*) FILTER (WHERE event = 'job_retry') AS retries,
+    count(*) FILTER (WHERE event = 'job_success') AS jobs_succeeded,
+    count(*) FILTER (WHERE event = 'job_failure') AS jobs_failed,
+    quantile_cont(latency_ms, {_QUANTILES}) FILTER (WHERE event = 'job_success') AS latency,
+    avg(latency_ms) FILTER (WHERE event = 'job_success') AS avg_latency_ms,
+    quantile_cont(latency_ms, 0.95) FILTER (WHERE event = 'request_success')
+        AS api_p95_latency_ms,
+    quantile_cont(ttft_ms, {_QUANTILES}) FILTER (WHERE event = 'request_success') AS ttft
+FROM events
+WHERE ts >= $start AND ts < $end
+"""
+
+
+def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) -> dict[str, Any]:
+    """The window's counts, success rate and latency percentiles as plain numbers."""
+    row = snapshot_of(source).query(SUMMARY_SQL, start, end).row(0, named=True)
+    outcomes = row["successes"] + row["failures"]
+    result: dict[str, Any] = {
+        "requests": row["requests"],
+        "successes": row["successes"],
+        "failures": row["failures"],
+        "retries": row["retries"],
+        "success_rate": row["successes"] / outcomes if outcomes else None,
+        "p95_latency_ms": _percentile(row["latency"], 95),
+        "avg_latency_ms": row["avg_latency_ms"],
+        "api_p95_latency_ms": row["api_p95_latency_ms"],
+        "jobs_succeeded": row["jobs_succeeded"],
+        "jobs_failed": row["jobs_failed"],
+    }
+    for p in PERCENTILES:
+        if p != 95:
+            result[f"p{p}_latency_ms"] = _percentile(row["latency"], p)
+    for p in PERCENTILES:
+        result[f"ttft_p{p}_ms"] = _percentile(row["ttft"], p)
+    return result
+
+
+def _percentile(values: list[float] | None, p: int) -> float | None:
+    return None if values is None else values[PERCENTILES.index(p)]
+
+
+def _records(frame: pl.DataFrame, time_column: str | None = None) -> list[dict[str, Any]]:
+    if time_column is not None:
+        frame = frame.with_columns(
+            pl.col(time_column).dt.strftime("%Y-%m-%dT%H:%M:%S.%3fZ").alias(time_column)
+        )
+    return frame.to_dicts()
+
+
+def compute_metrics(
+    source: EventStore | EventSnapshot, window: timedelta | str, now: datetime
+) -> dict[str, Any]:
+    """The contract's metrics JSON for the window ending at ``now``, plus breakdowns.
+
+    Contract keys first (window, now, requests, successes, failures, retries, success_rate,
+    p95_latency_ms, avg_latency_ms, api_p95_latency_ms, top_errors, per_minute, skipped_lines,
+    slo), then extras: start, p50/p90/p99 and time-to-first-token percentiles, job counts,
+    by_model and by_persona.
+    """
+    if isinstance(window, str):
+        window = parse_window(window)
+    snapshot = snapshot_of(source)
+    start, end = window_bounds(window, now)
+    numbers = summary(snapshot, start, end)
+    errors = snapshot.query(TOP_ERRORS_SQL, start, end, {"limit": TOP_ERRORS_LIMIT})
+    minutes = bucket_series(snapshot, window, now, PER_MINUTE).select(
+        pl.col("bucket").alias("minute"), "requests", "failures", "retries"
+    )
+    slo = slo_report(snapshot, start, end, now)
+    slo[LATENCY]["p95_latency_ms"] = numbers["p95_latency_ms"]
+    contract: dict[str, Any] = {
+        "window": format_window(window),
+        "now": format_ts(end),
+        **{key: numbers.pop(key) for key in _CONTRACT_NUMBERS},
+        "top_errors": _records(errors),
+        "per_minute": _records(minutes, "minute"),
+        "skipped_lines": snapshot.skipped_lines,
+        "slo": slo,
+    }
+    extras = {
+        "start": format_ts(start),
+        **numbers,
+        "by_model": _records(snapshot.query(BY_MODEL_SQL, start, end)),
+        "by_persona": _records(snapshot.query(BY_PERSONA_SQL, start, end)),
+    }
+    return contract | extras
+
+
+_CONTRACT_NUMBERS: Final = (
+    "requests",
+    "successes",
+    "failures",
+    "retries",
+    "success_rate",
+    "p95_latency_ms",
+    "avg_latency_ms",
+    "api_p95_latency_ms",
+)
