@@ -1,13 +1,16 @@
-"""Audit page."""
+"""Audit page (admins): the append-only trail of sign-ins, sessions, feedback and admin actions."""
 
 import streamlit as st
 
+from nexus_core.ui import audit_view
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("audit")
 
 st.title("🧾 Audit")
-st.info(
-    "The audit trail of sign-ins, sessions, feedback and admin actions. The "
-    "filterable table arrives with the admin work."
+st.caption(
+    "Who did what, newest first. The trail is append-only: nothing in the app edits or "
+    "deletes it. Links open the chat session or the feedback item."
 )
+query = audit_view.audit_filters(ctx)
+audit_view.audit_table(ctx, query)

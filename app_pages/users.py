@@ -1,13 +1,22 @@
-"""Users page."""
+"""Users page (admins): accounts with their role, status, last sign-in and feature flags."""
 
 import streamlit as st
 
+from nexus_core.ui import admin_view
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("users")
 
 st.title("👥 Users")
-st.info(
-    "Manage accounts, roles and feature flags. Until the page lands, use `nexus "
-    "users` on the server."
+st.caption(
+    "New users get a temporary password they must change at first sign-in. "
+    "The last active admin cannot be disabled or demoted. Every change is audited."
 )
+admin_view.show_notice()
+users = ctx.users.list()
+admin_view.users_table(users)
+create, change = st.columns(2, gap="large")
+with create:
+    admin_view.create_user_form(ctx, user)
+with change:
+    admin_view.user_actions(ctx, user, users)

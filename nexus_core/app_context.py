@@ -32,7 +32,6 @@ class InitReport:
     personas_created: int
     admin_created: bool
     admin_password: str | None
-    jobs_recovered: int = 0
 
 
 @dataclass

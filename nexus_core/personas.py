@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.db.models import Persona, PersonaVersion
-from nexus_core.errors import NotFound, ValidationError
+from nexus_core.errors import NotFound, PermissionDenied, ValidationError
 from nexus_core.users import UserView
 
 COLOR_PATTERN = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -128,7 +128,8 @@ def _view(p: Persona, v: PersonaVersion | None = None) -> PersonaView:
     )
 
 
-def _validate(fields: dict[str, object]) -> None:
+def validate_fields(fields: dict[str, object]) -> None:
+    """Refuse an empty or over-long instruction, a bad colour or avatar, or a wild temperature."""
     instruction = str(fields.get("system_instruction", "")).strip()
     if not instruction:
         raise ValidationError("A persona needs a system instruction.")
@@ -145,6 +146,12 @@ def _validate(fields: dict[str, object]) -> None:
     temperature = float(fields.get("temperature", 0.7))  # type: ignore[arg-type]
     if not 0.0 <= temperature <= 2.0:
         raise ValidationError("Temperature is between 0 and 2.")
+
+
+def require_editor(actor: UserView | None) -> None:
+    """Refuse a signed-in non-admin; ``actor=None`` (the CLI, seeding) may edit."""
+    if actor is not None and not actor.is_admin:
+        raise PermissionDenied("Only admins can create, edit or deactivate personas.")
 
 
 class PersonaService:
@@ -208,6 +215,7 @@ class PersonaService:
         actor: UserView | None = None,
     ) -> PersonaView:
         """Create a persona at version 1."""
+        require_editor(actor)
         name = name.strip()
         if not name or len(name) > MAX_NAME_CHARS:
             raise ValidationError(f"A persona name has 1–{MAX_NAME_CHARS} characters.")
@@ -219,7 +227,7 @@ class PersonaService:
             "model": model or None,
             "temperature": float(temperature),
         }
-        _validate(fields)
+        validate_fields(fields)
         try:
             with self.db.session() as session:
                 persona = Persona(name=name, version=1, active=True, **fields)
@@ -248,6 +256,7 @@ class PersonaService:
 
     def edit(self, name: str, *, actor: UserView | None = None, **changes: object) -> PersonaView:
         """Save a new version with ``changes``; earlier versions stay readable."""
+        require_editor(actor)
         unknown = set(changes) - set(EDITABLE_FIELDS)
         if unknown:
             raise ValidationError(f"Cannot edit {', '.join(sorted(unknown))} of a persona.")
@@ -255,7 +264,7 @@ class PersonaService:
             persona = self._get(session, name)
             fields = {f: getattr(persona, f) for f in EDITABLE_FIELDS}
             fields.update(changes)
-            _validate(fields)
+            validate_fields(fields)
             persona.version += 1
             for key, value in fields.items():
                 setattr(persona, key, value)
@@ -280,6 +289,7 @@ class PersonaService:
 
     def set_active(self, name: str, active: bool, *, actor: UserView | None = None) -> PersonaView:
         """Deactivate (hide from new chats) or reactivate a persona."""
+        require_editor(actor)
         with self.db.session() as session:
             persona = self._get(session, name)
             persona.active = active

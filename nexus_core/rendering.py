@@ -308,3 +308,11 @@ def _guard_image_starts(text: str, reading: Reading, hosts: frozenset[str]) -> s
         at = text.find("![", at + 1)
     out.append(text[cursor:])
     return "".join(out)
+
+
+MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!<>|~$:")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` with every Markdown control character backslash-escaped, to show it literally."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in text)

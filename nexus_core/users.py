@@ -35,19 +35,20 @@ KNOWN_FEATURES: dict[str, str] = {
     "workbench_export": "Download full workbench results as CSV or Parquet.",
 }
 
-# Which pages each role may open (the navigation registers only these).
+# Which pages each role may open (the navigation registers only these). Everyone browses
+# personas; only admins may change them (PersonaService checks the actor).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
-    "member": ("chat", "feedback"),
-    "analyst": ("chat", "feedback", "explorer", "workbench"),
+    "member": ("chat", "feedback", "personas"),
+    "analyst": ("chat", "feedback", "personas", "explorer", "workbench"),
     "admin": (
         "chat",
         "feedback",
+        "personas",
         "explorer",
         "workbench",
         "dashboard",
         "audit",
         "users",
-        "personas",
     ),
 }
 

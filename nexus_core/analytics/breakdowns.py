@@ -144,7 +144,9 @@ def bucket_series(
     return snapshot_of(source).query(BUCKETS_SQL, start, end, {"width": width})
 
 
-def timeseries(source: EventStore | EventSnapshot, window: timedelta, now: datetime) -> pl.DataFrame:
+def timeseries(
+    source: EventStore | EventSnapshot, window: timedelta, now: datetime
+) -> pl.DataFrame:
     """The window's series in buckets sized to it (1 min for 60m, 15 min for 24h, …).
 
     Columns: bucket, requests, failures, retries, successes, p50_ms, p95_ms, success_rate.
@@ -152,7 +154,9 @@ def timeseries(source: EventStore | EventSnapshot, window: timedelta, now: datet
     return bucket_series(source, window, now, bucket_width(window))
 
 
-def per_minute(source: EventStore | EventSnapshot, window: timedelta, now: datetime) -> pl.DataFrame:
+def per_minute(
+    source: EventStore | EventSnapshot, window: timedelta, now: datetime
+) -> pl.DataFrame:
     """``minute``, ``requests``, ``failures``, ``retries`` for every minute of the window."""
     series = bucket_series(source, window, now, PER_MINUTE)
     return series.select(pl.col("bucket").alias("minute"), "requests", "failures", "retries")
@@ -164,7 +168,9 @@ def by_model(source: EventStore | EventSnapshot, window: timedelta, now: datetim
     return snapshot_of(source).query(BY_MODEL_SQL, start, end)
 
 
-def by_persona(source: EventStore | EventSnapshot, window: timedelta, now: datetime) -> pl.DataFrame:
+def by_persona(
+    source: EventStore | EventSnapshot, window: timedelta, now: datetime
+) -> pl.DataFrame:
     """Requests, outcomes and response latency per persona (``unknown`` when not logged)."""
     start, end = window_bounds(window, now)
     return snapshot_of(source).query(BY_PERSONA_SQL, start, end)

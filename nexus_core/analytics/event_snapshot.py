@@ -1,14 +1,17 @@
 """A consistent view of the event log at one refresh: compacted Parquet parts plus the live rows.
 
 Every row has the columns of ``EVENT_COLUMNS`` (the union of all events' fields, all nullable);
-``ts`` is a naive ``TIMESTAMP`` in UTC. SQL run through a snapshot sees a view named ``events``
-holding only the parts whose ``[min_ts, max_ts]`` overlaps the window, plus the live rows, and
-binds ``$start`` / ``$end`` (naive UTC) for ``start ≤ ts < end`` filters.
+``ts`` is a naive ``TIMESTAMP`` in UTC. SQL run through a snapshot reads a relation named
+``events`` (a common table expression put in front of it, cheaper than a view) holding only the
+parts whose ``[min_ts, max_ts]`` overlaps the window plus the live rows, and binds ``$start`` /
+``$end`` (naive UTC) for ``start ≤ ts < end`` filters. Frames come from ``con.sql(q).pl()``;
+plain numbers from ``execute(...).fetchall()``, which skips the relation layer's second bind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,6 +64,7 @@ LIVE_TABLE_SCHEMA: Final = ", ".join(
 )
 EVENTS_FRAME_SQL: Final = "SELECT * FROM events WHERE ts >= $start AND ts < $end ORDER BY ts"
 ONE_MICROSECOND: Final = timedelta(microseconds=1)
+WITH_PATTERN: Final = re.compile(r"^\s*WITH\s+(?!RECURSIVE\b)", re.IGNORECASE)
 
 CursorFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 TotalsCache = dict[tuple[str, str, tuple[tuple[str, Any], ...]], tuple[float, ...]]
@@ -84,13 +88,6 @@ class CompactedPart:
         if self.parquet is None or self.min_ts is None or self.max_ts is None:
             return False
         return self.min_ts < end and self.max_ts >= start
-
-    def inside(self, start: datetime, end: datetime) -> bool:
-        """Whether every event of the part falls in ``start ≤ ts < end``."""
-        if not self.overlaps(start, end):
-            return False
-        assert self.min_ts is not None and self.max_ts is not None
-        return self.min_ts >= start and self.max_ts < end
 
 
 @dataclass(frozen=True)
@@ -124,83 +121,101 @@ class EventSnapshot:
     ) -> pl.DataFrame:
         """Run ``sql`` (which must use ``$start`` and ``$end``) over the window's ``events``."""
         parts = [p for p in self.parts if p.overlaps(start, end)]
-        with self._events_view(parts, live=True) as cur:
-            bound = {"start": start, "end": end, **(params or {})}
-            return cur.sql(sql, params=bound).pl()
+        bound = {"start": start, "end": end, **(params or {})}
+        with self.cursor() as cur:
+            return cur.sql(with_events(sql, parts, self.live_table), params=bound).pl()
 
     def events_frame(self, start: datetime, end: datetime) -> pl.DataFrame:
         """Every event with ``start ≤ ts < end``, oldest first, as a Polars frame."""
         return self.query(EVENTS_FRAME_SQL, start, end)
 
-    def sum_over(
+    def ring_sums(
         self,
         sql: str,
-        start: datetime,
+        starts: Sequence[datetime],
         end: datetime,
         params: Mapping[str, Any] | None = None,
-    ) -> dict[str, float]:
-        """Sum a one-row additive aggregate (counts) over the window, reusing whole-part totals.
+    ) -> list[dict[str, float]]:
+        """Additive aggregates (counts) for each window ``start ≤ ts < end``, in one scan.
 
-        A part lying entirely inside the window contributes totals computed once per part and
-        cached; only the parts cut by the window's edges and the live rows are scanned.
+        ``sql`` groups by ``ring`` = ``len(list_filter($boundaries, lambda b: b > ts))`` and
+        filters ``$start ≤ ts < $end``. A part lying wholly inside one ring adds totals computed
+        once per part and cached; only the live rows and the parts cut by a window's start are
+        scanned, so the cost does not grow with history.
         """
+        boundaries = sorted(set(starts), reverse=True)
+        oldest = boundaries[-1]
         extra = tuple(sorted((params or {}).items()))
-        inside = [p for p in self.parts if p.inside(start, end)]
-        edges = [p for p in self.parts if p.overlaps(start, end) and not p.inside(start, end)]
-        names, totals = self._aggregate(edges, True, sql, start, end, params)
-        for part in inside:
+        rings: dict[int, tuple[float, ...]] = {}
+        scanned: list[CompactedPart] = []
+        for part in (p for p in self.parts if p.overlaps(oldest, end)):
+            assert part.min_ts is not None and part.max_ts is not None
+            ring = _ring(boundaries, part.min_ts)
+            if ring != _ring(boundaries, part.max_ts) or part.max_ts >= end:
+                scanned.append(part)
+                continue
             key = (part.fingerprint, sql, extra)
             if key not in self.totals_cache:
-                assert part.min_ts is not None and part.max_ts is not None
-                _, self.totals_cache[key] = self._aggregate(
-                    [part], False, sql, part.min_ts, part.max_ts + ONE_MICROSECOND, params
+                _, whole = self._ring_rows(
+                    sql,
+                    [part],
+                    None,
+                    [part.min_ts],
+                    part.min_ts,
+                    part.max_ts + ONE_MICROSECOND,
+                    params,
                 )
-            totals = tuple(a + b for a, b in zip(totals, self.totals_cache[key], strict=True))
-        return dict(zip(names, totals, strict=True))
+                self.totals_cache[key] = whole.get(0, ())
+            rings[ring] = _add(rings.get(ring, ()), self.totals_cache[key])
+        names, scanned_rings = self._ring_rows(
+            sql, scanned, self.live_table, boundaries, oldest, end, params
+        )
+        for ring, values in scanned_rings.items():
+            rings[ring] = _add(rings.get(ring, ()), values)
+        width = len(names)
+        by_boundary: dict[datetime, dict[str, float]] = {}
+        running: tuple[float, ...] = (0,) * width
+        for index, boundary in enumerate(boundaries):
+            running = _add(running, rings.get(index, ()) or (0,) * width)
+            by_boundary[boundary] = dict(zip(names, running, strict=True))
+        return [by_boundary[start] for start in starts]
 
-    def _aggregate(
+    def _ring_rows(
         self,
-        parts: list[CompactedPart],
-        live: bool,
         sql: str,
+        parts: list[CompactedPart],
+        live_table: str | None,
+        boundaries: list[datetime],
         start: datetime,
         end: datetime,
         params: Mapping[str, Any] | None,
-    ) -> tuple[list[str], tuple[float, ...]]:
-        with self._events_view(parts, live=live) as cur:
-            relation = cur.sql(sql, params={"start": start, "end": end, **(params or {})})
-            names = list(relation.columns)
-            (row,) = relation.fetchall()
-        return names, tuple(value or 0 for value in row)
-
-    def _events_view(
-        self, parts: list[CompactedPart], *, live: bool
-    ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return _ViewCursor(self.cursor, events_view_sql(parts, self.live_table if live else None))
+    ) -> tuple[list[str], dict[int, tuple[float, ...]]]:
+        bound = {"boundaries": boundaries, "start": start, "end": end, **(params or {})}
+        with self.cursor() as cur:
+            result = cur.execute(with_events(sql, parts, live_table), bound)
+            names = [column[0] for column in result.description][1:]
+            rows = {int(row[0]): tuple(v or 0 for v in row[1:]) for row in result.fetchall()}
+        return names, rows
 
 
-class _ViewCursor(AbstractContextManager[duckdb.DuckDBPyConnection]):
-    """A fresh cursor with a temporary ``events`` view defined on it."""
+def _ring(boundaries: list[datetime], moment: datetime) -> int:
+    return sum(b > moment for b in boundaries)
 
-    def __init__(self, cursor: CursorFactory, view_sql: str) -> None:
-        self._manager = cursor()
-        self._view_sql = view_sql
 
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        cur = self._manager.__enter__()
-        cur.execute(self._view_sql)
-        return cur
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._manager.__exit__(*exc_info)
+def _add(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
+    if not a:
+        return b
+    if not b:
+        return a
+    return tuple(x + y for x, y in zip(a, b, strict=True))
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def events_view_sql(parts: list[CompactedPart], live_table: str | None) -> str:
-    """``CREATE TEMP VIEW events`` over the given Parquet parts and live table."""
+def events_relation(parts: list[CompactedPart], live_table: str | None) -> str:
+    """A SELECT of every event in the given Parquet parts and live table."""
     selects: list[str] = []
     files = [str(p.parquet) for p in parts if p.parquet is not None]
     if files:
@@ -209,7 +224,15 @@ def events_view_sql(parts: list[CompactedPart], live_table: str | None) -> str:
         selects.append(f"SELECT * FROM {live_table}")
     if not selects:  # an empty relation with the right columns
         selects.append(f"SELECT * FROM (SELECT {_typed_nulls()}) WHERE false")
-    return "CREATE OR REPLACE TEMP VIEW events AS " + " UNION ALL ".join(selects)
+    return " UNION ALL ".join(selects)
+
+
+def with_events(sql: str, parts: list[CompactedPart], live_table: str | None) -> str:
+    """``sql`` with a leading ``events`` common table expression over the given sources."""
+    cte = f"events AS ({events_relation(parts, live_table)})"
+    if WITH_PATTERN.match(sql):
+        return WITH_PATTERN.sub(lambda _: f"WITH {cte}, ", sql, count=1)
+    return f"WITH {cte} {sql}"
 
 
 def _typed_nulls() -> str:

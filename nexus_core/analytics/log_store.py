@@ -219,7 +219,9 @@ class EventStore:
         finally:
             os.close(fd)
 
-    def _compact(self, fd: int, path: Path, fingerprint: str, stat: os.stat_result) -> CompactedPart:
+    def _compact(
+        self, fd: int, path: Path, fingerprint: str, stat: os.stat_result
+    ) -> CompactedPart:
         """Read one closed file once and write its events to Parquet (sorted by ``ts``)."""
         # /proc/self/fd pins the inode we fingerprinted; elsewhere, check the name still holds it.
         pinned = PROC_FD_DIR.is_dir()
@@ -323,7 +325,8 @@ class EventStore:
         gone = [
             fp
             for fp in self._parts
-            if fp not in seen and now - self._missing_since.setdefault(fp, now) >= self._orphan_grace
+            if fp not in seen
+            and now - self._missing_since.setdefault(fp, now) >= self._orphan_grace
         ]
         for fingerprint in gone:
             part = self._parts.pop(fingerprint)

@@ -37,6 +37,17 @@ __all__ = ["SUMMARY_SQL", "compute_metrics", "parse_window", "summary", "timeser
 PERCENTILES: Final = (50, 90, 95, 99)
 _QUANTILES: Final = "[" + ", ".join(str(p / 100) for p in PERCENTILES) + "]"
 
+_CONTRACT_NUMBERS: Final = (
+    "requests",
+    "successes",
+    "failures",
+    "retries",
+    "success_rate",
+    "p95_latency_ms",
+    "avg_latency_ms",
+    "api_p95_latency_ms",
+)
+
 SUMMARY_SQL: Final = f"""
 SELECT
     count(*) FILTER (WHERE event = 'request_start') AS requests,
@@ -128,15 +139,3 @@ def compute_metrics(
         "by_persona": _records(snapshot.query(BY_PERSONA_SQL, start, end)),
     }
     return contract | extras
-
-
-_CONTRACT_NUMBERS: Final = (
-    "requests",
-    "successes",
-    "failures",
-    "retries",
-    "success_rate",
-    "p95_latency_ms",
-    "avg_latency_ms",
-    "api_p95_latency_ms",
-)

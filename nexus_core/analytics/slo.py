@@ -24,6 +24,7 @@ data means ``ok``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -44,8 +45,10 @@ TICKET: Final = "ticket"
 PAGE: Final = "page"
 SEVERITY_ORDER: Final = (OK, TICKET, PAGE)
 
+# Counts per ring: ring r holds the events newer than exactly r of the window starts.
 SLO_COUNTS_SQL: Final = """
 SELECT
+    len(list_filter($boundaries, lambda b: b > ts)) AS ring,
     count(*) FILTER (WHERE event = 'job_success' AND latency_ms IS NOT NULL) AS latency_valid,
     count(*) FILTER (WHERE event = 'job_success' AND latency_ms >= $latency_target_ms)
         AS latency_bad,
@@ -53,6 +56,7 @@ SELECT
     count(*) FILTER (WHERE event = 'request_failure') AS success_bad
 FROM events
 WHERE ts >= $start AND ts < $end
+GROUP BY ring
 """
 
 
@@ -102,16 +106,30 @@ def slo_counts(
     source: EventStore | EventSnapshot, start: datetime, end: datetime
 ) -> dict[str, SloCounts]:
     """Valid and bad counts of both SLOs for ``start ≤ ts < end``."""
-    totals = snapshot_of(source).sum_over(
+    return slo_counts_by_window(source, [start], end)[0]
+
+
+def slo_counts_by_window(
+    source: EventStore | EventSnapshot, starts: Sequence[datetime], end: datetime
+) -> list[dict[str, SloCounts]]:
+    """``slo_counts`` for several windows ending at ``end``, in one scan."""
+    sums = snapshot_of(source).ring_sums(
         SLO_COUNTS_SQL,
-        to_utc_naive(start),
+        [to_utc_naive(start) for start in starts],
         to_utc_naive(end),
         {"latency_target_ms": LATENCY_TARGET_MS},
     )
-    return {
-        name: SloCounts(int(totals[f"{name}_valid"]), int(totals[f"{name}_bad"]))
-        for name in OBJECTIVES
-    }
+    return [
+        {
+            name: SloCounts(int(totals[f"{name}_valid"]), int(totals[f"{name}_bad"]))
+            for name in OBJECTIVES
+        }
+        for totals in sums
+    ]
+
+
+def _alert_windows() -> list[timedelta]:
+    return sorted({w for rule in BURN_RULES for w in (rule.long_window, rule.short_window)})
 
 
 def _exceeds(rate: float | None, threshold: float) -> bool:
@@ -120,13 +138,13 @@ def _exceeds(rate: float | None, threshold: float) -> bool:
 
 def burn_rate_alerts(source: EventStore | EventSnapshot, now: datetime) -> dict[str, Any]:
     """Every burn-rate rule for both SLOs at ``now``, and the overall state ok/ticket/page."""
-    snapshot = snapshot_of(source)
     end = to_utc_naive(now)
-    counts: dict[timedelta, dict[str, SloCounts]] = {}
-    for rule in BURN_RULES:
-        for window in (rule.long_window, rule.short_window):
-            if window not in counts:
-                counts[window] = slo_counts(snapshot, end - window, end)
+    windows = _alert_windows()
+    counts = slo_counts_by_window(source, [end - w for w in windows], end)
+    return _alerts(dict(zip(windows, counts, strict=True)))
+
+
+def _alerts(counts: dict[timedelta, dict[str, SloCounts]]) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     by_slo = dict.fromkeys(OBJECTIVES, OK)
     for name, objective in OBJECTIVES.items():
@@ -156,10 +174,14 @@ def slo_report(
     source: EventStore | EventSnapshot, start: datetime, end: datetime, now: datetime
 ) -> dict[str, Any]:
     """Attainment and burn rate over the window, budget left over the period, and the alerts."""
-    snapshot = snapshot_of(source)
-    in_window = slo_counts(snapshot, start, end)
-    period_end = to_utc_naive(now)
-    in_period = slo_counts(snapshot, period_end - SLO_PERIOD, period_end)
+    now = to_utc_naive(now)
+    windows = _alert_windows()
+    starts = [to_utc_naive(start), now - SLO_PERIOD, *(now - w for w in windows)]
+    if to_utc_naive(end) == now:
+        in_window, in_period, *alerting = slo_counts_by_window(source, starts, now)
+    else:  # a window that does not end at ``now`` needs its own scan
+        in_window = slo_counts(source, start, end)
+        in_period, *alerting = slo_counts_by_window(source, starts[1:], now)
     report: dict[str, Any] = {"period_days": SLO_PERIOD.days}
     for name, objective in OBJECTIVES.items():
         counts = in_window[name]
@@ -174,5 +196,5 @@ def slo_report(
             "error_budget_remaining": in_period[name].budget_remaining(objective),
         }
     report[LATENCY]["target_ms"] = LATENCY_TARGET_MS
-    report["alerts"] = burn_rate_alerts(snapshot, now)
+    report["alerts"] = _alerts(dict(zip(windows, alerting, strict=True)))
     return report

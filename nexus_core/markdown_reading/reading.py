@@ -93,6 +93,8 @@ def read_markdown(text: str, *, math: bool, gfm_extras: bool) -> Reading:
             if kind == "code":
                 code_ranges.append((offsets[start], offsets[end - 1] + 1))
                 continue
+            if kind == "link" and label_end < 0:
+                raise ReadingFailed("a link whose text end was not seen")
             token_spans.append(
                 InlineSpan(
                     kind=kind,

@@ -23,6 +23,7 @@ from nexus_core.auth import (
     resolve_cookie_key,
 )
 from nexus_core.errors import NexusError
+from nexus_core.rendering import escape_markdown
 from nexus_core.ui import state
 from nexus_core.users import UserView
 
@@ -153,7 +154,7 @@ def _sign_out(ctx: AppContext, info: dict[str, Any]) -> None:
 
 def _account_sidebar(ctx: AppContext, authenticator: stauth.Authenticate, user: UserView) -> None:
     with st.sidebar:
-        st.markdown(f"**{user.display_name}** · {user.role}")
+        st.markdown(f"**{escape_markdown(user.display_name)}** · {user.role}")
         if ctx.settings.ai_provider == "simulated":
             st.caption("AI: Simulated model (offline)")
         if not user.must_change_password:

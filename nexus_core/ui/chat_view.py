@@ -7,7 +7,7 @@ session being viewed lives in the URL (``?session=<uuid>``) so a link reopens it
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+import time
 
 import streamlit as st
 
@@ -25,6 +25,8 @@ from nexus_core.users import UserView
 USER_AVATAR = "🧑"
 ERROR_AVATAR = "⚠️"
 LIVE_POLL_SECONDS = 1.5
+STREAM_REDRAW_SECONDS = 0.08
+STREAM_CURSOR = " ▌"
 
 
 def current_session_id() -> str | None:
@@ -213,29 +215,43 @@ def _run_action(action) -> bool:  # type: ignore[no-untyped-def]
 
 
 def live_reply(ctx: AppContext, persona: PersonaView, job: JobView) -> None:
-    """Stream a reply being generated in this process, or poll one running elsewhere."""
+    """Stream a reply being generated in this process, or poll one running elsewhere.
+
+    The text so far is re-rendered through ``render_message`` (never ``st.write_stream``, which
+    would show model Markdown unfiltered while it streams).
+    """
     broker = ctx.worker.broker
     with st.chat_message("assistant", avatar=persona.avatar):
         if not broker.knows(job.id):
             _poll_elsewhere(ctx, job.id)
             return
         status = st.empty()
-        st.write_stream(_reply_text(broker.watch(job.id), status, provider_label(ctx)))
+        body = st.empty()
+        text = ""
+        shown_at = 0.0
+        for item in broker.watch(job.id):
+            if isinstance(item, str):
+                text += item
+                status.empty()
+                if time.monotonic() - shown_at >= STREAM_REDRAW_SECONDS:
+                    with body.container():
+                        render_message(text + STREAM_CURSOR)
+                    shown_at = time.monotonic()
+            else:
+                _show_status(status, item, provider_label(ctx))
+        with body.container():
+            render_message(text)
     st.rerun()
 
 
-def _reply_text(items: Iterator[str | JobUpdate], status, label: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    for item in items:
-        if isinstance(item, str):
-            status.empty()
-            yield item
-        elif item.status == "retrying" and item.retry_in_seconds is not None:
-            status.warning(
-                f"{label} is unavailable — retrying in {item.retry_in_seconds:.0f} s, "
-                f"attempt {item.attempt + 1} of {item.max_attempts}"
-            )
-        elif item.status in ("queued", "running"):
-            status.caption("Thinking…")
+def _show_status(status, item: JobUpdate, label: str) -> None:  # type: ignore[no-untyped-def]
+    if item.status == "retrying" and item.retry_in_seconds is not None:
+        status.warning(
+            f"{label} is unavailable — retrying in {item.retry_in_seconds:.0f} s, "
+            f"attempt {item.attempt + 1} of {item.max_attempts}"
+        )
+    elif item.status in ("queued", "running"):
+        status.caption("Thinking…")
 
 
 @st.fragment(run_every=LIVE_POLL_SECONDS)

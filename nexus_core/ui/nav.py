@@ -30,12 +30,12 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("chat", "chat.py", "Chat", "💬", "Workspace"),
     PageSpec("feedback", "feedback.py", "Feedback", "📝", "Workspace"),
+    PageSpec("personas", "personas.py", "Personas", "🎭", "Workspace"),
     PageSpec("explorer", "explorer.py", "Feedback explorer", "🔎", "Product"),
     PageSpec("workbench", "workbench.py", "Workbench", "🧪", "Product"),
     PageSpec("dashboard", "dashboard.py", "Dashboard", "📈", "Admin"),
     PageSpec("audit", "audit.py", "Audit", "🧾", "Admin"),
     PageSpec("users", "users.py", "Users", "👥", "Admin"),
-    PageSpec("personas", "personas.py", "Personas", "🎭", "Admin"),
 )
 PAGES_BY_KEY = {p.key: p for p in PAGES}
 

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -21,6 +21,7 @@ from typing import IO
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_SCRIPT = REPO_ROOT / "app.py"
@@ -44,10 +45,10 @@ STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 CLI_TIMEOUT_SECONDS = 60.0
 LOG_TAIL_CHARS = 4000
+PAGE_TEXT_CHARS = 2000
+PAGE_TEXT_TIMEOUT_MS = 2000
 # Streamlit reruns are asynchronous and the login form sleeps 0.7 s on every signed-out run.
 UI_TIMEOUT_MS = 15_000
-
-NewPage = Callable[[], Page]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,36 @@ class LiveApp:
     def nexus(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the `nexus` CLI against this server's data dir; fails the test on a non-zero exit."""
         return run_nexus(self.env, *args, stdin=stdin)
+
+
+class NewPage:
+    """Opens pages, each in its own fresh browser context, so cookies never leak between them."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.contexts: list[BrowserContext] = []
+
+    def __call__(self) -> Page:
+        context = self.browser.new_context()
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        self.contexts.append(context)
+        return context.new_page()
+
+    def report(self) -> str:
+        """Where each open page is and what it shows, for failure messages."""
+        lines = []
+        for context in self.contexts:
+            for page in context.pages:
+                try:
+                    text = page.locator("body").inner_text(timeout=PAGE_TEXT_TIMEOUT_MS)
+                except PlaywrightError as exc:
+                    text = f"(unreadable: {exc.message.splitlines()[0]})"
+                lines.append(f"--- {page.url}\n{text[:PAGE_TEXT_CHARS]}")
+        return "\n".join(lines) or "(no pages open)"
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
 
 
 def _tail(path: Path) -> str:
@@ -156,11 +187,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Iterator[pytest.TestReport]:
-    """Attach the server's output to a failed browser test: the page only says "an error"."""
+    """Attach what the pages show and the server's output to a failed browser test."""
     report: pytest.TestReport = yield
-    app = getattr(item, "funcargs", {}).get("live_app")
-    if report.failed and isinstance(app, LiveApp):
-        report.sections.append(("Streamlit server", app.server_report()))
+    if report.failed:
+        fixtures = getattr(item, "funcargs", {})
+        pages, app = fixtures.get("new_page"), fixtures.get("live_app")
+        if isinstance(pages, NewPage):
+            report.sections.append(("Browser pages", pages.report()))
+        if isinstance(app, LiveApp):
+            report.sections.append(("Streamlit server", app.server_report()))
     return report
 
 
@@ -183,37 +218,19 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> It
     env = _server_env(data_dir)
     run_nexus(env, "init")
     username, display_name, password = MEMBER
-    run_nexus(
-        env,
-        "users",
-        "add",
-        username,
-        "--display-name",
-        display_name,
-        "--password-stdin",
-        stdin=password + "\n",
-    )
+    add_member = ("users", "add", username, "--display-name", display_name, "--password-stdin")
+    run_nexus(env, *add_member, stdin=f"{password}\n")
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = root / "server.log"
     log: IO[bytes] = log_path.open("wb")
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT)]
+    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    # No file watcher: concurrent edits to the repo must not rerun the app mid-test.
+    command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP_SCRIPT),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-        ],
+        command,
         cwd=REPO_ROOT,
         env=env,
         stdout=log,
@@ -239,15 +256,7 @@ def browser(chromium_path: str) -> Iterator[Browser]:
 
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator[NewPage]:
-    """Opens pages, each in its own fresh browser context (own cookies); closes them afterwards."""
-    contexts: list[BrowserContext] = []
-
-    def open_page() -> Page:
-        context = browser.new_context()
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        contexts.append(context)
-        return context.new_page()
-
-    yield open_page
-    for context in contexts:
-        context.close()
+    """Opens pages, each in its own fresh browser context; closes them after the test."""
+    opener = NewPage(browser)
+    yield opener
+    opener.close()

@@ -38,6 +38,7 @@ STOP_TIMEOUT_SECONDS = 10.0
 RENDER_TIMEOUT_MS = 30_000
 # Time left for lazy loads (images, CSS, refreshes) after every bubble is on screen.
 LATE_LOAD_WAIT_MS = 2_500
+LOG_TAIL_CHARS = 4000
 ALLOWED_IMAGE_PATH = "/allowed.png"
 # A 1x1 transparent PNG, so the allowed control image really decodes.
 PNG_1X1 = bytes.fromhex(
@@ -269,7 +270,11 @@ def test_corpus_runs_no_script_and_sends_nothing_to_an_outside_host(
         page.on("dialog", dismiss)
         page.goto(xss_app.url)
         bubbles = page.locator('[data-testid="stChatMessage"]')
-        expect(bubbles).to_have_count(len(xss_app.payloads), timeout=RENDER_TIMEOUT_MS)
+        try:
+            expect(bubbles).to_have_count(len(xss_app.payloads), timeout=RENDER_TIMEOUT_MS)
+        except AssertionError as exc:
+            output = xss_app.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+            raise AssertionError(f"{exc}\nthe harness's output ends:\n{output}") from exc
         allowed_image = page.locator(f'img[src*="{allowed_image_server.origin}"]')
         expect(allowed_image).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
         page.wait_for_timeout(LATE_LOAD_WAIT_MS)

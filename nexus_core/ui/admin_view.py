@@ -1,0 +1,234 @@
+"""Widgets of the Users page, and the one-shot notices the admin pages share.
+
+Every change runs in a widget callback, before the script draws the page, so the table and the
+controls always show what is stored. A callback leaves its outcome as a notice that the next
+draw shows once and forgets (a temporary password is never shown twice).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import streamlit as st
+
+from nexus_core.app_context import AppContext
+from nexus_core.errors import NexusError
+from nexus_core.users import KNOWN_FEATURES, ROLE_PAGES, UserView
+
+# Widget and session keys of the admin pages.
+NOTICE = "nexus_admin_notice"
+CREATE_FORM = "nexus_users_create"
+NEW_USERNAME = "nexus_users_new_username"
+NEW_DISPLAY_NAME = "nexus_users_new_display_name"
+NEW_EMAIL = "nexus_users_new_email"
+NEW_ROLE = "nexus_users_new_role"
+PICK_USER = "nexus_users_pick"
+ROLE_FORM_PREFIX = "nexus_users_role_form_"
+ROLE_PREFIX = "nexus_users_role_"
+DISABLE_PREFIX = "nexus_users_disable_"
+RESET_PREFIX = "nexus_users_reset_"
+FEATURE_PREFIX = "nexus_users_feature_"
+
+TEMPORARY_PASSWORD_BYTES = 12
+ROLE_NAMES = tuple(ROLE_PAGES)
+NEVER = "never"
+
+
+# --- notices ------------------------------------------------------------------------------
+
+
+def notify(kind: str, text: str, secret: str | None = None) -> None:
+    """Leave a message ("success" or "error") for the next draw of the page."""
+    st.session_state[NOTICE] = {"kind": kind, "text": text, "secret": secret}
+
+
+def show_notice() -> None:
+    """Show the pending notice once, then forget it."""
+    notice = st.session_state.pop(NOTICE, None)
+    if notice is None:
+        return
+    if notice["kind"] == "success":
+        st.success(notice["text"])
+    else:
+        st.error(notice["text"])
+    if notice["secret"]:
+        st.code(notice["secret"], language=None)
+
+
+def attempt(action: Callable[[], Any], success: str) -> bool:
+    """Run a service call; leave its success text or the NexusError's message as the notice."""
+    try:
+        action()
+    except NexusError as exc:
+        notify("error", str(exc))
+        return False
+    notify("success", success)
+    return True
+
+
+def temporary_password() -> str:
+    """A random password for the user to replace at first sign-in."""
+    return secrets.token_urlsafe(TEMPORARY_PASSWORD_BYTES)
+
+
+# --- users table --------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else NEVER
+
+
+def _status(user: UserView) -> str:
+    if user.disabled:
+        return "disabled"
+    return "must change password" if user.must_change_password else "active"
+
+
+def users_table(users: list[UserView]) -> None:
+    """Every account with its role, status, last sign-in and feature flags."""
+    rows = [
+        {
+            "Username": u.username,
+            "Name": u.display_name,
+            "Role": u.role,
+            "Status": _status(u),
+            "Last sign-in": _when(u.last_login_at),
+            **{name: bool(u.features.get(name, False)) for name in KNOWN_FEATURES},
+        }
+        for u in users
+    ]
+    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.caption("Admins have every feature whatever their flags say.")
+
+
+# --- create -------------------------------------------------------------------------------
+
+
+def create_user_form(ctx: AppContext, actor: UserView) -> None:
+    """A form for a new account; its temporary password is shown once, after creation."""
+    with st.form(CREATE_FORM):
+        st.markdown("**Create a user**")
+        left, right = st.columns(2)
+        left.text_input("Username", key=NEW_USERNAME, max_chars=64)
+        right.text_input("Display name", key=NEW_DISPLAY_NAME, max_chars=120)
+        left.text_input("Email (optional)", key=NEW_EMAIL, max_chars=254)
+        right.selectbox("Role", ROLE_NAMES, key=NEW_ROLE)
+        st.form_submit_button("Create user", on_click=_create_user, args=(ctx, actor))
+
+
+def _create_user(ctx: AppContext, actor: UserView) -> None:
+    password = temporary_password()
+    username = st.session_state[NEW_USERNAME]
+    try:
+        created = ctx.users.create(
+            username,
+            password,
+            role=st.session_state[NEW_ROLE],
+            display_name=st.session_state[NEW_DISPLAY_NAME] or None,
+            email=st.session_state[NEW_EMAIL].strip() or None,
+            must_change_password=True,
+            actor=actor,
+        )
+    except NexusError as exc:
+        notify("error", str(exc))
+        return
+    for key in (NEW_USERNAME, NEW_DISPLAY_NAME, NEW_EMAIL):
+        st.session_state[key] = ""
+    notify(
+        "success",
+        f"Created {created.username} ({created.role}). Give them this temporary password; "
+        "it is shown only now and must be changed at first sign-in:",
+        secret=password,
+    )
+
+
+# --- change -------------------------------------------------------------------------------
+
+
+def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> None:
+    """Disable or enable, change role, reset the password and toggle features of one user."""
+    st.markdown("**Change a user**")
+    by_name = {u.username: u for u in users}
+    picked = st.selectbox("User", list(by_name), key=PICK_USER)
+    if picked is None:
+        return
+    target = by_name[picked]
+    st.caption(f"{target.display_name} · {target.role} · {_status(target)}")
+    disable, reset = st.columns(2)
+    disable.button(
+        "Enable" if target.disabled else "Disable",
+        key=DISABLE_PREFIX + target.username,
+        icon="✅" if target.disabled else "⛔",
+        on_click=_set_disabled,
+        args=(ctx, actor, target.username, not target.disabled),
+    )
+    reset.button(
+        "Reset password",
+        key=RESET_PREFIX + target.username,
+        icon="🔑",
+        on_click=_reset_password,
+        args=(ctx, actor, target.username),
+    )
+    with st.form(ROLE_FORM_PREFIX + target.username):
+        st.selectbox(
+            "Role",
+            ROLE_NAMES,
+            index=ROLE_NAMES.index(target.role),
+            key=ROLE_PREFIX + target.username,
+        )
+        st.form_submit_button("Change role", on_click=_set_role, args=(ctx, actor, target))
+    st.markdown("Features")
+    for name, description in KNOWN_FEATURES.items():
+        key = f"{FEATURE_PREFIX}{target.username}.{name}"
+        # Drawn from the stored flag every time, so a refused change flips back.
+        st.session_state[key] = bool(target.features.get(name, False))
+        st.toggle(
+            name,
+            key=key,
+            help=description,
+            on_change=_set_feature,
+            args=(ctx, actor, target.username, name, key),
+        )
+
+
+def _set_disabled(ctx: AppContext, actor: UserView, username: str, disabled: bool) -> None:
+    attempt(
+        lambda: ctx.users.set_disabled(username, disabled, actor=actor),
+        f"{username} is {'disabled' if disabled else 'enabled'}.",
+    )
+
+
+def _set_role(ctx: AppContext, actor: UserView, target: UserView) -> None:
+    key = ROLE_PREFIX + target.username
+    role = st.session_state[key]
+    if not attempt(
+        lambda: ctx.users.set_role(target.username, role, actor=actor),
+        f"{target.username} is now {role}.",
+    ):
+        st.session_state[key] = target.role
+
+
+def _reset_password(ctx: AppContext, actor: UserView, username: str) -> None:
+    password = temporary_password()
+    try:
+        ctx.users.set_password(username, password, actor=actor, must_change=True)
+    except NexusError as exc:
+        notify("error", str(exc))
+        return
+    notify(
+        "success",
+        f"New temporary password for {username}; it is shown only now and must be changed "
+        "at the next sign-in:",
+        secret=password,
+    )
+
+
+def _set_feature(ctx: AppContext, actor: UserView, username: str, feature: str, key: str) -> None:
+    enabled = bool(st.session_state[key])
+    attempt(
+        lambda: ctx.users.set_feature(username, feature, enabled, actor=actor),
+        f"{feature} is {'on' if enabled else 'off'} for {username}.",
+    )

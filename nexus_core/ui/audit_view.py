@@ -1,0 +1,150 @@
+"""Widgets of the Audit page: the filters, one page of events with links, and the CSV download."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from urllib.parse import quote
+
+import streamlit as st
+
+from nexus_core import audit_log
+from nexus_core.app_context import AppContext
+from nexus_core.audit import AuditRecord
+from nexus_core.audit_log import AuditQuery
+from nexus_core.ui import state
+
+# Widget and session keys of the Audit page.
+ACTOR = "nexus_audit_actor"
+KIND = "nexus_audit_kind"
+ACTIONS = "nexus_audit_actions"
+TARGET_TYPE = "nexus_audit_target_type"
+TARGET_ID = "nexus_audit_target_id"
+DATES = "nexus_audit_dates"
+PAGE = "nexus_audit_page"
+SHOWN_QUERY = "nexus_audit_shown_query"
+PREVIOUS = "nexus_audit_previous"
+NEXT = "nexus_audit_next"
+
+PAGE_SIZE = 50
+FEEDBACK_ITEM_PARAM = "item"
+KINDS = {
+    "auth.": "Sign-in and sign-out",
+    "session.": "Chat sessions",
+    "feedback.": "Feedback",
+    "user.": "Users",
+    "persona.": "Personas",
+    "error.": "Error reports",
+}
+TARGET_TYPES = ("session", "feedback", "user", "persona")
+
+
+def _range(picked: tuple[date, ...]) -> tuple[datetime | None, datetime | None]:
+    """UTC bounds of the picked days: from the first day's start to the end of the last day."""
+    if not picked:
+        return None, None
+    start = datetime.combine(picked[0], time.min, tzinfo=UTC)
+    end = datetime.combine(picked[-1], time.min, tzinfo=UTC) + timedelta(days=1)
+    return start, (end if len(picked) > 1 else None)
+
+
+def audit_filters(ctx: AppContext) -> AuditQuery:
+    """The filter widgets, read into an ``AuditQuery``."""
+    first, second, third = st.columns(3)
+    actor = first.selectbox(
+        "Actor", audit_log.actors(ctx.db), index=None, placeholder="Anyone", key=ACTOR
+    )
+    kind = second.selectbox(
+        "Kind",
+        list(KINDS),
+        index=None,
+        format_func=KINDS.__getitem__,
+        placeholder="Everything",
+        key=KIND,
+    )
+    actions = third.multiselect(
+        "Actions", audit_log.actions(ctx.db), placeholder="Any action", key=ACTIONS
+    )
+    first, second, third = st.columns(3)
+    target_type = first.selectbox(
+        "Target type", TARGET_TYPES, index=None, placeholder="Any", key=TARGET_TYPE
+    )
+    target_id = second.text_input("Target id", key=TARGET_ID, placeholder="Session id, user id…")
+    picked = third.date_input("Days (UTC)", value=(), key=DATES, format="YYYY-MM-DD")
+    created_from, created_to = _range(tuple(picked) if isinstance(picked, tuple) else (picked,))
+    return AuditQuery(
+        actor=actor,
+        actions=tuple(actions),
+        action_prefix=kind,
+        target_type=target_type,
+        target_id=target_id.strip() or None,
+        created_from=created_from,
+        created_to=created_to,
+    )
+
+
+def target_link(event: AuditRecord) -> str | None:
+    """Where the app shows the target of ``event``: the chat session or the feedback item."""
+    if not event.target_id:
+        return None
+    if event.target_type == "session":
+        return f"/chat?{state.SESSION_QUERY_PARAM}={quote(event.target_id)}"
+    if event.target_type == "feedback":
+        return f"/explorer?{FEEDBACK_ITEM_PARAM}={quote(event.target_id)}"
+    return None
+
+
+def _row(event: AuditRecord) -> dict[str, object]:
+    target = f"{event.target_type} {event.target_id}" if event.target_type else ""
+    return {
+        "Time (UTC)": event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "Actor": event.actor_name or "",
+        "Action": event.action,
+        "Target": target.strip(),
+        "Details": json.dumps(event.details, ensure_ascii=False, sort_keys=True)
+        if event.details
+        else "",
+        "Open": target_link(event),
+    }
+
+
+def _go_to(page: int) -> None:
+    st.session_state[PAGE] = page
+
+
+def audit_table(ctx: AppContext, query: AuditQuery) -> None:
+    """One page of matching events, newest first, with previous/next and a CSV of all of them."""
+    if st.session_state.get(SHOWN_QUERY) != query:  # new filters start at the first page
+        st.session_state[SHOWN_QUERY] = query
+        st.session_state[PAGE] = 0
+    total = audit_log.count(ctx.db, query)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    page = min(int(st.session_state.get(PAGE, 0)), pages - 1)
+    events = audit_log.search(ctx.db, query, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
+    if not events:
+        st.info("No audit events match these filters.")
+    else:
+        st.dataframe(
+            [_row(e) for e in events],
+            hide_index=True,
+            use_container_width=True,
+            column_config={"Open": st.column_config.LinkColumn("Open", display_text="Open ↗")},
+        )
+    back, where, forward, download = st.columns([1, 2, 1, 2], vertical_alignment="center")
+    back.button(
+        "Previous", key=PREVIOUS, icon="⬅️", disabled=page == 0, on_click=_go_to, args=(page - 1,)
+    )
+    where.caption(f"Page {page + 1} of {pages} · {total:,} events")
+    forward.button(
+        "Next", key=NEXT, icon="➡️", disabled=page >= pages - 1, on_click=_go_to, args=(page + 1,)
+    )
+    download.download_button(
+        "Download CSV",
+        data=lambda: audit_log.export_csv(ctx.db, query),
+        file_name=f"nexus-audit-{datetime.now(UTC):%Y%m%d-%H%M}.csv",
+        mime="text/csv",
+        icon="⬇️",
+        on_click="ignore",
+        disabled=total == 0,
+    )
