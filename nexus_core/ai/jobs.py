@@ -141,6 +141,8 @@ class ResponseWorker:
                     job_id=job_id,
                     latency_ms=round(latency_ms, 3),
                     attempts=attempts,
+                    persona=job.persona.name,
+                    model=result.model,
                 )
                 self._publish(job, "succeeded", attempts)
             else:
@@ -207,6 +209,7 @@ class ResponseWorker:
             attempt=number,
             model=request.model or self.provider.default_model,
             provider=self.provider.name,
+            persona=job.persona.name,
         )
         self.broker.restart(job.job_id)
         result = self.service.generate(
