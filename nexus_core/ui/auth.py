@@ -116,6 +116,11 @@ def sign_in(ctx: AppContext) -> UserView | None:
         st.rerun()
     st.session_state[state.USER_ID] = user.id
     _account_sidebar(ctx, authenticator, user)
+    if not st.session_state.get(state.AUTH_STATUS):
+        # Signed out just now. No rerun here: it could stop the cookie deletion reaching the
+        # browser; the cookie component's own rerun brings the login form back.
+        st.info("You are signed out.")
+        return None
     if user.must_change_password:
         _forced_password_change(ctx, authenticator, user)
         return None

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
@@ -224,24 +223,19 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> It
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = root / "server.log"
-    log: IO[bytes] = log_path.open("wb")
     command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT)]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
     # No file watcher: concurrent edits to the repo must not rerun the app mid-test.
     command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_until_healthy(process, url, log_path)
-        yield LiveApp(url=url, data_dir=data_dir, env=env, log_path=log_path, process=process)
-    finally:
-        _stop(process)
-        log.close()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_until_healthy(process, url, log_path)
+            yield LiveApp(url=url, data_dir=data_dir, env=env, log_path=log_path, process=process)
+        finally:
+            _stop(process)
 
 
 @pytest.fixture(scope="session")
