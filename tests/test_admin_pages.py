@@ -248,7 +248,9 @@ def test_the_audit_page_filters_by_action_paginates_and_links_targets(
     chat = app_ctx.chat.create_session(mia, "Nexus Assistant")
     with app_ctx.db.session() as session:
         for n in range(60):
-            audit.record(session, audit.SIGN_IN, actor_id=mia.id, actor_name="mia", details={"n": n})
+            audit.record(
+                session, audit.SIGN_IN, actor_id=mia.id, actor_name="mia", details={"n": n}
+            )
     at = open_page("ada", "audit")
     assert not at.exception
     at.multiselect(key=audit_view.ACTIONS).select(audit.SIGN_IN).run()

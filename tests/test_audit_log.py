@@ -1,4 +1,4 @@
-"""Reading the audit trail: filters, paging, the action list and a CSV that spreadsheets cannot run."""
+"""Reading the audit trail: filters, paging, the action list and a CSV no spreadsheet runs."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_actions_and_actors_list_what_occurs(trail: Database) -> None:
 
 
 def test_csv_export_has_every_matching_row_and_neutralises_formulas(db: Database) -> None:
-    add(db, audit.SIGN_IN_FAILED, actor="=HYPERLINK(\"http://evil\")", details={"reason": "x"})
+    add(db, audit.SIGN_IN_FAILED, actor='=HYPERLINK("http://evil")', details={"reason": "x"})
     add(db, audit.SIGN_IN_FAILED, actor="+1", details={})
     add(db, audit.SIGN_IN_FAILED, actor="-2")
     add(db, audit.SIGN_IN_FAILED, actor="@sum")
@@ -123,7 +123,7 @@ def test_csv_export_has_every_matching_row_and_neutralises_formulas(db: Database
         "'@sum",
         "'-2",
         "'+1",
-        "'=HYPERLINK(\"http://evil\")",
+        '\'=HYPERLINK("http://evil")',
     ]
     assert rows[-1]["details"] == '{"reason": "x"}'
     assert rows[0]["action"] == audit.SIGN_IN

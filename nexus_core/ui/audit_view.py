@@ -105,7 +105,7 @@ def _row(event: AuditRecord) -> dict[str, object]:
         "Details": json.dumps(event.details, ensure_ascii=False, sort_keys=True)
         if event.details
         else "",
-        "Open": target_link(event),
+        "Open": target_link(event) or "",
     }
 
 
