@@ -27,6 +27,7 @@ USER_FEATURE_TOGGLED = "user.feature_toggled"
 PERSONA_CREATED = "persona.created"
 PERSONA_EDITED = "persona.edited"
 PERSONA_DEACTIVATED = "persona.deactivated"
+PERSONA_REACTIVATED = "persona.reactivated"
 SESSION_CREATED = "session.created"
 SESSION_RENAMED = "session.renamed"
 SESSION_ARCHIVED = "session.archived"
@@ -84,7 +85,7 @@ def recent(db: Database, *, limit: int = 100, action: str | None = None) -> list
     if action:
         query = query.where(AuditEvent.action == action)
     with db.session() as session:
-        return [_record(e) for e in session.scalars(query)]
+        return [to_record(e) for e in session.scalars(query)]
 
 
 def for_target(
@@ -98,10 +99,11 @@ def for_target(
         .limit(limit)
     )
     with db.session() as session:
-        return [_record(e) for e in session.scalars(query)]
+        return [to_record(e) for e in session.scalars(query)]
 
 
-def _record(e: AuditEvent) -> AuditRecord:
+def to_record(e: AuditEvent) -> AuditRecord:
+    """Copy an ``AuditEvent`` row into an ``AuditRecord``."""
     return AuditRecord(
         id=e.id,
         actor_id=e.actor_id,

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, func, select
 
-from nexus_core.audit import AuditRecord, _record
+from nexus_core.audit import AuditRecord, to_record
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuditEvent
 from nexus_core.errors import ValidationError
@@ -78,7 +78,7 @@ def search(db: Database, query: AuditQuery, *, limit: int, offset: int = 0) -> l
     statement = _filtered(select(AuditEvent), query).order_by(AuditEvent.id.desc())
     with db.session() as session:
         rows = session.scalars(statement.limit(limit).offset(offset))
-        return [_record(e) for e in rows]
+        return [to_record(e) for e in rows]
 
 
 def count(db: Database, query: AuditQuery) -> int:

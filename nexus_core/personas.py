@@ -292,11 +292,11 @@ class PersonaService:
         require_editor(actor)
         with self.db.session() as session:
             persona = self._get(session, name)
-            persona.active = active
-            if not active:
+            was_active, persona.active = persona.active, active
+            if active != was_active:
                 audit.record(
                     session,
-                    audit.PERSONA_DEACTIVATED,
+                    audit.PERSONA_REACTIVATED if active else audit.PERSONA_DEACTIVATED,
                     target_type="persona",
                     target_id=persona.id,
                     actor_id=actor.id if actor else None,

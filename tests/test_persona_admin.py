@@ -68,15 +68,17 @@ def test_members_and_analysts_cannot_change_personas(ctx: AppContext) -> None:
     assert [p.name for p in ctx.personas.list(include_inactive=True)] == ["Pirate"]
 
 
-def test_deactivating_and_reactivating_is_audited_once(ctx: AppContext) -> None:
+def test_deactivating_and_reactivating_are_each_audited_once(ctx: AppContext) -> None:
     ctx.users.create("ada", PASSWORD, role="admin")
     ada = ctx.users.get("ada")
     persona = ctx.personas.create("Old", "Old persona.", actor=ada)
     ctx.personas.set_active("Old", False, actor=ada)
     assert "Old" not in [p.name for p in ctx.personas.list()]
     assert ctx.personas.set_active("Old", True, actor=ada).active
+    ctx.personas.set_active("Old", True, actor=ada)  # already active: nothing to record
     actions = [e.action for e in audit.for_target(ctx.db, "persona", str(persona.id))]
-    assert actions == [audit.PERSONA_CREATED, audit.PERSONA_DEACTIVATED]
+    assert actions == [audit.PERSONA_CREATED, audit.PERSONA_DEACTIVATED,
+                       audit.PERSONA_REACTIVATED]
 
 
 def test_preview_answers_as_the_unsaved_persona_and_stores_nothing(ctx: AppContext) -> None:
