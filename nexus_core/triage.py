@@ -1,11 +1,12 @@
 """Feedback triage for analysts and admins: explore every item, move it through its statuses,
 assign it, keep internal notes, chart and export the filtered set.
 
-Statuses move along these edges only (anything else is refused with a ValidationError)::
+Statuses move along these edges only; anything else is refused with a ValidationError::
 
-    open ──► in_progress ──► resolved / closed
-      │  ◄──      │                │
-      └──► resolved / closed ◄─────┘   resolved / closed ──► open  (reopen)
+    open         → in_progress | resolved | closed
+    in_progress  → open | resolved | closed
+    resolved     → open   (reopen)
+    closed       → open   (reopen)
 
 Setting the status an item already has is a no-op: nothing changes and nothing is audited, so a
 double click or a bulk change over a mixed selection is harmless. Every change is an audit event.
@@ -55,12 +56,8 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "resolved": ("open",),
     "closed": ("open",),
 }
-STATUS_LABELS = {
-    "open": "open",
-    "in_progress": "in progress",
-    "resolved": "resolved",
-    "closed": "closed",
-}
+STATUSES = FEEDBACK_STATUSES
+STATUS_LABELS = {status: status.replace("_", " ") for status in STATUSES}
 PAGE_SIZE = 200
 MAX_PAGE_SIZE = 1000
 EXPORT_MAX_ROWS = 50_000

@@ -13,6 +13,12 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from nexus_core import audit
+from nexus_core.analytics.feedback_charts import (
+    EMPTY_TEXT,
+    backlog_figure,
+    category_figure,
+    persona_figure,
+)
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import Feedback, Message, User
 from nexus_core.db.notes import FeedbackNote
@@ -404,3 +410,22 @@ def test_parquet_export_round_trips_the_raw_values(world: World) -> None:
         io.BytesIO(world.triage.export_parquet(FeedbackFilters(text="nothing"), viewer=world.admin))
     )
     assert empty.height == 0 and empty.columns == frame.columns
+
+
+def test_chart_builders_draw_the_frames_and_say_when_nothing_matches(world: World) -> None:
+    stats = world.triage.stats(ALL, viewer=world.analyst, bucket="week")
+    categories = category_figure(stats.by_category, "week")
+    assert [t.name for t in categories.data] == ["performance", "content", "suggestion"]
+    assert categories.layout.xaxis.tick0 == "2000-01-03"  # a Monday, like the weeks
+    backlog = backlog_figure(stats.backlog, "week")
+    assert [t.name for t in backlog.data] == ["opened", "resolved or closed", "still open"]
+    personas = persona_figure(stats.by_persona)
+    # Plotly draws the first bar at the bottom: the list is reversed so the first row is on top.
+    assert list(personas.data[0].y) == ["Nexus Assistant", "Code Reviewer", NO_PERSONA]
+    empty = world.triage.stats(FeedbackFilters(text="no such words"), viewer=world.analyst)
+    for figure in (
+        category_figure(empty.by_category, "day"),
+        persona_figure(empty.by_persona),
+        backlog_figure(empty.backlog, "day"),
+    ):
+        assert figure.data == () and figure.layout.annotations[0].text == EMPTY_TEXT

@@ -1,0 +1,361 @@
+"""Widgets of the Feedback explorer: filters, the table with bulk status change, charts, exports
+and the detail view of one item (its conversation, history and triage controls).
+
+The item being viewed lives in the URL (``?item=<id>``, the link the Audit page uses) so a link
+reopens it; ``st.session_state`` only holds widget values and a one-shot notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime
+from functools import partial
+from typing import Literal
+
+import streamlit as st
+
+from nexus_core.analytics.feedback_charts import backlog_figure, category_figure, persona_figure
+from nexus_core.app_context import AppContext
+from nexus_core.feedback import CATEGORIES, PRIORITIES
+from nexus_core.triage import (
+    EXPORT_MAX_ROWS,
+    STATUS_LABELS,
+    STATUSES,
+    FeedbackDetail,
+    TriageService,
+)
+from nexus_core.triage_query import NO_PERSONA, SORTS, FeedbackFilters, FeedbackRow
+from nexus_core.ui.feedback_view import run_action
+from nexus_core.ui.render import render_message
+from nexus_core.users import UserView
+
+# Widget and session keys of the explorer (per-item controls add the item id).
+ITEM_QUERY_PARAM = "item"
+CATEGORY_FILTER = "nexus_explorer_categories"
+PRIORITY_FILTER = "nexus_explorer_priorities"
+STATUS_FILTER = "nexus_explorer_statuses"
+PERSONA_FILTER = "nexus_explorer_personas"
+DATES = "nexus_explorer_dates"
+AUTHOR = "nexus_explorer_author"
+SEARCH = "nexus_explorer_search"
+SORT = "nexus_explorer_sort"
+BUCKET = "nexus_explorer_bucket"
+TABLE_PREFIX = "nexus_explorer_table_"
+OPEN = "nexus_explorer_open"
+CLOSE = "nexus_explorer_close"
+BULK_STATUS = "nexus_explorer_bulk_status"
+BULK_APPLY = "nexus_explorer_bulk_apply"
+STATUS_PICK_PREFIX = "nexus_explorer_status_"
+STATUS_APPLY_PREFIX = "nexus_explorer_status_apply_"
+ASSIGNEE_PREFIX = "nexus_explorer_assignee_"
+ASSIGN_PREFIX = "nexus_explorer_assign_"
+NOTE_FORM_PREFIX = "nexus_explorer_note_"
+NOTICE = "nexus_explorer_notice"
+
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+NOBODY = "(nobody)"
+DESCRIPTION_PREVIEW_CHARS = 120
+
+
+def triage_service(ctx: AppContext) -> TriageService:
+    """The triage service on the app's database (cheap: it holds only the database)."""
+    return TriageService(ctx.db)
+
+
+def _status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
+
+
+def _date_range(picked: object) -> tuple[date | None, date | None]:
+    """The first and last day picked (while a range is half-picked, both are that one day)."""
+    values = picked if isinstance(picked, tuple | list) else [picked]
+    days = [d for d in values if isinstance(d, date)]
+    return (days[0], days[-1]) if days else (None, None)
+
+
+def filters_sidebar(
+    ctx: AppContext, triage: TriageService, user: UserView
+) -> tuple[FeedbackFilters, str, Literal["day", "week"]]:
+    """The filter, sort and chart widgets in the sidebar, read into filters."""
+    with st.sidebar:
+        st.subheader("Filters")
+        categories = st.multiselect("Category", CATEGORIES, key=CATEGORY_FILTER)
+        priorities = st.multiselect("Priority", PRIORITIES, key=PRIORITY_FILTER)
+        statuses = st.multiselect("Status", STATUSES, format_func=_status_label, key=STATUS_FILTER)
+        personas = st.multiselect(
+            "Persona", [*triage.personas(user), NO_PERSONA], key=PERSONA_FILTER
+        )
+        picked = st.date_input("Created (UTC days)", value=(), key=DATES, format="YYYY-MM-DD")
+        date_from, date_to = _date_range(picked)
+        authors = [u.username for u in ctx.users.list()]
+        author = st.selectbox("Author", authors, index=None, placeholder="Anyone", key=AUTHOR)
+        text = st.text_input("Search descriptions", key=SEARCH, placeholder="Words in the text…")
+        sort = st.selectbox("Sort", list(SORTS), format_func=SORTS.__getitem__, key=SORT)
+        bucket = st.radio("Charts per", ("day", "week"), horizontal=True, key=BUCKET)
+    filters = FeedbackFilters(
+        categories=tuple(categories),
+        priorities=tuple(priorities),
+        statuses=tuple(statuses),
+        personas=tuple(personas),
+        date_from=date_from,
+        date_to=date_to,
+        author=author,
+        text=text,
+    )
+    return filters, sort, "week" if bucket == "week" else "day"
+
+
+def show_notice() -> None:
+    """The outcome of the last change, once, on the run after it."""
+    notice = st.session_state.pop(NOTICE, None)
+    if notice:
+        st.success(notice, icon="✅")
+
+
+def _done(message: str) -> None:
+    st.session_state[NOTICE] = message
+    st.rerun()
+
+
+def _open_item(feedback_id: int | None) -> None:
+    if feedback_id is None:
+        st.query_params.pop(ITEM_QUERY_PARAM, None)
+    else:
+        st.query_params[ITEM_QUERY_PARAM] = str(feedback_id)
+
+
+def _close_item() -> None:
+    st.session_state[OPEN] = None  # a callback runs before the widget is drawn again
+    _open_item(None)
+
+
+def opened_item() -> int | None:
+    """The item named in the URL, if any."""
+    value = st.query_params.get(ITEM_QUERY_PARAM)
+    return int(value) if value and str(value).isdigit() else None
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def _table_row(row: FeedbackRow) -> dict[str, object]:
+    text = row.description
+    if len(text) > DESCRIPTION_PREVIEW_CHARS:
+        text = text[:DESCRIPTION_PREVIEW_CHARS] + "…"
+    return {
+        "#": row.id,
+        "Created (UTC)": row.created_at.strftime(TIME_FORMAT),
+        "Category": row.category,
+        "Priority": row.priority,
+        "Status": _status_label(row.status),
+        "Persona": row.persona or "",
+        "Author": row.author or "",
+        "Assignee": row.assignee or "",
+        "About": row.source,
+        "Description": text,
+    }
+
+
+def _table_key(rows: list[FeedbackRow]) -> str:
+    # A new set of rows gets a new table, so a selection never carries over to other items.
+    digest = hashlib.sha1(",".join(str(r.id) for r in rows).encode(), usedforsecurity=False)
+    return TABLE_PREFIX + digest.hexdigest()[:12]
+
+
+def _open_single_selection(key: str, ids: list[int]) -> None:
+    rows = st.session_state[key].selection.rows
+    if len(rows) == 1:
+        _open_item(ids[rows[0]])
+
+
+def feedback_table(rows: list[FeedbackRow], total: int) -> list[int]:
+    """The matching items (sortable by any column); returns the ids of the selected rows."""
+    shown = f"{len(rows):,} of {total:,}" if total > len(rows) else f"{total:,}"
+    st.caption(f"{shown} items · select rows to change their status together")
+    if not rows:
+        st.info("No feedback matches these filters.")
+        return []
+    key = _table_key(rows)
+    ids = [r.id for r in rows]
+    event = st.dataframe(
+        [_table_row(r) for r in rows],
+        key=key,
+        hide_index=True,
+        on_select=partial(_open_single_selection, key, ids),
+        selection_mode="multi-row",
+        column_config={"#": st.column_config.NumberColumn(width="small")},
+    )
+    choices = {r.id: f"#{r.id} · {r.category} · {r.description[:60]}" for r in rows}
+    st.selectbox(
+        "Open an item",
+        list(choices),
+        index=None,
+        format_func=choices.__getitem__,
+        placeholder="Pick an item, or select one row",
+        key=OPEN,
+        on_change=lambda: _open_item(st.session_state[OPEN]),
+    )
+    return [ids[i] for i in event.selection.rows]
+
+
+def bulk_actions(triage: TriageService, user: UserView, selected: list[int]) -> None:
+    """Move every selected item to one status; say which ones could not move and why."""
+    if not selected:
+        return
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    status = left.selectbox(
+        f"Set the status of {len(selected)} selected",
+        STATUSES,
+        format_func=_status_label,
+        key=BULK_STATUS,
+    )
+    if not right.button("Apply", key=BULK_APPLY):
+        return
+    result = run_action(lambda: triage.bulk_set_status(selected, status, user))
+    if result is None:
+        return
+    changed, refused = result
+    unchanged = len(selected) - len(changed) - len(refused)
+    parts = [f"{len(changed)} moved to {_status_label(status)}"]
+    if unchanged:
+        parts.append(f"{unchanged} already were")
+    parts += [f"#{fid} refused: {reason}" for fid, reason in refused.items()]
+    _done("; ".join(parts) + ".")
+
+
+def downloads(triage: TriageService, user: UserView, filters: FeedbackFilters, total: int) -> None:
+    """CSV and Parquet of every matching item, built only when clicked."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    too_many = total > EXPORT_MAX_ROWS
+    left, right = st.columns(2)
+    left.download_button(
+        "Download CSV",
+        data=lambda: triage.export_csv(filters, viewer=user),
+        file_name=f"nexus-feedback-{stamp}.csv",
+        mime="text/csv",
+        icon="⬇️",
+        on_click="ignore",
+        disabled=too_many or total == 0,
+    )
+    right.download_button(
+        "Download Parquet",
+        data=lambda: triage.export_parquet(filters, viewer=user),
+        file_name=f"nexus-feedback-{stamp}.parquet",
+        mime="application/vnd.apache.parquet",
+        icon="⬇️",
+        on_click="ignore",
+        disabled=too_many or total == 0,
+    )
+    if too_many:
+        st.caption(f"Exports hold at most {EXPORT_MAX_ROWS:,} items; narrow the filters.")
+
+
+def charts(
+    triage: TriageService, user: UserView, filters: FeedbackFilters, bucket: Literal["day", "week"]
+) -> None:
+    """Count by category per day or week, by persona, and open vs resolved over time."""
+    stats = run_action(lambda: triage.stats(filters, viewer=user, bucket=bucket))
+    if stats is None:
+        return
+    st.plotly_chart(category_figure(stats.by_category, bucket))
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(persona_figure(stats.by_persona))
+    with right:
+        st.plotly_chart(backlog_figure(stats.backlog, bucket))
+
+
+# --- one item -------------------------------------------------------------------------------
+
+
+def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
+    """The item, its linked conversation (read-only), its history and the triage controls."""
+    found = run_action(lambda: triage.detail(feedback_id, user))
+    if found is None:
+        return
+    item = found.item
+    title, close = st.columns([5, 1], vertical_alignment="bottom")
+    title.subheader(f"Feedback #{item.id}")
+    close.button("Close", key=CLOSE, icon="✖️", on_click=_close_item)
+    fields = st.columns(4)
+    fields[0].metric("Status", _status_label(item.status))
+    fields[1].metric("Priority", item.priority)
+    fields[2].metric("Category", item.category)
+    fields[3].metric("Assignee", item.assignee or NOBODY)
+    st.caption(
+        f"From {item.author or 'a deleted user'} · {item.created_at.strftime(TIME_FORMAT)} UTC"
+        f" · about {item.source}" + (f" · persona {item.persona}" if item.persona else "")
+    )
+    with st.container(border=True):
+        render_message(item.description or "(no description)")
+    _conversation(found)
+    controls, history = st.columns([2, 3])
+    with controls:
+        _status_controls(triage, user, found)
+        _assignee_controls(triage, user, found)
+        _note_form(triage, user, item.id)
+    with history:
+        st.markdown("**History**")
+        entries = run_action(lambda: triage.history(feedback_id, user)) or []
+        st.dataframe(
+            [
+                {"When (UTC)": e.at.strftime(TIME_FORMAT), "Who": e.actor or "", "What": e.summary}
+                for e in entries
+            ],
+            hide_index=True,
+            column_config={"What": st.column_config.TextColumn(width="large")},
+        )
+
+
+def _conversation(found: FeedbackDetail) -> None:
+    if found.conversation_deleted:
+        st.caption("The linked conversation was deleted by its owner.")
+    if not found.conversation:
+        return
+    with st.expander(f"Conversation: {found.session_title}", icon="💬"):
+        for message in found.conversation:
+            role = "user" if message.role == "user" else "assistant"
+            with st.chat_message(role):
+                if message.role == "error":
+                    st.error(message.content)
+                else:
+                    render_message(message.content)
+                if message.id == found.item.message_id:
+                    st.caption("⬆️ The reply this feedback is about")
+
+
+def _status_controls(triage: TriageService, user: UserView, found: FeedbackDetail) -> None:
+    item = found.item
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    new = left.selectbox(
+        "Move to",
+        found.next_statuses,
+        format_func=_status_label,
+        key=f"{STATUS_PICK_PREFIX}{item.id}",
+    )
+    if right.button("Update status", key=f"{STATUS_APPLY_PREFIX}{item.id}", type="primary"):
+        changed = run_action(lambda: triage.set_status(item.id, new, user))
+        if changed is not None:
+            _done(f"Feedback #{item.id} is now {_status_label(changed.status)}.")
+
+
+def _assignee_controls(triage: TriageService, user: UserView, found: FeedbackDetail) -> None:
+    item = found.item
+    options = [NOBODY, *triage.triagers(user)]
+    current = options.index(item.assignee) if item.assignee in options else 0
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    chosen = left.selectbox("Assignee", options, index=current, key=f"{ASSIGNEE_PREFIX}{item.id}")
+    if right.button("Assign", key=f"{ASSIGN_PREFIX}{item.id}"):
+        assignee = None if chosen == NOBODY else chosen
+        saved = run_action(lambda: triage.assign(item.id, assignee, user))
+        if saved is not None:
+            _done(f"Feedback #{item.id} is assigned to {saved.assignee or NOBODY}.")
+
+
+def _note_form(triage: TriageService, user: UserView, feedback_id: int) -> None:
+    with st.form(f"{NOTE_FORM_PREFIX}{feedback_id}", clear_on_submit=True):
+        text = st.text_area("Internal note", placeholder="Only analysts and admins see notes.")
+        if st.form_submit_button("Add note"):
+            added = run_action(lambda: triage.add_note(feedback_id, text, user))
+            if added is not None:
+                _done(f"Note added to feedback #{feedback_id}.")
