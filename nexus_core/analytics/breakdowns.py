@@ -1,7 +1,7 @@
 """Window series and breakdowns as Polars frames, ready for the dashboard's charts.
 
 All frames cover events with ``start ≤ ts < end``; time columns are naive UTC. A request's model
-and persona come from its ``request_start`` (joined by ``request_id`` within the window, so an
+and persona come from its ``request_start`` (grouped by ``request_id`` within the window, so an
 outcome whose start fell before the window counts as ``unknown``); a response's persona comes
 from ``job_success.persona``. Missing values group as ``unknown``.
 """
@@ -19,7 +19,6 @@ from nexus_core.analytics.windows import bucket_width, window_bounds
 
 UNKNOWN: Final = "unknown"
 TOP_ERRORS_LIMIT: Final = 10
-PER_MINUTE: Final = timedelta(minutes=1)
 
 TOP_ERRORS_SQL: Final = """
 SELECT coalesce(error_type, 'unknown') AS error_type, count(*) AS count
@@ -63,64 +62,88 @@ LEFT JOIN grouped AS g USING (bucket)
 ORDER BY b.bucket
 """
 
+PER_MINUTE_SQL: Final = """
+WITH minutes AS (
+    SELECT unnest(generate_series(
+        date_trunc('minute', $start::TIMESTAMP),
+        $end::TIMESTAMP - INTERVAL 1 microsecond,
+        INTERVAL 1 minute
+    )) AS minute
+), grouped AS (
+    SELECT date_trunc('minute', ts) AS minute,
+        count(*) FILTER (WHERE event = 'request_start') AS requests,
+        count(*) FILTER (WHERE event = 'request_failure') AS failures,
+        count(*) FILTER (WHERE event = 'job_retry') AS retries
+    FROM events
+    WHERE ts >= $start AND ts < $end
+    GROUP BY 1
+)
+SELECT m.minute,
+    coalesce(g.requests, 0) AS requests,
+    coalesce(g.failures, 0) AS failures,
+    coalesce(g.retries, 0) AS retries
+FROM minutes AS m
+LEFT JOIN grouped AS g USING (minute)
+ORDER BY m.minute
+"""
+
+# One row per request (``request_id``): its model/persona from its start, and its outcome.
 BY_MODEL_SQL: Final = """
-WITH w AS (
-    SELECT event, request_id, model, latency_ms FROM events
+WITH requests AS (
+    SELECT coalesce(any_value(model) FILTER (WHERE event = 'request_start'), 'unknown') AS model,
+        count(*) FILTER (WHERE event = 'request_start') AS starts,
+        count(*) FILTER (WHERE event = 'request_success') AS successes,
+        count(*) FILTER (WHERE event = 'request_failure') AS failures,
+        any_value(latency_ms) FILTER (WHERE event = 'request_success') AS api_latency_ms
+    FROM events
     WHERE ts >= $start AND ts < $end
         AND event IN ('request_start', 'request_success', 'request_failure')
-), starts AS (
-    SELECT request_id, any_value(coalesce(model, 'unknown')) AS model
-    FROM w WHERE event = 'request_start' AND request_id IS NOT NULL
-    GROUP BY request_id
-), tagged AS (
-    SELECT w.event, w.latency_ms,
-        CASE WHEN w.event = 'request_start' THEN coalesce(w.model, 'unknown')
-             ELSE coalesce(s.model, 'unknown') END AS model
-    FROM w LEFT JOIN starts AS s
-        ON w.event <> 'request_start' AND s.request_id = w.request_id
+    GROUP BY hash(request_id)  -- 8 bytes a key instead of a 36-character UUID
 )
 SELECT model,
-    count(*) FILTER (WHERE event = 'request_start') AS requests,
-    count(*) FILTER (WHERE event = 'request_success') AS successes,
-    count(*) FILTER (WHERE event = 'request_failure') AS failures,
-    count(*) FILTER (WHERE event = 'request_success')
-        / nullif(count(*) FILTER (WHERE event <> 'request_start'), 0) AS success_rate,
-    quantile_cont(latency_ms, 0.95) FILTER (WHERE event = 'request_success')
-        AS api_p95_latency_ms
-FROM tagged
+    sum(starts)::BIGINT AS requests,
+    sum(successes)::BIGINT AS successes,
+    sum(failures)::BIGINT AS failures,
+    sum(successes) / nullif(sum(successes) + sum(failures), 0) AS success_rate,
+    quantile_cont(api_latency_ms, 0.95) AS api_p95_latency_ms
+FROM requests
 GROUP BY model
 ORDER BY requests DESC, model
 """
 
 BY_PERSONA_SQL: Final = """
-WITH w AS (
-    SELECT event, request_id, persona, latency_ms FROM events
+WITH requests AS (
+    SELECT coalesce(any_value(persona) FILTER (WHERE event = 'request_start'), 'unknown')
+            AS persona,
+        count(*) FILTER (WHERE event = 'request_start') AS starts,
+        count(*) FILTER (WHERE event = 'request_success') AS successes,
+        count(*) FILTER (WHERE event = 'request_failure') AS failures
+    FROM events
     WHERE ts >= $start AND ts < $end
-        AND event IN ('request_start', 'request_success', 'request_failure', 'job_success')
-), starts AS (
-    SELECT request_id, any_value(coalesce(persona, 'unknown')) AS persona
-    FROM w WHERE event = 'request_start' AND request_id IS NOT NULL
-    GROUP BY request_id
-), tagged AS (
-    SELECT w.event, w.latency_ms,
-        CASE WHEN w.event IN ('request_start', 'job_success')
-             THEN coalesce(w.persona, 'unknown')
-             ELSE coalesce(s.persona, 'unknown') END AS persona
-    FROM w LEFT JOIN starts AS s
-        ON w.event IN ('request_success', 'request_failure') AND s.request_id = w.request_id
+        AND event IN ('request_start', 'request_success', 'request_failure')
+    GROUP BY hash(request_id)  -- 8 bytes a key instead of a 36-character UUID
+), by_requests AS (
+    SELECT persona, sum(starts)::BIGINT AS requests, sum(successes)::BIGINT AS successes,
+        sum(failures)::BIGINT AS failures
+    FROM requests
+    GROUP BY persona
+), by_responses AS (
+    SELECT coalesce(persona, 'unknown') AS persona, count(*) AS responses,
+        quantile_cont(latency_ms, 0.95) AS p95_latency_ms, avg(latency_ms) AS avg_latency_ms
+    FROM events
+    WHERE ts >= $start AND ts < $end AND event = 'job_success'
+    GROUP BY 1
 )
 SELECT persona,
-    count(*) FILTER (WHERE event = 'request_start') AS requests,
-    count(*) FILTER (WHERE event = 'request_success') AS successes,
-    count(*) FILTER (WHERE event = 'request_failure') AS failures,
-    count(*) FILTER (WHERE event = 'request_success')
-        / nullif(count(*) FILTER (WHERE event IN ('request_success', 'request_failure')), 0)
-        AS success_rate,
-    count(*) FILTER (WHERE event = 'job_success') AS responses,
-    quantile_cont(latency_ms, 0.95) FILTER (WHERE event = 'job_success') AS p95_latency_ms,
-    avg(latency_ms) FILTER (WHERE event = 'job_success') AS avg_latency_ms
-FROM tagged
-GROUP BY persona
+    coalesce(r.requests, 0) AS requests,
+    coalesce(r.successes, 0) AS successes,
+    coalesce(r.failures, 0) AS failures,
+    r.successes / nullif(r.successes + r.failures, 0) AS success_rate,
+    coalesce(j.responses, 0) AS responses,
+    j.p95_latency_ms,
+    j.avg_latency_ms
+FROM by_requests AS r
+FULL OUTER JOIN by_responses AS j USING (persona)
 ORDER BY responses + requests DESC, persona
 """
 
@@ -158,8 +181,8 @@ def per_minute(
     source: EventStore | EventSnapshot, window: timedelta, now: datetime
 ) -> pl.DataFrame:
     """``minute``, ``requests``, ``failures``, ``retries`` for every minute of the window."""
-    series = bucket_series(source, window, now, PER_MINUTE)
-    return series.select(pl.col("bucket").alias("minute"), "requests", "failures", "retries")
+    start, end = window_bounds(window, now)
+    return snapshot_of(source).query(PER_MINUTE_SQL, start, end)
 
 
 def by_model(source: EventStore | EventSnapshot, window: timedelta, now: datetime) -> pl.DataFrame:

@@ -4,10 +4,11 @@ The old design re-parsed every log file on every page view. Here a closed (rotat
 once by DuckDB and compacted into ``<cache_dir>/events-<fingerprint>.parquet``; a manifest keeps
 each part's row count, skipped-line count and ``[min_ts, max_ts]``. Rotation renames ``.1`` →
 ``.2`` …, so a part is keyed by a content fingerprint (size, mtime and the first 4 KiB), never by
-its name: renames cost nothing. The live file is tailed: only bytes appended since the last
-refresh, up to the last complete line, are parsed and appended to an in-memory DuckDB table; a
-new inode (rotation) starts a fresh table. A refresh therefore costs the new bytes plus a few
-``stat`` calls, whatever the size of the history.
+its name: renames cost nothing. The live file is tailed (``live_log``): only bytes appended
+since the last refresh are parsed, into in-memory DuckDB tables. When the file we have read to
+its end is rotated, its Parquet is written from memory instead of parsing it again. A refresh
+therefore costs the new bytes plus a few ``stat`` calls, whatever the size of the history; the
+SLO's long windows read cached per-minute totals (``rollups``).
 
 Lines that are not events (garbage, a torn line, JSON that is not an object, no parseable
 ``ts``/``event``) are counted, never fatal; ``read_json(ignore_errors=true)`` returns them as
@@ -17,9 +18,8 @@ while being read makes the refresh start again (up to ``REFRESH_ATTEMPTS``); on 
 it is skipped and counted in ``EventSnapshot.vanished_files``.
 
 Threads: ``refresh`` holds a lock; queries run on the returned ``EventSnapshot``, each on its own
-DuckDB cursor, and need no lock. A snapshot is meant for immediate use: its live table is dropped
-two rotations later. Several processes may share ``cache_dir``: files are written under a
-temporary name and renamed, and the manifest is merged under ``flock``.
+DuckDB cursor, and need no lock. Several processes may share ``cache_dir``: files are written
+under a temporary name and renamed, and the manifest is merged under ``flock``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,12 +42,14 @@ import duckdb
 import polars as pl
 
 from nexus_core.analytics.event_snapshot import (
-    LIVE_TABLE_SCHEMA,
     READ_JSON_SQL,
-    CompactedPart,
+    TS_EXPRESSION,
     EventSnapshot,
-    TotalsCache,
+    Piece,
+    RollupCache,
+    quote,
 )
+from nexus_core.analytics.live_log import SEGMENT_ROWS, LiveLog
 from nexus_core.events import log_files
 
 if TYPE_CHECKING:
@@ -59,21 +62,22 @@ MANIFEST_VERSION: Final = 1
 ROW_GROUP_SIZE: Final = 32_768  # small enough that a window edge reads little of a part
 FINGERPRINT_HEAD_BYTES: Final = 4096
 REFRESH_ATTEMPTS: Final = 3
-SCAN_BLOCK_BYTES: Final = 65_536
-COPY_BLOCK_BYTES: Final = 1 << 20
-DUCKDB_MEMORY_LIMIT: Final = "256MB"
+DUCKDB_MEMORY_LIMIT: Final = "128MB"  # beyond it DuckDB spills to <cache_dir>/duckdb_tmp
 ORPHAN_GRACE_SECONDS: Final = 300.0  # a part whose file is gone this long is deleted
 PROC_FD_DIR: Final = Path("/proc/self/fd")
 
-STAGE_SQL: Final = f"CREATE OR REPLACE TEMP TABLE stage AS {READ_JSON_SQL}"
-STAGE_STATS_SQL: Final = """
-SELECT count(*) FILTER (WHERE ts IS NULL OR event IS NULL) AS skipped,
-       count(*) FILTER (WHERE ts IS NOT NULL AND event IS NOT NULL) AS events,
-       min(ts) FILTER (WHERE event IS NOT NULL) AS min_ts,
-       max(ts) FILTER (WHERE event IS NOT NULL) AS max_ts
-FROM stage
+EVENT_FILTER: Final = "ts IS NOT NULL AND event IS NOT NULL"
+# Streamed straight from JSON to Parquet: no staging table, no sort, little memory.
+COPY_SQL: Final = (
+    f"COPY ({{select}}) TO {{target}} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
+)
+RANGE_SQL: Final = "SELECT count(*), min(ts), max(ts) FROM ({relation})"
+# A second, narrow pass counts the lines that were not events.
+SKIPPED_SQL: Final = f"""
+SELECT count(*) FILTER (WHERE ({TS_EXPRESSION}) IS NULL OR event IS NULL)
+FROM read_json($path, format = 'newline_delimited', ignore_errors = true,
+               columns = {{ts: 'VARCHAR', event: 'VARCHAR'}})
 """
-STAGE_EVENTS_SQL: Final = "SELECT * FROM stage WHERE ts IS NOT NULL AND event IS NOT NULL"
 
 ListFiles = Callable[[Path], list[Path]]
 
@@ -82,14 +86,24 @@ class _ListingChanged(Exception):
     """The files moved under a refresh (rotation); start it again."""
 
 
-@dataclass
-class _LiveState:
-    identity: tuple[int, int] | None
-    table: str
-    offset: int = 0
-    rows: int = 0
-    skipped: int = 0
-    pending: bool = False  # an unterminated last line
+@dataclass(frozen=True)
+class CompactedPart:
+    """One closed (rotated) log file, compacted once into Parquet; a manifest entry."""
+
+    fingerprint: str
+    parquet: Path | None  # None when the file held no events
+    rows: int
+    skipped: int
+    min_ts: datetime | None
+    max_ts: datetime | None
+    source: str  # the file's name when it was compacted
+    size: int
+
+    def piece(self) -> Piece | None:
+        """The part as a queryable piece, or None if it holds no events."""
+        if self.parquet is None or self.min_ts is None or self.max_ts is None:
+            return None
+        return Piece(self.fingerprint, str(self.parquet), self.rows, self.min_ts, self.max_ts, True)
 
 
 class EventStore:
@@ -103,6 +117,7 @@ class EventStore:
         list_files: ListFiles = log_files,
         memory_limit: str = DUCKDB_MEMORY_LIMIT,
         orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS,
+        segment_rows: int = SEGMENT_ROWS,
     ) -> None:
         self.log_path = Path(log_path)
         self.cache_dir = Path(cache_dir)
@@ -115,16 +130,14 @@ class EventStore:
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(
             config={
                 "memory_limit": memory_limit,
-                "preserve_insertion_order": False,
                 "temp_directory": str(self.cache_dir / "duckdb_tmp"),
             }
         )
-        self._generation = 0
-        self._live = self._new_live(None)
+        self._live = LiveLog(self.log_path, self.cache_dir, self._cursor, segment_rows)
         self._parts: dict[str, CompactedPart] = self._load_manifest()
         self._removed: set[str] = set()
         self._missing_since: dict[str, float] = {}
-        self._totals: TotalsCache = {}
+        self._rollups: RollupCache = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventStore:
@@ -148,7 +161,7 @@ class EventStore:
     def query(
         self, sql: str, start: datetime, end: datetime, params: dict[str, Any] | None = None
     ) -> pl.DataFrame:
-        """Refresh, then run ``sql`` over the window's ``events`` view (see ``EventSnapshot``)."""
+        """Refresh, then run ``sql`` over the window's ``events`` (see ``EventSnapshot.query``)."""
         return self.refresh().query(sql, start, end, params)
 
     def close(self) -> None:
@@ -190,19 +203,23 @@ class EventStore:
                 if not tolerant:
                     raise _ListingChanged from None
                 vanished += 1
-        read = self._read_live()
+        read = self._live.read()
         if live_before is not None and read != live_before and not tolerant:
             raise _ListingChanged  # rotated after the listing: the old live file is unlisted
         self._forget_orphans({p.fingerprint for p in parts})
-        live = self._live
+        pieces = [piece for part in parts if (piece := part.piece()) is not None]
+        pieces += self._live.segments
+        current = {piece.key for piece in pieces}
+        for key in [k for k in list(self._rollups) if not current.issuperset(k[0])]:
+            self._rollups.pop(key, None)  # list(): other threads may be adding totals
         return EventSnapshot(
-            parts=tuple(parts),
-            live_table=live.table,
-            live_rows=live.rows,
-            live_skipped=live.skipped + live.pending,
+            pieces=tuple(pieces),
+            hot_table=self._live.hot,
+            hot_rows=self._live.hot_rows,
+            skipped_lines=sum(p.skipped for p in parts) + self._live.skipped_lines,
             vanished_files=vanished,
             cursor=self._cursor,
-            totals_cache=self._totals,
+            rollups=self._rollups,
         )
 
     def _part_for(self, path: Path) -> CompactedPart:
@@ -212,8 +229,10 @@ class EventStore:
             head = os.pread(fd, FINGERPRINT_HEAD_BYTES, 0)
             digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:".encode() + head)
             fingerprint = digest.hexdigest()[:24]
-            known = self._parts.get(fingerprint)
+            # Another process sharing the cache may have compacted it already.
+            known = self._parts.get(fingerprint) or self._load_manifest().get(fingerprint)
             if known is not None:
+                self._parts[fingerprint] = known
                 return known
             return self._compact(fd, path, fingerprint, stat)
         finally:
@@ -222,27 +241,35 @@ class EventStore:
     def _compact(
         self, fd: int, path: Path, fingerprint: str, stat: os.stat_result
     ) -> CompactedPart:
-        """Read one closed file once and write its events to Parquet (sorted by ``ts``)."""
-        # /proc/self/fd pins the inode we fingerprinted; elsewhere, check the name still holds it.
-        pinned = PROC_FD_DIR.is_dir()
-        source = str(PROC_FD_DIR / str(fd)) if pinned else str(path)
+        """Write one closed file's events to Parquet, reading the file at most once more."""
         target = self.cache_dir / f"events-{fingerprint}.parquet"
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         with self._cursor() as cur:
-            try:
-                cur.execute(STAGE_SQL, {"path": source})
-            except duckdb.IOException as exc:
-                raise FileNotFoundError(str(path)) from exc
-            if not pinned and _identity(path, with_size=True) != _stat_key(stat):
-                raise _ListingChanged
-            skipped, rows, min_ts, max_ts = cur.sql(STAGE_STATS_SQL).fetchall()[0]
-            if rows:
-                temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                cur.execute(
-                    f"COPY ({STAGE_EVENTS_SQL} ORDER BY ts) TO {_quote(str(temporary))} "
-                    f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
-                )
-                os.replace(temporary, target)
-            cur.execute("DROP TABLE stage")
+            if self._live.covers(stat):  # the live file we read to its end, now rotated
+                relation = " UNION ALL ".join(f"SELECT * FROM {t}" for t in self._live.relations())
+                skipped = self._live.skipped
+            else:
+                # /proc/self/fd pins the inode we fingerprinted; elsewhere, check the name.
+                pinned = PROC_FD_DIR.is_dir()
+                source = {"path": str(PROC_FD_DIR / str(fd)) if pinned else str(path)}
+                relation = f"SELECT * FROM ({READ_JSON_SQL}) WHERE {EVENT_FILTER}"
+                try:  # in file order, which is time order give or take a few writers
+                    cur.execute(
+                        COPY_SQL.format(select=relation, target=quote(str(temporary))), source
+                    )
+                    (skipped,) = cur.execute(SKIPPED_SQL, source).fetchall()[0]
+                except duckdb.IOException as exc:
+                    raise FileNotFoundError(str(path)) from exc
+                if not pinned and _identity(path, with_size=True) != _stat_key(stat):
+                    raise _ListingChanged
+                relation = f"SELECT * FROM read_parquet({quote(str(temporary))})"
+            rows, min_ts, max_ts = cur.execute(RANGE_SQL.format(relation=relation)).fetchall()[0]
+            if rows and not temporary.exists():
+                cur.execute(COPY_SQL.format(select=relation, target=quote(str(temporary))))
+        if rows:
+            os.replace(temporary, target)
+        else:
+            temporary.unlink(missing_ok=True)
         self.compactions += 1
         part = CompactedPart(
             fingerprint=fingerprint,
@@ -257,64 +284,6 @@ class EventStore:
         self._parts[fingerprint] = part
         self._save_manifest()
         return part
-
-    # --- the live file ------------------------------------------------------------------------
-
-    def _read_live(self) -> tuple[int, int] | None:
-        """Append the live file's new complete lines to the live table; its identity or None."""
-        try:
-            fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            if self._live.identity is not None or self._live.rows:
-                self._live = self._new_live(None)
-            self._live.pending = False
-            return None
-        try:
-            stat = os.fstat(fd)
-            identity = (stat.st_dev, stat.st_ino)
-            if identity != self._live.identity or stat.st_size < self._live.offset:
-                self._live = self._new_live(identity)
-            live = self._live
-            end = _last_line_end(fd, live.offset, stat.st_size)
-            if end > live.offset:
-                self._load_lines(fd, live.offset, end)
-                live.offset = end
-            live.pending = stat.st_size > live.offset
-            return identity
-        finally:
-            os.close(fd)
-
-    def _load_lines(self, fd: int, start: int, end: int) -> None:
-        # Copy exactly [start, end): DuckDB reading the file itself would see later appends.
-        chunk = self.cache_dir / f".tail-{os.getpid()}.jsonl"
-        with chunk.open("wb") as out:
-            position = start
-            while position < end:
-                data = os.pread(fd, min(COPY_BLOCK_BYTES, end - position), position)
-                if not data:
-                    break
-                out.write(data)
-                position += len(data)
-        try:
-            with self._cursor() as cur:
-                cur.execute(STAGE_SQL, {"path": str(chunk)})
-                skipped, rows, _, _ = cur.sql(STAGE_STATS_SQL).fetchall()[0]
-                cur.execute(f"INSERT INTO {self._live.table} {STAGE_EVENTS_SQL}")
-                cur.execute("DROP TABLE stage")
-        finally:
-            chunk.unlink(missing_ok=True)
-        self._live.rows += rows
-        self._live.skipped += skipped
-
-    def _new_live(self, identity: tuple[int, int] | None) -> _LiveState:
-        self._generation += 1
-        table = f"live_{self._generation}"
-        with self._cursor() as cur:
-            cur.execute(f"CREATE TABLE {table} ({LIVE_TABLE_SCHEMA})")
-            # Keep the previous table for snapshots still in use; drop the one before it.
-            if self._generation > 2:
-                cur.execute(f"DROP TABLE IF EXISTS live_{self._generation - 2}")
-        return _LiveState(identity=identity, table=table)
 
     # --- the manifest -------------------------------------------------------------------------
 
@@ -334,8 +303,6 @@ class EventStore:
             self._missing_since.pop(fingerprint, None)
             if part.parquet is not None:
                 part.parquet.unlink(missing_ok=True)
-            for key in [k for k in self._totals if k[0] == fingerprint]:
-                del self._totals[key]
         if gone:
             self._save_manifest()
 
@@ -379,23 +346,6 @@ def _identity(path: Path, *, with_size: bool = False) -> Any:
 
 def _stat_key(stat: os.stat_result) -> tuple[int, int, int, int]:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
-def _last_line_end(fd: int, start: int, end: int) -> int:
-    """The offset just after the last newline in ``[start, end)``, or ``start`` if none."""
-    position = end
-    while position > start:
-        block_start = max(start, position - SCAN_BLOCK_BYTES)
-        block = os.pread(fd, position - block_start, block_start)
-        newline = block.rfind(b"\n")
-        if newline >= 0:
-            return block_start + newline + 1
-        position = block_start
-    return start
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _part_to_json(part: CompactedPart) -> dict[str, Any]:
