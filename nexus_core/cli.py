@@ -8,14 +8,18 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from nexus_core.ai.progress import JobUpdate
+from nexus_core.analytics.log_store import EventStore
+from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ROLES
 from nexus_core.errors import NexusError, ValidationError
@@ -200,6 +204,37 @@ def cmd_health(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _parse_now(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError(f"--now {text!r} is not an ISO 8601 time.") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_metrics(ctx: AppContext, args: argparse.Namespace) -> int:
+    now = _parse_now(args.now)
+    with EventStore.from_settings(ctx.settings) as store:
+        numbers = compute_metrics(store, args.window, now)
+    if args.json:
+        print(json.dumps(numbers))
+        return 0
+    slo = numbers["slo"]
+    print(f"window {numbers['window']} ending {numbers['now']}")
+    print(
+        f"requests {numbers['requests']}  failures {numbers['failures']}  "
+        f"retries {numbers['retries']}  success rate {numbers['success_rate']}"
+    )
+    print(
+        f"p95 response {numbers['p95_latency_ms']} ms  avg {numbers['avg_latency_ms']} ms  "
+        f"API p95 {numbers['api_p95_latency_ms']} ms  skipped lines {numbers['skipped_lines']}"
+    )
+    print(f"alerts: {slo['alerts']['state']}")
+    return 0
+
+
 def _print_retry_note(update: JobUpdate) -> None:
     if update.status == "retrying" and update.retry_in_seconds is not None:
         print(
@@ -264,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("session", metavar="SESSION_UUID")
     export.add_argument("--format", choices=("md", "json"), default="md")
 
+    metrics = sub.add_parser("metrics", help="the dashboard's numbers from the event log")
+    metrics.add_argument("--window", default="60m", help="60m, 24h, 7d, 30d, …")
+    metrics.add_argument("--now", help="end of the window (ISO 8601); default now")
+    metrics.add_argument("--json", action="store_true", help="print the metrics JSON")
+
     health = sub.add_parser("health", help="check database, Redis and the AI provider")
     health.add_argument("--json", action="store_true", help="print the /health JSON")
     return parser
@@ -283,6 +323,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("chat", None): cmd_chat,
     ("export", None): cmd_export,
     ("health", None): cmd_health,
+    ("metrics", None): cmd_metrics,
 }
 
 
@@ -305,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nexus: database error: {type(exc).__name__}", file=sys.stderr)
     except KeyboardInterrupt:
         print("nexus: interrupted", file=sys.stderr)
+    except BrokenPipeError:  # the reader (e.g. `head`) went away: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         if ctx is not None:
             ctx.close()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nexus_core.settings import Settings
 
 
@@ -296,3 +298,46 @@ def test_export_prints_json_and_markdown_and_is_audited(settings: Settings) -> N
     ]
     db.dispose()
     assert [a.details["format"] for a in exported] == ["json", "md"]
+
+
+def test_metrics_json_follows_the_contract_window(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from nexus_core.events import ApiEventLogger
+
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    moments = iter(
+        [now - timedelta(minutes=90)]
+        + [now - timedelta(minutes=m) for m in (50, 40, 30, 20, 10, 5)]
+        + [now]
+    )
+    log = ApiEventLogger(settings.event_log_path, clock=lambda: next(moments))
+    latencies = [900.0, 1200.0, 2500.0, 3100.0, 700.0]
+    log.emit("job_success", job_id="old", latency_ms=99999.0, attempts=1)  # before the window
+    for i, latency in enumerate(latencies):
+        log.emit("job_success", job_id=f"j{i}", latency_ms=latency, attempts=1)
+    log.emit(
+        "request_failure",
+        request_id="r",
+        attempt=1,
+        latency_ms=5.0,
+        status_code=503,
+        error_type="http_503",
+        retryable=True,
+    )
+    log.emit("job_success", job_id="edge", latency_ms=50000.0, attempts=1)  # at now: excluded
+    log.close()
+    with settings.event_log_path.open("a") as fh:
+        fh.write("{not json\n")
+    result = run_nexus(
+        settings, "metrics", "--window", "60m", "--now", "2026-11-27T12:00:00Z", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout)
+    assert numbers["failures"] == 1 and numbers["skipped_lines"] == 1
+    assert numbers["p95_latency_ms"] == pytest.approx(float(np.percentile(latencies, 95)))
+    assert numbers["avg_latency_ms"] == pytest.approx(float(np.mean(latencies)))
+    assert numbers["top_errors"] == [{"error_type": "http_503", "count": 1}]
+    assert_one_line_error(run_nexus(settings, "metrics", "--window", "soon"), "not understood")
