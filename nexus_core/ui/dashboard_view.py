@@ -1,0 +1,267 @@
+"""The SLO dashboard for admins: window selector, KPI tiles against the previous window, the
+burn-rate banner, the charts, the feedback panel and auto-refresh.
+
+Numbers come from the event log through one ``EventStore`` per process and log path; a window
+``w`` is compared with the window of the same length just before it (``compute_metrics`` at
+``now − w``). The data part is a fragment that reruns every ``REFRESH_SECONDS`` when auto-refresh
+is on, so the rest of the page (and its widgets) stays put.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import streamlit as st
+
+from nexus_core.analytics import dashboard_charts as charts
+from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
+from nexus_core.analytics.log_store import EventStore
+from nexus_core.analytics.metrics import compute_metrics
+from nexus_core.analytics.slo import (
+    LATENCY,
+    LATENCY_TARGET_MS,
+    PAGE,
+    SUCCESS,
+    SUCCESS_OBJECTIVE,
+    TICKET,
+)
+from nexus_core.analytics.windows import bucket_width, parse_window
+from nexus_core.app_context import AppContext
+from nexus_core.events import log_files
+from nexus_core.settings import Settings
+from nexus_core.triage import TriageService
+from nexus_core.triage_query import FeedbackFilters
+from nexus_core.users import UserView
+
+# Widget keys of the dashboard.
+WINDOW_PICK: Final = "nexus_dashboard_window"
+AUTO_REFRESH: Final = "nexus_dashboard_auto_refresh"
+
+WINDOWS: Final = ("60m", "6h", "24h", "7d", "30d")
+WINDOW_LABELS: Final = {"60m": "60 min", "6h": "6 h", "24h": "24 h", "7d": "7 d", "30d": "30 d"}
+DEFAULT_WINDOW: Final = "60m"
+REFRESH_SECONDS: Final = 30
+FEEDBACK_DAYS: Final = 7
+INCIDENT_PRIORITIES: Final = ("high", "critical")
+INCIDENT_LIMIT: Final = 50
+EMPTY_STATE: Final = (
+    "Nothing has been logged yet. Start a conversation on the Chat page (or send one with "
+    "`nexus chat`) and the dashboard fills in as replies are logged."
+)
+BANNER: Final = {
+    PAGE: "🚨 Page: the {slo} SLO is burning its error budget fast ({detail}). Act now.",
+    TICKET: "⚠️ Ticket: the {slo} SLO is burning its error budget steadily ({detail}).",
+}
+
+
+@st.cache_resource(show_spinner=False)
+def _event_store(_settings: Settings, log_path: str) -> EventStore:
+    """The process's store over the event log at ``log_path`` (one per path)."""
+    return EventStore.from_settings(_settings)
+
+
+def event_store(settings: Settings) -> EventStore:
+    """The cached ``EventStore`` of ``settings.event_log_path``."""
+    return _event_store(settings, str(settings.event_log_path))
+
+
+def nothing_logged(settings: Settings) -> bool:
+    """Whether the event log has no content at all (no file, or only empty ones)."""
+    return all(path.stat().st_size == 0 for path in log_files(settings.event_log_path))
+
+
+def dashboard(ctx: AppContext, user: UserView) -> None:
+    """The whole dashboard: controls, then the data part (auto-refreshing when asked)."""
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    window_label = left.radio(
+        "Window",
+        WINDOWS,
+        index=WINDOWS.index(DEFAULT_WINDOW),
+        format_func=WINDOW_LABELS.__getitem__,
+        horizontal=True,
+        key=WINDOW_PICK,
+    )
+    auto = right.toggle(
+        "Auto-refresh", value=True, key=AUTO_REFRESH, help=f"Every {REFRESH_SECONDS} s"
+    )
+    run_every = timedelta(seconds=REFRESH_SECONDS) if auto else None
+    data_part: Callable[[AppContext, UserView, str], None] = st.fragment(run_every=run_every)(
+        _data_part
+    )
+    data_part(ctx, user, window_label or DEFAULT_WINDOW)
+
+
+def _data_part(ctx: AppContext, user: UserView, window_label: str) -> None:
+    now = datetime.now(UTC)
+    st.caption(f"Last updated {now:%H:%M:%S} UTC")
+    if nothing_logged(ctx.settings):
+        st.info(EMPTY_STATE, icon="👋")
+        feedback_panel(ctx, user, now)
+        return
+    window = parse_window(window_label)
+    snapshot = event_store(ctx.settings).refresh()
+    current = compute_metrics(snapshot, window, now)
+    previous = compute_metrics(snapshot, window, now - window)
+    alert_banner(current["slo"]["alerts"])
+    kpi_tiles(current, previous, window)
+    if current["requests"] == 0:
+        st.info(f"No requests in the last {WINDOW_LABELS[window_label]}; try a longer window.")
+    _charts(snapshot, window, now)
+    feedback_panel(ctx, user, now)
+
+
+def alert_banner(alerts: dict[str, Any]) -> None:
+    """An error banner when a page rule fires, a warning for a ticket rule, nothing when ok."""
+    state = alerts["state"]
+    if state not in BANNER:
+        return
+    firing = [r for r in alerts["rules"] if r["firing"] and r["severity"] == state]
+    slos = sorted({r["slo"] for r in firing})
+    detail = "; ".join(
+        f"{r['slo']} burn {r['long_burn_rate']:.1f}× over {r['long_window']} and "
+        f"{r['short_burn_rate']:.1f}× over {r['short_window']} > {r['threshold']:g}×"
+        for r in firing
+    )
+    text = BANNER[state].format(slo=" and ".join(slos), detail=detail)
+    (st.error if state == PAGE else st.warning)(text)
+
+
+def _per_minute(count: int, window: timedelta) -> float:
+    return count / (window.total_seconds() / 60)
+
+
+def _delta(now: float | None, before: float | None, fmt: str) -> str | None:
+    if now is None or before is None:
+        return None
+    return fmt.format(now - before)
+
+
+def _fmt(value: float | None, fmt: str) -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def kpi_tiles(current: dict[str, Any], previous: dict[str, Any], window: timedelta) -> None:
+    """Eight KPI tiles, each with its change against the previous window."""
+    rates = {
+        key: (_per_minute(current[key], window), _per_minute(previous[key], window))
+        for key in ("requests", "failures", "retries")
+    }
+    slo_now, slo_before = current["slo"], previous["slo"]
+    budget_slo = min(
+        (LATENCY, SUCCESS),
+        key=lambda name: _or_inf(slo_now[name]["error_budget_remaining"]),
+    )
+    burn_now = _max_burn(slo_now)
+    burn_before = _max_burn(slo_before)
+    tiles: list[tuple[str, str, str | None, str, str]] = [
+        ("Requests/min", f"{rates['requests'][0]:,.2f}",
+         _delta(*rates["requests"], "{:+,.2f}"), "normal", "request_start events per minute"),
+        ("Failures/min", f"{rates['failures'][0]:,.2f}",
+         _delta(*rates["failures"], "{:+,.2f}"), "inverse", "request_failure events per minute"),
+        ("Retries/min", f"{rates['retries'][0]:,.2f}",
+         _delta(*rates["retries"], "{:+,.2f}"), "inverse", "job_retry events per minute"),
+        ("Average latency", _fmt(current["avg_latency_ms"], "{:,.0f} ms"),
+         _delta(current["avg_latency_ms"], previous["avg_latency_ms"], "{:+,.0f} ms"),
+         "inverse", "Mean time from the user's message to the stored reply"),
+        (f"p95 latency (target {LATENCY_TARGET_MS / 1000:g} s)",
+         _fmt(current["p95_latency_ms"], "{:,.0f} ms"),
+         _delta(current["p95_latency_ms"], previous["p95_latency_ms"], "{:+,.0f} ms"),
+         "inverse", _met(slo_now[LATENCY]["met"])),
+        (f"Success rate (objective {SUCCESS_OBJECTIVE:.1%})",
+         _fmt(_pct(current["success_rate"]), "{:.2f} %"),
+         _delta(_pct(current["success_rate"]), _pct(previous["success_rate"]), "{:+.2f} pp"),
+         "normal", _met(slo_now[SUCCESS]["met"])),
+        ("Error budget left",
+         _fmt(_pct(slo_now[budget_slo]["error_budget_remaining"]), "{:.1f} %"),
+         _delta(_pct(slo_now[budget_slo]["error_budget_remaining"]),
+                _pct(slo_before[budget_slo]["error_budget_remaining"]), "{:+.1f} pp"),
+         "normal", f"Lowest of both SLOs over 30 days: {budget_slo}"),
+        ("Burn rate", _fmt(burn_now, "{:.2f}×"), _delta(burn_now, burn_before, "{:+.2f}×"),
+         "inverse", "Highest of both SLOs over the window; 1× spends the budget in 30 days"),
+    ]  # fmt: skip
+    for row in (tiles[:4], tiles[4:]):
+        for column, (label, value, delta, color, help_text) in zip(
+            st.columns(len(row)), row, strict=True
+        ):
+            column.metric(label, value, delta, delta_color=color, help=help_text)  # type: ignore[arg-type]
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else value * 100
+
+
+def _or_inf(value: float | None) -> float:
+    return float("inf") if value is None else value
+
+
+def _max_burn(slo: dict[str, Any]) -> float | None:
+    rates = [slo[name]["burn_rate"] for name in (LATENCY, SUCCESS)]
+    known = [r for r in rates if r is not None]
+    return max(known) if known else None
+
+
+def _met(met: bool | None) -> str:
+    return {True: "Objective met in this window", False: "Objective missed in this window"}.get(
+        met,  # type: ignore[arg-type]
+        "No data in this window",
+    )
+
+
+def _charts(snapshot: Any, window: timedelta, now: datetime) -> None:
+    series = timeseries(snapshot, window, now)
+    minutes = bucket_width(window).total_seconds() / 60
+    left, right = st.columns(2)
+    left.plotly_chart(charts.latency_figure(series))
+    right.plotly_chart(charts.success_rate_figure(series))
+    st.plotly_chart(charts.traffic_figure(series, minutes))
+    left, right = st.columns(2)
+    left.plotly_chart(charts.top_errors_figure(top_errors(snapshot, window, now)))
+    right.plotly_chart(charts.persona_latency_figure(by_persona(snapshot, window, now)))
+
+
+def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
+    """Issues of the last seven days by category, and open high/critical feedback with links."""
+    st.subheader("Feedback")
+    triage = TriageService(ctx.db)
+    since = (now - timedelta(days=FEEDBACK_DAYS - 1)).date()
+    stats = triage.stats(FeedbackFilters(date_from=since), viewer=user)
+    incidents = triage.search(
+        FeedbackFilters(statuses=("open",), priorities=INCIDENT_PRIORITIES),
+        viewer=user,
+        sort="priority",
+        limit=INCIDENT_LIMIT,
+    )
+    left, right = st.columns([2, 3])
+    with left:
+        if stats.by_category.is_empty():
+            st.caption(f"No feedback in the last {FEEDBACK_DAYS} days.")
+        else:
+            st.plotly_chart(charts.feedback_categories_figure(stats.by_category))
+    with right:
+        st.markdown(f"**Open incidents** ({len(incidents)})")
+        if not incidents:
+            st.caption("No open high or critical feedback. 🎉")
+            return
+        st.dataframe(
+            [
+                {
+                    "Priority": row.priority,
+                    "Category": row.category,
+                    "Opened": row.created_at,
+                    "Summary": row.description[:120],
+                    "Link": (
+                        f"/chat?session={row.session_public_id}"
+                        if row.session_public_id
+                        else f"/explorer?item={row.id}"
+                    ),
+                }
+                for row in incidents
+            ],
+            hide_index=True,
+            column_config={
+                "Link": st.column_config.LinkColumn("Open", display_text="Open ↗"),
+                "Opened": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            },
+        )

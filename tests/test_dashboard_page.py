@@ -1,0 +1,179 @@
+"""The Dashboard page through AppTest: KPI tiles, charts and the feedback panel for an admin with
+logged traffic, the burn-rate banner during an outage, the empty state before anything is logged,
+and that members and analysts never reach it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from nexus_core.app_context import AppContext
+from nexus_core.events import ApiEventLogger, EventName
+from nexus_core.ui import dashboard_view, state
+from nexus_core.ui.guard import ACCESS_DENIED
+from nexus_core.ui.nav import page_path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PASSWORD = "correct-horse-1"
+TIMEOUT = 60
+KPI_LABELS = {
+    "Requests/min",
+    "Failures/min",
+    "Retries/min",
+    "Average latency",
+    "p95 latency (target 3 s)",
+    "Success rate (objective 99.5%)",
+    "Error budget left",
+    "Burn rate",
+}
+
+
+@pytest.fixture
+def app_ctx(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+    """A seeded database with the ``admin``, a member and an analyst."""
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
+    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("NEXUS_ENV", "test")
+    monkeypatch.setenv("NEXUS_SIMULATED_LATENCY_SECONDS", "0")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    ctx.init()
+    ctx.users.create("mia", PASSWORD, role="member", display_name="Mia Member")
+    ctx.users.create("ana", PASSWORD, role="analyst")
+    st.cache_resource.clear()
+    yield ctx
+    st.cache_resource.clear()
+
+
+REQUESTS_PER_MINUTE = 5
+
+
+class Clock:
+    """A settable clock for the event logger."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def log_traffic(ctx: AppContext, *, outage: bool = False) -> None:
+    """Five requests a minute over the last hour (one failed and retried, within the SLOs;
+    slower for one persona) and, during an outage, thirty failed requests in the last 5 min."""
+    clock = Clock()
+    now = clock.at
+    with ApiEventLogger(ctx.settings.event_log_path, clock=clock) as log:
+        for minute in range(59, 0, -1):
+            for k in range(REQUESTS_PER_MINUTE):
+                clock.at = now - timedelta(minutes=minute, seconds=10 * k)
+                persona = "Code Reviewer" if k % 2 else "Nexus Assistant"
+                request_id = str(uuid.uuid4())
+                log.emit(EventName.REQUEST_START, request_id=request_id, persona=persona)
+                if (minute, k) == (50, 0):
+                    log.emit(
+                        EventName.REQUEST_FAILURE, request_id=request_id, error_type="http_503"
+                    )
+                    log.emit(EventName.JOB_RETRY, attempt=1)
+                    request_id = str(uuid.uuid4())
+                    log.emit(EventName.REQUEST_START, request_id=request_id, persona=persona)
+                latency = 2400.0 if persona == "Code Reviewer" else 900.0
+                log.emit(EventName.REQUEST_SUCCESS, request_id=request_id, latency_ms=latency - 99)
+                log.emit(EventName.JOB_SUCCESS, latency_ms=latency, persona=persona)
+        if outage:
+            for second in range(30):
+                clock.at = now - timedelta(seconds=290 - 9 * second)
+                request_id = str(uuid.uuid4())
+                log.emit(EventName.REQUEST_START, request_id=request_id, persona="Nexus Assistant")
+                log.emit(EventName.REQUEST_FAILURE, request_id=request_id, error_type="timeout")
+
+
+def open_dashboard(username: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = username
+    at.run()
+    return at.switch_page(page_path("dashboard")).run()
+
+
+def test_an_admin_sees_kpis_charts_and_the_feedback_panel(app_ctx: AppContext) -> None:
+    log_traffic(app_ctx)
+    session_id = app_ctx.chat.create_session(app_ctx.users.get("mia"), "Nexus Assistant").public_id
+    app_ctx.feedback.submit(
+        app_ctx.users.get("mia"),
+        category="bug",
+        priority="critical",
+        description="Replies cut off mid-sentence",
+        session_public_id=session_id,
+    )
+    at = open_dashboard("admin")
+    assert not at.exception
+    assert "📈 Dashboard" in [t.value for t in at.title]
+    tiles = {m.label: m for m in at.metric}
+    assert set(tiles) == KPI_LABELS
+    assert tiles["Requests/min"].value == f"{296 / 60:,.2f}"
+    assert tiles["Failures/min"].value == f"{1 / 60:,.2f}"
+    assert tiles["Success rate (objective 99.5%)"].value == f"{100 * 295 / 296:.2f} %"
+    assert len(at.get("plotly_chart")) >= 5
+    assert any(c.value.startswith("Last updated ") for c in at.caption)
+    assert not at.error and not at.warning
+    assert "Feedback" in [s.value for s in at.subheader]
+    assert "**Open incidents** (1)" in [m.value for m in at.markdown]
+    incidents = at.dataframe[0].value
+    assert list(incidents["Link"]) == [f"/chat?session={session_id}"]
+    assert list(incidents["Priority"]) == ["critical"]
+
+
+def test_an_outage_raises_the_page_banner(app_ctx: AppContext) -> None:
+    log_traffic(app_ctx, outage=True)
+    at = open_dashboard("admin")
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith("Page: the success SLO is burning")
+
+
+def test_the_window_selector_and_auto_refresh_toggle_rerender(app_ctx: AppContext) -> None:
+    log_traffic(app_ctx)
+    at = open_dashboard("admin")
+    assert at.radio(key=dashboard_view.WINDOW_PICK).value == "60m"
+    at.toggle(key=dashboard_view.AUTO_REFRESH).set_value(False).run()
+    at.radio(key=dashboard_view.WINDOW_PICK).set_value("24h").run()
+    assert not at.exception
+    assert {m.label for m in at.metric} == KPI_LABELS
+    assert len(at.get("plotly_chart")) >= 5
+
+
+def test_an_empty_log_shows_the_friendly_empty_state(app_ctx: AppContext) -> None:
+    at = open_dashboard("admin")
+    assert not at.exception
+    assert [i.value for i in at.info] == [dashboard_view.EMPTY_STATE]
+    assert not at.metric
+    assert "Feedback" in [s.value for s in at.subheader]
+
+
+@pytest.mark.parametrize("username", ["mia", "ana"])
+def test_members_and_analysts_cannot_switch_to_the_dashboard(
+    app_ctx: AppContext, username: str
+) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = username
+    at.run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(page_path("dashboard"))
+
+
+def test_a_member_opening_the_page_script_directly_is_refused(app_ctx: AppContext) -> None:
+    log_traffic(app_ctx)
+    at = AppTest.from_file(page_path("dashboard"), default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.USER_ID] = app_ctx.users.get("mia").id
+    at.run()
+    assert [e.value for e in at.error] == [ACCESS_DENIED]
+    assert not at.metric and not at.get("plotly_chart")
