@@ -59,8 +59,9 @@ def main() -> None:
         with ctx.db.session() as db_session:
             for i in range(args.history):
                 role = "user" if i % 2 == 0 else "assistant"
-                db_session.add(Message(session_id=session.id, role=role,
-                                       content=f"history message {i} " * 8))
+                db_session.add(
+                    Message(session_id=session.id, role=role, content=f"history message {i} " * 8)
+                )
         provider = InstantProvider()
         events = ApiEventLogger(Path(tmp) / "logs" / "api_events.log")
         worker = ResponseWorker(ctx.db, provider, events, max_workers=1)
@@ -77,8 +78,10 @@ def main() -> None:
         ctx.close()
     overhead.sort()
     p95 = overhead[int(0.95 * (len(overhead) - 1))]
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{platform.python_implementation()} {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
     print(f"session of {args.history}+ messages, {args.messages} measured messages, SQLite file")
     print("| median ms | p95 ms | max ms |")
     print("|---:|---:|---:|")

@@ -115,16 +115,19 @@ def test_thumbs_down_and_a_report_are_stored_as_feedback(app_ctx: AppContext) ->
     at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
     at.chat_input(key=state.CHAT_INPUT).set_value("Summarise our SLOs").run()
     at.feedback[0].set_value(0).run()
-    form_key = next(f.form_id for f in at.text_area if f.form_id.startswith(state.REPORT_FORM_PREFIX))
+    form_key = next(
+        f.form_id for f in at.text_area if f.form_id.startswith(state.REPORT_FORM_PREFIX)
+    )
     at.selectbox[0].set_value("content")
     at.selectbox[1].set_value("high")
     at.text_area[0].input("Missed the latency SLO")
-    submit = [b for b in at.button if b.form_id == form_key][0]
+    submit = next(b for b in at.button if b.form_id == form_key)
     submit.click().run()
     with app_ctx.db.session() as session:
         rows = session.scalars(select(Feedback)).all()
         assert [(f.rating, f.category, f.priority, f.description) for f in rows] == [
-            (0, "content", "high", "Missed the latency SLO")]
+            (0, "content", "high", "Missed the latency SLO")
+        ]
     assert any("feedback was saved" in s.value for s in at.success)
 
 

@@ -77,8 +77,7 @@ def test_deactivating_and_reactivating_are_each_audited_once(ctx: AppContext) ->
     assert ctx.personas.set_active("Old", True, actor=ada).active
     ctx.personas.set_active("Old", True, actor=ada)  # already active: nothing to record
     actions = [e.action for e in audit.for_target(ctx.db, "persona", str(persona.id))]
-    assert actions == [audit.PERSONA_CREATED, audit.PERSONA_DEACTIVATED,
-                       audit.PERSONA_REACTIVATED]
+    assert actions == [audit.PERSONA_CREATED, audit.PERSONA_DEACTIVATED, audit.PERSONA_REACTIVATED]
 
 
 def test_preview_answers_as_the_unsaved_persona_and_stores_nothing(ctx: AppContext) -> None:

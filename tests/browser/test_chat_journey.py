@@ -46,8 +46,12 @@ def test_a_member_chats_sees_the_reply_stream_exports_and_leaves_feedback(
     page.get_by_role("button", name="New chat").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("Technical Writer")).to_be_visible()
-    card = dialog.get_by_test_id("stVerticalBlock").filter(has_text="Technical Writer").filter(
-        has=page.get_by_role("button", name="Chat")).last
+    card = (
+        dialog.get_by_test_id("stVerticalBlock")
+        .filter(has_text="Technical Writer")
+        .filter(has=page.get_by_role("button", name="Chat"))
+        .last
+    )
     card.get_by_role("button", name="Chat").click()
     expect(page.get_by_text("Model: Simulated model (offline)")).to_be_visible()
     expect(page).to_have_url(re.compile(r"session=[0-9a-f-]{36}"))
@@ -86,8 +90,9 @@ def test_a_member_chats_sees_the_reply_stream_exports_and_leaves_feedback(
     assert "session.exported" in actions
 
     # Feedback: thumbs down, then a report with a category, priority and description.
-    thumbs_down = page.get_by_test_id("stChatMessage").nth(1).get_by_role(
-        "radio", name="Thumbs down")
+    thumbs_down = (
+        page.get_by_test_id("stChatMessage").nth(1).get_by_role("radio", name="Thumbs down")
+    )
     thumbs_down.click()
     expect(thumbs_down).to_have_attribute("aria-checked", "true")
     page.get_by_role("button", name="Report").click()

@@ -49,9 +49,23 @@ def serve(tmp_path: Path, **extra_env: str) -> Iterator[str]:
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(APP_SCRIPT),
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             _wait_until_healthy(process, url, log_path)
@@ -110,9 +124,22 @@ def test_production_refuses_to_start_without_a_cookie_key(tmp_path: Path) -> Non
     env = _server_env(tmp_path / "data")
     env["NEXUS_ENV"] = "production"
     result = subprocess.run(
-        [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port",
-         str(_free_port()), "--server.address", "127.0.0.1"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP_SCRIPT),
+            "--server.port",
+            str(_free_port()),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("nexus:")]
@@ -138,10 +165,17 @@ def metric_value(url: str, name: str) -> float:
 
 
 def test_metrics_parse_and_move_after_a_chat(live_app: LiveApp, new_page: NewPage) -> None:
-    families = {f.name for f in text_string_to_metric_families(
-        httpx.get(f"{live_app.url}/metrics", timeout=10).text)}
-    assert {"nexus_ai_requests", "nexus_ai_response_latency_seconds",
-            "nexus_ai_jobs_in_flight"} <= families
+    families = {
+        f.name
+        for f in text_string_to_metric_families(
+            httpx.get(f"{live_app.url}/metrics", timeout=10).text
+        )
+    }
+    assert {
+        "nexus_ai_requests",
+        "nexus_ai_response_latency_seconds",
+        "nexus_ai_jobs_in_flight",
+    } <= families
     before = metric_value(live_app.url, "nexus_ai_requests_total")
     page = new_page()
     sign_in_admin(page, live_app.url)
@@ -173,8 +207,10 @@ def test_an_unexpected_error_shows_a_reference_and_the_report_files_feedback(
     db = Database(f"sqlite:///{live_app.data_dir / 'nexus.db'}")
     with db.session() as session:
         rows = session.scalars(select(Feedback)).all()
-        reports = [(f.category, f.priority, f.context.get("reference"), f.context.get("page"))
-                   for f in rows]
+        reports = [
+            (f.category, f.priority, f.context.get("reference"), f.context.get("page"))
+            for f in rows
+        ]
     db.dispose()
     assert ("bug", "high", reference, "dashboard") in reports
     log = live_app.log_path.read_text()
