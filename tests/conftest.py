@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
@@ -103,6 +104,23 @@ def db(settings: Settings) -> Iterator[Database]:
     database = Database(settings.database_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def app_env(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+    """``ctx`` as the app under test (AppTest) sees it: through the environment, fresh cache.
+
+    Fast settings for page tests: no simulated typing delay, tiny retry waits, no Gemini key.
+    """
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
+    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("NEXUS_ENV", "test")
+    monkeypatch.setenv("NEXUS_SIMULATED_LATENCY_SECONDS", "0")
+    monkeypatch.setenv("NEXUS_RETRY_BASE_SECONDS", "0.01")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    st.cache_resource.clear()
+    yield ctx
+    st.cache_resource.clear()
 
 
 @pytest.fixture

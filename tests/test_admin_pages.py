@@ -3,11 +3,9 @@ stored and audited, and that members browse personas but never reach the admin c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from nexus_core import audit
@@ -23,20 +21,14 @@ TIMEOUT = 60
 
 
 @pytest.fixture
-def app_ctx(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+def app_ctx(app_env: AppContext) -> AppContext:
     """A seeded database with a member, an analyst and two admins (``admin`` and ``ada``)."""
-    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
-    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
-    monkeypatch.setenv("NEXUS_ENV", "test")
-    monkeypatch.setenv("NEXUS_SIMULATED_LATENCY_SECONDS", "0")
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    ctx = app_env
     ctx.init()
     ctx.users.create("mia", PASSWORD, role="member", display_name="Mia Member")
     ctx.users.create("ana", PASSWORD, role="analyst")
     ctx.users.create("ada", PASSWORD, role="admin")
-    st.cache_resource.clear()
-    yield ctx
-    st.cache_resource.clear()
+    return ctx
 
 
 def open_page(username: str, page: str) -> AppTest:

@@ -3,7 +3,6 @@ analytics behind their flag, and the same "not found" for other people's session
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,12 @@ TIMEOUT = 60
 
 
 @pytest.fixture
-def app_ctx(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
-    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
-    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
-    monkeypatch.setenv("NEXUS_ENV", "test")
-    monkeypatch.setenv("NEXUS_SIMULATED_LATENCY_SECONDS", "0")
-    monkeypatch.setenv("NEXUS_RETRY_BASE_SECONDS", "0.01")
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+def app_ctx(app_env: AppContext) -> AppContext:
+    ctx = app_env
     ctx.init()
     ctx.users.create("mia", PASSWORD, display_name="Mia Member")
     ctx.users.create("max", PASSWORD)
-    st.cache_resource.clear()
-    yield ctx
-    st.cache_resource.clear()
+    return ctx
 
 
 def chat_page(ctx: AppContext, username: str, session_id: str | None = None) -> AppTest:

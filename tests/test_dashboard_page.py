@@ -5,12 +5,10 @@ and that members and analysts never reach it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
@@ -36,19 +34,13 @@ KPI_LABELS = {
 
 
 @pytest.fixture
-def app_ctx(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+def app_ctx(app_env: AppContext) -> AppContext:
     """A seeded database with the ``admin``, a member and an analyst."""
-    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
-    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
-    monkeypatch.setenv("NEXUS_ENV", "test")
-    monkeypatch.setenv("NEXUS_SIMULATED_LATENCY_SECONDS", "0")
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    ctx = app_env
     ctx.init()
     ctx.users.create("mia", PASSWORD, role="member", display_name="Mia Member")
     ctx.users.create("ana", PASSWORD, role="analyst")
-    st.cache_resource.clear()
-    yield ctx
-    st.cache_resource.clear()
+    return ctx
 
 
 REQUESTS_PER_MINUTE = 5

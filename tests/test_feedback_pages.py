@@ -4,11 +4,9 @@ and a member who can neither see nor reach the explorer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe
@@ -32,23 +30,16 @@ def password_hash() -> str:
 
 
 @pytest.fixture
-def app_ctx(
-    ctx: AppContext, monkeypatch: pytest.MonkeyPatch, password_hash: str
-) -> Iterator[AppContext]:
+def app_ctx(app_env: AppContext, password_hash: str) -> AppContext:
     """Personas, a member (mia, with one chat), an analyst (ana) and an admin (ada)."""
-    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
-    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
-    monkeypatch.setenv("NEXUS_ENV", "test")
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    ctx = app_env
     ctx.personas.seed_defaults()
     with ctx.db.session() as session:  # one bcrypt hash for everybody: sign-in is not under test
         for name, role in (("mia", "member"), ("ana", "analyst"), ("ada", "admin")):
             session.add(
                 User(username=name, display_name=name, password_hash=password_hash, role=role)
             )
-    st.cache_resource.clear()
-    yield ctx
-    st.cache_resource.clear()
+    return ctx
 
 
 def signed_in(username: str, page: str) -> AppTest:

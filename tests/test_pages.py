@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,19 +20,14 @@ TIMEOUT = 30
 
 
 @pytest.fixture
-def app_ctx(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+def app_ctx(app_env: AppContext) -> AppContext:
     """A migrated, seeded database that the app under test reads through the environment."""
-    monkeypatch.setenv("NEXUS_DATA_DIR", str(ctx.settings.data_dir))
-    monkeypatch.setenv("DATABASE_URL", ctx.settings.database_url)
-    monkeypatch.setenv("NEXUS_ENV", "test")
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    ctx = app_env
     ctx.init()
     ctx.users.create("mia", PASSWORD, role="member", display_name="Mia Member")
     ctx.users.create("ana", PASSWORD, role="analyst")
     ctx.users.create("ada", PASSWORD, role="admin")
-    st.cache_resource.clear()
-    yield ctx
-    st.cache_resource.clear()
+    return ctx
 
 
 def signed_in(username: str) -> AppTest:
