@@ -26,7 +26,9 @@ from nexus_core.errors import NexusError, ValidationError
 from nexus_core.export import export_session
 from nexus_core.health import run_health
 from nexus_core.settings import load_settings
+from nexus_core.simulation import simulate
 
+PROGRESS_WIDTH = 30
 Handler = Callable[[AppContext, argparse.Namespace], int]
 
 
@@ -235,6 +237,30 @@ def cmd_metrics(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(ctx: AppContext, args: argparse.Namespace) -> int:
+    def progress(done: int, total: int) -> None:
+        filled = PROGRESS_WIDTH * done // total
+        bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
+        print(f"\r[{bar}] {done}/{total} sessions", end="", file=sys.stderr, flush=True)
+
+    report = simulate(
+        ctx,
+        users=args.users,
+        sessions=args.sessions,
+        days=args.days,
+        failure_rate=args.failure_rate,
+        seed=args.seed,
+        progress=progress,
+    )
+    print(file=sys.stderr)
+    print(
+        f"Simulated {report.sessions} sessions for {report.users} demo users: "
+        f"{report.replies} replies, {report.failures} failed replies "
+        f"(Simulated model (offline))."
+    )
+    return 0
+
+
 def _print_retry_note(update: JobUpdate) -> None:
     if update.status == "retrying" and update.retry_in_seconds is not None:
         print(
@@ -304,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--now", help="end of the window (ISO 8601); default now")
     metrics.add_argument("--json", action="store_true", help="print the metrics JSON")
 
+    sim = sub.add_parser("simulate", help="demo traffic through the real pipeline (offline)")
+    sim.add_argument("--users", type=int, default=5)
+    sim.add_argument("--sessions", type=int, default=20)
+    sim.add_argument("--days", type=float, default=1.0, help="spread the traffic over this span")
+    sim.add_argument("--failure-rate", type=float, default=0.02)
+    sim.add_argument("--seed", type=int)
+
     health = sub.add_parser("health", help="check database, Redis and the AI provider")
     health.add_argument("--json", action="store_true", help="print the /health JSON")
     return parser
@@ -324,6 +357,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("export", None): cmd_export,
     ("health", None): cmd_health,
     ("metrics", None): cmd_metrics,
+    ("simulate", None): cmd_simulate,
 }
 
 

@@ -341,3 +341,26 @@ def test_metrics_json_follows_the_contract_window(settings: Settings) -> None:
     assert numbers["avg_latency_ms"] == pytest.approx(float(np.mean(latencies)))
     assert numbers["top_errors"] == [{"error_type": "http_503", "count": 1}]
     assert_one_line_error(run_nexus(settings, "metrics", "--window", "soon"), "not understood")
+
+
+def test_simulate_shows_progress_and_fills_the_metrics(settings: Settings) -> None:
+    assert run_nexus(settings, "init").returncode == 0
+    result = run_nexus(
+        settings,
+        "simulate",
+        "--users",
+        "1",
+        "--sessions",
+        "2",
+        "--days",
+        "1",
+        "--failure-rate",
+        "0",
+        "--seed",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2/2 sessions" in result.stderr and "Simulated 2 sessions" in result.stdout
+    numbers = json.loads(run_nexus(settings, "metrics", "--window", "2d", "--json").stdout)
+    assert numbers["requests"] >= 2 and numbers["failures"] == 0
+    assert_one_line_error(run_nexus(settings, "simulate", "--sessions", "0"), "at least 1")

@@ -47,8 +47,8 @@ FEEDBACK_DAYS: Final = 7
 INCIDENT_PRIORITIES: Final = ("high", "critical")
 INCIDENT_LIMIT: Final = 50
 EMPTY_STATE: Final = (
-    "Nothing has been logged yet. Start a conversation on the Chat page (or send one with "
-    "`nexus chat`) and the dashboard fills in as replies are logged."
+    "Nothing has been logged yet. Start a conversation on the Chat page, or run "
+    "`nexus simulate` for demo traffic, and the dashboard fills in."
 )
 BANNER: Final = {
     PAGE: "🚨 Page: the {slo} SLO is burning its error budget fast ({detail}). Act now.",
