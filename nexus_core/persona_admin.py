@@ -55,16 +55,7 @@ def draft_persona(
     }
     validate_fields(fields)
     return PersonaView(
-        id=PREVIEW_ID,
-        name=name.strip() or "Preview",
-        description=description.strip(),
-        system_instruction=system_instruction.strip(),
-        avatar=avatar,
-        color=color,
-        model=model or None,
-        temperature=float(temperature),
-        version=0,
-        active=True,
+        id=PREVIEW_ID, name=name.strip() or "Preview", version=0, active=True, **fields
     )
 
 
