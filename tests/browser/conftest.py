@@ -8,6 +8,7 @@ tests. CI sets ``NEXUS_REQUIRE_BROWSER=1`` so a missing Chromium fails instead o
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,9 @@ PAGE_TEXT_CHARS = 2000
 PAGE_TEXT_TIMEOUT_MS = 2000
 # Streamlit reruns are asynchronous and the login form sleeps 0.7 s on every signed-out run.
 UI_TIMEOUT_MS = 15_000
+# A sidebar click that lands while the previous run is still finishing can be swallowed by it.
+NAVIGATION_ATTEMPTS = 3
+NAVIGATION_WAIT_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -254,3 +258,22 @@ def new_page(browser: Browser) -> Iterator[NewPage]:
     opener = NewPage(browser)
     yield opener
     opener.close()
+
+
+def open_from_sidebar(page: Page, title: str, heading: str) -> None:
+    """Open the page named ``title`` from the sidebar menu and wait for its ``heading``.
+
+    A click that arrives while the previous page's run is still finishing can be overtaken by
+    that run, so the click is repeated (up to three times) until the address is the page's own.
+    """
+    link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=title)
+    target = re.compile(re.escape(link.get_attribute("href") or "") + r"(\?.*)?$")
+    for attempt in range(NAVIGATION_ATTEMPTS):
+        link.click()
+        try:
+            page.wait_for_url(target, timeout=NAVIGATION_WAIT_MS)
+            break
+        except PlaywrightError:
+            if attempt == NAVIGATION_ATTEMPTS - 1:
+                raise
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()

@@ -14,7 +14,7 @@ from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.feedback import FeedbackService
 from nexus_core.users import UserService
-from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp, NewPage
+from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp, NewPage, open_from_sidebar
 
 pytestmark = pytest.mark.browser
 
@@ -34,11 +34,6 @@ def sign_in(page: Page, url: str, username: str, password: str) -> None:
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Chat")).to_be_visible()
-
-
-def open_page(page: Page, title: str, heading: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
-    expect(page.get_by_role("heading", name=heading)).to_be_visible()
 
 
 def pick(page: Page, label: str, option: str | re.Pattern[str]) -> None:
@@ -89,7 +84,7 @@ def test_an_analyst_filters_opens_and_resolves_an_item_and_the_audit_shows_it(
     item = seed_feedback(live_app)
     page = new_page()
     sign_in(page, live_app.url, *ANALYST)
-    open_page(page, "Feedback explorer", "Feedback explorer")
+    open_from_sidebar(page, "Feedback explorer", "Feedback explorer")
     expect(page.get_by_text("3 items · select rows")).to_be_visible()
 
     # Filter: slow things that are about performance.
@@ -130,7 +125,7 @@ def test_an_analyst_filters_opens_and_resolves_an_item_and_the_audit_shows_it(
     # The Audit page (admins) lists the change for that item.
     admin = new_page()
     sign_in(admin, live_app.url, "admin", ADMIN_PASSWORD)
-    open_page(admin, "Audit", "Audit")
+    open_from_sidebar(admin, "Audit", "Audit")
     pick(admin, "Target type", "feedback")
     admin.get_by_label("Target id").fill(str(item))
     admin.keyboard.press("Enter")
