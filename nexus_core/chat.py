@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
@@ -26,6 +26,18 @@ SESSION_LIST_LIMIT = 200
 SESSION_NOT_FOUND = "That chat session does not exist or is not yours."
 # C0/C1 control characters except tab, newline and carriage return.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+# ``add_user_message`` runs on every message, so its statements are built once (see
+# ``nexus_core.ai.job_statements``): a session the user may write to, whether it has messages yet...
+WRITABLE_SESSION = select(
+    ChatSession.id,
+    ChatSession.user_id,
+    ChatSession.status,
+    exists().where(Message.session_id == ChatSession.id).label("has_messages"),
+).where(ChatSession.public_id == bindparam("public_id"), ChatSession.deleted_at.is_(None))
+# ...the message, and the session's new title and time (the columns given as parameters).
+INSERT_MESSAGE = insert(Message)
+UPDATE_SESSION = update(ChatSession).where(ChatSession.id == bindparam("chat_id"))
 
 
 @dataclass(frozen=True)
@@ -245,18 +257,20 @@ class ChatService:
     def add_user_message(self, public_id: str, user: UserView, text: str) -> MessageView:
         """Store a user message (cleaned and checked); the first one names the session."""
         content = clean_message(text, self.max_message_chars)
-        with self.db.session() as session:
-            chat = self._owned(session, public_id, user, write=True)
+        with self.db.transaction() as conn:
+            chat = conn.execute(WRITABLE_SESSION, {"public_id": public_id}).one_or_none()
+            if chat is None or chat.user_id != user.id:
+                raise NotFound(SESSION_NOT_FOUND)
             if chat.status != "active":
                 raise ValidationError("This session is archived; unarchive it to continue.")
-            first = session.scalar(select(Message.id).where(Message.session_id == chat.id)) is None
-            message = Message(session_id=chat.id, role="user", content=content)
-            session.add(message)
-            if first:
-                chat.title = title_from(content)
-            chat.updated_at = utc_now()
-            session.flush()
-            return message_view(message)
+            now = utc_now()
+            values = {"session_id": chat.id, "role": "user", "content": content, "created_at": now}
+            message_id = conn.execute(INSERT_MESSAGE, values).inserted_primary_key[0]
+            changes = {"chat_id": chat.id, "updated_at": now}
+            if not chat.has_messages:
+                changes["title"] = title_from(content)
+            conn.execute(UPDATE_SESSION, changes)
+        return MessageView(message_id, chat.id, "user", content, now)
 
     def messages(self, public_id: str, user: UserView) -> list[MessageView]:
         """The session's messages, oldest first."""

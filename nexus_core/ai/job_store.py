@@ -5,6 +5,9 @@
 A finished job points at its reply: the assistant message, or the error bubble that tells the
 user why there is none. Jobs record the process that runs them (``host:pid:token``) so that, at
 start-up, the unfinished jobs of a dead process can be failed and then retried.
+
+Every message passes through here, so the SQL is the prebuilt statements of ``job_statements``,
+run on plain Core connections rather than through ORM sessions.
 """
 
 from __future__ import annotations
@@ -14,20 +17,36 @@ import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row
 
+from nexus_core.ai.job_statements import (
+    HISTORY_PAGE,
+    INSERT_JOB,
+    INSERT_MESSAGE,
+    JOB_BY_ID,
+    JOB_TO_FAIL,
+    JOB_TO_RETRY,
+    JOB_TO_START,
+    JOBS_OF_SESSION,
+    MESSAGE_TO_ANSWER,
+    PERSONA_FIELDS,
+    UNFINISHED_JOBS,
+    UPDATE_JOB,
+    UPDATE_SESSION,
+)
 from nexus_core.ai.response import HistoryItem, ResponseResult
 from nexus_core.db.engine import Database
-from nexus_core.db.models import AiJob, ChatSession, Message, Persona, PersonaVersion
+from nexus_core.db.models import new_uuid
 from nexus_core.db.types import utc_now
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.personas import PersonaView
 from nexus_core.users import UserView
 
 ACTIVE_STATES = ("queued", "running", "retrying")
-HISTORY_BATCH = 64
+CHAT_ROLES = ("user", "assistant")  # the roles the model sees; error bubbles are for people
+HISTORY_BATCH = 400  # first page of history: the default budget in one-line (60-char) messages
 INTERRUPTED_MESSAGE = "The reply was interrupted because the server restarted. Press Retry."
 
 
@@ -64,21 +83,21 @@ class JobView:
     finished_at: datetime | None
 
 
-def job_view(job: AiJob) -> JobView:
-    """Copy an ``AiJob`` row into a ``JobView``."""
-    return JobView(
-        id=job.id,
-        session_id=job.session_id,
-        user_message_id=job.user_message_id,
-        status=job.status,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        next_retry_at=job.next_retry_at,
-        last_error=job.last_error,
-        error_type=job.error_type,
-        reply_message_id=job.reply_message_id,
-        created_at=job.created_at,
-        finished_at=job.finished_at,
+def job_view(row: Row[Any]) -> JobView:
+    """A ``JobView`` from a row of ``JOB_COLUMNS``."""
+    return JobView(*row)
+
+
+def persona_view(row: Row[Any]) -> PersonaView:
+    """The persona of a ``JOB_TO_START`` row at the session's version."""
+    prefix = "version_" if row.version_id is not None else ""
+    fields = row._mapping
+    return PersonaView(
+        id=row.persona_id,
+        name=row.name,
+        version=row.persona_version,
+        active=row.active,
+        **{name: fields[prefix + name] for name in PERSONA_FIELDS},
     )
 
 
@@ -121,160 +140,132 @@ class JobStore:
         self, user_message_id: int, user: UserView, provider: str, *, retry_of: str | None = None
     ) -> tuple[str, str]:
         """A queued job answering a user message; returns (job id, session public id)."""
-        with self.db.session() as session:
+        with self.db.transaction() as conn:
             if retry_of is not None:
-                old = session.get(AiJob, retry_of)
+                old = conn.execute(JOB_TO_RETRY, {"job_id": retry_of}).one_or_none()
                 if old is None:
                     raise NotFound("No such reply job.")
                 if old.status != "failed":
                     raise ValidationError("Only a failed reply can be retried.")
                 user_message_id = old.user_message_id
-            message = session.get(Message, user_message_id)
-            if message is None or message.role != "user":
+            asked = conn.execute(MESSAGE_TO_ANSWER, {"message_id": user_message_id}).one_or_none()
+            if asked is None or asked.role != "user":
                 raise NotFound("There is no such user message to answer.")
-            chat = session.get(ChatSession, message.session_id)
             if (
-                chat is None
-                or chat.deleted_at is not None
-                or (chat.user_id != user.id and not user.is_admin)
+                asked.chat_id is None
+                or asked.deleted_at is not None
+                or (asked.user_id != user.id and not user.is_admin)
             ):
                 raise NotFound("That chat session does not exist or is not yours.")
-            job = AiJob(
-                session_id=chat.id,
-                user_message_id=message.id,
-                status="queued",
-                max_attempts=self.max_attempts,
-                owner=self.owner,
-                user_id=user.id,
-                provider=provider,
+            job_id, now = new_uuid(), utc_now()
+            conn.execute(
+                INSERT_JOB,
+                {
+                    "id": job_id,
+                    "session_id": asked.chat_id,
+                    "user_message_id": user_message_id,
+                    "status": "queued",
+                    "attempt": 0,
+                    "max_attempts": self.max_attempts,
+                    "owner": self.owner,
+                    "user_id": user.id,
+                    "provider": provider,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            session.add(job)
-            session.flush()
-            return job.id, chat.public_id
+            return job_id, asked.public_id
 
     def get(self, job_id: str) -> JobView:
         """The stored state of a job."""
-        with self.db.session() as session:
-            job = session.get(AiJob, job_id)
-            if job is None:
-                raise NotFound("No such reply job.")
-            return job_view(job)
+        with self.db.transaction() as conn:
+            row = conn.execute(JOB_BY_ID, {"job_id": job_id}).one_or_none()
+        if row is None:
+            raise NotFound("No such reply job.")
+        return job_view(row)
 
     def for_session(self, chat_id: int) -> list[JobView]:
         """Every job of a session, oldest first."""
-        with self.db.session() as session:
-            rows = session.scalars(
-                select(AiJob).where(AiJob.session_id == chat_id).order_by(AiJob.created_at)
-            )
-            return [job_view(j) for j in rows]
+        with self.db.transaction() as conn:
+            return [job_view(row) for row in conn.execute(JOBS_OF_SESSION, {"chat_id": chat_id})]
 
     def start(self, job_id: str) -> JobInput:
         """Mark the job running and load the persona version and history it answers."""
-        query = (
-            select(AiJob, ChatSession, Persona, PersonaVersion, Message.created_at)
-            .join(ChatSession, ChatSession.id == AiJob.session_id)
-            .join(Persona, Persona.id == ChatSession.persona_id)
-            .join(Message, Message.id == AiJob.user_message_id)
-            .outerjoin(
-                PersonaVersion,
-                and_(
-                    PersonaVersion.persona_id == Persona.id,
-                    PersonaVersion.version == ChatSession.persona_version,
-                ),
-            )
-            .where(AiJob.id == job_id)
-        )
-        with self.db.session() as session:
-            found = session.execute(query).one_or_none()
-            if found is None:
+        with self.db.transaction() as conn:
+            row = conn.execute(JOB_TO_START, {"job_id": job_id}).one_or_none()
+            if row is None:
                 raise NotFound(f"No reply job {job_id} with a session and persona.")
-            job, chat, persona, version, asked_at = found
-            src = version or persona
-            persona_view = PersonaView(
-                id=persona.id,
-                name=persona.name,
-                description=src.description,
-                system_instruction=src.system_instruction,
-                avatar=src.avatar,
-                color=src.color,
-                model=src.model,
-                temperature=src.temperature,
-                version=chat.persona_version,
-                active=persona.active,
+            history = self._history(conn, row.chat_id, row.user_message_id)
+            now = utc_now()
+            _update_job(
+                conn, job_id, status="running", attempt=1, started_at=now, owner=self.owner, now=now
             )
-            history = self._history(session, chat.id, job.user_message_id)
-            earlier_jobs = session.scalar(
-                select(func.count())
-                .select_from(AiJob)
-                .where(AiJob.user_message_id == job.user_message_id, AiJob.id != job.id)
-            )
-            job.status = "running"
-            job.attempt = 1
-            job.started_at = utc_now()
-            job.owner = self.owner
-            return JobInput(
-                job_id=job.id,
-                chat_id=chat.id,
-                user_message_id=job.user_message_id,
-                session_public_id=chat.public_id,
-                user_id=job.user_id,
-                persona=persona_view,
-                history=history,
-                # A retry is timed from the Retry press, a first answer from the message.
-                started_from=job.created_at if earlier_jobs else asked_at,
-            )
+        return JobInput(
+            job_id=job_id,
+            chat_id=row.chat_id,
+            user_message_id=row.user_message_id,
+            session_public_id=row.public_id,
+            user_id=row.user_id,
+            persona=persona_view(row),
+            history=history,
+            # A retry is timed from the Retry press, a first answer from the message.
+            started_from=row.created_at if row.is_retry else row.asked_at,
+        )
 
-    def _history(self, session: Session, chat_id: int, upto_id: int) -> list[HistoryItem]:
+    def _history(self, conn: Connection, chat_id: int, upto_id: int) -> list[HistoryItem]:
         """The newest user/assistant messages up to ``upto_id`` that can fit the budget.
 
-        Reads newest first and stops once the budget is spent, so a long session costs no more
-        than a short one; the response service makes the final cut.
+        Reads newest first, a page at a time (``HISTORY_BATCH`` rows, then twice as many), and
+        stops once the budget is spent: only the session's message ids are sorted, so a long
+        session costs little more than a short one. The response service makes the final cut.
         """
-        query = (
-            select(Message.role, Message.content)
-            .where(
-                Message.session_id == chat_id,
-                Message.id <= upto_id,
-                Message.role.in_(("user", "assistant")),
-            )
-            .order_by(Message.id.desc())
-            .execution_options(yield_per=HISTORY_BATCH)
-        )
         newest_first: list[HistoryItem] = []
-        used = 0
-        for role, content in session.execute(query):
-            newest_first.append(HistoryItem(role, content))
-            used += len(content)
-            if used > self.budget_chars:
+        used, rows = 0, HISTORY_BATCH
+        while True:
+            read = 0
+            params = {"chat_id": chat_id, "upto_id": upto_id, "rows": rows}
+            with conn.execute(HISTORY_PAGE, params) as page:  # rows are fetched as they are read
+                for message_id, role, content in page:
+                    read += 1
+                    upto_id = message_id - 1  # where the next page starts
+                    if role not in CHAT_ROLES:
+                        continue
+                    newest_first.append(HistoryItem(role, content))
+                    used += len(content)
+                    if used > self.budget_chars:
+                        break
+            if used > self.budget_chars or read < rows:
                 break
+            rows *= 2
         newest_first.reverse()
         return newest_first
 
     def attempt(self, job_id: str, number: int) -> None:
         """Record that retry attempt ``number`` is under way (``start`` records the first)."""
-        with self.db.session() as session:
-            job = session.get(AiJob, job_id)
-            if job is not None:
-                job.attempt = number
-                job.status = "running"
-                job.next_retry_at = None
+        with self.db.transaction() as conn:
+            _update_job(conn, job_id, attempt=number, status="running", next_retry_at=None)
 
     def retrying(self, job_id: str, delay_seconds: float, result: ResponseResult) -> None:
         """Record a failed attempt that will be retried after ``delay_seconds``."""
-        with self.db.session() as session:
-            job = session.get(AiJob, job_id)
-            if job is not None:
-                job.status = "retrying"
-                job.next_retry_at = utc_now() + timedelta(seconds=delay_seconds)
-                job.last_error = str(result.error) if result.error else None
-                job.error_type = result.error_type
+        now = utc_now()
+        with self.db.transaction() as conn:
+            _update_job(
+                conn,
+                job_id,
+                status="retrying",
+                next_retry_at=now + timedelta(seconds=delay_seconds),
+                last_error=str(result.error) if result.error else None,
+                error_type=result.error_type,
+                now=now,
+            )
 
     def succeed(self, job: JobInput, result: ResponseResult, attempts: int, provider: str) -> float:
         """Store the reply and finish the job; returns the latency the user waited, in ms."""
         stored_at = utc_now()
         latency_ms = (stored_at - job.started_from).total_seconds() * 1000
-        with self.db.session() as session:
-            reply = Message(
+        with self.db.transaction() as conn:
+            reply_id = _insert_message(
+                conn,
                 session_id=job.chat_id,
                 role="assistant",
                 content=result.content,
@@ -289,68 +280,36 @@ class JobStore:
                 tokens_out=result.usage.tokens_out,
                 finish_reason=result.finish_reason,
             )
-            session.add(reply)
-            session.flush()
-            session.execute(
-                update(AiJob)
-                .where(AiJob.id == job.job_id)
-                .values(
-                    status="succeeded",
-                    attempt=attempts,
-                    model=result.model,
-                    reply_message_id=reply.id,
-                    finished_at=stored_at,
-                    next_retry_at=None,
-                    updated_at=stored_at,
-                )
+            _update_job(
+                conn,
+                job.job_id,
+                status="succeeded",
+                attempt=attempts,
+                model=result.model,
+                reply_message_id=reply_id,
+                finished_at=stored_at,
+                next_retry_at=None,
+                now=stored_at,
             )
-            session.execute(
-                update(ChatSession)
-                .where(ChatSession.id == job.chat_id)
-                .values(updated_at=stored_at)
-            )
+            conn.execute(UPDATE_SESSION, {"chat_id": job.chat_id, "updated_at": stored_at})
         return latency_ms
 
     def fail(
         self, job_id: str, attempts: int, error_type: str, message: str, provider: str | None
     ) -> None:
         """Store an error bubble with the reason and finish the job as failed."""
-        with self.db.session() as session:
-            row = session.get(AiJob, job_id)
+        with self.db.transaction() as conn:
+            row = conn.execute(JOB_TO_FAIL, {"job_id": job_id}).one_or_none()
             if row is None:
                 raise NotFound(job_id)
-            self._fail_row(session, row, attempts, error_type, message, provider)
-
-    @staticmethod
-    def _fail_row(
-        session,
-        row: AiJob,
-        attempts: int,
-        error_type: str,  # type: ignore[no-untyped-def]
-        message: str,
-        provider: str | None,
-    ) -> None:
-        bubble = Message(
-            session_id=row.session_id,
-            role="error",
-            content=message,
-            reply_to_id=row.user_message_id,
-            provider=provider,
-        )
-        session.add(bubble)
-        session.flush()
-        row.status, row.attempt = "failed", attempts
-        row.last_error, row.error_type = message, error_type
-        row.reply_message_id = bubble.id
-        row.finished_at = bubble.created_at
-        row.next_retry_at = None
+            _fail_job(conn, job_id, row, attempts, error_type, message, provider)
 
     def fail_stale(self) -> list[StaleJob]:
         """Fail the unfinished jobs of dead processes on this host (not other hosts' jobs)."""
         host = socket.gethostname()
         failed: list[StaleJob] = []
-        with self.db.session() as session:
-            rows = session.scalars(select(AiJob).where(AiJob.status.in_(ACTIVE_STATES))).all()
+        with self.db.transaction() as conn:
+            rows = conn.execute(UNFINISHED_JOBS, {"states": ACTIVE_STATES}).all()
             for row in rows:
                 owner_host, _, rest = (row.owner or "").partition(":")
                 pid_text = rest.split(":", 1)[0]
@@ -359,11 +318,55 @@ class JobStore:
                 pid = int(pid_text) if pid_text.isdigit() else None
                 if pid is not None and pid != os.getpid() and _pid_alive(pid):
                     continue
-                self._fail_row(
-                    session, row, row.attempt, "interrupted", INTERRUPTED_MESSAGE, row.provider
+                _fail_job(
+                    conn, row.id, row, row.attempt, "interrupted", INTERRUPTED_MESSAGE, row.provider
                 )
-                chat = session.get(ChatSession, row.session_id)
-                failed.append(
-                    StaleJob(row.id, chat.public_id if chat else None, row.user_id, row.attempt)
-                )
+                failed.append(StaleJob(row.id, row.public_id, row.user_id, row.attempt))
         return failed
+
+
+def _insert_message(conn: Connection, **values: Any) -> int:
+    """Insert a message; returns its id."""
+    return conn.execute(INSERT_MESSAGE, values).inserted_primary_key[0]
+
+
+def _update_job(
+    conn: Connection, job_id: str, *, now: datetime | None = None, **values: Any
+) -> None:
+    """Set columns of a job, and its ``updated_at`` to ``now`` (by default the current time)."""
+    conn.execute(UPDATE_JOB, {"job_id": job_id, "updated_at": now or utc_now(), **values})
+
+
+def _fail_job(
+    conn: Connection,
+    job_id: str,
+    job: Row[Any],
+    attempts: int,
+    error_type: str,
+    message: str,
+    provider: str | None,
+) -> None:
+    """Store an error bubble answering the job's user message (``job`` has ``session_id`` and
+    ``user_message_id``) and mark the job failed."""
+    now = utc_now()
+    bubble_id = _insert_message(
+        conn,
+        session_id=job.session_id,
+        role="error",
+        content=message,
+        created_at=now,
+        reply_to_id=job.user_message_id,
+        provider=provider,
+    )
+    _update_job(
+        conn,
+        job_id,
+        status="failed",
+        attempt=attempts,
+        last_error=message,
+        error_type=error_type,
+        reply_message_id=bubble_id,
+        finished_at=now,
+        next_retry_at=None,
+        now=now,
+    )

@@ -26,7 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from nexus_core.ai.job_store import JobInput, JobStore, JobView, process_owner
 from nexus_core.ai.progress import JobBroker, JobUpdate
 from nexus_core.ai.response import GenerateResponseService, ResponseResult
-from nexus_core.ai.types import Provider
+from nexus_core.ai.types import GenerationRequest, Provider
 from nexus_core.db.engine import Database
 from nexus_core.events import EventName, EventSink
 from nexus_core.users import UserView
@@ -110,7 +110,7 @@ class ResponseWorker:
         with self._lock:
             future = self._futures.get(job_id)
         if future is not None:
-            future.result(timeout=timeout)
+            return future.result(timeout=timeout)  # ``run`` read the finished job
         return self.store.get(job_id)
 
     def get(self, job_id: str) -> JobView:
@@ -174,11 +174,13 @@ class ResponseWorker:
 
     def _attempts(self, job: JobInput) -> tuple[ResponseResult, int]:
         attempts = 0
+        # Every attempt sends the same request: the persona and history were read at the start.
+        request = self.service.build_request(job.persona, job.history)
 
         def attempt() -> ResponseResult:
             nonlocal attempts
             attempts += 1
-            return self._attempt(job, attempts)
+            return self._attempt(job, request, attempts)
 
         def wait(state: RetryCallState) -> float:
             result: ResponseResult = state.outcome.result()  # type: ignore[union-attr]
@@ -197,24 +199,21 @@ class ResponseWorker:
         )
         return retrying(attempt), attempts
 
-    def _attempt(self, job: JobInput, number: int) -> ResponseResult:
+    def _attempt(self, job: JobInput, request: GenerationRequest, number: int) -> ResponseResult:
         request_id = str(uuid.uuid4())
         if number > 1:
             self.store.attempt(job.job_id, number)
-        request = self.service.build_request(job.persona, job.history)
         self._emit(
             job,
             EventName.REQUEST_START,
             request_id=request_id,
             attempt=number,
-            model=request.model or self.provider.default_model,
+            model=self.service.model_for(request),
             provider=self.provider.name,
             persona=job.persona.name,
         )
         self.broker.restart(job.job_id)
-        result = self.service.generate(
-            job.persona, job.history, on_delta=lambda d: self.broker.delta(job.job_id, d)
-        )
+        result = self.service.send(request, on_delta=lambda d: self.broker.delta(job.job_id, d))
         common = {
             "request_id": request_id,
             "attempt": number,

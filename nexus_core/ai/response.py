@@ -110,6 +110,10 @@ class GenerateResponseService:
             temperature=persona.temperature,
         )
 
+    def model_for(self, request: GenerationRequest) -> str:
+        """The model that will answer ``request``."""
+        return request.model or self.provider.default_model
+
     def generate(
         self,
         persona: PersonaView,
@@ -117,8 +121,13 @@ class GenerateResponseService:
         on_delta: Callable[[str], None] | None = None,
     ) -> ResponseResult:
         """One reply from the provider; failures come back as an unsuccessful result."""
-        request = self.build_request(persona, history)
-        model = request.model or self.provider.default_model
+        return self.send(self.build_request(persona, history), on_delta)
+
+    def send(
+        self, request: GenerationRequest, on_delta: Callable[[str], None] | None = None
+    ) -> ResponseResult:
+        """Send a ``build_request`` request; failures come back as an unsuccessful result."""
+        model = self.model_for(request)
         started = self.clock()
         try:
             result = run_stream(self.provider, request, on_delta)

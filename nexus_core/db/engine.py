@@ -1,4 +1,9 @@
-"""Engine and session setup; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE."""
+"""Engine and session setup; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE.
+
+Two units of work: ``Database.session()`` for the ORM, and ``Database.transaction()``, a plain Core
+connection for hot paths that run statements built once (the AI reply pipeline): those skip the
+ORM's unit of work and identity map, which cost more than SQLite itself on every statement.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -84,6 +89,13 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core connection in a transaction that commits when the block ends (rolls back on an
+        exception)."""
+        with self.engine.begin() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()
