@@ -1,12 +1,23 @@
-"""Workbench page."""
+"""Workbench (analysts and admins): notebooks of read-only SQL and markdown over the app's data."""
 
 import streamlit as st
 
+from nexus_core.ui import notebook_view, workbench_view
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("workbench")
+notebooks = workbench_view.notebook_service(ctx)
 
 st.title("🧪 Workbench")
-st.info(
-    "Notebook-style SQL over events, sessions and feedback. Coming with the analytics workbench."
-)
+workbench_view.show_notice()
+workbench_view.sidebar(notebooks, user)
+notebook = workbench_view.opened(notebooks, user)
+if notebook is None:
+    workbench_view.empty_state()
+    workbench_view.schema_panel(user, expanded=True)
+    st.stop()
+
+workbench_view.schema_panel(user)
+if workbench_view.header(notebooks, user, notebook):
+    notebook_view.run_all(ctx, user, notebook)
+notebook_view.cells(ctx, notebooks, user, notebook)

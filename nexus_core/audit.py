@@ -40,6 +40,9 @@ FEEDBACK_STATUS_CHANGED = "feedback.status_changed"
 FEEDBACK_ASSIGNED = "feedback.assigned"
 FEEDBACK_NOTE_ADDED = "feedback.note_added"
 ERROR_REPORTED = "error.reported"
+NOTEBOOK_CREATED = "notebook.created"
+NOTEBOOK_SHARED = "notebook.shared"
+NOTEBOOK_DELETED = "notebook.deleted"
 
 
 @dataclass(frozen=True)

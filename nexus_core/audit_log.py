@@ -19,6 +19,7 @@ from nexus_core.audit import AuditRecord, to_record
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuditEvent
 from nexus_core.errors import ValidationError
+from nexus_core.spreadsheet import neutralise
 
 CSV_COLUMNS = (
     "id",
@@ -31,7 +32,6 @@ CSV_COLUMNS = (
     "details",
 )
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 MAX_EXPORT_ROWS = 100_000
 
 
@@ -106,11 +106,6 @@ def actors(db: Database) -> list[str]:
         return [name for name in session.scalars(statement) if name]
 
 
-def neutralise_cell(value: str) -> str:
-    """``value`` with a leading ``'`` when a spreadsheet would read it as a formula."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
-
-
 def export_csv(db: Database, query: AuditQuery) -> bytes:
     """The events matching ``query`` as UTF-8 CSV, newest first, safe to open in a spreadsheet."""
     buffer = io.StringIO()
@@ -127,5 +122,5 @@ def export_csv(db: Database, query: AuditQuery) -> bytes:
             event.target_id or "",
             json.dumps(event.details, ensure_ascii=False, sort_keys=True),
         )
-        writer.writerow([neutralise_cell(str(cell)) for cell in cells])
+        writer.writerow([neutralise(str(cell)) for cell in cells])
     return buffer.getvalue().encode("utf-8")

@@ -27,6 +27,7 @@ from nexus_core.export import export_session
 from nexus_core.health import run_health
 from nexus_core.settings import load_settings
 from nexus_core.simulation import simulate
+from nexus_core.workbench.command import SQL_FORMATS, cmd_sql
 
 PROGRESS_WIDTH = 30
 Handler = Callable[[AppContext, argparse.Namespace], int]
@@ -337,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--failure-rate", type=float, default=0.02)
     sim.add_argument("--seed", type=int)
 
+    sql = sub.add_parser("sql", help="one read-only query through the workbench's sandbox")
+    sql.add_argument("query", metavar="QUERY", help="one SELECT (or WITH … SELECT) statement")
+    sql.add_argument("--format", choices=SQL_FORMATS, default="table")
+
     health = sub.add_parser("health", help="check database, Redis and the AI provider")
     health.add_argument("--json", action="store_true", help="print the /health JSON")
     return parser
@@ -358,6 +363,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("health", None): cmd_health,
     ("metrics", None): cmd_metrics,
     ("simulate", None): cmd_simulate,
+    ("sql", None): cmd_sql,
 }
 
 

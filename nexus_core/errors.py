@@ -8,6 +8,9 @@
     ├── NotFound                    a row the caller asked for does not exist
     ├── PermissionDenied            the caller may not do this
     └── ValidationError             the input is wrong; the message says how
+        └── QueryError              a workbench query failed: DuckDB's message and position
+            ├── QueryRefused        the sandbox forbids it (not one SELECT, a file, a setting)
+            └── QueryTimeout        it ran past the time limit and was stopped
 
 Foreign exceptions are translated once, at the adapter, with ``raise ... from exc``. Pages catch
 ``NexusError`` once and show its message; anything else is a bug and goes to the error handler.
@@ -76,3 +79,31 @@ class PermissionDenied(NexusError):
 
 class ValidationError(NexusError):
     """The input is invalid; the message says what to change."""
+
+
+class QueryError(ValidationError):
+    """A workbench query failed; the message is DuckDB's, with the position when it is known.
+
+    ``line`` and ``column`` (1-based) point into the query; ``summary`` is the message on one line.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+    @property
+    def summary(self) -> str:
+        """The message's first line, with the position, for one-line outputs such as the CLI."""
+        first = str(self).strip().splitlines()[0] if str(self).strip() else type(self).__name__
+        if self.line is None:
+            return first
+        return f"{first} (line {self.line}, column {self.column})"
+
+
+class QueryRefused(QueryError):
+    """The workbench sandbox does not allow the query (not a single SELECT, files, settings)."""
+
+
+class QueryTimeout(QueryError):
+    """The query ran longer than the time limit and was interrupted."""

@@ -110,6 +110,14 @@ class Settings:
     simulated_failure_rate: float = _setting(
         "NEXUS_SIMULATED_FAILURE_RATE", 0.0, "Share of simulated calls that fail with a 503."
     )
+    sql_timeout_seconds: float = _setting(
+        "NEXUS_SQL_TIMEOUT_SECONDS", 10.0, "Workbench and `nexus sql`: a query's time limit."
+    )
+    sql_memory_limit: str = _setting(
+        "NEXUS_SQL_MEMORY_LIMIT",
+        "512MB",
+        "Workbench and `nexus sql`: DuckDB memory for one run, the copied tables included.",
+    )
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:

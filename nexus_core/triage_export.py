@@ -1,8 +1,7 @@
 """Feedback as tables: the Polars frames behind the explorer's charts and its downloads.
 
-CSV cells that a spreadsheet would read as a formula (starting with ``= + - @``, a tab or a
-carriage return) get a leading single quote, as OWASP recommends against CSV injection; the
-Parquet file keeps every value exactly as stored, for analysis tools that do not evaluate cells.
+CSV cells that a spreadsheet would read as a formula are neutralised (``nexus_core.spreadsheet``);
+the Parquet file keeps every value exactly as stored, for analysis tools that do not evaluate cells.
 """
 
 from __future__ import annotations
@@ -15,11 +14,9 @@ from typing import Any, Literal
 
 import polars as pl
 
+from nexus_core.spreadsheet import neutralised
 from nexus_core.triage_query import NO_PERSONA, FeedbackRow
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-FORMULA_PATTERN = r"^[=+\-@\t\r]"
-NEUTRALISING_PREFIX = "'"
 CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DONE_STATUSES = ("resolved", "closed")
 BUCKETS = {"day": "1d", "week": "1w"}  # Polars truncates weeks to Mondays
@@ -81,23 +78,6 @@ def feedback_frame(rows: Sequence[FeedbackRow]) -> pl.DataFrame:
         ],
         schema=EXPORT_SCHEMA,
         orient="row",
-    )
-
-
-def neutralise(value: str) -> str:
-    """``value`` made inert for spreadsheets: a leading quote when it could start a formula."""
-    return NEUTRALISING_PREFIX + value if value.startswith(FORMULA_PREFIXES) else value
-
-
-def neutralised(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every text cell of ``frame`` passed through ``neutralise`` (vectorised)."""
-    return frame.with_columns(
-        pl.when(pl.col(name).str.contains(FORMULA_PATTERN))
-        .then(pl.lit(NEUTRALISING_PREFIX) + pl.col(name))
-        .otherwise(pl.col(name))
-        .alias(name)
-        for name, dtype in frame.schema.items()
-        if dtype == pl.String
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -364,3 +365,55 @@ def test_simulate_shows_progress_and_fills_the_metrics(settings: Settings) -> No
     numbers = json.loads(run_nexus(settings, "metrics", "--window", "2d", "--json").stdout)
     assert numbers["requests"] >= 2 and numbers["failures"] == 0
     assert_one_line_error(run_nexus(settings, "simulate", "--sessions", "0"), "at least 1")
+
+
+def test_sql_prints_a_table_csv_and_json_with_admin_visibility(settings: Settings) -> None:
+    assert run_nexus(settings, "init").returncode == 0
+    query = "SELECT username, role, count(*) OVER () AS people FROM users ORDER BY id"
+    table = run_nexus(settings, "sql", query)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[:3] == [
+        "username | role  | people",
+        "---------+-------+-------",
+        "admin    | admin |      1",
+    ]
+    assert re.fullmatch(r"\(1 row, \d+ ms\)", lines[3]) and len(lines) == 4
+    csv = run_nexus(settings, "sql", query, "--format", "csv")
+    assert csv.returncode == 0, csv.stderr
+    assert csv.stdout == "username,role,people\nadmin,admin,1\n"
+    rows = run_nexus(settings, "sql", query, "--format", "json")
+    assert rows.returncode == 0, rows.stderr
+    assert json.loads(rows.stdout) == [{"username": "admin", "role": "admin", "people": 1}]
+    # An operator's tool: it sees what admins see, message content included (no rows yet).
+    content = run_nexus(
+        settings, "sql", "SELECT count(content) AS n FROM messages", "--format=json"
+    )
+    assert json.loads(content.stdout) == [{"n": 0}]
+
+
+def test_sql_refuses_anything_but_one_select_in_one_line(settings: Settings) -> None:
+    assert run_nexus(settings, "init").returncode == 0
+    assert_one_line_error(
+        run_nexus(settings, "sql", "DELETE FROM users"),
+        "Only one SELECT (or WITH … SELECT) statement per cell; this cell holds a DELETE statement",
+    )
+    assert_one_line_error(
+        run_nexus(settings, "sql", "SELECT * FROM read_text('/etc/passwd')"), "off limits"
+    )
+    assert_one_line_error(
+        run_nexus(settings, "sql", "SELECT username,\n  nope\nFROM users"),
+        'Binder Error: Referenced column "nope" not found in FROM clause! (line 2, column 3)',
+    )
+    assert "admin" in run_nexus(settings, "users", "list").stdout
+
+
+def test_sql_stops_a_runaway_query_at_the_time_limit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_SQL_TIMEOUT_SECONDS", "1")
+    assert run_nexus(settings, "init").returncode == 0
+    assert_one_line_error(
+        run_nexus(settings, "sql", "SELECT count(*) FROM range(1000000000000)"),
+        "The query ran longer than 1 s and was stopped.",
+    )

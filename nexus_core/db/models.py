@@ -1,5 +1,5 @@
 """Typed SQLAlchemy 2.0 models: users, personas (versioned), chat sessions, messages, AI jobs,
-feedback and the audit trail. Every timestamp is UTC."""
+feedback, workbench notebooks and the audit trail. Every timestamp is UTC."""
 
 from __future__ import annotations
 
@@ -222,3 +222,20 @@ class AuditEvent(Base):
     target_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class Notebook(TimestampMixin, Base):
+    """A workbench notebook: an ordered list of SQL and markdown cells, private unless shared."""
+
+    __tablename__ = "notebooks"
+    __table_args__ = (Index("ix_notebooks_owner_id", "owner_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(120))
+    # The JSON form of the cells (``nexus_core.workbench.cells.cells_to_json``), in order.
+    cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # Shared notebooks are readable (never editable) by every analyst and admin.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    owner: Mapped[User] = relationship()

@@ -1,0 +1,326 @@
+"""Widgets of one open notebook: each cell's toolbar, editor, run button, result and chart.
+
+Results of runs live in this browser session only (keyed by notebook and cell); editing one's own
+notebook saves the stored cells at once through ``workbench_view.change_cells``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from nexus_core.app_context import AppContext
+from nexus_core.errors import NexusError
+from nexus_core.ui.render import render_message
+from nexus_core.ui.workbench_view import OpenNotebook, change_cells, guarded, init_widget, workbench
+from nexus_core.users import UserView, feature_enabled
+from nexus_core.workbench.cells import (
+    AGGREGATIONS,
+    CHART_KINDS,
+    Cell,
+    CellKind,
+    ChartSpec,
+    append_cell,
+    duplicate_cell,
+    move_cell,
+    remove_cell,
+    replace_cell,
+)
+from nexus_core.workbench.charts import build_chart
+from nexus_core.workbench.notebooks import NotebookService
+from nexus_core.workbench.sandbox import DISPLAY_LIMIT, QueryResult
+
+RESULTS = "nexus_wb_results"
+SOURCE_PREFIX = "nexus_wb_source_"
+RUN_PREFIX = "nexus_wb_run_"
+CHART_PREFIX = "nexus_wb_chart_"
+ADD_SQL_PREFIX = "nexus_wb_add_sql_"
+ADD_MARKDOWN_PREFIX = "nexus_wb_add_md_"
+NO_CHART = "none"
+NO_COLUMN = ""
+SQL_EDITOR_HEIGHT = 140
+EXPORT_FEATURE = "workbench_export"
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """The last run of a cell in this browser session: its SQL and the result or the error."""
+
+    source: str
+    result: QueryResult | None = None
+    error: str | None = None
+
+
+def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
+    """Run every SQL cell, top to bottom, over one snapshot of the data."""
+    sql_cells = [cell for cell in notebook.cells if cell.kind == "sql"]
+    if not sql_cells:
+        st.info("This notebook has no SQL cells to run.")
+        return
+    progress = st.progress(0.0, text="Taking a snapshot of the data…")
+    try:
+        with workbench(ctx).open(include_message_content=user.is_admin) as session:
+            for done, cell in enumerate(sql_cells, start=1):
+                progress.progress(
+                    done / len(sql_cells), text=f"Running cell {done} of {len(sql_cells)}…"
+                )
+                source = _source(notebook, cell)
+                _store(notebook, cell, _outcome(source, lambda s=source: session.run(s)))
+    except NexusError as exc:
+        st.error(str(exc))
+    progress.empty()
+
+
+def _outcome(source: str, run: Callable[[], QueryResult]) -> CellOutcome:
+    try:
+        return CellOutcome(source, result=run())
+    except NexusError as exc:
+        return CellOutcome(source, error=str(exc))
+
+
+def cells(
+    ctx: AppContext, service: NotebookService, user: UserView, notebook: OpenNotebook
+) -> None:
+    """Every cell with its toolbar, editor or text, last result and chart; then "add cell"."""
+    for number, cell in enumerate(notebook.cells, start=1):
+        with st.container(border=True):
+            _toolbar(service, user, notebook, cell, number)
+            if cell.kind == "markdown":
+                _markdown_cell(service, user, notebook, cell)
+            else:
+                _sql_cell(ctx, service, user, notebook, cell)
+    if not notebook.cells:
+        st.caption("This notebook has no cells yet.")
+    if notebook.editable:
+        left, right, _ = st.columns([1, 1, 3])
+        for column, kind, label, prefix in (
+            (left, "sql", "➕ SQL cell", ADD_SQL_PREFIX),
+            (right, "markdown", "➕ Markdown cell", ADD_MARKDOWN_PREFIX),
+        ):
+            column.button(
+                label,
+                key=prefix + notebook.key,
+                on_click=guarded,
+                args=(_adder(service, user, notebook, kind),),
+            )
+
+
+def _adder(
+    service: NotebookService, user: UserView, notebook: OpenNotebook, kind: CellKind
+) -> Callable[[], None]:
+    return lambda: change_cells(service, user, notebook, lambda cs: append_cell(cs, kind))
+
+
+def _toolbar(
+    service: NotebookService, user: UserView, notebook: OpenNotebook, cell: Cell, number: int
+) -> None:
+    label = "SQL" if cell.kind == "sql" else "Markdown"
+    if not notebook.editable:
+        st.caption(f"[{number}] {label}")
+        return
+    columns = st.columns([3, 1, 1, 1, 1])
+    columns[0].caption(f"[{number}] {label}")
+    actions: list[tuple[str, str, Callable[[list[Cell]], list[Cell]]]] = [
+        ("↑", "Move up", lambda cs: move_cell(cs, cell.id, -1)),
+        ("↓", "Move down", lambda cs: move_cell(cs, cell.id, 1)),
+        ("⧉", "Duplicate cell", lambda cs: duplicate_cell(cs, cell.id)),
+        ("🗑", "Delete cell", lambda cs: remove_cell(cs, cell.id)),
+    ]
+    for column, (icon, help_text, change) in zip(columns[1:], actions, strict=True):
+        column.button(
+            icon,
+            key=f"nexus_wb_{help_text.replace(' ', '_').lower()}_{notebook.key}_{cell.id}",
+            help=help_text,
+            on_click=guarded,
+            args=(lambda change=change: change_cells(service, user, notebook, change),),
+        )
+
+
+def _markdown_cell(
+    service: NotebookService, user: UserView, notebook: OpenNotebook, cell: Cell
+) -> None:
+    if notebook.editable:
+        _editor(service, user, notebook, cell, "Markdown")
+    render_message(_source(notebook, cell))
+
+
+def _sql_cell(
+    ctx: AppContext, service: NotebookService, user: UserView, notebook: OpenNotebook, cell: Cell
+) -> None:
+    if notebook.editable:
+        _editor(service, user, notebook, cell, "SQL")
+    else:
+        st.code(cell.source, language="sql")
+    if st.button("▶ Run", key=f"{RUN_PREFIX}{notebook.key}_{cell.id}"):
+        source = _source(notebook, cell)
+        with st.spinner("Running…"):
+            outcome = _outcome(
+                source,
+                lambda: workbench(ctx).run(source, include_message_content=user.is_admin),
+            )
+        _store(notebook, cell, outcome)
+    outcome = st.session_state.get(RESULTS, {}).get(_result_key(notebook, cell))
+    if notebook.editable:
+        _chart_settings(service, user, notebook, cell, outcome)
+    if outcome is not None:
+        exports = feature_enabled(user, EXPORT_FEATURE, env=ctx.settings.env)
+        _show_outcome(notebook, cell, outcome, exports=exports)
+
+
+def _editor(
+    service: NotebookService, user: UserView, notebook: OpenNotebook, cell: Cell, label: str
+) -> None:
+    key = _source_key(notebook, cell)
+    init_widget(key, cell.source)
+
+    def save() -> None:
+        source = str(st.session_state[key])
+
+        def change(cs: list[Cell]) -> list[Cell]:
+            stored = next(c for c in cs if c.id == cell.id)
+            return replace_cell(cs, Cell(stored.kind, source, stored.chart, stored.id))
+
+        change_cells(service, user, notebook, change)
+
+    st.text_area(
+        label,
+        key=key,
+        height=SQL_EDITOR_HEIGHT,
+        label_visibility="collapsed",
+        placeholder="SELECT … FROM events" if label == "SQL" else "Notes in markdown",
+        on_change=guarded,
+        args=(save,),
+    )
+
+
+def _source(notebook: OpenNotebook, cell: Cell) -> str:
+    """The cell's SQL or text as on screen (the editor's value for one's own notebook)."""
+    if notebook.editable:
+        return str(st.session_state.get(_source_key(notebook, cell), cell.source))
+    return cell.source
+
+
+def _source_key(notebook: OpenNotebook, cell: Cell) -> str:
+    return f"{SOURCE_PREFIX}{notebook.key}_{cell.id}"
+
+
+def _result_key(notebook: OpenNotebook, cell: Cell) -> str:
+    return f"{notebook.key}:{cell.id}"
+
+
+def _store(notebook: OpenNotebook, cell: Cell, outcome: CellOutcome) -> None:
+    st.session_state.setdefault(RESULTS, {})[_result_key(notebook, cell)] = outcome
+
+
+def _show_outcome(
+    notebook: OpenNotebook, cell: Cell, outcome: CellOutcome, *, exports: bool
+) -> None:
+    if outcome.error is not None:
+        st.error(outcome.error)
+        return
+    result = outcome.result
+    assert result is not None
+    facts = [f"{result.row_count:,} rows", f"{result.elapsed_ms:,.0f} ms"]
+    if result.truncated:
+        facts.append(f"showing the first {DISPLAY_LIMIT:,}")
+    if outcome.source != _source(notebook, cell):
+        facts.append("the SQL changed since this run")
+    st.caption(" · ".join(facts))
+    st.dataframe(result.display, hide_index=True, use_container_width=True)
+    if cell.chart is not None and result.row_count:
+        try:
+            st.plotly_chart(build_chart(result.display, cell.chart), use_container_width=True)
+        except NexusError as exc:
+            st.warning(str(exc))
+    _downloads(notebook, cell, result, exports=exports)
+
+
+def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, exports: bool) -> None:
+    if not exports:
+        st.caption("Full-result downloads need the “workbench_export” feature; ask an admin.")
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    left, right, _ = st.columns([1, 1, 3])
+    left.download_button(
+        "⬇ CSV",
+        data=result.to_csv,
+        file_name=f"workbench-{stamp}.csv",
+        mime="text/csv",
+        key=f"nexus_wb_csv_{notebook.key}_{cell.id}",
+    )
+    right.download_button(
+        "⬇ Parquet",
+        data=result.to_parquet,
+        file_name=f"workbench-{stamp}.parquet",
+        mime="application/vnd.apache.parquet",
+        key=f"nexus_wb_parquet_{notebook.key}_{cell.id}",
+    )
+
+
+def _chart_settings(
+    service: NotebookService,
+    user: UserView,
+    notebook: OpenNotebook,
+    cell: Cell,
+    outcome: CellOutcome | None,
+) -> None:
+    spec = cell.chart
+    prefix = f"{CHART_PREFIX}{notebook.key}_{cell.id}_"
+    columns = [NO_COLUMN]
+    if outcome is not None and outcome.result is not None:
+        columns += list(outcome.result.display.columns)
+    for name in (spec.x, spec.y, spec.color) if spec else ():
+        if name and name not in columns:
+            columns.append(name)
+
+    def save() -> None:
+        kind = st.session_state[prefix + "kind"]
+        new = (
+            None
+            if kind == NO_CHART
+            else ChartSpec.from_json(
+                {
+                    "kind": kind,
+                    "x": st.session_state.get(prefix + "x") or "",
+                    "y": st.session_state.get(prefix + "y") or None,
+                    "color": st.session_state.get(prefix + "color") or None,
+                    "aggregation": st.session_state.get(prefix + "aggregation", "none"),
+                }
+            )
+        )
+
+        def change(cs: list[Cell]) -> list[Cell]:
+            stored = next(c for c in cs if c.id == cell.id)
+            return replace_cell(cs, Cell(stored.kind, stored.source, new, stored.id))
+
+        change_cells(service, user, notebook, change)
+
+    with st.expander("📈 Chart", expanded=spec is not None):
+        init_widget(prefix + "kind", spec.kind if spec else NO_CHART)
+        st.selectbox(
+            "Chart", (NO_CHART, *CHART_KINDS), key=prefix + "kind", on_change=guarded, args=(save,)
+        )
+        if st.session_state[prefix + "kind"] == NO_CHART:
+            return
+        left, middle, right, last = st.columns(4)
+        for column, name, label, value in (
+            (left, "x", "x", spec.x if spec else ""),
+            (middle, "y", "y", spec.y if spec else ""),
+            (right, "color", "Colour", spec.color if spec else ""),
+        ):
+            init_widget(prefix + name, value or NO_COLUMN)
+            column.selectbox(
+                label,
+                columns,
+                key=prefix + name,
+                accept_new_options=True,
+                on_change=guarded,
+                args=(save,),
+            )
+        init_widget(prefix + "aggregation", spec.aggregation if spec else "none")
+        last.selectbox(
+            "Aggregation", AGGREGATIONS, key=prefix + "aggregation", on_change=guarded, args=(save,)
+        )

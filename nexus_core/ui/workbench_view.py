@@ -1,0 +1,307 @@
+"""Widgets of the Workbench: the notebook list, a notebook's cells (edit, run, chart) and results.
+
+The open notebook lives in the URL (``?notebook=<id>``, or ``?notebook=starter-<key>`` for a
+starter) so a link reopens it. Every edit of one's own notebook is saved at once, so there is no
+unsaved draft to lose; starter notebooks and notebooks others share are read-only — run them, or
+duplicate one to edit it. Query results live in this browser session only (they can be large and
+are cheap to compute again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from nexus_core.app_context import AppContext
+from nexus_core.errors import NexusError, NotFound
+from nexus_core.ui.dashboard_view import event_store
+from nexus_core.users import UserView
+from nexus_core.workbench.cells import Cell
+from nexus_core.workbench.data import view_schemas
+from nexus_core.workbench.notebooks import NotebookService, NotebookView
+from nexus_core.workbench.sandbox import DISPLAY_LIMIT, Workbench
+from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
+
+# The open notebook in the URL; widget and session keys (per-cell keys add notebook and cell).
+NOTEBOOK_QUERY_PARAM = "notebook"
+STARTER_PREFIX = "starter-"
+NOTICE = "nexus_wb_notice"
+NEW_NOTEBOOK = "nexus_wb_new"
+OPEN_PREFIX = "nexus_wb_open_"
+TITLE_PREFIX = "nexus_wb_title_"
+SHARE_PREFIX = "nexus_wb_share_"
+RUN_ALL_PREFIX = "nexus_wb_run_all_"
+DUPLICATE_PREFIX = "nexus_wb_duplicate_"
+DELETE_PREFIX = "nexus_wb_delete_"
+
+NEW_NOTEBOOK_TITLE = "Untitled notebook"
+NEW_NOTEBOOK_SQL = (
+    "SELECT event, count(*) AS events\nFROM events\nGROUP BY event\nORDER BY events DESC"
+)
+
+
+@dataclass(frozen=True)
+class OpenNotebook:
+    """The notebook on screen: one of the viewer's, one shared with them, or a starter."""
+
+    key: str  # the URL value; also part of every widget key of the notebook
+    title: str
+    cells: list[Cell]
+    editable: bool
+    notebook_id: int | None
+    shared: bool
+    owner_name: str
+    description: str = ""
+
+
+def notebook_service(ctx: AppContext) -> NotebookService:
+    """The notebook store of this app."""
+    return NotebookService(ctx.db)
+
+
+def workbench(ctx: AppContext) -> Workbench:
+    """The SQL engine over this app's database and event log (sharing the dashboard's store)."""
+    return Workbench(ctx.settings, ctx.db, events=event_store(ctx.settings))
+
+
+def show_notice() -> None:
+    """The outcome of the last change, once, on the run after it."""
+    notice = st.session_state.pop(NOTICE, None)
+    if notice:
+        kind, text = notice
+        (st.success if kind == "ok" else st.error)(text)
+
+
+def notice(kind: str, text: str) -> None:
+    st.session_state[NOTICE] = (kind, text)
+
+
+def guarded(action: Callable[[], object]) -> None:
+    """Run a change from a widget callback; a NexusError becomes the notice on the next run."""
+    try:
+        action()
+    except NexusError as exc:
+        notice("error", str(exc))
+
+
+def _open(key: str) -> None:
+    st.query_params[NOTEBOOK_QUERY_PARAM] = key
+
+
+# --- the notebook list --------------------------------------------------------------------------
+
+
+def sidebar(service: NotebookService, user: UserView) -> None:
+    """Own notebooks, notebooks shared with the viewer, starters, and a button for a new one."""
+    with st.sidebar:
+        st.subheader("Notebooks")
+        st.button(
+            "➕ New notebook",
+            key=NEW_NOTEBOOK,
+            use_container_width=True,
+            on_click=guarded,
+            args=(lambda: _create(service, user),),
+        )
+        try:
+            listed = service.list_for(user)
+        except NexusError as exc:
+            st.error(str(exc))
+            return
+        mine = [nb for nb in listed if nb.owner_id == user.id]
+        others = [nb for nb in listed if nb.owner_id != user.id]
+        _links("Mine", [(str(nb.id), nb.title) for nb in mine], "No notebooks yet.")
+        _links(
+            "Shared with me",
+            [(str(nb.id), f"{nb.title} · {nb.owner_name}") for nb in others],
+            "Nothing shared yet.",
+        )
+        _links("Starter notebooks", [(_starter_key(s), s.title) for s in STARTER_NOTEBOOKS], "")
+
+
+def _links(heading: str, items: list[tuple[str, str]], empty: str) -> None:
+    st.caption(heading)
+    if not items and empty:
+        st.caption(f"_{empty}_")
+    current = st.query_params.get(NOTEBOOK_QUERY_PARAM)
+    for key, label in items:
+        st.button(
+            label,
+            key=OPEN_PREFIX + key,
+            type="primary" if key == current else "tertiary",
+            on_click=_open,
+            args=(key,),
+        )
+
+
+def _create(service: NotebookService, user: UserView) -> None:
+    notebook = service.create(user, NEW_NOTEBOOK_TITLE, [Cell(kind="sql", source=NEW_NOTEBOOK_SQL)])
+    _open(str(notebook.id))
+
+
+def _starter_key(starter: StarterNotebook) -> str:
+    return STARTER_PREFIX + starter.key
+
+
+def opened(service: NotebookService, user: UserView) -> OpenNotebook | None:
+    """The notebook the URL names, if the viewer may see it (else a note and None)."""
+    key = st.query_params.get(NOTEBOOK_QUERY_PARAM)
+    if not key:
+        return None
+    for starter in STARTER_NOTEBOOKS:
+        if key == _starter_key(starter):
+            return OpenNotebook(
+                key=key,
+                title=starter.title,
+                cells=list(starter.cells),
+                editable=False,
+                notebook_id=None,
+                shared=True,
+                owner_name="Nexus AI",
+                description=starter.description,
+            )
+    try:
+        notebook = service.get(user, int(key))
+    except (ValueError, NotFound):
+        st.warning("That notebook does not exist or is not shared with you.")
+        return None
+    return _from_view(notebook)
+
+
+def _from_view(notebook: NotebookView) -> OpenNotebook:
+    return OpenNotebook(
+        key=str(notebook.id),
+        title=notebook.title,
+        cells=list(notebook.cells),
+        editable=notebook.editable,
+        notebook_id=notebook.id,
+        shared=notebook.shared,
+        owner_name=notebook.owner_name,
+    )
+
+
+def schema_panel(user: UserView, *, expanded: bool = False) -> None:
+    """The views a query can read, with their columns and types (what this viewer may see)."""
+    with st.expander("📚 Data you can query", expanded=expanded):
+        st.caption(
+            "Read-only views of the event log and the database, as of each run. Times are UTC. "
+            "One SELECT (or WITH … SELECT) per cell; results over "
+            f"{DISPLAY_LIMIT:,} rows are cut for display."
+        )
+        schemas = view_schemas(include_message_content=user.is_admin)
+        for name, columns in schemas.items():
+            listed = ", ".join(f"`{column}` {kind.lower()}" for column, kind in columns.items())
+            st.markdown(f"**{name}** — {listed}")
+
+
+def empty_state() -> None:
+    """What the page shows before a notebook is opened."""
+    st.info(
+        "Open a notebook from the sidebar, start a new one, or begin with a starter notebook. "
+        "Cells are read-only SQL (DuckDB) over the views below, or markdown notes."
+    )
+    for starter in STARTER_NOTEBOOKS:
+        left, right = st.columns([4, 1])
+        left.markdown(f"**{starter.title}** — {starter.description}")
+        right.button(
+            "Open",
+            key=OPEN_PREFIX + "card_" + starter.key,
+            on_click=_open,
+            args=(_starter_key(starter),),
+        )
+
+
+# --- one notebook ------------------------------------------------------------------------------
+
+
+def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> bool:
+    """Title, sharing, duplicate and delete; returns whether "Run all" was pressed."""
+    if notebook.editable:
+        init_widget(TITLE_PREFIX + notebook.key, notebook.title)
+        st.text_input(
+            "Title",
+            key=TITLE_PREFIX + notebook.key,
+            on_change=guarded,
+            args=(lambda: _save_title(service, user, notebook),),
+        )
+    else:
+        st.subheader(notebook.title)
+        what = "Starter notebook" if notebook.notebook_id is None else "Shared notebook"
+        st.caption(f"{what} by {notebook.owner_name} · read-only; duplicate it to edit.")
+        if notebook.description:
+            st.caption(notebook.description)
+    columns = st.columns(4)
+    run_all = columns[0].button("▶ Run all", key=RUN_ALL_PREFIX + notebook.key, type="primary")
+    columns[1].button(
+        "⧉ Duplicate",
+        key=DUPLICATE_PREFIX + notebook.key,
+        on_click=guarded,
+        args=(lambda: _duplicate(service, user, notebook),),
+    )
+    if notebook.editable and notebook.notebook_id is not None:
+        notebook_id = notebook.notebook_id
+        share_key = SHARE_PREFIX + notebook.key
+        init_widget(share_key, notebook.shared)
+        columns[2].toggle(
+            "Shared (read-only)",
+            key=share_key,
+            help="Other analysts and admins can open and run it, not change it.",
+            on_change=guarded,
+            args=(
+                lambda: service.set_shared(user, notebook_id, bool(st.session_state[share_key])),
+            ),
+        )
+        with columns[3].popover("🗑 Delete"):
+            st.write("Delete this notebook for good?")
+            st.button(
+                "Delete notebook",
+                key=DELETE_PREFIX + notebook.key,
+                on_click=guarded,
+                args=(lambda: _delete(service, user, notebook_id),),
+            )
+    return run_all
+
+
+def _share(service: NotebookService, user: UserView, notebook_id: int, key: str) -> None:
+    service.set_shared(user, notebook_id, bool(st.session_state[key]))
+
+
+def _save_title(service: NotebookService, user: UserView, notebook: OpenNotebook) -> None:
+    assert notebook.notebook_id is not None
+    current = service.get(user, notebook.notebook_id)
+    title = str(st.session_state[TITLE_PREFIX + notebook.key])
+    service.save(user, notebook.notebook_id, title, current.cells)
+
+
+def _duplicate(service: NotebookService, user: UserView, notebook: OpenNotebook) -> None:
+    if notebook.notebook_id is None:
+        copy = service.duplicate_cells(user, notebook.title, notebook.cells)
+    else:
+        copy = service.duplicate(user, notebook.notebook_id)
+    _open(str(copy.id))
+    notice("ok", f"Duplicated as “{copy.title}” — this copy is yours to edit.")
+
+
+def _delete(service: NotebookService, user: UserView, notebook_id: int) -> None:
+    service.delete(user, notebook_id)
+    st.query_params.pop(NOTEBOOK_QUERY_PARAM, None)
+    notice("ok", "Notebook deleted.")
+
+
+def change_cells(
+    service: NotebookService,
+    user: UserView,
+    notebook: OpenNotebook,
+    change: Callable[[list[Cell]], list[Cell]],
+) -> None:
+    """Apply ``change`` to the stored cells (not the ones on screen) and save at once."""
+    assert notebook.notebook_id is not None
+    current = service.get(user, notebook.notebook_id)
+    service.save(user, notebook.notebook_id, current.title, change(list(current.cells)))
+
+
+def init_widget(key: str, value: object) -> None:
+    """Give a widget its stored value the first time it is drawn (later the widget owns it)."""
+    if key not in st.session_state:
+        st.session_state[key] = value

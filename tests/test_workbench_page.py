@@ -1,0 +1,201 @@
+"""The Workbench page through AppTest: an analyst builds a notebook (cells added, run, charted),
+it is saved as they go and comes back on reload; starters are read-only until duplicated; a
+notebook shared by one analyst is read-only for another; a refused query shows a message, not a
+traceback; and members never reach the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nexus_core.app_context import AppContext
+from nexus_core.ui import notebook_view, state, workbench_view
+from nexus_core.ui.guard import ACCESS_DENIED
+from nexus_core.ui.nav import page_path
+from nexus_core.workbench.cells import Cell, ChartSpec
+from nexus_core.workbench.starters import STARTER_NOTEBOOKS
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PASSWORD = "correct-horse-1"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app_ctx(app_env: AppContext) -> AppContext:
+    """A seeded database with the admin, a member, two analysts and one chat with a reply."""
+    ctx = app_env
+    ctx.init()
+    ctx.users.create("mia", PASSWORD, role="member")
+    ctx.users.create("ana", PASSWORD, role="analyst", display_name="Ana Analyst")
+    ctx.users.create("bo", PASSWORD, role="analyst", display_name="Bo Analyst")
+    mia = ctx.users.get("mia")
+    chat = ctx.chat.create_session(mia, "Nexus Assistant")
+    message = ctx.chat.add_user_message(chat.public_id, mia, "How do I rotate a log file?")
+    ctx.worker.wait(ctx.worker.enqueue(message.id, mia), timeout=30)
+    return ctx
+
+
+def open_workbench(username: str, notebook: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = username
+    if notebook is not None:
+        at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] = notebook
+    at.run()
+    return at.switch_page(page_path("workbench")).run()
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def cell_button(at: AppTest, prefix: str, notebook_key: str, cell: Cell):
+    return at.button(key=f"{prefix}{notebook_key}_{cell.id}")
+
+
+def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppContext) -> None:
+    at = open_workbench("ana")
+    assert not at.exception
+    button(at, "➕ New notebook").click().run()
+    ana = app_ctx.users.get("ana")
+    [notebook] = app_ctx_notebooks(app_ctx, ana)
+    key = str(notebook.id)
+    assert at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] == key
+
+    # Run the first cell: a table with its row count and run time.
+    first = notebook.cells[0]
+    cell_button(at, notebook_view.RUN_PREFIX, key, first).click().run()
+    assert not at.exception and not at.error
+    assert any(" rows · " in c.value and c.value.endswith(" ms") for c in at.caption)
+    assert len(at.dataframe) == 1
+
+    # Add a second SQL cell, write a query, chart it.
+    at.button(key=notebook_view.ADD_SQL_PREFIX + key).click().run()
+    second = workbench_view.notebook_service(app_ctx).get(ana, notebook.id).cells[1]
+    sql = "SELECT role, count(*) AS messages FROM messages GROUP BY role ORDER BY role"
+    at.text_area(key=f"{notebook_view.SOURCE_PREFIX}{key}_{second.id}").set_value(sql).run()
+    cell_button(at, notebook_view.RUN_PREFIX, key, second).click().run()
+    assert not at.error
+    chart = f"{notebook_view.CHART_PREFIX}{key}_{second.id}_"
+    at.selectbox(key=chart + "kind").set_value("bar").run()
+    at.selectbox(key=chart + "x").set_value("role").run()
+    at.selectbox(key=chart + "y").set_value("messages").run()
+    assert not at.exception and not at.warning
+    assert len(at.get("plotly_chart")) == 1
+
+    # Saved as the analyst went: a fresh page shows the same cells, SQL and chart.
+    stored = workbench_view.notebook_service(app_ctx).get(ana, notebook.id)
+    assert [c.source for c in stored.cells] == [first.source, sql]
+    assert stored.cells[1].chart == ChartSpec(kind="bar", x="role", y="messages")
+    again = open_workbench("ana", key)
+    assert not at.exception
+    assert at.text_area(key=f"{notebook_view.SOURCE_PREFIX}{key}_{second.id}").value == sql
+    again_chart = again.selectbox(key=chart + "kind")
+    assert again_chart.value == "bar"
+
+
+def app_ctx_notebooks(ctx: AppContext, user):
+    return workbench_view.notebook_service(ctx).list_for(user)
+
+
+def test_cells_are_reordered_duplicated_and_deleted(app_ctx: AppContext) -> None:
+    ana = app_ctx.users.get("ana")
+    service = workbench_view.notebook_service(app_ctx)
+    cells = [Cell("sql", "SELECT 1 AS one"), Cell("markdown", "## Notes"), Cell("sql", "SELECT 3")]
+    notebook = service.create(ana, "Order", cells)
+    key = str(notebook.id)
+    at = open_workbench("ana", key)
+    at.button(key=f"nexus_wb_move_down_{key}_{cells[0].id}").click().run()
+    moved = [c.id for c in service.get(ana, notebook.id).cells]
+    assert moved == [cells[1].id, cells[0].id, cells[2].id]
+    at.button(key=f"nexus_wb_duplicate_cell_{key}_{cells[2].id}").click().run()
+    sources = [c.source for c in service.get(ana, notebook.id).cells]
+    assert sources == ["## Notes", "SELECT 1 AS one", "SELECT 3", "SELECT 3"]
+    at.button(key=f"nexus_wb_delete_cell_{key}_{cells[0].id}").click().run()
+    sources = [c.source for c in service.get(ana, notebook.id).cells]
+    assert sources == ["## Notes", "SELECT 3", "SELECT 3"]
+    assert len(at.text_area) == 3
+    assert not at.exception
+
+
+def test_a_starter_runs_read_only_and_a_duplicate_is_editable(app_ctx: AppContext) -> None:
+    starter = STARTER_NOTEBOOKS[0]
+    at = open_workbench("ana", workbench_view.STARTER_PREFIX + starter.key)
+    assert not at.exception
+    assert starter.title in [s.value for s in at.subheader]
+    assert not at.text_area  # nothing to edit
+    button(at, "▶ Run all").click().run()
+    assert not at.exception and not at.error
+    sql_cells = [c for c in starter.cells if c.kind == "sql"]
+    assert len(at.dataframe) == len(sql_cells)
+    button(at, "⧉ Duplicate").click().run()
+    ana = app_ctx.users.get("ana")
+    [copy] = workbench_view.notebook_service(app_ctx).list_for(ana)
+    assert copy.title == f"Copy of {starter.title}" and copy.editable
+    assert at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] == str(copy.id)
+    assert len(at.text_area) == len(starter.cells)
+
+
+def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext) -> None:
+    service = workbench_view.notebook_service(app_ctx)
+    ana, bo = app_ctx.users.get("ana"), app_ctx.users.get("bo")
+    private = service.create(ana, "Ana's private", [Cell("sql", "SELECT 1")])
+    shared = service.create(ana, "Ana's shared", [Cell("sql", "SELECT 42 AS answer")])
+    service.set_shared(ana, shared.id, True)
+    at = open_workbench("bo", str(shared.id))
+    assert not at.exception
+    assert "Ana's shared · Ana Analyst" in [b.label for b in at.button]
+    assert "Ana's private" not in [b.label for b in at.button]
+    assert not at.text_area and not at.toggle
+    button(at, "▶ Run").click().run()
+    assert at.dataframe[0].value["answer"].to_list() == [42]
+    hidden = open_workbench("bo", str(private.id))
+    assert [w.value for w in hidden.warning] == [
+        "That notebook does not exist or is not shared with you."
+    ]
+    assert service.get(bo, shared.id).editable is False
+
+
+def test_a_refused_query_shows_the_reason_not_a_traceback(app_ctx: AppContext) -> None:
+    ana = app_ctx.users.get("ana")
+    cell = Cell("sql", "SELECT * FROM read_csv('/etc/passwd')")
+    notebook = workbench_view.notebook_service(app_ctx).create(ana, "Escape", [cell])
+    at = open_workbench("ana", str(notebook.id))
+    cell_button(at, notebook_view.RUN_PREFIX, str(notebook.id), cell).click().run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "passwd" not in at.error[0].value or "root:" not in at.error[0].value
+    assert not at.dataframe
+
+
+def test_message_content_is_for_admins_only(app_ctx: AppContext) -> None:
+    service = workbench_view.notebook_service(app_ctx)
+    for username in ("ana", "admin"):
+        user = app_ctx.users.get(username)
+        cell = Cell("sql", "SELECT content FROM messages WHERE role = 'user'")
+        notebook = service.create(user, "Content", [cell])
+        at = open_workbench(username, str(notebook.id))
+        cell_button(at, notebook_view.RUN_PREFIX, str(notebook.id), cell).click().run()
+        assert not at.exception
+        if username == "admin":
+            assert at.dataframe[0].value["content"].to_list() == ["How do I rotate a log file?"]
+        else:
+            assert len(at.error) == 1 and "content" in at.error[0].value
+
+
+def test_members_cannot_reach_the_workbench(app_ctx: AppContext) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = "mia"
+    at.run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(page_path("workbench"))
+    direct = AppTest.from_file(page_path("workbench"), default_timeout=TIMEOUT)
+    direct.session_state[state.AUTH_STATUS] = True
+    direct.session_state[state.USER_ID] = app_ctx.users.get("mia").id
+    direct.run()
+    assert [e.value for e in direct.error] == [ACCESS_DENIED]
+    assert not direct.button
