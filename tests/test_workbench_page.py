@@ -59,7 +59,7 @@ def cell_button(at: AppTest, prefix: str, notebook_key: str, cell: Cell):
 def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppContext) -> None:
     at = open_workbench("ana")
     assert not at.exception
-    button(at, "➕ New notebook").click().run()
+    button(at, "New notebook").click().run()
     ana = app_ctx.users.get("ana")
     [notebook] = app_ctx_notebooks(app_ctx, ana)
     key = str(notebook.id)
@@ -127,11 +127,11 @@ def test_a_starter_runs_read_only_and_a_duplicate_is_editable(app_ctx: AppContex
     assert not at.exception
     assert starter.title in [s.value for s in at.subheader]
     assert not at.text_area  # nothing to edit
-    button(at, "▶ Run all").click().run()
+    button(at, "Run all").click().run()
     assert not at.exception and not at.error
     sql_cells = [c for c in starter.cells if c.kind == "sql"]
     assert len(at.dataframe) == len(sql_cells)
-    button(at, "⧉ Duplicate").click().run()
+    button(at, "Duplicate").click().run()
     ana = app_ctx.users.get("ana")
     [copy] = workbench_view.notebook_service(app_ctx).list_for(ana)
     assert copy.title == f"Copy of {starter.title}" and copy.editable
@@ -150,7 +150,7 @@ def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext)
     assert "Ana's shared · Ana Analyst" in [b.label for b in at.button]
     assert "Ana's private" not in [b.label for b in at.button]
     assert not at.text_area and not at.toggle
-    button(at, "▶ Run").click().run()
+    button(at, "Run").click().run()
     assert at.dataframe[0].value["answer"].to_list() == [42]
     hidden = open_workbench("bo", str(private.id))
     assert [w.value for w in hidden.warning] == [

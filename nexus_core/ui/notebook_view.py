@@ -34,6 +34,7 @@ from nexus_core.workbench.notebooks import NotebookService
 from nexus_core.workbench.sandbox import DISPLAY_LIMIT, QueryResult
 
 RESULTS = "nexus_wb_results"
+CELL_PREFIX = "nexus_wb_cell_"
 SOURCE_PREFIX = "nexus_wb_source_"
 RUN_PREFIX = "nexus_wb_run_"
 CHART_PREFIX = "nexus_wb_chart_"
@@ -86,7 +87,7 @@ def cells(
 ) -> None:
     """Every cell with its toolbar, editor or text, last result and chart; then "add cell"."""
     for number, cell in enumerate(notebook.cells, start=1):
-        with st.container(border=True):
+        with st.container(border=True, key=f"{CELL_PREFIX}{notebook.key}_{cell.id}"):
             _toolbar(service, user, notebook, cell, number)
             if cell.kind == "markdown":
                 _markdown_cell(service, user, notebook, cell)
@@ -97,11 +98,12 @@ def cells(
     if notebook.editable:
         left, right, _ = st.columns([1, 1, 3])
         for column, kind, label, prefix in (
-            (left, "sql", "➕ SQL cell", ADD_SQL_PREFIX),
-            (right, "markdown", "➕ Markdown cell", ADD_MARKDOWN_PREFIX),
+            (left, "sql", "SQL cell", ADD_SQL_PREFIX),
+            (right, "markdown", "Markdown cell", ADD_MARKDOWN_PREFIX),
         ):
             column.button(
                 label,
+                icon=":material/add:",
                 key=prefix + notebook.key,
                 on_click=guarded,
                 args=(_adder(service, user, notebook, kind),),
@@ -124,10 +126,10 @@ def _toolbar(
     columns = st.columns([3, 1, 1, 1, 1])
     columns[0].caption(f"[{number}] {label}")
     actions: list[tuple[str, str, Callable[[list[Cell]], list[Cell]]]] = [
-        ("↑", "Move up", lambda cs: move_cell(cs, cell.id, -1)),
-        ("↓", "Move down", lambda cs: move_cell(cs, cell.id, 1)),
-        ("⧉", "Duplicate cell", lambda cs: duplicate_cell(cs, cell.id)),
-        ("🗑", "Delete cell", lambda cs: remove_cell(cs, cell.id)),
+        (":material/arrow_upward:", "Move up", lambda cs: move_cell(cs, cell.id, -1)),
+        (":material/arrow_downward:", "Move down", lambda cs: move_cell(cs, cell.id, 1)),
+        (":material/content_copy:", "Duplicate cell", lambda cs: duplicate_cell(cs, cell.id)),
+        (":material/delete:", "Delete cell", lambda cs: remove_cell(cs, cell.id)),
     ]
     for column, (icon, help_text, change) in zip(columns[1:], actions, strict=True):
         column.button(
@@ -154,7 +156,7 @@ def _sql_cell(
         _editor(service, user, notebook, cell, "SQL")
     else:
         st.code(cell.source, language="sql")
-    if st.button("▶ Run", key=f"{RUN_PREFIX}{notebook.key}_{cell.id}"):
+    if st.button("Run", icon=":material/play_arrow:", key=f"{RUN_PREFIX}{notebook.key}_{cell.id}"):
         source = _source(notebook, cell)
         with st.spinner("Running…"):
             outcome = _outcome(
@@ -163,11 +165,13 @@ def _sql_cell(
             )
         _store(notebook, cell, outcome)
     outcome = st.session_state.get(RESULTS, {}).get(_result_key(notebook, cell))
-    if notebook.editable:
-        _chart_settings(service, user, notebook, cell, outcome)
     if outcome is not None:
         exports = feature_enabled(user, EXPORT_FEATURE, env=ctx.settings.env)
         _show_outcome(notebook, cell, outcome, exports=exports)
+    if notebook.editable:
+        _chart_settings(service, user, notebook, cell, outcome)
+    if outcome is not None and outcome.result is not None:
+        _chart(cell, outcome.result)
 
 
 def _editor(
@@ -230,12 +234,17 @@ def _show_outcome(
         facts.append("the SQL changed since this run")
     st.caption(" · ".join(facts))
     st.dataframe(result.display, hide_index=True, use_container_width=True)
-    if cell.chart is not None and result.row_count:
-        try:
-            st.plotly_chart(build_chart(result.display, cell.chart), use_container_width=True)
-        except NexusError as exc:
-            st.warning(str(exc))
     _downloads(notebook, cell, result, exports=exports)
+
+
+def _chart(cell: Cell, result: QueryResult) -> None:
+    """The cell's chart of its last result (of the rows on display), or why it cannot be drawn."""
+    if cell.chart is None or not result.row_count:
+        return
+    try:
+        st.plotly_chart(build_chart(result.display, cell.chart), use_container_width=True)
+    except NexusError as exc:
+        st.warning(str(exc))
 
 
 def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, exports: bool) -> None:
@@ -245,14 +254,16 @@ def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, expor
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     left, right, _ = st.columns([1, 1, 3])
     left.download_button(
-        "⬇ CSV",
+        "CSV",
+        icon=":material/download:",
         data=result.to_csv,
         file_name=f"workbench-{stamp}.csv",
         mime="text/csv",
         key=f"nexus_wb_csv_{notebook.key}_{cell.id}",
     )
     right.download_button(
-        "⬇ Parquet",
+        "Parquet",
+        icon=":material/download:",
         data=result.to_parquet,
         file_name=f"workbench-{stamp}.parquet",
         mime="application/vnd.apache.parquet",

@@ -98,7 +98,8 @@ def sidebar(service: NotebookService, user: UserView) -> None:
     with st.sidebar:
         st.subheader("Notebooks")
         st.button(
-            "➕ New notebook",
+            "New notebook",
+            icon=":material/add:",
             key=NEW_NOTEBOOK,
             use_container_width=True,
             on_click=guarded,
@@ -232,9 +233,12 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
         if notebook.description:
             st.caption(notebook.description)
     columns = st.columns(4)
-    run_all = columns[0].button("▶ Run all", key=RUN_ALL_PREFIX + notebook.key, type="primary")
+    run_all = columns[0].button(
+        "Run all", icon=":material/play_arrow:", key=RUN_ALL_PREFIX + notebook.key, type="primary"
+    )
     columns[1].button(
-        "⧉ Duplicate",
+        "Duplicate",
+        icon=":material/content_copy:",
         key=DUPLICATE_PREFIX + notebook.key,
         on_click=guarded,
         args=(lambda: _duplicate(service, user, notebook),),
@@ -252,7 +256,7 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
                 lambda: service.set_shared(user, notebook_id, bool(st.session_state[share_key])),
             ),
         )
-        with columns[3].popover("🗑 Delete"):
+        with columns[3].popover("Delete", icon=":material/delete:"):
             st.write("Delete this notebook for good?")
             st.button(
                 "Delete notebook",

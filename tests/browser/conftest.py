@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,7 @@ UI_TIMEOUT_MS = 15_000
 # A sidebar click that lands while the previous run is still finishing can be swallowed by it.
 NAVIGATION_ATTEMPTS = 3
 NAVIGATION_WAIT_MS = 5_000
+REOPEN_AFTER_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -277,3 +278,31 @@ def open_from_sidebar(page: Page, title: str, heading: str) -> None:
             if attempt == NAVIGATION_ATTEMPTS - 1:
                 raise
     expect(page.get_by_role("heading", name=heading)).to_be_visible()
+
+
+def wait_until_idle(page: Page) -> None:
+    """Wait until the app's current run has finished (Streamlit's "Running…" widget is gone).
+
+    Typing into a widget that the still-running script is about to draw again can lose the
+    text; a person is slower than that, a test must wait.
+    """
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+
+
+def pick(
+    page: Page, label: str, option: str | re.Pattern[str], *, within: Locator | None = None
+) -> None:
+    """Choose ``option`` in the select box labelled ``label`` (inside ``within``, if given).
+
+    A rerun that lands while the list is open redraws the box and closes the list, so a list
+    that closed before the choice is opened again once.
+    """
+    scope = within if within is not None else page
+    choice = page.get_by_role("option", name=option, exact=isinstance(option, str))
+    for attempt in range(2):
+        scope.get_by_label(label, exact=True).click()
+        try:
+            choice.click(timeout=REOPEN_AFTER_MS if attempt == 0 else None)
+            return
+        except PlaywrightError:
+            page.keyboard.press("Escape")

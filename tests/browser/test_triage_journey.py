@@ -8,20 +8,18 @@ import re
 
 import pytest
 from playwright.sync_api import Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.feedback import FeedbackService
 from nexus_core.users import UserService
-from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp, NewPage, open_from_sidebar
+from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp, NewPage, open_from_sidebar, pick
 
 pytestmark = pytest.mark.browser
 
 ANALYST = ("ana", "analyst-password-1")
 MEMBER_USERNAME = MEMBER[0]
 QUESTION = "How fast are replies today?"
-REOPEN_AFTER_MS = 5000
 
 
 def database(app: LiveApp) -> Database:
@@ -34,22 +32,6 @@ def sign_in(page: Page, url: str, username: str, password: str) -> None:
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Chat")).to_be_visible()
-
-
-def pick(page: Page, label: str, option: str | re.Pattern[str]) -> None:
-    """Choose ``option`` in the select box labelled ``label``.
-
-    A rerun that lands while the list is open redraws the box and closes the list, so a list
-    that closed before the choice is opened again once.
-    """
-    choice = page.get_by_role("option", name=option)
-    for attempt in range(2):
-        page.get_by_label(label).click()
-        try:
-            choice.click(timeout=REOPEN_AFTER_MS if attempt == 0 else None)
-            return
-        except PlaywrightTimeoutError:
-            page.keyboard.press("Escape")
 
 
 def seed_feedback(app: LiveApp) -> int:

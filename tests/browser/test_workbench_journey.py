@@ -1,0 +1,131 @@
+"""The workbench in a real browser: an analyst runs a starter notebook, duplicates it, adds a SQL
+cell, charts its result, and finds the cell again when reopening the notebook."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from nexus_core.db.engine import Database
+from nexus_core.ui import notebook_view
+from nexus_core.users import UserService
+from nexus_core.workbench.notebooks import NotebookService
+from tests.browser.conftest import (
+    MEMBER,
+    LiveApp,
+    NewPage,
+    open_from_sidebar,
+    pick,
+    wait_until_idle,
+)
+
+pytestmark = pytest.mark.browser
+
+ANALYST = ("wendy", "analyst-password-2")
+STARTER = "Persona comparison"
+NEW_SQL = "SELECT role, count(*) AS messages FROM messages GROUP BY role ORDER BY role"
+RESULT_CAPTION = re.compile(r"^\d[\d,]* rows · \d[\d,]* ms")
+# Buttons carry a Material icon, whose ligature text is part of the accessible name.
+RUN_ALL = re.compile(r"Run all$")
+RUN = re.compile(r"(^|\s)Run$")
+DUPLICATE = re.compile(r"(^|\s)Duplicate$")
+ADD_SQL = re.compile(r"SQL cell$")
+SAVE_ATTEMPTS = 3
+SAVE_WAIT_SECONDS = 5.0
+SCREENSHOTS_ENV = "NEXUS_SCREENSHOTS_DIR"  # set it to keep screenshots of the journey
+
+
+def sign_in(page: Page, url: str, username: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Chat")).to_be_visible()
+
+
+def saved_sources(app: LiveApp, username: str) -> list[str]:
+    """The cell sources of the user's newest notebook, as stored."""
+    db = Database(f"sqlite:///{app.data_dir / 'nexus.db'}")
+    try:
+        user = UserService(db).get(username)
+        newest = NotebookService(db).list_for(user)[0]
+        return [cell.source for cell in newest.cells]
+    finally:
+        db.dispose()
+
+
+def type_and_wait_for_save(page: Page, app: LiveApp, editor: Locator, text: str) -> None:
+    """Type ``text`` into a cell editor and commit it (Ctrl+Enter), until the notebook holds it.
+
+    Text typed while the previous run is still drawing the cell can be dropped by that run, so
+    it is typed again (at most three times) if it does not reach the database.
+    """
+    for _ in range(SAVE_ATTEMPTS):
+        wait_until_idle(page)
+        editor.fill(text)
+        editor.press("Control+Enter")
+        deadline = time.monotonic() + SAVE_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if text in saved_sources(app, ANALYST[0]):
+                return
+            time.sleep(0.2)
+    pytest.fail(f"the cell text never reached the database: {saved_sources(app, ANALYST[0])}")
+
+
+def screenshot(page: Page, name: str) -> None:
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if folder:
+        page.screenshot(path=f"{folder}/{name}.png", full_page=True)
+
+
+def test_an_analyst_runs_a_starter_then_builds_and_charts_their_own_copy(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    username, password = ANALYST
+    live_app.nexus(
+        "users", "add", username, "--role", "analyst", "--password-stdin", stdin=password
+    )
+    live_app.nexus("chat", "--user", MEMBER[0], "--persona", "Nexus Assistant", "Hello there")
+    page = new_page()
+    sign_in(page, live_app.url, username, password)
+    open_from_sidebar(page, "Workbench", "Workbench")
+
+    # A starter notebook: read-only, runs as a whole.
+    page.get_by_test_id("stSidebar").get_by_role("button", name=STARTER, exact=True).click()
+    expect(page.get_by_text("read-only; duplicate it to edit")).to_be_visible()
+    page.get_by_role("button", name=RUN_ALL).click()
+    expect(page.get_by_text(RESULT_CAPTION).first).to_be_visible()
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    screenshot(page, "workbench-starter")
+
+    # Duplicate it: the copy is the analyst's, in the URL, and editable.
+    page.get_by_role("button", name=DUPLICATE).click()
+    expect(page.get_by_text(f"Duplicated as “Copy of {STARTER}”")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"notebook=\d+$"))
+    url = page.url
+
+    # A new SQL cell at the end: write, run, chart.
+    page.get_by_role("button", name=ADD_SQL).click()
+    editor = page.get_by_test_id("stTextArea").last.locator("textarea")
+    expect(editor).to_have_value("")
+    type_and_wait_for_save(page, live_app, editor, NEW_SQL)
+    last_cell = page.locator(f"[class*='st-key-{notebook_view.CELL_PREFIX}']").last
+    last_cell.get_by_role("button", name=RUN).click()
+    expect(last_cell.get_by_text(RESULT_CAPTION)).to_be_visible()
+    last_cell.get_by_text("📈 Chart").click()
+    for label, option in (("Chart", "bar"), ("x", "role"), ("y", "messages")):
+        pick(page, label, option, within=last_cell)
+        expect(last_cell.get_by_label(label, exact=True)).to_have_value(option)
+    expect(last_cell.get_by_test_id("stPlotlyChart")).to_be_visible()
+    screenshot(page, "workbench-own-notebook")
+
+    # Saved as it was made: reopening the notebook brings the cell back.
+    page.get_by_test_id("stSidebar").get_by_role("button", name=STARTER, exact=True).click()
+    expect(page.get_by_text("read-only; duplicate it to edit")).to_be_visible()
+    page.get_by_test_id("stSidebar").get_by_role("button", name=f"Copy of {STARTER}", exact=True).click()
+    expect(page).to_have_url(url)
+    expect(page.get_by_test_id("stTextArea").last.locator("textarea")).to_have_value(NEW_SQL)
