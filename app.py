@@ -39,10 +39,10 @@ else:
         nav.remember_requested_page()
         st.stop()
     show_report_notice()
-    navigation = nav.build_navigation(user)
-    nav.return_to_requested_page(user)
+    navigation = nav.build_navigation(user, env=ctx.settings.env)
+    nav.return_to_requested_page(navigation, user, env=ctx.settings.env)
     path = nav.requested_path()
-    if nav.is_known_page(path, user):
+    if nav.is_known_page(path, user, env=ctx.settings.env):
         navigation.run()
     else:
         nav.show_not_found(path)

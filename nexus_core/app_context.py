@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from nexus_core.ai.jobs import ResponseWorker
-from nexus_core.ai.providers import build_provider
+from nexus_core.ai.providers import available_providers, build_provider
 from nexus_core.ai.types import Provider
 from nexus_core.auth import SignInService
 from nexus_core.chat import ChatService
+from nexus_core.compare.runs import CompareService
+from nexus_core.compare.test_sets import TestSetService
+from nexus_core.compare.variants import LANE_WORKERS
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
 from nexus_core.events import ApiEventLogger, EventSink
@@ -86,21 +89,43 @@ class AppContext:
 
     @cached_property
     def provider(self) -> Provider:
+        """The app's provider (``NEXUS_AI_PROVIDER``): chat replies use it."""
         return build_provider(self.settings)
 
     @cached_property
+    def providers(self) -> dict[str, Provider]:
+        """Every provider the settings make available, by name, built once (the app's among
+        them): the choices of prompt comparisons and test-set runs."""
+        return available_providers(self.settings, self.provider)
+
+    @cached_property
     def worker(self) -> ResponseWorker:
-        """The process's job pool; jobs a dead process left unfinished are failed first."""
+        """The process's job pools; jobs a dead process left unfinished are failed first."""
         worker = ResponseWorker(
             self.db,
             self.provider,
             self.events,
+            providers=self.providers,
+            lanes=LANE_WORKERS,
             retry_base_seconds=self.settings.retry_base_seconds,
             budget_chars=self.settings.context_budget_chars,
             max_workers=self.settings.worker_threads,
         )
         worker.recover_stale_jobs()
         return worker
+
+    @cached_property
+    def compare(self) -> CompareService:
+        return CompareService(
+            self.db,
+            self.worker,
+            env=self.settings.env,
+            max_message_chars=self.settings.max_message_chars,
+        )
+
+    @cached_property
+    def test_sets(self) -> TestSetService:
+        return TestSetService(self.db, self.worker, env=self.settings.env)
 
     def init(self) -> InitReport:
         """Create or upgrade the schema, seed personas, make sure an admin exists."""
@@ -114,9 +139,12 @@ class AppContext:
         """Finish running jobs, then release the pool, the log and the database."""
         if "worker" in self.__dict__:
             self.worker.shutdown(wait=True)
-        provider_close = getattr(self.__dict__.get("provider"), "close", None)
-        if provider_close is not None:
-            provider_close()
+        built = list(self.__dict__.get("providers", {}).values())
+        built += [self.__dict__["provider"]] if "provider" in self.__dict__ else []
+        for provider in {id(p): p for p in built}.values():
+            close = getattr(provider, "close", None)
+            if close is not None:
+                close()
         if "event_log" in self.__dict__:
             self.event_log.close()
         if "db" in self.__dict__:

@@ -43,6 +43,12 @@ ERROR_REPORTED = "error.reported"
 NOTEBOOK_CREATED = "notebook.created"
 NOTEBOOK_SHARED = "notebook.shared"
 NOTEBOOK_DELETED = "notebook.deleted"
+COMPARE_STARTED = "compare.started"
+COMPARE_VOTED = "compare.voted"
+TEST_SET_CREATED = "test_set.created"
+TEST_SET_EDITED = "test_set.edited"
+TEST_SET_DELETED = "test_set.deleted"
+TEST_SET_RUN_STARTED = "test_set.run_started"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Chat sessions and their messages: plain arguments in, plain objects out.
 
 Every message is a database row the moment it exists, so nothing is lost on a refresh, a closed
-tab or a provider outage.
+tab or a provider outage. Sessions of prompt runs (``run_id`` set: one variant's answer in a
+comparison or a test set) are hidden here: not listed, not opened, not written to.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ WRITABLE_SESSION = select(
     ChatSession.user_id,
     ChatSession.status,
     exists().where(Message.session_id == ChatSession.id).label("has_messages"),
-).where(ChatSession.public_id == bindparam("public_id"), ChatSession.deleted_at.is_(None))
+).where(
+    ChatSession.public_id == bindparam("public_id"),
+    ChatSession.deleted_at.is_(None),
+    ChatSession.run_id.is_(None),
+)
 # ...the message, and the session's new title and time (the columns given as parameters).
 INSERT_MESSAGE = insert(Message)
 UPDATE_SESSION = update(ChatSession).where(ChatSession.id == bindparam("chat_id"))
@@ -148,7 +153,9 @@ class ChatService:
         """The session if the user owns it; admins may read any. Same message either way."""
         chat = session.scalar(
             select(ChatSession).where(
-                ChatSession.public_id == public_id, ChatSession.deleted_at.is_(None)
+                ChatSession.public_id == public_id,
+                ChatSession.deleted_at.is_(None),
+                ChatSession.run_id.is_(None),
             )
         )
         allowed = chat is not None and (chat.user_id == user.id or (user.is_admin and not write))
@@ -184,10 +191,14 @@ class ChatService:
     def list_sessions(
         self, user: UserView, *, search: str = "", include_archived: bool = False
     ) -> list[SessionView]:
-        """The user's own sessions, newest activity first, optionally filtered by title."""
+        """The user's own chat sessions, newest activity first, optionally filtered by title."""
         query = (
             select(ChatSession)
-            .where(ChatSession.user_id == user.id, ChatSession.deleted_at.is_(None))
+            .where(
+                ChatSession.user_id == user.id,
+                ChatSession.deleted_at.is_(None),
+                ChatSession.run_id.is_(None),
+            )
             .order_by(ChatSession.updated_at.desc(), ChatSession.id.desc())
             .limit(SESSION_LIST_LIMIT)
         )

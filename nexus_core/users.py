@@ -35,13 +35,17 @@ KNOWN_FEATURES: dict[str, str] = {
     "workbench_export": "Download full workbench results as CSV or Parquet.",
 }
 
+# Pages that also need a feature flag on for the user (the menu leaves them out otherwise).
+PAGE_FEATURES: dict[str, str] = {"compare": "prompt_compare"}
+
 # Which pages each role may open (the navigation registers only these). Everyone browses
 # personas; only admins may change them (PersonaService checks the actor).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
-    "member": ("chat", "feedback", "personas"),
-    "analyst": ("chat", "feedback", "personas", "explorer", "workbench"),
+    "member": ("chat", "compare", "feedback", "personas"),
+    "analyst": ("chat", "compare", "feedback", "personas", "explorer", "workbench"),
     "admin": (
         "chat",
+        "compare",
         "feedback",
         "personas",
         "explorer",
@@ -143,8 +147,17 @@ def feature_enabled(user: UserView, name: str, *, env: str) -> bool:
 
 
 def pages_for_role(role: str) -> tuple[str, ...]:
-    """The page keys a role may open."""
+    """The page keys a role may open (some also need a feature, see ``pages_for``)."""
     return ROLE_PAGES[validate_role(role)]
+
+
+def pages_for(user: UserView, *, env: str) -> tuple[str, ...]:
+    """The page keys ``user`` may open: their role's pages whose feature (if any) is on."""
+    return tuple(
+        page
+        for page in pages_for_role(user.role)
+        if page not in PAGE_FEATURES or feature_enabled(user, PAGE_FEATURES[page], env=env)
+    )
 
 
 class UserService:

@@ -69,6 +69,11 @@ def test_latency_exactly_at_the_limit_passes_and_over_it_fails_with_both_numbers
     assert outcome(check, "ok", latency_ms=3000.25).detail == "took 3,000.25 ms, limit 3,000 ms"
 
 
+def test_a_limit_under_a_millisecond_is_shown_as_it_was_written() -> None:
+    tiny = outcome(Check("max_latency_ms", "0.001"), "ok", latency_ms=1.45)
+    assert tiny.detail == "took 1.45 ms, limit 0.001 ms"
+
+
 def test_latency_limit_accepts_thousands_separators_and_decimals() -> None:
     assert Check("max_latency_ms", "2,500").limit_ms == 2500.0
     assert Check("max_latency_ms", "1500.5").limit_ms == 1500.5

@@ -52,7 +52,7 @@ def test_the_context_is_the_newest_messages_that_fit_across_pages_without_error_
             s.add(Message(session_id=session.id, role=role, content=f"m{i} " + "x" * (i % 13)))
     asked = chat.add_user_message(session.public_id, user, "the question")
     chat.add_user_message(session.public_id, user, "asked later, not part of the context")
-    job_id, _ = store(db, budget_chars).create(asked.id, user, "simulated")
+    job_id = store(db, budget_chars).create(asked.id, user, "simulated").job_id
 
     history = store(db, budget_chars).start(job_id).history
 
@@ -70,11 +70,13 @@ def test_a_job_answers_with_the_persona_version_its_session_started_with(
     session = chat.create_session(user, "Pirate")
     PersonaService(db).edit("Pirate", system_instruction="Speak like a polite pirate.")
     asked = chat.add_user_message(session.public_id, user, "Ahoy?")
-    job_id, public_id = store(db).create(asked.id, user, "simulated")
+    job_id, public_id, run_id = store(db).create(asked.id, user, "simulated")
 
     job = store(db).start(job_id)
 
     assert public_id == session.public_id and job.session_public_id == session.public_id
+    assert run_id is None and job.run_id is None
+    assert (job.provider, job.model, job.temperature) == (None, None, None)
     assert (job.persona.name, job.persona.version) == ("Pirate", 1)
     assert job.persona.system_instruction == "Speak like a pirate."
     assert job.persona.temperature == 0.2
@@ -87,11 +89,11 @@ def test_a_retry_is_timed_from_the_retry_press_and_a_first_answer_from_the_messa
     chat = ChatService(db)
     session = chat.create_session(user, "Pirate")
     asked = chat.add_user_message(session.public_id, user, "Ahoy?")
-    first_id, _ = store(db).create(asked.id, user, "simulated")
+    first_id = store(db).create(asked.id, user, "simulated").job_id
     assert store(db).start(first_id).started_from == asked.created_at
     store(db).fail(first_id, 1, "http_400", "The request was refused.", "simulated")
 
-    retry_id, _ = store(db).create(0, user, "simulated", retry_of=first_id)
+    retry_id = store(db).create(0, user, "simulated", retry_of=first_id).job_id
     retry = store(db).start(retry_id)
 
     assert retry.user_message_id == asked.id

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
+import polars as pl
 import pytest
 
 from nexus_core.analytics.log_store import EventStore
@@ -172,6 +174,46 @@ def test_a_new_store_reuses_the_compacted_files(
     with EventStore(log_path, tmp_path / "cache") as second:
         assert stored_request_ids(second) == expected
         assert second.compactions == 0
+
+
+def test_parts_compacted_before_run_id_existed_are_compacted_again_and_read_with_new_ones(
+    logger: ApiEventLogger, log_path: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    logger.emit("job_start", job_id="j1", run_id="run-1")
+    emit_requests(logger, 30)
+    with EventStore(log_path, cache) as first:
+        first.refresh()
+        compacted = first.compactions
+    # The cache as the previous version wrote it: Parquet parts without run_id, manifest 1.
+    with duckdb.connect() as con:
+        for part in cache.glob("events-*.parquet"):
+            old = part.with_suffix(".old")
+            con.execute(
+                f"COPY (SELECT * EXCLUDE (run_id) FROM read_parquet('{part}')) "
+                f"TO '{old}' (FORMAT parquet)"
+            )
+            old.replace(part)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    logger.emit("job_start", job_id="j2", run_id="run-2")  # a new live line
+
+    with EventStore(log_path, cache) as second:
+        snapshot = second.refresh()
+        frame = snapshot.events_frame(FAR_PAST, FAR_FUTURE)
+        assert second.compactions == compacted > 0
+
+    starts = frame.filter(frame["event"] == "job_start")
+    assert starts["run_id"].to_list() == ["run-1", "run-2"]
+    assert stored_request_ids_of(frame) == logged_request_ids(log_path)
+    files = ", ".join(f"'{p.source}'" for p in snapshot.pieces if p.parquet)
+    with duckdb.connect() as con:  # read by column name, as the workbench does
+        (tagged,) = con.execute(f"SELECT count(run_id) FROM read_parquet([{files}])").fetchone()
+    assert tagged == 1
+
+
+def stored_request_ids_of(frame: pl.DataFrame) -> list[str]:
+    return frame.filter(frame["event"] == "request_start")["request_id"].to_list()
 
 
 def test_manifest_keeps_each_parts_time_range_and_skipped_lines(

@@ -13,6 +13,7 @@ from nexus_core.users import (
     UserView,
     check_password,
     feature_enabled,
+    pages_for,
     pages_for_role,
     validate_password,
 )
@@ -93,11 +94,29 @@ def test_unknown_feature_names_are_an_error_not_false(users: UserService) -> Non
 
 def test_roles_see_their_pages_only() -> None:
     # Everyone browses personas; only admins may change them (the service checks the actor).
-    assert pages_for_role("member") == ("chat", "feedback", "personas")
+    assert pages_for_role("member") == ("chat", "compare", "feedback", "personas")
     assert "workbench" in pages_for_role("analyst") and "personas" in pages_for_role("analyst")
     admin_only = {"dashboard", "audit", "users"}
     assert not admin_only & set(pages_for_role("analyst") + pages_for_role("member"))
     assert admin_only | {"personas"} <= set(pages_for_role("admin"))
+
+
+def test_the_compare_page_needs_the_prompt_compare_feature_outside_development() -> None:
+    member = UserView(id=2, username="m", display_name="M", email=None, role="member")
+    flagged = UserView(
+        id=3,
+        username="f",
+        display_name="F",
+        email=None,
+        role="member",
+        features={"prompt_compare": True},
+    )
+    admin = UserView(id=1, username="a", display_name="A", email=None, role="admin")
+    assert "compare" not in pages_for(member, env="production")
+    assert pages_for(member, env="production") == ("chat", "feedback", "personas")
+    assert "compare" in pages_for(flagged, env="production")
+    assert "compare" in pages_for(admin, env="production")
+    assert "compare" in pages_for(member, env="development")
 
 
 def test_the_last_active_admin_cannot_be_disabled_or_demoted(users: UserService) -> None:

@@ -43,7 +43,8 @@ JOBS_OF_SESSION = (
 
 JOB_TO_RETRY = select(AiJob.status, AiJob.user_message_id).where(AiJob.id == bindparam("job_id"))
 
-# The user message a new job answers, with its session (None when the session row is gone).
+# The user message a new job answers, with its session (None when the session row is gone) and
+# the session's run and provider override, if it is a hidden session of a prompt run.
 MESSAGE_TO_ANSWER = (
     select(
         Message.role,
@@ -51,6 +52,8 @@ MESSAGE_TO_ANSWER = (
         ChatSession.public_id,
         ChatSession.user_id,
         ChatSession.deleted_at,
+        ChatSession.run_id,
+        ChatSession.provider,
     )
     .outerjoin(ChatSession, ChatSession.id == Message.session_id)
     .where(Message.id == bindparam("message_id"))
@@ -58,9 +61,10 @@ MESSAGE_TO_ANSWER = (
 
 _earlier = aliased(AiJob)
 
-# Everything a job needs to start, in one row: the session, the persona at the session's version
-# (``version_id`` is None when that version is not stored: the persona's own columns hold it), when
-# the user asked, and whether this job retries an earlier one for the same message.
+# Everything a job needs to start, in one row: the session (with its run and its overrides of
+# provider, model and temperature), the persona at the session's version (``version_id`` is None
+# when that version is not stored: the persona's own columns hold it), when the user asked, and
+# whether this job retries an earlier one for the same message.
 JOB_TO_START = (
     select(
         AiJob.user_message_id,
@@ -69,6 +73,10 @@ JOB_TO_START = (
         ChatSession.id.label("chat_id"),
         ChatSession.public_id,
         ChatSession.persona_version,
+        ChatSession.run_id,
+        ChatSession.provider.label("provider_override"),
+        ChatSession.model.label("model_override"),
+        ChatSession.temperature.label("temperature_override"),
         Persona.id.label("persona_id"),
         Persona.name,
         Persona.active,
@@ -120,6 +128,7 @@ UNFINISHED_JOBS = (
         AiJob.user_message_id,
         AiJob.user_id,
         ChatSession.public_id,
+        ChatSession.run_id,
     )
     .outerjoin(ChatSession, ChatSession.id == AiJob.session_id)
     .where(AiJob.status.in_(bindparam("states", expanding=True)))

@@ -3,8 +3,10 @@
     queued → running ⇄ retrying → succeeded | failed
 
 A finished job points at its reply: the assistant message, or the error bubble that tells the
-user why there is none. Jobs record the process that runs them (``host:pid:token``) so that, at
-start-up, the unfinished jobs of a dead process can be failed and then retried.
+user why there is none. A prompt run's job uses its session's provider, model and temperature and
+is timed from its own start (a test set's wait in the queue is not the model's time). Jobs record
+the process that runs them (``host:pid:token``) so that, at start-up, the unfinished jobs of a dead
+process can be failed and then retried.
 
 Every message passes through here, so the SQL is the prebuilt statements of ``job_statements``,
 run on plain Core connections rather than through ORM sessions.
@@ -17,7 +19,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row
 
@@ -101,6 +103,14 @@ def persona_view(row: Row[Any]) -> PersonaView:
     )
 
 
+class NewJob(NamedTuple):
+    """A queued job as created: its id, its session's public id and the session's run (if any)."""
+
+    job_id: str
+    session_public_id: str
+    run_id: str | None
+
+
 @dataclass(frozen=True)
 class JobInput:
     """What a running job needs: who asked, the persona version and the history to answer."""
@@ -113,6 +123,10 @@ class JobInput:
     persona: PersonaView
     history: list[HistoryItem]
     started_from: datetime  # when the user asked: the message, or the Retry press
+    run_id: str | None = None  # the session's prompt run; then its overrides (None: no override)
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ class StaleJob:
     session_public_id: str | None
     user_id: int | None
     attempts: int
+    run_id: str | None = None
 
 
 class JobStore:
@@ -138,8 +153,8 @@ class JobStore:
 
     def create(
         self, user_message_id: int, user: UserView, provider: str, *, retry_of: str | None = None
-    ) -> tuple[str, str]:
-        """A queued job answering a user message; returns (job id, session public id)."""
+    ) -> NewJob:
+        """A queued job answering a user message (``provider`` unless the session overrides it)."""
         with self.db.transaction() as conn:
             if retry_of is not None:
                 old = conn.execute(JOB_TO_RETRY, {"job_id": retry_of}).one_or_none()
@@ -148,33 +163,39 @@ class JobStore:
                 if old.status != "failed":
                     raise ValidationError("Only a failed reply can be retried.")
                 user_message_id = old.user_message_id
-            asked = conn.execute(MESSAGE_TO_ANSWER, {"message_id": user_message_id}).one_or_none()
-            if asked is None or asked.role != "user":
-                raise NotFound("There is no such user message to answer.")
-            if (
-                asked.chat_id is None
-                or asked.deleted_at is not None
-                or (asked.user_id != user.id and not user.is_admin)
-            ):
-                raise NotFound("That chat session does not exist or is not yours.")
-            job_id, now = new_uuid(), utc_now()
-            conn.execute(
-                INSERT_JOB,
-                {
-                    "id": job_id,
-                    "session_id": asked.chat_id,
-                    "user_message_id": user_message_id,
-                    "status": "queued",
-                    "attempt": 0,
-                    "max_attempts": self.max_attempts,
-                    "owner": self.owner,
-                    "user_id": user.id,
-                    "provider": provider,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-            return job_id, asked.public_id
+            return self.create_in(conn, user_message_id, user, provider)
+
+    def create_in(
+        self, conn: Connection, user_message_id: int, user: UserView, provider: str
+    ) -> NewJob:
+        """Like ``create``, inside the caller's transaction (run the job after it commits)."""
+        asked = conn.execute(MESSAGE_TO_ANSWER, {"message_id": user_message_id}).one_or_none()
+        if asked is None or asked.role != "user":
+            raise NotFound("There is no such user message to answer.")
+        if (
+            asked.chat_id is None
+            or asked.deleted_at is not None
+            or (asked.user_id != user.id and not user.is_admin)
+        ):
+            raise NotFound("That chat session does not exist or is not yours.")
+        job_id, now = new_uuid(), utc_now()
+        conn.execute(
+            INSERT_JOB,
+            {
+                "id": job_id,
+                "session_id": asked.chat_id,
+                "user_message_id": user_message_id,
+                "status": "queued",
+                "attempt": 0,
+                "max_attempts": self.max_attempts,
+                "owner": self.owner,
+                "user_id": user.id,
+                "provider": asked.provider or provider,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        return NewJob(job_id, asked.public_id, asked.run_id)
 
     def get(self, job_id: str) -> JobView:
         """The stored state of a job."""
@@ -208,8 +229,12 @@ class JobStore:
             user_id=row.user_id,
             persona=persona_view(row),
             history=history,
-            # A retry is timed from the Retry press, a first answer from the message.
-            started_from=row.created_at if row.is_retry else row.asked_at,
+            # A run's job from its start; a chat retry from the Retry press; else the message.
+            started_from=now if row.run_id else row.created_at if row.is_retry else row.asked_at,
+            run_id=row.run_id,
+            provider=row.provider_override,
+            model=row.model_override,
+            temperature=row.temperature_override,
         )
 
     def _history(self, conn: Connection, chat_id: int, upto_id: int) -> list[HistoryItem]:
@@ -321,7 +346,7 @@ class JobStore:
                 _fail_job(
                     conn, row.id, row, row.attempt, "interrupted", INTERRUPTED_MESSAGE, row.provider
                 )
-                failed.append(StaleJob(row.id, row.public_id, row.user_id, row.attempt))
+                failed.append(StaleJob(row.id, row.public_id, row.user_id, row.attempt, row.run_id))
         return failed
 
 

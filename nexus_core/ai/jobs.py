@@ -9,6 +9,12 @@ retried up to ``MAX_RETRIES`` times with tenacity:
 
 Permanent failures end the job at once. Success stores the assistant message; a final failure
 stores an error bubble with the reason. Both notify the session's listeners through the broker.
+
+Jobs run in *lanes*, each a thread pool of its own: the chat lane, and the lanes named when the
+worker is built (a comparison's variants, a test set's many prompts), so a test set's hundreds
+of jobs never queue in front of a chat reply. A session may name its provider, model and
+temperature (a prompt run's variant does); its job then asks that provider, from ``providers``,
+and every event of the job carries the session's ``run_id``.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from sqlalchemy import Connection
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
-from nexus_core.ai.job_store import JobInput, JobStore, JobView, process_owner
+from nexus_core.ai.job_store import JobInput, JobStore, JobView, NewJob, process_owner
 from nexus_core.ai.progress import JobBroker, JobUpdate
 from nexus_core.ai.response import GenerateResponseService, ResponseResult
 from nexus_core.ai.types import GenerationRequest, Provider
@@ -37,6 +44,8 @@ MAX_RETRIES = 3
 MAX_ATTEMPTS = 1 + MAX_RETRIES
 MAX_RETRY_DELAY_SECONDS = 120.0
 INTERNAL_ERROR_MESSAGE = "Something went wrong on our side while answering. Press Retry."
+CHAT_LANE = "chat"
+PROVIDER_UNAVAILABLE = "provider_unavailable"
 
 
 def backoff_seconds(retry: int, base: float, jitter: float, hint: float | None) -> float:
@@ -47,8 +56,22 @@ def backoff_seconds(retry: int, base: float, jitter: float, hint: float | None) 
     return min(delay, MAX_RETRY_DELAY_SECONDS)
 
 
+def unavailable_message(provider: str) -> str:
+    """Why a job whose session names a provider this server has not set up cannot run."""
+    return (
+        f"The AI provider {provider!r} is not set up on this server; ask an admin to configure "
+        "it, or choose another provider."
+    )
+
+
 class ResponseWorker:
-    """Enqueues AI response jobs and runs them on a thread pool, with retries and events."""
+    """Enqueues AI response jobs and runs them on thread pools, with retries and events.
+
+    ``provider`` answers sessions without a provider override and names the chat lane's default;
+    ``providers`` (name → provider) answers sessions that name one. ``max_workers`` threads run
+    the chat lane; ``lanes`` (name → threads) adds lanes with pools of their own, and a job sent
+    to a lane the worker does not have runs on the chat lane.
+    """
 
     def __init__(
         self,
@@ -56,6 +79,8 @@ class ResponseWorker:
         provider: Provider,
         events: EventSink,
         *,
+        providers: Mapping[str, Provider] | None = None,
+        lanes: Mapping[str, int] | None = None,
         broker: JobBroker | None = None,
         retry_base_seconds: float = 1.0,
         budget_chars: int = 24_000,
@@ -64,42 +89,71 @@ class ResponseWorker:
         rng: random.Random | None = None,
     ) -> None:
         self.provider = provider
+        self.providers: dict[str, Provider] = {**(providers or {}), provider.name: provider}
         self.events = events
         self.broker = broker or JobBroker()
         self.retry_base_seconds = retry_base_seconds
         self.service = GenerateResponseService(provider, budget_chars=budget_chars)
+        self._services = {
+            name: GenerateResponseService(p, budget_chars=budget_chars)
+            for name, p in self.providers.items()
+            if p is not provider
+        } | {provider.name: self.service}
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.store = JobStore(db, process_owner(), MAX_ATTEMPTS, budget_chars)
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="nexus-job")
+        self._pools = {
+            CHAT_LANE: ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="nexus-job")
+        }
+        for lane, workers in (lanes or {}).items():
+            if lane not in self._pools:
+                self._pools[lane] = ThreadPoolExecutor(
+                    max_workers=workers, thread_name_prefix=f"nexus-{lane}"
+                )
         self._futures: dict[str, Future[JobView]] = {}
         self._lock = threading.Lock()
 
     # --- enqueueing -------------------------------------------------------------------------
 
-    def enqueue(self, user_message_id: int, user: UserView) -> str:
+    def enqueue(self, user_message_id: int, user: UserView, *, lane: str = CHAT_LANE) -> str:
         """Queue a reply to a stored user message; returns the job id."""
-        job_id, session_public_id = self.store.create(user_message_id, user, self.provider.name)
-        return self._submit(job_id, session_public_id, user.id)
+        created = self.store.create(user_message_id, user, self.provider.name)
+        return self._submit(created, user.id, lane)
 
-    def retry(self, job_id: str, user: UserView) -> str:
+    def create_jobs(
+        self, conn: Connection, user_message_ids: Sequence[int], user: UserView
+    ) -> list[NewJob]:
+        """Queued jobs for stored user messages, in the caller's transaction; ``submit`` them
+        once it has committed."""
+        return [
+            self.store.create_in(conn, id_, user, self.provider.name) for id_ in user_message_ids
+        ]
+
+    def submit(self, jobs: Sequence[NewJob], user: UserView, *, lane: str = CHAT_LANE) -> list[str]:
+        """Run jobs made by ``create_jobs`` on ``lane``; returns their ids."""
+        return [self._submit(job, user.id, lane) for job in jobs]
+
+    def retry(self, job_id: str, user: UserView, *, lane: str = CHAT_LANE) -> str:
         """Answer the same user message again after a failed job (no duplicate message)."""
-        new_id, session_public_id = self.store.create(0, user, self.provider.name, retry_of=job_id)
-        return self._submit(new_id, session_public_id, user.id)
+        created = self.store.create(0, user, self.provider.name, retry_of=job_id)
+        return self._submit(created, user.id, lane)
 
-    def _submit(self, job_id: str, session_public_id: str, user_id: int) -> str:
+    def _submit(self, job: NewJob, user_id: int, lane: str) -> str:
+        run = {} if job.run_id is None else {"run_id": job.run_id}
         self.events.emit(
             EventName.JOB_ENQUEUED,
-            chat_session_id=session_public_id,
+            chat_session_id=job.session_public_id,
             user_id=user_id,
-            job_id=job_id,
+            job_id=job.job_id,
+            **run,
         )
-        self.broker.update(JobUpdate(job_id, session_public_id, "queued", 0, MAX_ATTEMPTS))
+        self.broker.update(JobUpdate(job.job_id, job.session_public_id, "queued", 0, MAX_ATTEMPTS))
+        pool = self._pools.get(lane, self._pools[CHAT_LANE])
         with self._lock:
-            future = self._pool.submit(self.run, job_id)
-            self._futures[job_id] = future
-        future.add_done_callback(lambda _f: self._forget(job_id))
-        return job_id
+            future = pool.submit(self.run, job.job_id)
+            self._futures[job.job_id] = future
+        future.add_done_callback(lambda _f: self._forget(job.job_id))
+        return job.job_id
 
     def _forget(self, job_id: str) -> None:
         with self._lock:
@@ -132,9 +186,14 @@ class ResponseWorker:
             job = self.store.start(job_id)
             self._emit(job, EventName.JOB_START, job_id=job_id)
             self._publish(job, "running", 0)
-            result, attempts = self._attempts(job)
+            service = self._services.get(self._provider_name(job))
+            if service is None:
+                message = unavailable_message(self._provider_name(job))
+                self._finish_failed(job, 0, PROVIDER_UNAVAILABLE, message)
+                return self.store.get(job_id)
+            result, attempts = self._attempts(job, service)
             if result.success:
-                latency_ms = self.store.succeed(job, result, attempts, self.provider.name)
+                latency_ms = self.store.succeed(job, result, attempts, service.provider.name)
                 self._emit(
                     job,
                     EventName.JOB_SUCCESS,
@@ -165,22 +224,29 @@ class ResponseWorker:
                     log.exception("could not record the failure of job %s", job_id)
         return self.store.get(job_id)
 
+    def _provider_name(self, job: JobInput) -> str:
+        return job.provider or self.provider.name
+
     def _finish_failed(self, job: JobInput, attempts: int, error_type: str, message: str) -> None:
-        self.store.fail(job.job_id, attempts, error_type, message, self.provider.name)
+        self.store.fail(job.job_id, attempts, error_type, message, self._provider_name(job))
         self._emit(
             job, EventName.JOB_FAILURE, job_id=job.job_id, attempts=attempts, error_type=error_type
         )
         self._publish(job, "failed", attempts, message=message)
 
-    def _attempts(self, job: JobInput) -> tuple[ResponseResult, int]:
+    def _attempts(
+        self, job: JobInput, service: GenerateResponseService
+    ) -> tuple[ResponseResult, int]:
         attempts = 0
         # Every attempt sends the same request: the persona and history were read at the start.
-        request = self.service.build_request(job.persona, job.history)
+        request = service.build_request(
+            job.persona, job.history, model=job.model, temperature=job.temperature
+        )
 
         def attempt() -> ResponseResult:
             nonlocal attempts
             attempts += 1
-            return self._attempt(job, request, attempts)
+            return self._attempt(job, service, request, attempts)
 
         def wait(state: RetryCallState) -> float:
             result: ResponseResult = state.outcome.result()  # type: ignore[union-attr]
@@ -199,7 +265,13 @@ class ResponseWorker:
         )
         return retrying(attempt), attempts
 
-    def _attempt(self, job: JobInput, request: GenerationRequest, number: int) -> ResponseResult:
+    def _attempt(
+        self,
+        job: JobInput,
+        service: GenerateResponseService,
+        request: GenerationRequest,
+        number: int,
+    ) -> ResponseResult:
         request_id = str(uuid.uuid4())
         if number > 1:
             self.store.attempt(job.job_id, number)
@@ -208,12 +280,12 @@ class ResponseWorker:
             EventName.REQUEST_START,
             request_id=request_id,
             attempt=number,
-            model=self.service.model_for(request),
-            provider=self.provider.name,
+            model=service.model_for(request),
+            provider=service.provider.name,
             persona=job.persona.name,
         )
         self.broker.restart(job.job_id)
-        result = self.service.send(request, on_delta=lambda d: self.broker.delta(job.job_id, d))
+        result = service.send(request, on_delta=lambda d: self.broker.delta(job.job_id, d))
         common = {
             "request_id": request_id,
             "attempt": number,
@@ -282,6 +354,8 @@ class ResponseWorker:
         )
 
     def _emit(self, job: JobInput, event: str, **fields: object) -> None:
+        if job.run_id is not None:
+            fields["run_id"] = job.run_id
         self.events.emit(
             event, chat_session_id=job.session_public_id, user_id=job.user_id, **fields
         )
@@ -299,9 +373,11 @@ class ResponseWorker:
                 job_id=job.job_id,
                 attempts=job.attempts,
                 error_type="interrupted",
+                **({} if job.run_id is None else {"run_id": job.run_id}),
             )
         return len(stale)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking jobs; with ``wait`` finish the running ones first."""
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        for pool in self._pools.values():
+            pool.shutdown(wait=wait, cancel_futures=not wait)

@@ -1,4 +1,4 @@
-"""Choosing the AI provider from the settings (``NEXUS_AI_PROVIDER``)."""
+"""Choosing the AI provider from the settings (``NEXUS_AI_PROVIDER``), and every one available."""
 
 from __future__ import annotations
 
@@ -45,3 +45,22 @@ def build_provider(
     raise ConfigError(
         f"Unknown AI provider {choice!r}; choose one of {', '.join(PROVIDERS)} (NEXUS_AI_PROVIDER)."
     )
+
+
+def available_providers(
+    settings: Settings, default: Provider, http: httpx.Client | None = None
+) -> dict[str, Provider]:
+    """Every provider the settings make usable, by name: the simulated model always, Gemini with
+    ``GEMINI_API_KEY``, the OpenAI-compatible server with its base URL and model. ``default``
+    (the app's provider, already built) stands for its own name."""
+    configured = {
+        "simulated": True,
+        "gemini": bool(settings.gemini_api_key),
+        "openai": bool(settings.openai_api_base and settings.openai_model),
+    }
+    providers = {
+        name: default if name == default.name else build_provider(settings, name, http)
+        for name in PROVIDERS
+        if configured.get(name) or name == default.name
+    }
+    return providers

@@ -99,15 +99,26 @@ class GenerateResponseService:
         self.budget_chars = budget_chars
         self.clock = clock
 
-    def build_request(self, persona: PersonaView, history: Sequence[Turnable]) -> GenerationRequest:
-        """The provider request for ``persona`` answering the end of ``history``."""
-        # Persona models name Gemini models; other providers use their own configured model.
-        model = persona.model if self.provider.name == "gemini" else None
+    def build_request(
+        self,
+        persona: PersonaView,
+        history: Sequence[Turnable],
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+    ) -> GenerationRequest:
+        """The provider request for ``persona`` answering the end of ``history``.
+
+        ``model`` and ``temperature`` override the persona's (a prompt run's variant sets them).
+        """
+        if model is None:
+            # Persona models name Gemini models; other providers use their own configured model.
+            model = persona.model if self.provider.name == "gemini" else None
         return GenerationRequest(
             system_instruction=persona.system_instruction,
             turns=build_turns(history, self.budget_chars),
             model=model,
-            temperature=persona.temperature,
+            temperature=persona.temperature if temperature is None else temperature,
         )
 
     def model_for(self, request: GenerationRequest) -> str:

@@ -33,6 +33,7 @@ EVENT_COLUMNS: Final[dict[str, str]] = {
     "user_id": "BIGINT",
     "job_id": "VARCHAR",
     "request_id": "VARCHAR",
+    "run_id": "VARCHAR",  # the prompt run (comparison, test set) a job belongs to
     "attempt": "INTEGER",
     "attempts": "INTEGER",
     "model": "VARCHAR",

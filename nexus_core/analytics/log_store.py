@@ -4,9 +4,11 @@ The old design re-parsed every log file on every page view. Here a closed (rotat
 once by DuckDB and compacted into ``<cache_dir>/events-<fingerprint>.parquet``; a manifest keeps
 each part's row count, skipped-line count and ``[min_ts, max_ts]``. Rotation renames ``.1`` →
 ``.2`` …, so a part is keyed by a content fingerprint (size, mtime and the first 4 KiB), never by
-its name: renames cost nothing. The live file is tailed (``live_log``): only bytes appended
-since the last refresh are parsed, into in-memory DuckDB tables. When the file we have read to
-its end is rotated, its Parquet is written from memory instead of parsing it again. A refresh
+its name: renames cost nothing. A manifest of another format version (parts with other
+columns) is ignored, so its files are compacted once more. The live file is tailed
+(``live_log``): only bytes appended since the last refresh are parsed, into in-memory DuckDB
+tables. When the file we have read to its end is rotated, its Parquet is written from memory
+instead of parsing it again. A refresh
 therefore costs the new bytes plus a few ``stat`` calls, whatever the size of the history; the
 SLO's long windows read cached per-minute totals (``rollups``).
 
@@ -58,7 +60,9 @@ if TYPE_CHECKING:
 CACHE_DIR_NAME: Final = "analytics"
 MANIFEST_NAME: Final = "manifest.json"
 MANIFEST_LOCK_NAME: Final = "manifest.lock"
-MANIFEST_VERSION: Final = 1
+# Bumped whenever ``EVENT_COLUMNS`` changes: parts written with other columns are compacted again
+# (the workbench reads the Parquet files by column name). 2: ``run_id``.
+MANIFEST_VERSION: Final = 2
 ROW_GROUP_SIZE: Final = 32_768  # small enough that a window edge reads little of a part
 FINGERPRINT_HEAD_BYTES: Final = 4096
 REFRESH_ATTEMPTS: Final = 3

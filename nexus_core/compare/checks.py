@@ -272,7 +272,10 @@ def _apply(check: Check, reply: str, latency_ms: float | None) -> CheckOutcome:
 
 
 def _ms(value: float) -> str:
-    """Milliseconds with thousands separators and no needless decimals: 4,210 or 2,500.5."""
+    """Milliseconds with thousands separators and no needless decimals: 4,210 or 2,500.5;
+    under 1 ms, three significant digits (0.001, not 0)."""
+    if 0 < abs(value) < 1:
+        return f"{value:.3g}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 

@@ -1,5 +1,6 @@
 """Typed SQLAlchemy 2.0 models: users, personas (versioned), chat sessions, messages, AI jobs,
-feedback, workbench notebooks and the audit trail. Every timestamp is UTC."""
+feedback, workbench notebooks, prompt runs (comparisons, test sets) and the audit trail. Every
+timestamp is UTC."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
 FEEDBACK_CATEGORIES = ("bug", "performance", "ux", "content", "suggestion", "other")
 FEEDBACK_PRIORITIES = ("low", "medium", "high", "critical")
 FEEDBACK_STATUSES = ("open", "in_progress", "resolved", "closed")
+RUN_KINDS = ("compare", "test_set")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -119,10 +121,19 @@ class PersonaVersion(Base):
 
 
 class ChatSession(TimestampMixin, Base):
-    """A conversation of one user with one persona version."""
+    """A conversation of one user with one persona version.
+
+    A session with a ``run_id`` (a ``PromptRun``) is hidden: it holds one variant's answer in a
+    comparison, or in one case of a test set, and never shows in the chat page. Its ``provider``,
+    ``model`` and ``temperature`` override the app's provider and the persona's settings for its
+    replies (null: no override).
+    """
 
     __tablename__ = "chat_sessions"
-    __table_args__ = (Index("ix_chat_sessions_user_updated", "user_id", "updated_at"),)
+    __table_args__ = (
+        Index("ix_chat_sessions_user_updated", "user_id", "updated_at"),
+        Index("ix_chat_sessions_run_id", "run_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
@@ -132,6 +143,15 @@ class ChatSession(TimestampMixin, Base):
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     status: Mapped[str] = mapped_column(String(16), default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Not a foreign key: SQLite can add one to an existing table only by rebuilding it, and the
+    # rebuild (with foreign keys on) would cascade-delete every message. Runs are never deleted
+    # on their own; a user's runs and sessions go together with the user.
+    run_id: Mapped[str | None] = mapped_column(String(36))
+    variant_position: Mapped[int | None] = mapped_column(Integer)
+    case_index: Mapped[int | None] = mapped_column(Integer)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(80))
+    temperature: Mapped[float | None] = mapped_column(Float)
 
     persona: Mapped[Persona] = relationship()
     user: Mapped[User] = relationship()
@@ -239,3 +259,81 @@ class Notebook(TimestampMixin, Base):
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
 
     owner: Mapped[User] = relationship()
+
+
+class TestSet(TimestampMixin, Base):
+    """A named list of prompts with the checks their replies must pass; only its owner edits it."""
+
+    __test__ = False  # not a pytest test class, despite its name
+    __tablename__ = "test_sets"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    # The JSON form of the cases (``nexus_core.compare.checks.cases_to_json``), in order.
+    cases: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+
+
+class PromptRun(Base):
+    """One comparison (a prompt sent to several variants) or one run of a test set."""
+
+    __tablename__ = "prompt_runs"
+    __table_args__ = (
+        Index("ix_prompt_runs_user_created", "user_id", "created_at"),
+        Index("ix_prompt_runs_test_set_id", "test_set_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    prompt: Mapped[str | None] = mapped_column(Text)  # a comparison's prompt
+    # A comparison's shared history before the prompt: [{"role": ..., "content": ...}].
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    tag: Mapped[str | None] = mapped_column(String(40))
+    blind: Mapped[bool] = mapped_column(Boolean, default=False)
+    test_set_id: Mapped[int | None] = mapped_column(ForeignKey("test_sets.id", ondelete="SET NULL"))
+    test_set_name: Mapped[str | None] = mapped_column(String(120))
+    # A test-set run's cases as they were when it ran (the set may change or go later).
+    cases: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class RunVariant(Base):
+    """One variant of a run: a persona version, a provider and model, a temperature, resolved.
+
+    ``label`` names the variant readably and identifies it on the leaderboard.
+    """
+
+    __tablename__ = "run_variants"
+    __table_args__ = (UniqueConstraint("run_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("prompt_runs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    persona_id: Mapped[int] = mapped_column(ForeignKey("personas.id"))
+    persona_version: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(80))
+    temperature: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(200))
+
+
+class CompareVote(Base):
+    """One person's judgement of a comparison: the best reply and/or good/bad ratings with notes.
+
+    ``ratings`` maps a variant position (as text) to ``{"good": bool, "note": str}``.
+    """
+
+    __tablename__ = "compare_votes"
+    __table_args__ = (
+        UniqueConstraint("run_id", "user_id"),
+        Index("ix_compare_votes_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("prompt_runs.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    best_position: Mapped[int | None] = mapped_column(Integer)
+    ratings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

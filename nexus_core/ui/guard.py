@@ -8,7 +8,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.errors import NotFound
 from nexus_core.ui import state
 from nexus_core.ui.resources import get_context
-from nexus_core.users import UserView, pages_for_role
+from nexus_core.users import UserView, pages_for
 
 ACCESS_DENIED = "You do not have access to this page. Ask an administrator if you need it."
 
@@ -29,7 +29,7 @@ def require_page(page_key: str) -> tuple[AppContext, UserView]:
     ctx = get_context()
     st.session_state[state.CURRENT_PAGE] = page_key
     user = current_user(ctx)
-    if user is None or user.disabled or page_key not in pages_for_role(user.role):
+    if user is None or user.disabled or page_key not in pages_for(user, env=ctx.settings.env):
         st.error(ACCESS_DENIED)
         st.stop()
     return ctx, user

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import streamlit as st
 
 from nexus_core.ui import state
-from nexus_core.users import UserView, pages_for_role
+from nexus_core.users import UserView, pages_for
 
 # Not "pages/": Streamlit treats a folder of that name as the legacy multipage layout and serves
 # its scripts (and a navigation listing them) before st.navigation runs.
@@ -29,6 +29,7 @@ class PageSpec:
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("chat", "chat.py", "Chat", "💬", "Workspace"),
+    PageSpec("compare", "compare.py", "Compare", "⚖️", "Workspace"),
     PageSpec("feedback", "feedback.py", "Feedback", "📝", "Workspace"),
     PageSpec("personas", "personas.py", "Personas", "🎭", "Workspace"),
     PageSpec("explorer", "explorer.py", "Feedback explorer", "🔎", "Product"),
@@ -52,23 +53,30 @@ def requested_path() -> str:
     return path.split("/")[-1] if path else ""
 
 
-def is_known_page(path: str, user: UserView) -> bool:
+def is_known_page(path: str, user: UserView, *, env: str) -> bool:
     """Whether ``path`` is the root or a page this user may open."""
-    return path == "" or path in pages_for_role(user.role)
+    return path == "" or path in pages_for(user, env=env)
 
 
 def remember_requested_page() -> None:
-    """Before sign-in: note which page the visitor asked for."""
+    """Before sign-in: note which page (and query, e.g. ``?notebook=7``) the visitor asked for."""
     path = requested_path()
     if path in PAGES_BY_KEY:
-        st.session_state[state.RETURN_TO] = path
+        st.session_state[state.RETURN_TO] = (path, st.query_params.to_dict())
 
 
-def return_to_requested_page(user: UserView) -> None:
-    """After sign-in: go to the page asked for before it, if this user may open it."""
-    target = st.session_state.pop(state.RETURN_TO, None)
-    if target and target in pages_for_role(user.role) and target != requested_path():
-        st.switch_page(page_path(target))
+def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> None:  # type: ignore[valid-type]
+    """After sign-in: go to the page asked for before it, if this user may open it.
+
+    The rerun that signs a visitor in (form or cookie) does not carry the page they asked for,
+    so the navigation would pick the default page and drop the query; switch back to both.
+    """
+    remembered = st.session_state.pop(state.RETURN_TO, None)
+    if not remembered:
+        return
+    target, query = remembered
+    if target in pages_for(user, env=env) and current.url_path != target:
+        st.switch_page(page_path(target), query_params=query)
 
 
 def show_not_found(path: str) -> None:
@@ -78,9 +86,9 @@ def show_not_found(path: str) -> None:
     st.page_link(page_path("chat"), label="Back to Chat", icon="💬")
 
 
-def build_navigation(user: UserView) -> st.navigation:  # type: ignore[valid-type]
-    """``st.navigation`` with the sections and pages ``user``'s role may open."""
-    allowed = set(pages_for_role(user.role))
+def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ignore[valid-type]
+    """``st.navigation`` with the sections and pages ``user`` may open (role and features)."""
+    allowed = set(pages_for(user, env=env))
     sections: dict[str, list[st.Page]] = {}  # type: ignore[valid-type]
     for spec in PAGES:
         if spec.key not in allowed:

@@ -14,7 +14,8 @@ The relations, every time a naive UTC ``TIMESTAMP``:
 
 ``events``        every log field (``EVENT_COLUMNS``), ``ts`` a TIMESTAMP
 ``sessions``      chat sessions with their persona's name; ``title`` for admins only (it is the
-                  first line of the first message)
+                  first line of the first message); ``run_id`` set: a comparison's or test
+                  set's hidden session, with its provider / model / temperature overrides
 ``messages``      replies, user messages and error bubbles with latency and tokens;
                   ``content`` for admins only, ``content_chars`` for everyone
 ``feedback``      reports and thumbs, with their JSON ``context``
@@ -148,6 +149,12 @@ SESSIONS: Final = TableView(
         ChatSession.created_at,
         ChatSession.updated_at,
         ChatSession.deleted_at,
+        ChatSession.run_id,
+        ChatSession.variant_position,
+        ChatSession.case_index,
+        ChatSession.provider,
+        ChatSession.model,
+        ChatSession.temperature,
     )
     .join(Persona, Persona.id == ChatSession.persona_id)
     .order_by(ChatSession.id),

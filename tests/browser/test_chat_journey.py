@@ -14,7 +14,7 @@ from sqlalchemy import select
 from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.db.models import Feedback, Message
-from tests.browser.conftest import MEMBER, LiveApp, NewPage
+from tests.browser.conftest import MEMBER, LiveApp, NewPage, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +43,7 @@ def test_a_member_chats_sees_the_reply_stream_exports_and_leaves_feedback(
 ) -> None:
     page = new_page()
     sign_in(page, live_app.url)
+    wait_until_idle(page)  # a dialog opened while the sign-in run finishes is drawn again
     page.get_by_role("button", name="New chat").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("Technical Writer")).to_be_visible()

@@ -13,7 +13,15 @@ from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.feedback import FeedbackService
 from nexus_core.users import UserService
-from tests.browser.conftest import ADMIN_PASSWORD, MEMBER, LiveApp, NewPage, open_from_sidebar, pick
+from tests.browser.conftest import (
+    ADMIN_PASSWORD,
+    MEMBER,
+    LiveApp,
+    NewPage,
+    open_from_sidebar,
+    pick,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +39,9 @@ def sign_in(page: Page, url: str, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Chat")).to_be_visible()
+    # While the sign-in run finishes, the old and the new heading can both be on the page.
+    expect(page.get_by_role("heading", name="Chat").last).to_be_visible()
+    wait_until_idle(page)
 
 
 def seed_feedback(app: LiveApp) -> int:

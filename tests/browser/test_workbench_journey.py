@@ -126,6 +126,8 @@ def test_an_analyst_runs_a_starter_then_builds_and_charts_their_own_copy(
     # Saved as it was made: reopening the notebook brings the cell back.
     page.get_by_test_id("stSidebar").get_by_role("button", name=STARTER, exact=True).click()
     expect(page.get_by_text("read-only; duplicate it to edit")).to_be_visible()
-    page.get_by_test_id("stSidebar").get_by_role("button", name=f"Copy of {STARTER}", exact=True).click()
+    page.get_by_test_id("stSidebar").get_by_role(
+        "button", name=f"Copy of {STARTER}", exact=True
+    ).click()
     expect(page).to_have_url(url)
     expect(page.get_by_test_id("stTextArea").last.locator("textarea")).to_have_value(NEW_SQL)

@@ -1,0 +1,335 @@
+"""Widgets of the Compare page: the variant pickers, a comparison streaming side by side, judging,
+and the page's sections (comparison, leaderboard, test sets).
+
+The open comparison lives in the URL (``?run=<id>``) so a link reopens it; the section in
+``?view=``. Replies are real jobs: the columns follow them through the worker's broker while they
+stream, and show what the database holds once they are done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from nexus_core.app_context import AppContext
+from nexus_core.compare.runs import CompareSlot, CompareView
+from nexus_core.compare.variants import VariantSpec
+from nexus_core.compare.votes import Rating
+from nexus_core.errors import NexusError
+from nexus_core.ui.render import render_message
+from nexus_core.users import UserView
+
+RUN_QUERY_PARAM = "run"
+VIEW_QUERY_PARAM = "view"
+SECTIONS = {"compare": "Compare", "leaderboard": "Leaderboard", "tests": "Test sets"}
+NOTICE = "nexus_cmp_notice"
+SECTION = "nexus_cmp_section"
+NEW_RUN = "nexus_cmp_new"
+OPEN_PREFIX = "nexus_cmp_open_"
+FORM = "nexus_cmp_form"
+PROMPT = "nexus_cmp_prompt"
+HISTORY = "nexus_cmp_history"
+TAG = "nexus_cmp_tag"
+BLIND = "nexus_cmp_blind"
+VARIANT_COUNT = "nexus_cmp_variant_count"
+VARIANT_PREFIX = "nexus_cmp_variant_"
+VOTE_FORM = "nexus_cmp_vote"
+BEST = "nexus_cmp_best"
+RATING_PREFIX = "nexus_cmp_rating_"
+NOTE_PREFIX = "nexus_cmp_note_"
+RETRY_PREFIX = "nexus_cmp_retry_"
+
+NO_BEST = "No single best"
+DEFAULT = "(default)"
+RATINGS = {"👍 good": True, "👎 bad": False}
+POLL_SECONDS = 0.3
+FOLLOW_SECONDS = 120.0  # then the page reruns and keeps following
+MIN_VARIANTS, MAX_VARIANTS = 2, 4
+STATUS_TEXT = {
+    "queued": "Waiting for a worker…",
+    "running": "Answering…",
+    "retrying": "The provider stumbled — retrying (attempt {attempt} of {max_attempts})…",
+}
+
+
+def show_notice() -> None:
+    """The outcome of the last action, once."""
+    notice = st.session_state.pop(NOTICE, None)
+    if notice:
+        st.success(notice)
+
+
+def section() -> str:
+    """The section the URL names (comparison by default), with a switcher."""
+    current = st.query_params.get(VIEW_QUERY_PARAM, "compare")
+    if current not in SECTIONS:
+        current = "compare"
+    st.session_state[SECTION] = current
+    st.segmented_control(
+        "Section",
+        list(SECTIONS),
+        format_func=SECTIONS.__getitem__,
+        key=SECTION,
+        label_visibility="collapsed",
+        on_change=_switch_section,
+    )
+    return current
+
+
+def _switch_section() -> None:
+    chosen = st.session_state.get(SECTION) or "compare"
+    st.query_params.clear()
+    st.query_params[VIEW_QUERY_PARAM] = chosen
+
+
+def guarded(action: Callable[[], Any]) -> Any | None:
+    """Run a service call; show a NexusError's message (and return None) instead of failing."""
+    try:
+        return action()
+    except NexusError as exc:
+        st.error(str(exc))
+        return None
+
+
+# --- the run list and the new-comparison form ------------------------------------------------
+
+
+def sidebar(ctx: AppContext, user: UserView) -> None:
+    """The user's recent comparisons and a button for a new one."""
+    with st.sidebar:
+        st.subheader("Comparisons")
+        st.button(
+            "New comparison", icon=":material/add:", key=NEW_RUN, on_click=_open, args=(None,)
+        )
+        runs = guarded(lambda: ctx.compare.list_runs(user)) or []
+        if not runs:
+            st.caption("_None yet._")
+        current = st.query_params.get(RUN_QUERY_PARAM)
+        for run in runs:
+            label = run.prompt if len(run.prompt) <= 40 else run.prompt[:39] + "…"
+            mark = "" if run.voted else " •"
+            st.button(
+                f"{label}{mark}",
+                key=OPEN_PREFIX + run.id,
+                type="primary" if run.id == current else "tertiary",
+                help="• not judged yet" if not run.voted else None,
+                on_click=_open,
+                args=(run.id,),
+            )
+
+
+def _open(run_id: str | None) -> None:
+    st.query_params.clear()
+    if run_id:
+        st.query_params[RUN_QUERY_PARAM] = run_id
+
+
+def variant_pickers(ctx: AppContext, prefix: str, count: int) -> list[VariantSpec]:
+    """``count`` variant pickers side by side: persona, version, provider, model, temperature."""
+    personas = ctx.personas.list()
+    names = [p.name for p in personas]
+    choices = ctx.compare.provider_choices()
+    providers = {c.name: c for c in choices}
+    specs = []
+    for index, column in enumerate(st.columns(count)):
+        key = f"{prefix}{index}_"
+        with column:
+            st.markdown(f"**Variant {chr(ord('A') + index)}**")
+            name = st.selectbox(
+                "Persona", names, index=min(index, len(names) - 1), key=key + "persona"
+            )
+            versions = [v.version for v in ctx.personas.versions(name)]
+            version = st.selectbox(
+                "Version",
+                [DEFAULT, *sorted(versions, reverse=True)],
+                key=key + "version",
+                format_func=lambda v: "current" if v == DEFAULT else f"v{v}",
+            )
+            provider = st.selectbox(
+                "Provider",
+                list(providers),
+                format_func=lambda n: providers[n].label,
+                key=key + "provider",
+            )
+            model = st.text_input(
+                "Model", key=key + "model", placeholder=providers[provider].default_model
+            )
+            persona = next(p for p in personas if p.name == name)
+            temperature = st.slider(
+                "Temperature", 0.0, 2.0, float(persona.temperature), 0.1, key=key + "temperature"
+            )
+        specs.append(
+            VariantSpec(
+                name,
+                version=None if version == DEFAULT else int(version),
+                provider=provider,
+                model=model.strip() or None,
+                temperature=temperature,
+            )
+        )
+    return specs
+
+
+def new_comparison(ctx: AppContext, user: UserView) -> None:
+    """The prompt, an optional shared history, a tag, blind mode and 2–4 variants."""
+    count = (
+        st.segmented_control(
+            "Variants",
+            list(range(MIN_VARIANTS, MAX_VARIANTS + 1)),
+            default=MIN_VARIANTS,
+            key=VARIANT_COUNT,
+        )
+        or MIN_VARIANTS
+    )
+    prompt = st.text_area("Prompt", key=PROMPT, placeholder="Ask every variant the same thing")
+    with st.expander("Shared history (optional)"):
+        history_text = st.text_area(
+            "Earlier turns, one per line: “user: …” then “assistant: …”", key=HISTORY
+        )
+    left, right = st.columns([3, 1])
+    tag = left.text_input("Tag (optional)", key=TAG, placeholder="e.g. onboarding")
+    blind = right.toggle(
+        "Blind mode", key=BLIND, help="Hide which variant is which until you vote."
+    )
+    specs = variant_pickers(ctx, VARIANT_PREFIX, int(count))
+    if not st.button("Compare", icon=":material/compare_arrows:", type="primary", key=FORM):
+        return
+    view = guarded(
+        lambda: ctx.compare.start(
+            user, prompt, specs, history=parse_history(history_text), tag=tag, blind=blind
+        )
+    )
+    if view is not None:
+        _open(view.id)
+        st.rerun()
+
+
+def parse_history(text: str) -> list[tuple[str, str]]:
+    """``user: …`` / ``assistant: …`` lines as (role, text) turns (the service validates them)."""
+    turns: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        role, _, content = line.partition(":")
+        if role.strip().lower() in ("user", "assistant") and content.strip():
+            turns.append((role.strip().lower(), content.strip()))
+        elif turns:
+            turns[-1] = (turns[-1][0], turns[-1][1] + "\n" + line.strip())
+        else:
+            raise_line = line.strip()[:40]
+            st.warning(f"History lines start with “user:” or “assistant:” — not “{raise_line}”.")
+            return []
+    return turns
+
+
+# --- one comparison ---------------------------------------------------------------------------
+
+
+def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | None:
+    """The prompt and the replies side by side, streaming until every one has finished."""
+    view = guarded(lambda: ctx.compare.get(user, run_id))
+    if view is None:
+        return None
+    st.markdown(f"**Prompt** · {view.created_at:%Y-%m-%d %H:%M} UTC")
+    render_message(view.prompt)
+    facts = [f"tag: {view.tag}"] if view.tag else []
+    if view.blind:
+        facts.append(
+            "blind: revealed" if view.revealed else "blind — variants hidden until you vote"
+        )
+    if facts:
+        st.caption(" · ".join(facts))
+    boxes = {
+        slot.position: column.empty()
+        for slot, column in zip(view.slots, st.columns(len(view.slots)), strict=True)
+    }
+    deadline = time.monotonic() + FOLLOW_SECONDS
+    while True:
+        for slot in view.slots:
+            with boxes[slot.position].container(border=True):
+                _slot(ctx, user, view, slot)
+        if view.finished or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_SECONDS)
+        view = ctx.compare.get(user, run_id)
+    if not view.finished:
+        st.rerun()
+    return view
+
+
+def _slot(ctx: AppContext, user: UserView, view: CompareView, slot: CompareSlot) -> None:
+    st.markdown(f"### {slot.letter}")
+    if slot.variant is not None:
+        st.caption(slot.variant.label)
+    reply = slot.reply
+    if reply.succeeded and reply.text is not None:
+        render_message(reply.text)
+        facts = []
+        if reply.latency_ms is not None:
+            facts.append(f"{reply.latency_ms:,.0f} ms")
+        if reply.ttft_ms is not None:
+            facts.append(f"first token {reply.ttft_ms:,.0f} ms")
+        if reply.tokens_in is not None or reply.tokens_out is not None:
+            facts.append(f"tokens {reply.tokens_in or 0} in / {reply.tokens_out or 0} out")
+        st.caption(" · ".join(facts))
+    elif reply.status == "failed":
+        st.error(reply.error or "This variant did not answer.")
+        if view.votes == 0:
+            st.button(
+                "Retry",
+                icon=":material/refresh:",
+                key=f"{RETRY_PREFIX}{view.id}_{slot.position}",
+                on_click=_retry,
+                args=(ctx, user, view.id, slot.position),
+            )
+    else:
+        streamed = ctx.worker.broker.text(reply.job_id) if reply.job_id else ""
+        if streamed:
+            render_message(streamed + " ▌")
+        status = STATUS_TEXT.get(reply.status, "Answering…")
+        st.caption(status.format(attempt=reply.attempt, max_attempts=reply.max_attempts))
+
+
+def _retry(ctx: AppContext, user: UserView, run_id: str, position: int) -> None:
+    try:
+        ctx.compare.retry(user, run_id, position)
+    except NexusError as exc:
+        st.session_state[NOTICE] = str(exc)
+
+
+def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
+    """Pick the best reply and/or rate each one; after a vote, what was decided."""
+    if view.my_vote is not None:
+        vote = view.my_vote
+        letters = {slot.position: slot.letter for slot in view.slots}
+        best = letters.get(vote.best_position) if vote.best_position is not None else None
+        st.success(f"Your vote is in{f': {best} is best' if best else ''}. Thanks!")
+        return
+    if not view.finished:
+        return
+    st.subheader("Judge the replies")
+    letters = [slot.letter for slot in view.slots]
+    with st.form(f"{VOTE_FORM}_{view.id}"):
+        best = st.radio("Best reply", [*letters, NO_BEST], horizontal=True, key=f"{BEST}_{view.id}")
+        ratings: dict[int, tuple[str | None, str]] = {}
+        for slot, column in zip(view.slots, st.columns(len(view.slots)), strict=True):
+            verdict = column.segmented_control(
+                f"{slot.letter} was", list(RATINGS), key=f"{RATING_PREFIX}{view.id}_{slot.position}"
+            )
+            note = column.text_input("Note", key=f"{NOTE_PREFIX}{view.id}_{slot.position}")
+            ratings[slot.position] = (verdict, note)
+        submitted = st.form_submit_button("Submit vote", type="primary")
+    if not submitted:
+        return
+    chosen = next((s.position for s in view.slots if s.letter == best), None)
+    rated = {
+        position: Rating(RATINGS[verdict], note.strip())
+        for position, (verdict, note) in ratings.items()
+        if verdict is not None
+    }
+    if guarded(lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated)) is not None:
+        st.session_state[NOTICE] = "Vote recorded."
+        st.rerun()

@@ -1,0 +1,253 @@
+"""The Compare page's leaderboard and test-set sections: win rates with Wilson intervals, test
+sets written in a small text format, runs filling a results matrix, and two runs compared."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+
+import polars as pl
+import streamlit as st
+
+from nexus_core.app_context import AppContext
+from nexus_core.compare.checks import format_test_set, parse_test_set
+from nexus_core.compare.run_diff import STATUSES
+from nexus_core.compare.scoring import leaderboard_csv
+from nexus_core.compare.test_results import ResultsMatrix
+from nexus_core.compare.test_sets import TestRunView, TestSetView
+from nexus_core.errors import NexusError
+from nexus_core.ui.compare_view import guarded, variant_pickers
+from nexus_core.users import UserView
+
+ALL_TAGS = "All tags"
+LEADERBOARD_DAYS = 30
+SET_PICK = "nexus_ts_pick"
+PENDING_PICK = "nexus_ts_pending_pick"
+NEW_SET = "(new test set)"
+SET_NAME = "nexus_ts_name"
+SET_TEXT = "nexus_ts_text"
+SAVE_SET = "nexus_ts_save"
+DELETE_SET = "nexus_ts_delete"
+RUN_COUNT = "nexus_ts_variant_count"
+RUN_VARIANT_PREFIX = "nexus_ts_variant_"
+RUN_BUTTON = "nexus_ts_run"
+RUN_PICK = "nexus_ts_run_pick"
+BEFORE_PICK = "nexus_ts_before"
+AFTER_PICK = "nexus_ts_after"
+LB_DATES = "nexus_lb_dates"
+LB_TAG = "nexus_lb_tag"
+POLL_SECONDS = 0.5
+EXAMPLE = (
+    "What is your refund policy?\ncontains: refund\nmax latency ms: 3000\n---\n"
+    "Say hello in French.\ncontains: bonjour"
+)
+
+
+def leaderboard(ctx: AppContext, user: UserView) -> None:
+    """Win rate per variant over the chosen dates and tag, with its 95 % interval; CSV export."""
+    today = datetime.now(UTC).date()
+    left, right = st.columns(2)
+    dates = left.date_input(
+        "Votes between", (today - timedelta(days=LEADERBOARD_DAYS), today), key=LB_DATES
+    )
+    tags = guarded(lambda: ctx.compare.tags(user)) or []
+    tag = right.selectbox("Prompt tag", [ALL_TAGS, *tags], key=LB_TAG)
+    start, end = _bounds(dates)
+    rows = guarded(
+        lambda: ctx.compare.leaderboard(
+            user, start=start, end=end, tag=None if tag == ALL_TAGS else tag
+        )
+    )
+    if rows is None:
+        return
+    if not rows:
+        st.info("No judged comparisons in this range yet. Compare some variants and vote.")
+        return
+    table = pl.DataFrame(
+        {
+            "Variant": [r.variant for r in rows],
+            "Comparisons": [r.comparisons for r in rows],
+            "Wins": [r.wins for r in rows],
+            "Win rate": [100 * r.win_rate for r in rows],
+            "95% low": [100 * r.low for r in rows],
+            "95% high": [100 * r.high for r in rows],
+        }
+    )
+    percent = st.column_config.NumberColumn(format="%.1f %%")
+    st.dataframe(
+        table,
+        hide_index=True,
+        use_container_width=True,
+        column_config={"Win rate": percent, "95% low": percent, "95% high": percent},
+    )
+    st.caption("95 % Wilson score interval; a comparison counts for every variant that was judged.")
+    st.download_button(
+        "CSV",
+        data=leaderboard_csv(rows),
+        file_name=f"leaderboard-{today:%Y%m%d}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+
+
+def _bounds(dates: object) -> tuple[datetime | None, datetime | None]:
+    """The picked dates as ``start ≤ t < end`` in UTC (a single date is one whole day)."""
+    picked = [d for d in (dates if isinstance(dates, tuple) else (dates,)) if isinstance(d, date)]
+    if not picked:
+        return None, None
+    first, last = picked[0], picked[-1]
+    start = datetime.combine(first, clock_time.min, tzinfo=UTC)
+    end = datetime.combine(last + timedelta(days=1), clock_time.min, tzinfo=UTC)
+    return start, end
+
+
+def test_sets(ctx: AppContext, user: UserView) -> None:
+    """Write or pick a test set, run it against variants, read the matrix, compare two runs."""
+    sets = guarded(lambda: ctx.test_sets.list(user)) or []
+    by_name = {s.name: s for s in sets}
+    if PENDING_PICK in st.session_state:  # chosen by the last save or delete
+        st.session_state[SET_PICK] = st.session_state.pop(PENDING_PICK)
+    picked = st.selectbox("Test set", [NEW_SET, *by_name], key=SET_PICK)
+    current = by_name.get(picked)
+    _editor(ctx, user, current)
+    if current is None:
+        return
+    st.divider()
+    _runner(ctx, user, current)
+    st.divider()
+    _runs(ctx, user, current)
+
+
+def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> None:
+    suffix = str(current.id) if current else "new"
+    name = st.text_input("Name", value=current.name if current else "", key=f"{SET_NAME}_{suffix}")
+    text = st.text_area(
+        "Prompts and checks (one prompt per block, blocks separated by a line “---”; check lines: "
+        "“contains:”, “not contains:”, “regex:”, “max latency ms:”)",
+        value=format_test_set(current.cases) if current else "",
+        placeholder=EXAMPLE,
+        height=200,
+        key=f"{SET_TEXT}_{suffix}",
+    )
+    left, right, _ = st.columns([1, 1, 3])
+    if left.button("Save", icon=":material/save:", key=f"{SAVE_SET}_{suffix}"):
+        cases = guarded(lambda: parse_test_set(text))
+        if cases is not None:
+            saved = guarded(
+                lambda: (
+                    ctx.test_sets.update(user, current.id, name=name, cases=cases)
+                    if current
+                    else ctx.test_sets.create(user, name, cases)
+                )
+            )
+            if saved is not None:
+                st.session_state[PENDING_PICK] = saved.name
+                st.rerun()
+    if current is not None and right.button(
+        "Delete", icon=":material/delete:", key=f"{DELETE_SET}_{suffix}"
+    ):
+        try:
+            ctx.test_sets.delete(user, current.id)
+        except NexusError as exc:
+            st.error(str(exc))
+            return
+        st.session_state[PENDING_PICK] = NEW_SET
+        st.rerun()
+
+
+def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
+    st.markdown(f"**Run “{current.name}”** ({len(current.cases)} prompts) against:")
+    count = st.segmented_control("Variants", [1, 2, 3, 4], default=2, key=RUN_COUNT) or 2
+    specs = variant_pickers(ctx, RUN_VARIANT_PREFIX, int(count))
+    if not st.button("Run test set", icon=":material/play_arrow:", type="primary", key=RUN_BUTTON):
+        return
+    run = guarded(lambda: ctx.test_sets.run(user, current.id, specs))
+    if run is None:
+        return
+    bar = st.progress(0.0, text="Starting…")
+    while True:
+        progress = ctx.test_sets.progress(user, run.id)
+        text = f"{progress.done} of {progress.total} replies"
+        bar.progress(progress.done / max(progress.total, 1), text=text)
+        if progress.done >= progress.total:
+            break
+        time.sleep(POLL_SECONDS)
+    st.session_state[RUN_PICK] = run.id
+
+
+def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
+    runs = guarded(lambda: ctx.test_sets.list_runs(user, current.id)) or []
+    if not runs:
+        st.caption("No runs of this test set yet.")
+        return
+    labels = {r.id: _run_label(r) for r in runs}
+    run_id = st.selectbox(
+        "Results of run", list(labels), format_func=labels.__getitem__, key=RUN_PICK
+    )
+    matrix = guarded(lambda: ctx.test_sets.results(user, run_id))
+    if matrix is not None:
+        _matrix(matrix)
+    if len(runs) < 2:
+        return
+    st.markdown("**Compare two runs** (what changed after a persona edit)")
+    left, right = st.columns(2)
+    before = left.selectbox(
+        "Before", list(labels), index=1, format_func=labels.__getitem__, key=BEFORE_PICK
+    )
+    after = right.selectbox(
+        "After", list(labels), index=0, format_func=labels.__getitem__, key=AFTER_PICK
+    )
+    diff = guarded(lambda: ctx.test_sets.compare(user, before, after))
+    if diff is None:
+        return
+    st.caption(" · ".join(f"{status}: {diff.summary[status]}" for status in STATUSES))
+    st.dataframe(
+        pl.DataFrame(
+            {
+                "Status": [row.status for row in diff.rows],
+                "Prompt": [row.prompt for row in diff.rows],
+                "Variant": [row.variant for row in diff.rows],
+                "Before": [_verdict(row.before) for row in diff.rows],
+                "After": [_verdict(row.after) for row in diff.rows],
+            }
+        ),
+        hide_index=True,
+        use_container_width=True,
+    )
+
+
+def _run_label(run: TestRunView) -> str:
+    variants = ", ".join(v.label for v in run.variants)
+    return f"{run.created_at:%Y-%m-%d %H:%M} · {run.done}/{run.total} replies · {variants}"
+
+
+def _verdict(cell: object) -> str:
+    if cell is None:
+        return "—"
+    passed = getattr(cell, "passed", False)
+    failures = getattr(cell, "failures", ())
+    return "✅ pass" if passed else "❌ " + ("; ".join(failures) or "fail")
+
+
+def _matrix(matrix: ResultsMatrix) -> None:
+    """Prompt × variant: pass/fail with the reason, latency and tokens; totals per variant."""
+    columns: dict[str, list[str]] = {"Prompt": [case.prompt for case in matrix.cases]}
+    for variant in matrix.variants:
+        passed, total = matrix.passed_count(variant.position)
+        header = f"{variant.label} ({passed}/{total})"
+        column = []
+        for index in range(len(matrix.cases)):
+            cell = matrix.cell(index, variant.position)
+            if not cell.finished:
+                column.append("… running")
+                continue
+            facts = []
+            if cell.reply.latency_ms is not None:
+                facts.append(f"{cell.reply.latency_ms:,.0f} ms")
+            if cell.reply.tokens_out is not None:
+                facts.append(f"{cell.reply.tokens_out} tok")
+            verdict = "✅" if cell.passed else "❌ " + "; ".join(cell.result.failures)
+            column.append(" · ".join([verdict, *facts]))
+        columns[header] = column
+    st.dataframe(pl.DataFrame(columns), hide_index=True, use_container_width=True)

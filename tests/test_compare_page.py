@@ -1,0 +1,117 @@
+"""The Compare page through AppTest: two personas compared blind, replies side by side, a vote
+that reveals the variants and moves the leaderboard; a test set written, run and shown as a
+matrix; and people without the prompt_compare feature never reach the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nexus_core.app_context import AppContext
+from nexus_core.ui import compare_view, state, test_set_view
+from nexus_core.ui.guard import ACCESS_DENIED
+from nexus_core.ui.nav import page_path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PASSWORD = "correct-horse-1"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app_ctx(app_env: AppContext) -> AppContext:
+    """A seeded database with the admin, a member with the feature and one without."""
+    ctx = app_env
+    ctx.init()
+    ctx.users.create("tess", PASSWORD, role="member")
+    ctx.users.set_feature("tess", "prompt_compare", True)
+    ctx.users.create("mia", PASSWORD, role="member")
+    return ctx
+
+
+def open_compare(username: str, **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = username
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    return at.switch_page(page_path("compare")).run()
+
+
+def labelled(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_a_blind_comparison_streams_side_by_side_and_a_vote_moves_the_leaderboard(
+    app_ctx: AppContext,
+) -> None:
+    at = open_compare("tess")
+    assert not at.exception
+    at.text_area(key=compare_view.PROMPT).set_value("Explain retries in one line.")
+    at.toggle(key=compare_view.BLIND).set_value(True)
+    at.selectbox(key=f"{compare_view.VARIANT_PREFIX}0_persona").set_value("Code Reviewer")
+    at.selectbox(key=f"{compare_view.VARIANT_PREFIX}1_persona").set_value("Technical Writer")
+    labelled(at, "Compare").click().run()
+    assert not at.exception and not at.error
+    run_id = at.query_params[compare_view.RUN_QUERY_PARAM]
+    tess = app_ctx.users.get("tess")
+    view = app_ctx.compare.get(tess, run_id)
+    assert view.finished and view.blind and not view.revealed
+    headings = [m.value for m in at.markdown]
+    assert "### A" in headings and "### B" in headings
+    # Blind: no variant labels on screen until the vote.
+    captions = " ".join(c.value for c in at.caption)
+    assert "Code Reviewer" not in captions and "Technical Writer" not in captions
+    assert captions.count(" ms") >= 2  # latency of each reply
+
+    best = view.slots[0]
+    at.radio(key=f"{compare_view.BEST}_{run_id}").set_value(best.letter)
+    labelled(at, "Submit vote").click().run()
+    assert not at.exception
+    after = app_ctx.compare.get(tess, run_id)
+    assert after.revealed and after.my_vote is not None
+    captions = " ".join(c.value for c in at.caption)
+    assert "Code Reviewer" in captions and "Technical Writer" in captions
+
+    board = open_compare("tess", view="leaderboard")
+    table = board.dataframe[0].value
+    winner = after.slot(best.position).variant
+    assert winner is not None
+    row = table[table["Variant"] == winner.label]
+    assert row["Wins"].to_list() == [1] and row["Comparisons"].to_list() == [1]
+
+
+def test_a_test_set_is_written_run_and_shown_as_a_matrix(app_ctx: AppContext) -> None:
+    at = open_compare("tess", view="tests")
+    assert not at.exception
+    at.text_input(key=f"{test_set_view.SET_NAME}_new").set_value("Smoke")
+    text = "Say hello.\ncontains: hello\n---\nName a colour.\nnot contains: zzzz"
+    at.text_area(key=f"{test_set_view.SET_TEXT}_new").set_value(text)
+    labelled(at, "Save").click().run()
+    assert not at.exception and not at.error
+    [saved] = app_ctx.test_sets.list(app_ctx.users.get("tess"))
+    assert [case.prompt for case in saved.cases] == ["Say hello.", "Name a colour."]
+    labelled(at, "Run test set").click().run()
+    assert not at.exception and not at.error
+    matrix = at.dataframe[0].value
+    assert matrix["Prompt"].to_list() == ["Say hello.", "Name a colour."]
+    assert len(matrix.columns) == 3  # the prompt and two variants
+    cells = [value for column in matrix.columns[1:] for value in matrix[column].to_list()]
+    assert all(value.startswith(("✅", "❌")) for value in cells)
+
+
+def test_the_page_needs_the_prompt_compare_feature(app_ctx: AppContext) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = "mia"
+    at.run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(page_path("compare"))
+    direct = AppTest.from_file(page_path("compare"), default_timeout=TIMEOUT)
+    direct.session_state[state.AUTH_STATUS] = True
+    direct.session_state[state.USER_ID] = app_ctx.users.get("mia").id
+    direct.run()
+    assert [e.value for e in direct.error] == [ACCESS_DENIED]
