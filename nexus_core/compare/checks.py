@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
+import regex
+
 from nexus_core.errors import ValidationError
 
 CheckKind = Literal["contains", "not_contains", "regex", "max_latency_ms"]
@@ -55,6 +57,7 @@ TEXT_LABELS: Final[dict[CheckKind, str]] = {
     "max_latency_ms": "max latency ms",
 }
 # A check line of the text form; the label is case-insensitive and may use _ for spaces.
+REGEX_TIMEOUT_SECONDS: Final = 0.2
 CHECK_LINE: Final = re.compile(
     r"^\s*(?P<label>contains|not[ _]contains|regex|max[ _]latency[ _]ms)\s*:(?P<value>.*)$",
     re.IGNORECASE,
@@ -234,8 +237,8 @@ def _validate(kind: Any, value: Any) -> None:
         )
     if kind == "regex":
         try:
-            re.compile(value)
-        except (re.error, OverflowError, RecursionError) as exc:
+            regex.compile(value)
+        except (regex.error, OverflowError, RecursionError) as exc:
             raise ValidationError(f"The regex “{value}” is not valid: {exc}.") from exc
     elif kind == "max_latency_ms":
         _latency_limit(value)
@@ -260,7 +263,13 @@ def _apply(check: Check, reply: str, latency_ms: float | None) -> CheckOutcome:
         detail = f"reply {'contains' if found else 'does not contain'} {quoted}"
         return CheckOutcome(check, found == (check.kind == "contains"), detail)
     if check.kind == "regex":
-        matched = re.search(check.value, reply) is not None
+        try:
+            # The `regex` package, not `re`: a user's pattern can backtrack for minutes, and
+            # only `regex` can stop it (it releases the GIL, too).
+            matched = regex.search(check.value, reply, timeout=REGEX_TIMEOUT_SECONDS) is not None
+        except TimeoutError:
+            detail = f"regex {quoted} took over {REGEX_TIMEOUT_SECONDS} s; simplify it"
+            return CheckOutcome(check, False, detail)
         return CheckOutcome(
             check, matched, f"reply {'matches' if matched else 'does not match'} regex {quoted}"
         )

@@ -18,7 +18,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.compare.runs import CompareSlot, CompareView
 from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
-from nexus_core.errors import NexusError
+from nexus_core.errors import NexusError, ValidationError
 from nexus_core.ui.render import render_message
 from nexus_core.users import UserView
 
@@ -43,6 +43,7 @@ NOTE_PREFIX = "nexus_cmp_note_"
 RETRY_PREFIX = "nexus_cmp_retry_"
 
 NO_BEST = "No single best"
+BLIND_FAILURE = "This variant did not answer."
 DEFAULT = "(default)"
 RATINGS = {"👍 good": True, "👎 bad": False}
 POLL_SECONDS = 0.3
@@ -141,10 +142,10 @@ def variant_pickers(ctx: AppContext, prefix: str, count: int) -> list[VariantSpe
             name = st.selectbox(
                 "Persona", names, index=min(index, len(names) - 1), key=key + "persona"
             )
-            versions = [v.version for v in ctx.personas.versions(name)]
+            by_version = {v.version: v for v in ctx.personas.versions(name)}
             version = st.selectbox(
                 "Version",
-                [DEFAULT, *sorted(versions, reverse=True)],
+                [DEFAULT, *sorted(by_version, reverse=True)],
                 key=key + "version",
                 format_func=lambda v: "current" if v == DEFAULT else f"v{v}",
             )
@@ -158,8 +159,14 @@ def variant_pickers(ctx: AppContext, prefix: str, count: int) -> list[VariantSpe
                 "Model", key=key + "model", placeholder=providers[provider].default_model
             )
             persona = next(p for p in personas if p.name == name)
+            chosen = by_version.get(version, persona) if version != DEFAULT else persona
             temperature = st.slider(
-                "Temperature", 0.0, 2.0, float(persona.temperature), 0.1, key=key + "temperature"
+                "Temperature",
+                0.0,
+                2.0,
+                float(chosen.temperature),
+                0.1,
+                key=f"{key}temperature_{name}_{version}",  # follows the chosen persona version
             )
         specs.append(
             VariantSpec(
@@ -208,7 +215,8 @@ def new_comparison(ctx: AppContext, user: UserView) -> None:
 
 
 def parse_history(text: str) -> list[tuple[str, str]]:
-    """``user: …`` / ``assistant: …`` lines as (role, text) turns (the service validates them)."""
+    """``user: …`` / ``assistant: …`` lines as (role, text) turns (the service checks the order);
+    a line that continues a turn is joined to it."""
     turns: list[tuple[str, str]] = []
     for line in text.splitlines():
         if not line.strip():
@@ -219,9 +227,9 @@ def parse_history(text: str) -> list[tuple[str, str]]:
         elif turns:
             turns[-1] = (turns[-1][0], turns[-1][1] + "\n" + line.strip())
         else:
-            raise_line = line.strip()[:40]
-            st.warning(f"History lines start with “user:” or “assistant:” — not “{raise_line}”.")
-            return []
+            raise ValidationError(
+                f"History lines start with “user:” or “assistant:”, not “{line.strip()[:40]}”."
+            )
     return turns
 
 
@@ -248,19 +256,26 @@ def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | No
     }
     deadline = time.monotonic() + FOLLOW_SECONDS
     while True:
+        last_pass = view.finished or time.monotonic() > deadline
         for slot in view.slots:
             with boxes[slot.position].container(border=True):
-                _slot(ctx, user, view, slot)
-        if view.finished or time.monotonic() > deadline:
+                _slot(ctx, user, view, slot, actions=last_pass)
+        if last_pass:
             break
         time.sleep(POLL_SECONDS)
-        view = ctx.compare.get(user, run_id)
+        following = guarded(lambda: ctx.compare.get(user, run_id))
+        if following is None:
+            return None
+        view = following
     if not view.finished:
         st.rerun()
     return view
 
 
-def _slot(ctx: AppContext, user: UserView, view: CompareView, slot: CompareSlot) -> None:
+def _slot(
+    ctx: AppContext, user: UserView, view: CompareView, slot: CompareSlot, *, actions: bool
+) -> None:
+    """One reply column; ``actions`` draws its buttons (once per run: keys must be unique)."""
     st.markdown(f"### {slot.letter}")
     if slot.variant is not None:
         st.caption(slot.variant.label)
@@ -276,12 +291,14 @@ def _slot(ctx: AppContext, user: UserView, view: CompareView, slot: CompareSlot)
             facts.append(f"tokens {reply.tokens_in or 0} in / {reply.tokens_out or 0} out")
         st.caption(" · ".join(facts))
     elif reply.status == "failed":
-        st.error(reply.error or "This variant did not answer.")
-        if view.votes == 0:
+        # While blind, the provider's error could name the model: keep it for after the vote.
+        hidden = view.blind and not view.revealed
+        st.error(BLIND_FAILURE if hidden else reply.error or BLIND_FAILURE)
+        if view.votes == 0 and actions:
             st.button(
                 "Retry",
                 icon=":material/refresh:",
-                key=f"{RETRY_PREFIX}{view.id}_{slot.position}",
+                key=f"{RETRY_PREFIX}{view.id}_{slot.letter}",
                 on_click=_retry,
                 args=(ctx, user, view.id, slot.position),
             )
@@ -313,13 +330,19 @@ def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
     st.subheader("Judge the replies")
     letters = [slot.letter for slot in view.slots]
     with st.form(f"{VOTE_FORM}_{view.id}"):
-        best = st.radio("Best reply", [*letters, NO_BEST], horizontal=True, key=f"{BEST}_{view.id}")
+        best = st.radio(
+            "Best reply",
+            [*letters, NO_BEST],
+            index=None,  # no silent default vote for A
+            horizontal=True,
+            key=f"{BEST}_{view.id}",
+        )
         ratings: dict[int, tuple[str | None, str]] = {}
         for slot, column in zip(view.slots, st.columns(len(view.slots)), strict=True):
             verdict = column.segmented_control(
-                f"{slot.letter} was", list(RATINGS), key=f"{RATING_PREFIX}{view.id}_{slot.position}"
+                f"{slot.letter} was", list(RATINGS), key=f"{RATING_PREFIX}{view.id}_{slot.letter}"
             )
-            note = column.text_input("Note", key=f"{NOTE_PREFIX}{view.id}_{slot.position}")
+            note = column.text_input("Note", key=f"{NOTE_PREFIX}{view.id}_{slot.letter}")
             ratings[slot.position] = (verdict, note)
         submitted = st.form_submit_button("Submit vote", type="primary")
     if not submitted:

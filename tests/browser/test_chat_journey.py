@@ -14,7 +14,7 @@ from sqlalchemy import select
 from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.db.models import Feedback, Message
-from tests.browser.conftest import MEMBER, LiveApp, NewPage, wait_until_idle
+from tests.browser.conftest import MEMBER, LiveApp, NewPage, open_until_visible
 
 pytestmark = pytest.mark.browser
 
@@ -22,6 +22,7 @@ USERNAME, _, PASSWORD = MEMBER
 BUBBLE = '[data-testid="stChatMessage"]'
 SAMPLE_SECONDS = 0.1
 SAMPLES = 60
+COOKIE_WAIT_MS = 45_000  # the component is slow to load on a busy machine
 
 
 def sign_in(page: Page, url: str) -> None:
@@ -31,7 +32,9 @@ def sign_in(page: Page, url: str) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Chat")).to_be_visible()
     expect(page.get_by_label("Search chats")).to_be_visible()
-    page.wait_for_function("document.cookie.includes('nexus_auth=')")
+    # The login cookie's component reruns the app once it has written the cookie; a dialog
+    # opened before that rerun would be closed by it.
+    page.wait_for_function("document.cookie.includes('nexus_auth=')", timeout=COOKIE_WAIT_MS)
 
 
 def database(app: LiveApp) -> Database:
@@ -43,9 +46,8 @@ def test_a_member_chats_sees_the_reply_stream_exports_and_leaves_feedback(
 ) -> None:
     page = new_page()
     sign_in(page, live_app.url)
-    wait_until_idle(page)  # a dialog opened while the sign-in run finishes is drawn again
-    page.get_by_role("button", name="New chat").click()
     dialog = page.get_by_role("dialog")
+    open_until_visible(page, page.get_by_role("button", name="New chat"), dialog)
     expect(dialog.get_by_text("Technical Writer")).to_be_visible()
     card = (
         dialog.get_by_test_id("stVerticalBlock")
