@@ -267,10 +267,6 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
     return run_all
 
 
-def _share(service: NotebookService, user: UserView, notebook_id: int, key: str) -> None:
-    service.set_shared(user, notebook_id, bool(st.session_state[key]))
-
-
 def _save_title(service: NotebookService, user: UserView, notebook: OpenNotebook) -> None:
     assert notebook.notebook_id is not None
     current = service.get(user, notebook.notebook_id)
