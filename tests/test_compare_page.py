@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
+from nexus_core.compare.checks import TestCase
 from nexus_core.ui import compare_view, state, test_set_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
@@ -101,6 +102,27 @@ def test_a_test_set_is_written_run_and_shown_as_a_matrix(app_ctx: AppContext) ->
     assert len(matrix.columns) == 3  # the prompt and two variants
     cells = [value for column in matrix.columns[1:] for value in matrix[column].to_list()]
     assert all(value.startswith(("✅", "❌")) for value in cells)
+
+
+def test_an_admin_tells_same_named_sets_apart_and_cannot_edit_someone_elses(
+    app_ctx: AppContext,
+) -> None:
+    tess, admin = app_ctx.users.get("tess"), app_ctx.users.get("admin")
+    theirs = app_ctx.test_sets.create(tess, "Smoke", [TestCase("Say hello.")])
+    mine = app_ctx.test_sets.create(admin, "Smoke", [TestCase("Name a colour.")])
+    at = open_compare("admin", view="tests")
+    picker = at.selectbox(key=test_set_view.SET_PICK)
+    assert picker.options == [test_set_view.NEW_SET, "Smoke · tess", "Smoke"]  # name, then age
+
+    at.selectbox(key=test_set_view.SET_PICK).set_value(theirs.id).run()
+    assert not at.exception and not at.error
+    assert "Say hello." in at.code[0].value
+    assert not [b for b in at.button if b.label in ("Save", "Delete")]
+    assert any("only its owner can change it" in c.value for c in at.caption)
+
+    at.selectbox(key=test_set_view.SET_PICK).set_value(mine.id).run()
+    assert at.text_input(key=f"{test_set_view.SET_NAME}_{mine.id}").value == "Smoke"
+    assert {"Save", "Delete"} <= {b.label for b in at.button}
 
 
 def test_the_page_needs_the_prompt_compare_feature(app_ctx: AppContext) -> None:

@@ -9,8 +9,9 @@ It counts, once, for every variant that took part and was judged:
   variants left unrated do not count;
 - with neither, the comparison counts for no one.
 
-The win rate is wins / comparisons; its 95% Wilson score interval says how sure we can be, so a
-variant with 2 wins out of 2 does not outrank one with 80 out of 100 by accident of small numbers.
+The win rate is wins / comparisons; its 95% Wilson score interval says how sure we can be. The
+board is ranked by the interval's lower bound (the win rate we can be fairly sure of), so a variant
+with 2 wins out of 2 does not outrank one with 80 out of 100 by accident of small numbers.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def leaderboard(
     end: datetime | None = None,
     tag: str | None = None,
 ) -> list[LeaderboardRow]:
-    """Variants ranked by win rate, then by comparisons, over votes with start ≤ created_at < end.
+    """Variants ranked by the lower Wilson bound, then win rate, then comparisons, over votes with
+    start ≤ created_at < end.
 
     ``tag`` keeps only the comparisons with that tag; ``None`` keeps all. Variants no comparison
     counted for are left out. ``start``/``end`` must be timezone-aware if ``created_at`` is.
@@ -123,7 +125,7 @@ def leaderboard(
         )
         for variant, n in comparisons.items()
     ]
-    return sorted(rows, key=lambda row: (-row.win_rate, -row.comparisons, row.variant))
+    return sorted(rows, key=lambda row: (-row.low, -row.win_rate, -row.comparisons, row.variant))
 
 
 def leaderboard_csv(rows: Sequence[LeaderboardRow]) -> str:

@@ -100,7 +100,7 @@ def users_table(users: list[UserView]) -> None:
         }
         for u in users
     ]
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
     st.caption("Admins have every feature whatever their flags say.")
 
 

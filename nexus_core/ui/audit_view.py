@@ -128,7 +128,7 @@ def audit_table(ctx: AppContext, query: AuditQuery) -> None:
         st.dataframe(
             [_row(e) for e in events],
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
             column_config={"Open": st.column_config.LinkColumn("Open", display_text="Open ↗")},
         )
     back, where, forward, download = st.columns([1, 2, 1, 2], vertical_alignment="center")

@@ -57,7 +57,7 @@ def sessions_sidebar(ctx: AppContext, user: UserView, current: str | None) -> No
     """New chat, search and the user's sessions, newest first."""
     with st.sidebar:
         st.divider()
-        if st.button("➕ New chat", key=state.NEW_CHAT_BUTTON, use_container_width=True):
+        if st.button("➕ New chat", key=state.NEW_CHAT_BUTTON, width="stretch"):
             new_chat_dialog(ctx, user)
         search = st.text_input("Search chats", key=state.CHAT_SEARCH, placeholder="Title…")
         show_archived = st.toggle("Show archived", key=state.CHAT_SHOW_ARCHIVED)
@@ -71,7 +71,7 @@ def sessions_sidebar(ctx: AppContext, user: UserView, current: str | None) -> No
                 label,
                 key=state.SESSION_PICK_PREFIX + chat.public_id,
                 type=kind,
-                use_container_width=True,
+                width="stretch",
             ):
                 open_session(chat.public_id)
 

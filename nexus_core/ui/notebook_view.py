@@ -233,7 +233,7 @@ def _show_outcome(
     if outcome.source != _source(notebook, cell):
         facts.append("the SQL changed since this run")
     st.caption(" · ".join(facts))
-    st.dataframe(result.display, hide_index=True, use_container_width=True)
+    st.dataframe(result.display, hide_index=True, width="stretch")
     _downloads(notebook, cell, result, exports=exports)
 
 
@@ -242,7 +242,7 @@ def _chart(cell: Cell, result: QueryResult) -> None:
     if cell.chart is None or not result.row_count:
         return
     try:
-        st.plotly_chart(build_chart(result.display, cell.chart), use_container_width=True)
+        st.plotly_chart(build_chart(result.display, cell.chart), width="stretch")
     except NexusError as exc:
         st.warning(str(exc))
 

@@ -74,7 +74,7 @@ def analytics_panels(
     tabs = st.tabs(names)
     with tabs[0]:
         events = session_timeline(chat.created_at, messages, feedback)
-        st.plotly_chart(session_timeline_figure(events), use_container_width=True)
+        st.plotly_chart(session_timeline_figure(events), width="stretch")
     with tabs[1]:
         st.markdown(
             f"- **Session** `{chat.public_id}`\n"

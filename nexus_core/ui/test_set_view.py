@@ -38,6 +38,7 @@ AFTER_PICK = "nexus_ts_after"
 LB_DATES = "nexus_lb_dates"
 LB_TAG = "nexus_lb_tag"
 POLL_SECONDS = 0.5
+FOLLOW_SECONDS = 300.0  # then the page stops waiting; the run goes on
 EXAMPLE = (
     "What is your refund policy?\ncontains: refund\nmax latency ms: 3000\n---\n"
     "Say hello in French.\ncontains: bonjour"
@@ -78,7 +79,7 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
     st.dataframe(
         table,
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         column_config={"Win rate": percent, "95% low": percent, "95% high": percent},
     )
     st.caption("95 % Wilson score interval; a comparison counts for every variant that was judged.")
@@ -105,18 +106,45 @@ def _bounds(dates: object) -> tuple[datetime | None, datetime | None]:
 def test_sets(ctx: AppContext, user: UserView) -> None:
     """Write or pick a test set, run it against variants, read the matrix, compare two runs."""
     sets = guarded(lambda: ctx.test_sets.list(user)) or []
-    by_name = {s.name: s for s in sets}
+    by_id = {s.id: s for s in sets}
+    labels = _set_labels(ctx, user, sets)
     if PENDING_PICK in st.session_state:  # chosen by the last save or delete
         st.session_state[SET_PICK] = st.session_state.pop(PENDING_PICK)
-    picked = st.selectbox("Test set", [NEW_SET, *by_name], key=SET_PICK)
-    current = by_name.get(picked)
-    _editor(ctx, user, current)
+    if st.session_state.get(SET_PICK) not in by_id:  # deleted meanwhile, or never picked
+        st.session_state[SET_PICK] = None
+    picked = st.selectbox(
+        "Test set",
+        [None, *by_id],
+        format_func=lambda set_id: NEW_SET if set_id is None else labels[set_id],
+        key=SET_PICK,
+    )
+    current = by_id.get(picked) if picked is not None else None
+    if current is not None and current.owner_id != user.id:
+        _read_only(current, labels[current.id])
+    else:
+        _editor(ctx, user, current)
     if current is None:
         return
     st.divider()
     _runner(ctx, user, current)
     st.divider()
     _runs(ctx, user, current)
+
+
+def _set_labels(ctx: AppContext, user: UserView, sets: list[TestSetView]) -> dict[int, str]:
+    """Each set's name; an admin sees others' sets too, so theirs carry the owner's username."""
+    foreign = {s.owner_id for s in sets} - {user.id}
+    owners = {u.id: u.username for u in guarded(ctx.users.list) or []} if foreign else {}
+    return {
+        s.id: s.name if s.owner_id == user.id else f"{s.name} · {owners.get(s.owner_id, '?')}"
+        for s in sets
+    }
+
+
+def _read_only(current: TestSetView, label: str) -> None:
+    """Someone else's set (an admin looking): shown, runnable, not editable."""
+    st.caption(f"“{label}” belongs to someone else: you can run it, only its owner can change it.")
+    st.code(format_test_set(current.cases), language=None)
 
 
 def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> None:
@@ -142,7 +170,7 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
                 )
             )
             if saved is not None:
-                st.session_state[PENDING_PICK] = saved.name
+                st.session_state[PENDING_PICK] = saved.id
                 st.rerun()
     if current is not None and right.button(
         "Delete", icon=":material/delete:", key=f"{DELETE_SET}_{suffix}"
@@ -152,7 +180,7 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
         except NexusError as exc:
             st.error(str(exc))
             return
-        st.session_state[PENDING_PICK] = NEW_SET
+        st.session_state[PENDING_PICK] = None
         st.rerun()
 
 
@@ -166,11 +194,20 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     if run is None:
         return
     bar = st.progress(0.0, text="Starting…")
+    deadline = time.monotonic() + FOLLOW_SECONDS
     while True:
-        progress = ctx.test_sets.progress(user, run.id)
+        progress = guarded(lambda: ctx.test_sets.progress(user, run.id))
+        if progress is None:
+            break
         text = f"{progress.done} of {progress.total} replies"
         bar.progress(progress.done / max(progress.total, 1), text=text)
         if progress.done >= progress.total:
+            break
+        if time.monotonic() >= deadline:
+            st.info(
+                "Still running: the replies go on in the background and fill in the results "
+                "below as they finish — reload the page to see more."
+            )
             break
         time.sleep(POLL_SECONDS)
     st.session_state[RUN_PICK] = run.id
@@ -213,7 +250,7 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
             }
         ),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
 
 
@@ -250,4 +287,4 @@ def _matrix(matrix: ResultsMatrix) -> None:
             verdict = "✅" if cell.passed else "❌ " + "; ".join(cell.result.failures)
             column.append(" · ".join([verdict, *facts]))
         columns[header] = column
-    st.dataframe(pl.DataFrame(columns), hide_index=True, use_container_width=True)
+    st.dataframe(pl.DataFrame(columns), hide_index=True, width="stretch")

@@ -101,7 +101,7 @@ def sidebar(service: NotebookService, user: UserView) -> None:
             "New notebook",
             icon=":material/add:",
             key=NEW_NOTEBOOK,
-            use_container_width=True,
+            width="stretch",
             on_click=guarded,
             args=(lambda: _create(service, user),),
         )

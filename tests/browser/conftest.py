@@ -53,6 +53,8 @@ UI_TIMEOUT_MS = 15_000
 NAVIGATION_ATTEMPTS = 3
 NAVIGATION_WAIT_MS = 5_000
 REOPEN_AFTER_MS = 5_000
+COOKIE_WAIT_MS = 45_000  # the cookie component is slow to load on a busy machine
+LOGIN_COOKIE_JS = "document.cookie.includes('nexus_auth=')"
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,22 @@ def new_page(browser: Browser) -> Iterator[NewPage]:
     opener.close()
 
 
+def sign_in(page: Page, url: str, username: str, password: str) -> None:
+    """Sign in through the real form and wait until the app has settled on the Chat page.
+
+    The sign-in run can briefly show the stale Chat heading beside the new one, and the login
+    cookie's component reruns the app once it has written the cookie; a click made before that
+    rerun can be swallowed by it, so this returns only after the cookie exists and the run ended.
+    """
+    page.goto(url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Chat").first).to_be_visible()
+    page.wait_for_function(LOGIN_COOKIE_JS, timeout=COOKIE_WAIT_MS)
+    wait_until_idle(page)
+
+
 def open_from_sidebar(page: Page, title: str, heading: str) -> None:
     """Open the page named ``title`` from the sidebar menu and wait for its ``heading``.
 
@@ -277,7 +295,8 @@ def open_from_sidebar(page: Page, title: str, heading: str) -> None:
         except PlaywrightError:
             if attempt == NAVIGATION_ATTEMPTS - 1:
                 raise
-    expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    # ``first``: while the run finishes, the stale heading can still stand beside the new one.
+    expect(page.get_by_role("heading", name=heading).first).to_be_visible()
 
 
 def wait_until_idle(page: Page) -> None:

@@ -8,13 +8,13 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.db.models import Feedback, Message
-from tests.browser.conftest import MEMBER, LiveApp, NewPage, open_until_visible
+from tests.browser.conftest import MEMBER, LiveApp, NewPage, open_until_visible, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -22,19 +22,6 @@ USERNAME, _, PASSWORD = MEMBER
 BUBBLE = '[data-testid="stChatMessage"]'
 SAMPLE_SECONDS = 0.1
 SAMPLES = 60
-COOKIE_WAIT_MS = 45_000  # the component is slow to load on a busy machine
-
-
-def sign_in(page: Page, url: str) -> None:
-    page.goto(url)
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Chat")).to_be_visible()
-    expect(page.get_by_label("Search chats")).to_be_visible()
-    # The login cookie's component reruns the app once it has written the cookie; a dialog
-    # opened before that rerun would be closed by it.
-    page.wait_for_function("document.cookie.includes('nexus_auth=')", timeout=COOKIE_WAIT_MS)
 
 
 def database(app: LiveApp) -> Database:
@@ -45,7 +32,8 @@ def test_a_member_chats_sees_the_reply_stream_exports_and_leaves_feedback(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
     page = new_page()
-    sign_in(page, live_app.url)
+    sign_in(page, live_app.url, USERNAME, PASSWORD)
+    expect(page.get_by_label("Search chats")).to_be_visible()
     dialog = page.get_by_role("dialog")
     open_until_visible(page, page.get_by_role("button", name="New chat"), dialog)
     expect(dialog.get_by_text("Technical Writer")).to_be_visible()

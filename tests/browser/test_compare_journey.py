@@ -7,9 +7,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveApp, NewPage, open_from_sidebar, pick, wait_until_idle
+from tests.browser.conftest import (
+    LiveApp,
+    NewPage,
+    open_from_sidebar,
+    pick,
+    sign_in,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -17,14 +24,6 @@ TESTER = ("tess", "tester-password-1")
 PERSONAS = ("Code Reviewer", "Technical Writer")
 PROMPT = "Explain exponential backoff in one sentence."
 COMPARE = re.compile(r"(^|\s)Compare$")
-
-
-def sign_in(page: Page, url: str, username: str, password: str) -> None:
-    page.goto(url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Chat")).to_be_visible()
 
 
 def test_a_blind_comparison_is_judged_and_the_leaderboard_moves(

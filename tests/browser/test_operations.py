@@ -28,6 +28,7 @@ from tests.browser.conftest import (
     _stop,
     _wait_until_healthy,
     run_nexus,
+    sign_in,
 )
 
 pytestmark = pytest.mark.browser
@@ -147,7 +148,8 @@ def test_production_refuses_to_start_without_a_cookie_key(tmp_path: Path) -> Non
     assert "Traceback" not in result.stderr
 
 
-def sign_in_admin(page: Page, url: str, path: str = "") -> None:
+def sign_in_admin_at(page: Page, url: str, path: str) -> None:
+    """Sign in through the form shown at ``path`` (the app opens that page afterwards)."""
     page.goto(f"{url}/{path}")
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
@@ -178,7 +180,7 @@ def test_metrics_parse_and_move_after_a_chat(live_app: LiveApp, new_page: NewPag
     } <= families
     before = metric_value(live_app.url, "nexus_ai_requests_total")
     page = new_page()
-    sign_in_admin(page, live_app.url)
+    sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
     page.get_by_role("button", name="New chat").click()
     page.get_by_role("dialog").get_by_role("button", name="Chat").first.click()
     page.get_by_placeholder("Message").fill("Count me in the metrics")
@@ -192,7 +194,7 @@ def test_an_unexpected_error_shows_a_reference_and_the_report_files_feedback(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
     page = new_page()
-    sign_in_admin(page, live_app.url, "dashboard")
+    sign_in_admin_at(page, live_app.url, "dashboard")
     page.get_by_text("Operations").click()
     page.get_by_role("button", name="Send a test error").click()
     notice = page.get_by_text("Something went wrong on our side")
@@ -222,9 +224,7 @@ def test_an_unknown_page_shows_a_friendly_404_with_a_way_back(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
     page = new_page()
-    sign_in_admin(page, live_app.url)
-    expect(page.get_by_role("heading", name="Chat")).to_be_visible()
-    page.wait_for_function("document.cookie.includes('nexus_auth=')")
+    sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
     page.goto(f"{live_app.url}/no-such-page")
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     page.get_by_role("link", name="Back to Chat").click()

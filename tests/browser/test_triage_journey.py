@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from nexus_core import audit
 from nexus_core.db.engine import Database
@@ -20,7 +20,7 @@ from tests.browser.conftest import (
     NewPage,
     open_from_sidebar,
     pick,
-    wait_until_idle,
+    sign_in,
 )
 
 pytestmark = pytest.mark.browser
@@ -32,16 +32,6 @@ QUESTION = "How fast are replies today?"
 
 def database(app: LiveApp) -> Database:
     return Database(f"sqlite:///{app.data_dir / 'nexus.db'}")
-
-
-def sign_in(page: Page, url: str, username: str, password: str) -> None:
-    page.goto(url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    # While the sign-in run finishes, the old and the new heading can both be on the page.
-    expect(page.get_by_role("heading", name="Chat").last).to_be_visible()
-    wait_until_idle(page)
 
 
 def seed_feedback(app: LiveApp) -> int:

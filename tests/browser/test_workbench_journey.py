@@ -20,6 +20,7 @@ from tests.browser.conftest import (
     NewPage,
     open_from_sidebar,
     pick,
+    sign_in,
     wait_until_idle,
 )
 
@@ -37,14 +38,6 @@ ADD_SQL = re.compile(r"SQL cell$")
 SAVE_ATTEMPTS = 3
 SAVE_WAIT_SECONDS = 5.0
 SCREENSHOTS_ENV = "NEXUS_SCREENSHOTS_DIR"  # set it to keep screenshots of the journey
-
-
-def sign_in(page: Page, url: str, username: str, password: str) -> None:
-    page.goto(url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Chat")).to_be_visible()
 
 
 def saved_sources(app: LiveApp, username: str) -> list[str]:
