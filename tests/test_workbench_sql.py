@@ -294,20 +294,22 @@ def test_a_query_cannot_see_python_variables_of_the_caller(session: WorkbenchSes
 
 
 @pytest.mark.parametrize(
-    "runaway",
+    ("runaway", "keep"),
     [
-        "SELECT count(*) FROM range(1000000000000)",
-        "SELECT count(*) FROM range(1000000) AS a CROSS JOIN range(1000000) AS b",
+        ("SELECT count(*) FROM range(1000000000000)", None),
+        ("SELECT count(*) FROM range(1000000) AS a CROSS JOIN range(1000000) AS b", None),
+        # rows streaming in for the screen: counted past the display limit until stopped
+        ("SELECT range AS n FROM range(1000000000000)", DISPLAY_LIMIT),
     ],
 )
 def test_a_runaway_query_is_stopped_within_the_time_limit(
-    runaway: str, app: AppContext, store: EventStore
+    runaway: str, keep: int | None, app: AppContext, store: EventStore
 ) -> None:
     settings = dataclasses.replace(app.settings, sql_timeout_seconds=SHORT_LIMIT_SECONDS)
     with Workbench(settings, app.db, events=store).open(include_message_content=False) as quick:
         started = time.monotonic()
         with pytest.raises(QueryTimeout) as stopped:
-            quick.run(runaway)
+            quick.run(runaway, keep=keep)
         assert time.monotonic() - started < SHORT_LIMIT_SECONDS + 1
         assert str(stopped.value) == (
             "The query ran longer than 1 s and was stopped. Narrow it down (a WHERE on ts, "
@@ -344,19 +346,25 @@ def test_a_query_that_needs_too_much_memory_says_which_setting(
 
 def test_the_display_is_limited_and_the_full_result_downloads(session: WorkbenchSession) -> None:
     rows = DISPLAY_LIMIT + 2_500
-    result = session.run(f"SELECT range AS n, '=1+1' AS formula FROM range({rows})")
+    result = session.run(
+        f"SELECT range AS n, '=1+1' AS formula FROM range({rows})", keep=DISPLAY_LIMIT
+    )
     assert (result.row_count, result.display.height, result.truncated) == (
         rows,
         DISPLAY_LIMIT,
         True,
     )
+    assert result.frame.height == DISPLAY_LIMIT  # what the page keeps between reruns
+    assert result.frame["n"].to_list() == list(range(DISPLAY_LIMIT))
     csv = result.to_csv()
     assert csv.startswith(b"\xef\xbb\xbfn,formula\n0,'=1+1\n")  # BOM; formulas neutralised
     assert len(csv.splitlines()) == rows + 1
     parquet = pl.read_parquet(io.BytesIO(result.to_parquet()))
     assert parquet.height == rows and parquet["formula"][0] == "=1+1"
-    small = session.run("SELECT 1 AS n")
-    assert (small.row_count, small.truncated) == (1, False)
+    small = session.run("SELECT 1 AS n", keep=DISPLAY_LIMIT)
+    assert (small.row_count, small.truncated, small.frame.rows()) == (1, False, [(1,)])
+    empty = session.run("SELECT 1 AS n WHERE false", keep=DISPLAY_LIMIT)
+    assert (empty.row_count, empty.frame.columns) == (0, ["n"])
 
 
 def test_results_of_any_type_can_be_shown_and_downloaded(session: WorkbenchSession) -> None:
@@ -393,3 +401,14 @@ def test_errors_carry_duckdbs_message_and_where_it_is(session: WorkbenchSession)
     )
     with pytest.raises(QueryError, match="Table with name sesions does not exist"):
         session.run("SELECT * FROM sesions")
+
+
+def test_an_error_met_while_rows_stream_in_is_duckdbs_message(session: WorkbenchSession) -> None:
+    late = (
+        "SELECT CAST(CASE WHEN range < 50000 THEN '1' ELSE 'x' END AS INTEGER) AS n "
+        "FROM range(100000)"
+    )
+    with pytest.raises(QueryError) as streamed:
+        session.run(late, keep=DISPLAY_LIMIT)
+    assert not isinstance(streamed.value, QueryTimeout)
+    assert str(streamed.value).startswith("Conversion Error: Could not convert string 'x'")

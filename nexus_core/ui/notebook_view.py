@@ -69,7 +69,7 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
                     done / len(sql_cells), text=f"Running cell {done} of {len(sql_cells)}…"
                 )
                 source = _source(notebook, cell)
-                _store(notebook, cell, _outcome(source, lambda s=source: session.run(s)))
+                _store(notebook, cell, _outcome(source, lambda s=source: session.run(s, keep=DISPLAY_LIMIT)))
     except NexusError as exc:
         st.error(str(exc))
     progress.empty()
@@ -161,7 +161,9 @@ def _sql_cell(
         with st.spinner("Running…"):
             outcome = _outcome(
                 source,
-                lambda: workbench(ctx).run(source, include_message_content=user.is_admin),
+                lambda: workbench(ctx).run(
+                    source, include_message_content=user.is_admin, keep=DISPLAY_LIMIT
+                ),
             )
         _store(notebook, cell, outcome)
     outcome = st.session_state.get(RESULTS, {}).get(_result_key(notebook, cell))

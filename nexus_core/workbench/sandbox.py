@@ -25,6 +25,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,6 +42,9 @@ from nexus_core.spreadsheet import neutralised
 from nexus_core.workbench.data import TABLE_VIEWS, load_snapshot, take_snapshot
 
 DISPLAY_LIMIT: Final = 10_000
+FETCH_BATCH_ROWS: Final = 8_192
+INTERRUPTED: Final = "INTERRUPT Error"
+OUT_OF_MEMORY: Final = "Out of Memory Error"
 SANDBOX_THREADS: Final = 2
 CONNECT_CONFIG: Final = {"temp_directory": ""}  # no spill files, and no temp dir to read
 SESSION_SQL: Final = ("SET TimeZone = 'UTC'", "SET errors_as_json = true")
@@ -98,15 +102,16 @@ NAMED_IN_MESSAGE: Final = (
 
 @dataclass(frozen=True, eq=False)
 class QueryResult:
-    """A query's full result, the part shown on screen, and how long it took."""
+    """A query's rows (all, or the first ``DISPLAY_LIMIT`` on screen), how many, how long.
+
+    A page keeps results between reruns, so a run for the screen holds at most ``DISPLAY_LIMIT``
+    rows; the downloads then run the query again (``rerun``) for every row, without keeping them.
+    """
 
     frame: pl.DataFrame
+    row_count: int
     elapsed_ms: float
-
-    @property
-    def row_count(self) -> int:
-        """How many rows the query returned."""
-        return self.frame.height
+    rerun: Callable[[], pl.DataFrame] | None = None
 
     @property
     def display(self) -> pl.DataFrame:
@@ -116,13 +121,20 @@ class QueryResult:
     @property
     def truncated(self) -> bool:
         """Whether ``display`` leaves rows out."""
-        return self.frame.height > DISPLAY_LIMIT
+        return self.row_count > DISPLAY_LIMIT
+
+    def all_rows(self) -> pl.DataFrame:
+        """Every row: the kept frame when it holds them all, else the query run again."""
+        if self.frame.height >= self.row_count or self.rerun is None:
+            return self.frame
+        return self.rerun()
 
     def to_csv(self, *, bom: bool = True) -> bytes:
         """The full result as UTF-8 CSV; text a spreadsheet would run as a formula is quoted."""
-        flat = self.frame.with_columns(
+        frame = self.all_rows()
+        flat = frame.with_columns(
             pl.col(name).map_elements(_as_text, return_dtype=pl.String)
-            for name, dtype in self.frame.schema.items()
+            for name, dtype in frame.schema.items()
             if dtype.is_nested() or dtype == pl.Binary
         )
         buffer = io.BytesIO()
@@ -132,39 +144,56 @@ class QueryResult:
     def to_parquet(self) -> bytes:
         """The full result as a Parquet file, values as they are."""
         buffer = io.BytesIO()
-        self.frame.write_parquet(buffer)
+        self.all_rows().write_parquet(buffer)
         return buffer.getvalue()
 
 
 class WorkbenchSession:
     """One data snapshot in one sandboxed DuckDB connection; run queries on it, then close it."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        settings: Settings,
+        rerun: Callable[[str], QueryResult] | None = None,
+    ) -> None:
         self._con = con
         self._settings = settings
+        self._rerun = rerun
 
-    def run(self, sql: str) -> QueryResult:
-        """Run one read-only statement; raises ``QueryError`` (or a subclass) when it fails."""
+    def run(self, sql: str, *, keep: int | None = None) -> QueryResult:
+        """Run one read-only statement; raises ``QueryError`` (or a subclass) when it fails.
+
+        ``keep`` bounds the rows held in memory (the rest are counted, not kept); the result can
+        then fetch every row again by running ``sql`` on a fresh snapshot.
+        """
         check_statement(self._con, sql)
         started = time.perf_counter()
         deadline = _Deadline(self._con, self._settings.sql_timeout_seconds)
         try:
             with deadline:
-                frame = _fetch(self._con.sql(sql))
-        except duckdb.InterruptException as exc:
-            if not deadline.fired:
-                raise query_error(exc, sql) from exc
-            seconds = self._settings.sql_timeout_seconds
-            raise QueryTimeout(TIMEOUT_MESSAGE.format(seconds=seconds)) from exc
-        except duckdb.OutOfMemoryException as exc:
-            memory = MEMORY_MESSAGE.format(limit=self._settings.sql_memory_limit)
-            reason = _duckdb_text(exc)[1].splitlines()[0]  # the rest is advice for DuckDB's owner
-            raise QueryError(f"{memory}\n\nOut of Memory Error: {reason}") from exc
-        except duckdb.Error as exc:
-            raise query_error(exc, sql) from exc
+                frame, row_count = _fetch(self._con.sql(sql), keep)
+        except (duckdb.Error, OSError) as exc:
+            # Errors met while rows stream in arrive through Arrow as OSError, DuckDB's text kept.
+            raise self._failure(exc, sql, deadline) from exc
         except (pl.exceptions.PolarsError, pa.ArrowException) as exc:
             raise QueryError(f"{CONVERSION_MESSAGE} ({exc})") from exc
-        return QueryResult(frame, (time.perf_counter() - started) * 1000)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        rerun = self._rerun
+        again = None if rerun is None else (lambda: rerun(sql).frame)
+        return QueryResult(frame, row_count, elapsed_ms, rerun=again)
+
+    def _failure(self, exc: Exception, sql: str, deadline: _Deadline) -> QueryError:
+        """The error to show for a query DuckDB stopped: time limit, memory, or its message."""
+        kind = _duckdb_text(exc)[0]
+        if deadline.fired and (isinstance(exc, duckdb.InterruptException) or kind == INTERRUPTED):
+            seconds = self._settings.sql_timeout_seconds
+            return QueryTimeout(TIMEOUT_MESSAGE.format(seconds=seconds))
+        if isinstance(exc, duckdb.OutOfMemoryException) or kind == OUT_OF_MEMORY:
+            memory = MEMORY_MESSAGE.format(limit=self._settings.sql_memory_limit)
+            reason = _duckdb_text(exc)[1].splitlines()[0]  # the rest is advice for DuckDB's owner
+            return QueryError(f"{memory}\n\n{OUT_OF_MEMORY}: {reason}")
+        return query_error(exc, sql)
 
     def close(self) -> None:
         """Drop the connection and its copy of the data."""
@@ -219,14 +248,20 @@ class Workbench:
         except BaseException:
             con.close()
             raise
-        return WorkbenchSession(con, self.settings)
+        return WorkbenchSession(
+            con,
+            self.settings,
+            rerun=lambda sql: self.run(sql, include_message_content=include_message_content),
+        )
 
-    def run(self, sql: str, *, include_message_content: bool) -> QueryResult:
-        """Open a session, run one query, close it."""
+    def run(
+        self, sql: str, *, include_message_content: bool, keep: int | None = None
+    ) -> QueryResult:
+        """Open a session, run one query (keeping at most ``keep`` rows), close it."""
         with _parser() as parser:  # refuse before copying any data
             check_statement(parser, sql)
         with self.open(include_message_content=include_message_content) as session:
-            return session.run(sql)
+            return session.run(sql, keep=keep)
 
     def close(self) -> None:
         """Close the event store if this workbench built it."""
@@ -259,7 +294,7 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryRefused(ONE_SELECT_MESSAGE.format(what=f"a {kind.name} statement"))
 
 
-def query_error(exc: duckdb.Error, sql: str) -> QueryError:
+def query_error(exc: Exception, sql: str) -> QueryError:
     """DuckDB's error as a ``QueryError`` whose message shows where in ``sql`` it is."""
     prefix, message, position, length = _duckdb_text(exc)
     if isinstance(exc, duckdb.PermissionException):
@@ -275,7 +310,7 @@ def query_error(exc: duckdb.Error, sql: str) -> QueryError:
     return QueryError(f"{text}\n\nLINE {line}: {source}\n{caret}", line=line, column=column)
 
 
-def _duckdb_text(exc: duckdb.Error) -> tuple[str, str, int | None, int]:
+def _duckdb_text(exc: Exception) -> tuple[str, str, int | None, int]:
     """(kind, message, byte position or None, length) of a DuckDB error, JSON or plain."""
     prefix, _, rest = str(exc).partition(": ")
     if not rest:
@@ -331,10 +366,16 @@ def _lock_down(con: duckdb.DuckDBPyConnection, files: tuple[str, ...], memory: s
         con.execute(statement.format(paths=paths, memory_limit=quote(memory)))
 
 
-def _fetch(relation: duckdb.DuckDBPyRelation | None) -> pl.DataFrame:
-    """The relation's rows as a frame; types Polars cannot take arrive as DuckDB's text."""
+def _fetch(
+    relation: duckdb.DuckDBPyRelation | None, keep: int | None
+) -> tuple[pl.DataFrame, int]:
+    """The relation's first ``keep`` rows (all when None) as a frame, and how many there were.
+
+    Rows stream in batches; those past ``keep`` are counted and dropped. Types Polars cannot
+    take arrive as DuckDB's text for them.
+    """
     if relation is None:
-        return pl.DataFrame()
+        return pl.DataFrame(), 0
     types = [str(kind) for kind in relation.types]
     if any(NEEDS_TEXT.search(kind) for kind in types):
         columns = enumerate(zip(relation.columns, types, strict=True), start=1)
@@ -346,7 +387,20 @@ def _fetch(relation: duckdb.DuckDBPyRelation | None) -> pl.DataFrame:
                 for position, (name, kind) in columns
             )
         )
-    return relation.pl()
+    if keep is None:
+        frame = relation.pl()
+        return frame, frame.height
+    reader = relation.to_arrow_reader(FETCH_BATCH_ROWS)
+    kept: list[pa.RecordBatch] = []
+    held = count = 0
+    for batch in reader:
+        count += batch.num_rows
+        if held < keep:
+            kept.append(batch.slice(0, keep - held))
+            held += kept[-1].num_rows
+    frame = pl.from_arrow(pa.Table.from_batches(kept, schema=reader.schema))
+    assert isinstance(frame, pl.DataFrame)
+    return frame, count
 
 
 def _identifier(name: str) -> str:
