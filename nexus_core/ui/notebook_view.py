@@ -69,7 +69,11 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
                     done / len(sql_cells), text=f"Running cell {done} of {len(sql_cells)}…"
                 )
                 source = _source(notebook, cell)
-                _store(notebook, cell, _outcome(source, lambda s=source: session.run(s, keep=DISPLAY_LIMIT)))
+                _store(
+                    notebook,
+                    cell,
+                    _outcome(source, lambda s=source: session.run(s, keep=DISPLAY_LIMIT)),
+                )
     except NexusError as exc:
         st.error(str(exc))
     progress.empty()

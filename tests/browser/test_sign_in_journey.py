@@ -4,6 +4,8 @@ component and ``st.context.cookies``)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -123,6 +125,27 @@ def test_cookie_signs_in_again_after_reload_but_not_after_logout(
     after_logout.goto(live_app.url)
     expect_login_form(after_logout)
     expect(chat_heading(after_logout)).to_have_count(0)
+
+
+def test_a_reload_with_only_the_cookie_stays_on_the_page_and_its_query(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    page = new_page()
+    sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
+    expect(chat_heading(page)).to_be_visible()
+    cookie = login_cookie(page)
+
+    # A fresh browser holding only the cookie opens a link to a page with a query.
+    other = new_page()
+    other.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": live_app.url}])
+    other.goto(f"{live_app.url}/compare?view=leaderboard")
+    expect(other.get_by_label("Prompt tag")).to_be_visible()  # the leaderboard section
+    expect(other).to_have_url(re.compile(r"/compare\?view=leaderboard$"))
+
+    other.reload()
+    expect(other.get_by_label("Prompt tag")).to_be_visible()
+    expect(other).to_have_url(re.compile(r"/compare\?view=leaderboard$"))
+    expect(chat_heading(other)).to_have_count(0)
 
 
 def test_admin_sees_admin_pages(live_app: LiveApp, new_page: NewPage) -> None:
