@@ -22,7 +22,7 @@ if get_script_run_ctx() is None:
     )
 else:
     from nexus_core.errors import ConfigError
-    from nexus_core.ui import nav
+    from nexus_core.ui import nav, state
     from nexus_core.ui.auth import sign_in
     from nexus_core.ui.errors_view import show_report_notice
     from nexus_core.ui.resources import get_context
@@ -34,9 +34,11 @@ else:
         st.error(str(exc))
         st.stop()
 
+    if not st.session_state.get(state.AUTH_STATUS):
+        # Before sign-in, which may rerun the app (the login cookie) and so lose the page asked for.
+        nav.remember_requested_page()
     user = sign_in(ctx)
     if user is None:
-        nav.remember_requested_page()
         st.stop()
     show_report_notice()
     navigation = nav.build_navigation(user, env=ctx.settings.env)
