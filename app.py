@@ -37,8 +37,10 @@ else:
     if not st.session_state.get(state.AUTH_STATUS):
         # Before sign-in, which may rerun the app (the login cookie) and so lose the page asked for.
         nav.remember_requested_page()
+        nav.hide_navigation()
     user = sign_in(ctx)
     if user is None:
+        nav.hide_navigation()  # also right after signing out: no stale menu
         st.stop()
     show_report_notice()
     navigation = nav.build_navigation(user, env=ctx.settings.env)

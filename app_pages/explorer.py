@@ -14,14 +14,15 @@ explorer_view.show_notice()
 filters, sort, bucket = explorer_view.filters_sidebar(ctx, triage, user)
 try:
     total = triage.count(filters, viewer=user)
-    rows = triage.search(filters, viewer=user, sort=sort)
+    page = explorer_view.table_page(filters, sort, total)
+    rows = triage.search(filters, viewer=user, sort=sort, limit=page.size, offset=page.offset)
 except NexusError as exc:
     st.error(str(exc))
     st.stop()
 
 items_tab, charts_tab = st.tabs(["Items", "Charts"])
 with items_tab:
-    selected = explorer_view.feedback_table(rows, total)
+    selected = explorer_view.feedback_table(rows, page)
     explorer_view.bulk_actions(triage, user, selected)
     explorer_view.downloads(triage, user, filters, total)
 with charts_tab:

@@ -188,6 +188,28 @@ def test_the_explorer_filters_by_category_search_and_persona(app_ctx: AppContext
     assert not at.exception
 
 
+def test_the_explorer_pages_through_many_items_and_new_filters_start_at_page_one(
+    app_ctx: AppContext,
+) -> None:
+    mia = app_ctx.users.get("mia")
+    many = explorer_view.TABLE_PAGE_SIZE + 5
+    with app_ctx.db.session() as session:  # rows, not submissions: the service is not under test
+        session.add_all(
+            Feedback(user_id=mia.id, category="bug", description=f"Bug {n}") for n in range(many)
+        )
+    at = signed_in("ana", "explorer")
+    first = table_ids(at)
+    assert len(first) == explorer_view.TABLE_PAGE_SIZE
+    assert f"Page 1 of 2 · {many} items" in [c.value for c in at.caption]
+    at.button(key=f"{explorer_view.TABLE_PAGE}_next").click().run()
+    second = table_ids(at)
+    assert len(second) == 5 and not set(first) & set(second)
+    assert at.button(key=f"{explorer_view.TABLE_PAGE}_next").disabled
+    at.selectbox(key=explorer_view.SORT).set_value("oldest").run()
+    assert table_ids(at) == sorted(first + second)[: explorer_view.TABLE_PAGE_SIZE]  # page 1
+    assert not at.exception
+
+
 def test_opening_an_item_shows_the_conversation_and_a_status_change_is_audited(
     app_ctx: AppContext,
 ) -> None:

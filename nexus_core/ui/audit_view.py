@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
 
@@ -14,6 +13,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.audit import AuditRecord
 from nexus_core.audit_log import AuditQuery
 from nexus_core.ui import state
+from nexus_core.ui.paging import current_page, pager
 
 # Widget and session keys of the Audit page.
 ACTOR = "nexus_audit_actor"
@@ -23,9 +23,8 @@ TARGET_TYPE = "nexus_audit_target_type"
 TARGET_ID = "nexus_audit_target_id"
 DATES = "nexus_audit_dates"
 PAGE = "nexus_audit_page"
-SHOWN_QUERY = "nexus_audit_shown_query"
-PREVIOUS = "nexus_audit_previous"
-NEXT = "nexus_audit_next"
+PREVIOUS = f"{PAGE}_previous"
+NEXT = f"{PAGE}_next"
 
 PAGE_SIZE = 50
 FEEDBACK_ITEM_PARAM = "item"
@@ -109,19 +108,11 @@ def _row(event: AuditRecord) -> dict[str, object]:
     }
 
 
-def _go_to(page: int) -> None:
-    st.session_state[PAGE] = page
-
-
 def audit_table(ctx: AppContext, query: AuditQuery) -> None:
     """One page of matching events, newest first, with previous/next and a CSV of all of them."""
-    if st.session_state.get(SHOWN_QUERY) != query:  # new filters start at the first page
-        st.session_state[SHOWN_QUERY] = query
-        st.session_state[PAGE] = 0
     total = audit_log.count(ctx.db, query)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    page = min(int(st.session_state.get(PAGE, 0)), pages - 1)
-    events = audit_log.search(ctx.db, query, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
+    page = current_page(PAGE, query, total, PAGE_SIZE)
+    events = audit_log.search(ctx.db, query, limit=PAGE_SIZE, offset=page.offset)
     if not events:
         st.info("No audit events match these filters.")
     else:
@@ -131,15 +122,8 @@ def audit_table(ctx: AppContext, query: AuditQuery) -> None:
             width="stretch",
             column_config={"Open": st.column_config.LinkColumn("Open", display_text="Open ↗")},
         )
-    back, where, forward, download = st.columns([1, 2, 1, 2], vertical_alignment="center")
-    back.button(
-        "Previous", key=PREVIOUS, icon="⬅️", disabled=page == 0, on_click=_go_to, args=(page - 1,)
-    )
-    where.caption(f"Page {page + 1} of {pages} · {total:,} events")
-    forward.button(
-        "Next", key=NEXT, icon="➡️", disabled=page >= pages - 1, on_click=_go_to, args=(page + 1,)
-    )
-    download.download_button(
+    pager(PAGE, page, "events")
+    st.download_button(
         "Download CSV",
         data=lambda: audit_log.export_csv(ctx.db, query),
         file_name=f"nexus-audit-{datetime.now(UTC):%Y%m%d-%H%M}.csv",

@@ -78,6 +78,7 @@ def sign_in(ctx: AppContext) -> UserView | None:
         st.session_state[state.AUTH_STATUS] = None
 
     signed_in_now: list[str] = []
+    st.session_state.pop(state.JUST_SIGNED_IN, None)
 
     def _on_success(info: dict[str, Any]) -> None:
         user = ctx.sign_in.record_success(info["username"])
@@ -108,6 +109,7 @@ def sign_in(ctx: AppContext) -> UserView | None:
         # Take the form away at once, and write the cookie from outside it so it survives.
         form_box.empty()
         write_login_cookie(ctx, signed_in_now[0])
+        st.session_state[state.JUST_SIGNED_IN] = True
 
     user = ctx.sign_in.active_user(str(st.session_state.get(state.AUTH_USERNAME)))
     if user is None:  # disabled or deleted since the cookie was written

@@ -26,6 +26,7 @@ from nexus_core.triage import (
 )
 from nexus_core.triage_query import NO_PERSONA, SORTS, FeedbackFilters, FeedbackRow
 from nexus_core.ui.feedback_view import run_action
+from nexus_core.ui.paging import TablePage, current_page, pager
 from nexus_core.ui.render import render_message
 from nexus_core.users import UserView
 
@@ -41,6 +42,8 @@ SEARCH = "nexus_explorer_search"
 SORT = "nexus_explorer_sort"
 BUCKET = "nexus_explorer_bucket"
 TABLE_PREFIX = "nexus_explorer_table_"
+TABLE_PAGE = "nexus_explorer_page"
+TABLE_PAGE_SIZE = 200
 OPEN = "nexus_explorer_open"
 CLOSE = "nexus_explorer_close"
 BULK_STATUS = "nexus_explorer_bulk_status"
@@ -168,13 +171,20 @@ def _open_single_selection(key: str, ids: list[int]) -> None:
         _open_item(ids[rows[0]])
 
 
-def feedback_table(rows: list[FeedbackRow], total: int) -> list[int]:
-    """The matching items (sortable by any column); returns the ids of the selected rows."""
-    shown = f"{len(rows):,} of {total:,}" if total > len(rows) else f"{total:,}"
+def table_page(filters: FeedbackFilters, sort: str, total: int) -> TablePage:
+    """Which page of the matching items to show; other filters or another sort start at 1."""
+    return current_page(TABLE_PAGE, (filters, sort), total, TABLE_PAGE_SIZE)
+
+
+def feedback_table(rows: list[FeedbackRow], page: TablePage) -> list[int]:
+    """One page of the matching items (sortable by any column); the ids of the selected rows."""
+    shown = f"{len(rows):,} of {page.total:,}" if page.total > len(rows) else f"{page.total:,}"
     st.caption(f"{shown} items · select rows to change their status together")
     if not rows:
         st.info("No feedback matches these filters.")
         return []
+    if page.count > 1:
+        pager(TABLE_PAGE, page, "items")
     key = _table_key(rows)
     ids = [r.id for r in rows]
     event = st.dataframe(

@@ -68,15 +68,22 @@ def remember_requested_page() -> None:
 def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> None:  # type: ignore[valid-type]
     """After sign-in: go to the page asked for before it, if this user may open it.
 
-    The rerun that signs a visitor in (form or cookie) does not carry the page they asked for,
-    so the navigation would pick the default page and drop the query; switch back to both.
+    A rerun that signs a visitor in can land on the default page and drop the query (the login
+    cookie's first read reruns the app before any page is chosen); switch back to both. Not in
+    the run that has just signed someone in through the form: switching would cut that run short
+    before the login cookie's component reaches the browser; the next run switches instead.
     """
-    remembered = st.session_state.pop(state.RETURN_TO, None)
+    remembered = st.session_state.get(state.RETURN_TO)
     if not remembered:
         return
     target, query = remembered
-    if target in pages_for(user, env=env) and current.url_path != target:
-        st.switch_page(page_path(target), query_params=query)
+    if target not in pages_for(user, env=env) or current.url_path == target:
+        st.session_state.pop(state.RETURN_TO, None)
+        return
+    if st.session_state.get(state.JUST_SIGNED_IN):
+        return
+    st.session_state.pop(state.RETURN_TO, None)
+    st.switch_page(page_path(target), query_params=query)
 
 
 def show_not_found(path: str) -> None:
@@ -91,14 +98,28 @@ def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ign
     allowed = set(pages_for(user, env=env))
     sections: dict[str, list[st.Page]] = {}  # type: ignore[valid-type]
     for spec in PAGES:
-        if spec.key not in allowed:
-            continue
-        page = st.Page(
-            str(PAGES_DIR / spec.file),
-            title=spec.title,
-            icon=spec.icon,
-            url_path=spec.key,
-            default=spec.key == "chat",
-        )
-        sections.setdefault(spec.section, []).append(page)
+        if spec.key in allowed:
+            sections.setdefault(spec.section, []).append(_page(spec))
     return st.navigation(sections)
+
+
+def hide_navigation() -> None:
+    """Signed out: no menu in the sidebar (not even the last user's), the address left as it is.
+
+    Every page is registered, hidden and never run, so the page a link names stays the current
+    page through the login form and the cookie's reruns; ``build_navigation`` then decides what
+    the user may open. An unknown path is left alone: the friendly 404 answers it after sign-in.
+    """
+    path = requested_path()
+    if path == "" or path in PAGES_BY_KEY:
+        st.navigation([_page(spec) for spec in PAGES], position="hidden")
+
+
+def _page(spec: PageSpec) -> st.Page:  # type: ignore[valid-type]
+    return st.Page(
+        str(PAGES_DIR / spec.file),
+        title=spec.title,
+        icon=spec.icon,
+        url_path=spec.key,
+        default=spec.key == "chat",
+    )

@@ -18,6 +18,7 @@ COOKIE_MANAGER = "nexus_cookie_manager"
 COOKIE_WRITE = "nexus_cookie_write"
 LOGIN_FORM = "nexus_login_form"
 RETURN_TO = "nexus_return_to"
+JUST_SIGNED_IN = "nexus_just_signed_in"  # this run signed someone in (the cookie is being written)
 LOGOUT_BUTTON = "nexus_logout"
 PASSWORD_FORM = "nexus_password_form"
 NEW_PASSWORD = "nexus_new_password"

@@ -366,9 +366,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, files: tuple[str, ...], memory: s
         con.execute(statement.format(paths=paths, memory_limit=quote(memory)))
 
 
-def _fetch(
-    relation: duckdb.DuckDBPyRelation | None, keep: int | None
-) -> tuple[pl.DataFrame, int]:
+def _fetch(relation: duckdb.DuckDBPyRelation | None, keep: int | None) -> tuple[pl.DataFrame, int]:
     """The relation's first ``keep`` rows (all when None) as a frame, and how many there were.
 
     Rows stream in batches; those past ``keep`` are counted and dropped. Types Polars cannot

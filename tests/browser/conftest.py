@@ -263,18 +263,19 @@ def new_page(browser: Browser) -> Iterator[NewPage]:
     opener.close()
 
 
-def sign_in(page: Page, url: str, username: str, password: str) -> None:
-    """Sign in through the real form and wait until the app has settled on the Chat page.
+def sign_in(page: Page, url: str, username: str, password: str, *, lands_on: str = "Chat") -> None:
+    """Sign in through the real form at ``url`` and wait until the app has settled on the page
+    titled ``lands_on`` (Chat for the root; a link to a page lands on that page).
 
-    The sign-in run can briefly show the stale Chat heading beside the new one, and the login
-    cookie's component reruns the app once it has written the cookie; a click made before that
+    The sign-in run can briefly show the stale heading beside the new one, and the login
+    cookie's component can rerun the app once it has written the cookie; a click made before that
     rerun can be swallowed by it, so this returns only after the cookie exists and the run ended.
     """
     page.goto(url)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Chat").first).to_be_visible()
+    expect(page.get_by_role("heading", name=lands_on).first).to_be_visible()
     page.wait_for_function(LOGIN_COOKIE_JS, timeout=COOKIE_WAIT_MS)
     wait_until_idle(page)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -27,6 +27,7 @@ from tests.browser.conftest import (
     _server_env,
     _stop,
     _wait_until_healthy,
+    open_until_visible,
     run_nexus,
     sign_in,
 )
@@ -148,14 +149,6 @@ def test_production_refuses_to_start_without_a_cookie_key(tmp_path: Path) -> Non
     assert "Traceback" not in result.stderr
 
 
-def sign_in_admin_at(page: Page, url: str, path: str) -> None:
-    """Sign in through the form shown at ``path`` (the app opens that page afterwards)."""
-    page.goto(f"{url}/{path}")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-
-
 def metric_value(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     total = 0.0
@@ -194,9 +187,10 @@ def test_an_unexpected_error_shows_a_reference_and_the_report_files_feedback(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
     page = new_page()
-    sign_in_admin_at(page, live_app.url, "dashboard")
-    page.get_by_text("Operations").click()
-    page.get_by_role("button", name="Send a test error").click()
+    sign_in(page, f"{live_app.url}/dashboard", "admin", ADMIN_PASSWORD, lands_on="Dashboard")
+    send = page.get_by_role("button", name="Send a test error")
+    open_until_visible(page, page.get_by_text("Operations"), send)
+    send.click()
     notice = page.get_by_text("Something went wrong on our side")
     expect(notice).to_be_visible()
     body = page.inner_text("body")

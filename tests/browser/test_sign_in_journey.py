@@ -118,6 +118,7 @@ def test_cookie_signs_in_again_after_reload_but_not_after_logout(
     page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
     expect_login_form(page)
     expect(chat_heading(page)).to_have_count(0)
+    expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)  # no menu left behind
     page.wait_for_function(f"!({HAS_LOGIN_COOKIE_JS})")  # the authenticator deletes it
 
     after_logout = new_page()
@@ -127,24 +128,26 @@ def test_cookie_signs_in_again_after_reload_but_not_after_logout(
     expect(chat_heading(after_logout)).to_have_count(0)
 
 
-def test_a_reload_with_only_the_cookie_stays_on_the_page_and_its_query(
+def test_a_link_to_a_page_survives_the_login_form_the_cookie_and_a_reload(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
+    leaderboard = f"{live_app.url}/compare?view=leaderboard"
+    on_leaderboard = re.compile(r"/compare\?view=leaderboard$")
     page = new_page()
-    sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
-    expect(chat_heading(page)).to_be_visible()
-    cookie = login_cookie(page)
+    sign_in(page, leaderboard, "admin", ADMIN_PASSWORD)
+    expect(page.get_by_label("Prompt tag")).to_be_visible()  # the leaderboard section
+    expect(page).to_have_url(on_leaderboard)
+    cookie = login_cookie(page)  # written although the run signed in on another page
 
-    # A fresh browser holding only the cookie opens a link to a page with a query.
+    # A fresh browser holding only the cookie opens the link, then reloads it.
     other = new_page()
     other.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": live_app.url}])
-    other.goto(f"{live_app.url}/compare?view=leaderboard")
-    expect(other.get_by_label("Prompt tag")).to_be_visible()  # the leaderboard section
-    expect(other).to_have_url(re.compile(r"/compare\?view=leaderboard$"))
-
+    other.goto(leaderboard)
+    expect(other.get_by_label("Prompt tag")).to_be_visible()
+    expect(other).to_have_url(on_leaderboard)
     other.reload()
     expect(other.get_by_label("Prompt tag")).to_be_visible()
-    expect(other).to_have_url(re.compile(r"/compare\?view=leaderboard$"))
+    expect(other).to_have_url(on_leaderboard)
     expect(chat_heading(other)).to_have_count(0)
 
 
