@@ -18,11 +18,13 @@ from sqlalchemy import func, insert, select
 
 from nexus_core.analytics.log_store import CACHE_DIR_NAME, EventStore
 from nexus_core.app_context import AppContext
+from nexus_core.compare.checks import TestCase
 from nexus_core.db.engine import Database
 from nexus_core.db.models import User
 from nexus_core.errors import ConfigError, QueryError, QueryRefused, QueryTimeout
 from nexus_core.events import ApiEventLogger, log_files
 from nexus_core.workbench.data import view_schemas
+from nexus_core.workbench.notebooks import NotebookService
 from nexus_core.workbench.sandbox import DISPLAY_LIMIT, Workbench, WorkbenchSession
 
 SHORT_LIMIT_SECONDS = 1.0
@@ -167,6 +169,26 @@ def test_message_content_and_session_titles_are_for_admins_only(workbench: Workb
         include_message_content=True,
     )
     assert admin.frame.row(0) == (QUESTION, "Private title", "Private title")
+
+
+def test_notebook_titles_and_test_set_names_in_audit_details_are_for_admins_only(
+    app: AppContext, store: EventStore
+) -> None:
+    admin = app.users.get("admin")
+    NotebookService(app.db).create(admin, "Secret launch metrics", [])
+    app.test_sets.create(admin, "Acquisition prompts", [TestCase("Hello")])
+    sql = (
+        "SELECT action, details::VARCHAR AS d FROM audit_events "
+        "WHERE action IN ('notebook.created', 'test_set.created') ORDER BY action"
+    )
+    workbench = Workbench(app.settings, app.db, events=store)
+    analyst = workbench.run(sql, include_message_content=False).frame
+    assert analyst["action"].to_list() == ["notebook.created", "test_set.created"]
+    hidden = " ".join(analyst["d"].to_list())
+    assert "Secret launch" not in hidden and "Acquisition" not in hidden
+    assert '"cases": 1' in hidden or '"cases":1' in hidden  # the rest of the details stay
+    shown = " ".join(workbench.run(sql, include_message_content=True).frame["d"].to_list())
+    assert "Secret launch metrics" in shown and "Acquisition prompts" in shown
 
 
 def test_tables_are_read_in_one_read_only_snapshot_that_never_waits_for_a_writer(

@@ -19,7 +19,8 @@ The relations, every time a naive UTC ``TIMESTAMP``:
 ``messages``      replies, user messages and error bubbles with latency and tokens;
                   ``content`` for admins only, ``content_chars`` for everyone
 ``feedback``      reports and thumbs, with their JSON ``context``
-``audit_events``  the audit trail; ``details`` is JSON (session titles in it for admins only)
+``audit_events``  the audit trail; ``details`` is JSON (session and notebook titles and test-set
+                  names in it for admins only)
 ``personas``      personas as they are now
 ``users``         accounts without password hashes, cookie or lock-out internals
 """
@@ -81,9 +82,13 @@ SQLITE_READER_PRAGMAS: Final = (
     "PRAGMA query_only=ON",
 )
 SQLITE_DEFERRED_BEGIN: Final = "BEGIN"  # a read transaction: a consistent WAL snapshot, no lock
-# Session titles are conversation text: audit details of session actions carry them.
-SESSION_ACTIONS: Final = "session."
-TITLE_DETAILS: Final = frozenset({"title", "from", "to"})
+# Text people wrote for themselves, which audit details carry: session titles (the first line of
+# a conversation), private notebook titles, test-set names. Admins see it; others do not.
+PRIVATE_DETAILS: Final[dict[str, frozenset[str]]] = {
+    "session.": frozenset({"title", "from", "to"}),
+    "notebook.": frozenset({"title"}),
+    "test_set.": frozenset({"name", "test_set"}),
+}
 INTERNAL_SCHEMA: Final = "nexus_internal"
 LIVE_EVENTS_TABLE: Final = f"{INTERNAL_SCHEMA}.live_events"
 LOAD_NAME: Final = "nexus_load"
@@ -351,7 +356,7 @@ def _arrow_table(conn: Connection, view: TableView, *, include_message_content: 
     values = list(zip(*rows, strict=True)) if rows else [() for _ in types]
     columns = dict(zip(types, values, strict=True))
     if view is AUDIT_EVENTS and not include_message_content:
-        columns["details"] = _without_titles(columns["action"], columns["details"])
+        columns["details"] = _without_private_text(columns["action"], columns["details"])
     arrays = {
         name: pa.array([_prepare(kind, v) for v in columns[name]], type=ARROW_TYPES[kind])
         for name, kind in types.items()
@@ -359,14 +364,18 @@ def _arrow_table(conn: Connection, view: TableView, *, include_message_content: 
     return pa.table(arrays)
 
 
-def _without_titles(actions: Sequence[str], details: Sequence[Any]) -> list[Any]:
-    """Audit details with session titles (the first line of a conversation) left out."""
-    return [
-        {k: v for k, v in d.items() if k not in TITLE_DETAILS}
-        if action.startswith(SESSION_ACTIONS) and isinstance(d, dict)
-        else d
-        for action, d in zip(actions, details, strict=True)
-    ]
+def _without_private_text(actions: Sequence[str], details: Sequence[Any]) -> list[Any]:
+    """Audit details without the titles and names people wrote (``PRIVATE_DETAILS``)."""
+    return [_public_details(action, d) for action, d in zip(actions, details, strict=True)]
+
+
+def _public_details(action: str, details: Any) -> Any:
+    if not isinstance(details, dict):
+        return details
+    for prefix, keys in PRIVATE_DETAILS.items():
+        if action.startswith(prefix):
+            return {k: v for k, v in details.items() if k not in keys}
+    return details
 
 
 def _prepare(kind: str, value: Any) -> Any:
