@@ -25,7 +25,8 @@ from nexus_core.errors import ConfigError, QueryError, QueryRefused, QueryTimeou
 from nexus_core.events import ApiEventLogger, log_files
 from nexus_core.workbench.data import view_schemas
 from nexus_core.workbench.notebooks import NotebookService
-from nexus_core.workbench.sandbox import DISPLAY_LIMIT, Workbench, WorkbenchSession
+from nexus_core.workbench.results import DISPLAY_LIMIT
+from nexus_core.workbench.sandbox import Workbench, WorkbenchSession
 
 SHORT_LIMIT_SECONDS = 1.0
 ROTATE_BYTES = 3_000  # a rotation every dozen events or so

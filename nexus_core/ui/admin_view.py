@@ -16,6 +16,7 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
+from nexus_core.ui import notices
 from nexus_core.users import KNOWN_FEATURES, ROLE_PAGES, UserView
 
 # Widget and session keys of the admin pages.
@@ -40,30 +41,19 @@ NEVER = "never"
 # --- notices ------------------------------------------------------------------------------
 
 
-def notify(kind: str, text: str, secret: str | None = None) -> None:
+def notify(kind: notices.Kind, text: str, secret: str | None = None) -> None:
     """Leave a message ("success" or "error") for the next draw of the page."""
-    st.session_state[NOTICE] = {"kind": kind, "text": text, "secret": secret}
+    notices.leave(NOTICE, text, kind=kind, secret=secret)
 
 
 def show_notice() -> None:
     """Show the pending notice once, then forget it."""
-    notice = st.session_state.pop(NOTICE, None)
-    if notice is None:
-        return
-    if notice["kind"] == "success":
-        st.success(notice["text"])
-    else:
-        st.error(notice["text"])
-    if notice["secret"]:
-        st.code(notice["secret"], language=None)
+    notices.show(NOTICE)
 
 
 def attempt(action: Callable[[], Any], success: str) -> bool:
     """Run a service call; leave its success text or the NexusError's message as the notice."""
-    try:
-        action()
-    except NexusError as exc:
-        notify("error", str(exc))
+    if not notices.or_notice(NOTICE, action):
         return False
     notify("success", success)
     return True

@@ -15,10 +15,10 @@ from nexus_core.ai.job_store import ACTIVE_STATES, JobView
 from nexus_core.ai.progress import JobUpdate
 from nexus_core.app_context import AppContext
 from nexus_core.chat import SESSION_NOT_FOUND, MessageView, SessionView
-from nexus_core.errors import NexusError, NotFound
+from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
-from nexus_core.ui import state
+from nexus_core.ui import notices, state
 from nexus_core.ui.render import render_message
 from nexus_core.users import UserView
 
@@ -146,7 +146,7 @@ def conversation(
                 job = retryable.get(message.id)
                 can_retry = writable and job is not None and chat.status == "active"
                 if can_retry and st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
-                    _run_action(lambda job_id=job.id: ctx.worker.retry(job_id, user))
+                    notices.succeeded(lambda job_id=job.id: ctx.worker.retry(job_id, user))
                     st.rerun()
     active = [j for j in jobs if j.status in ACTIVE_STATES]
     if active:
@@ -182,13 +182,13 @@ def _feedback_widgets(
         key = state.RATING_PREFIX + str(message.id)
         chosen = st.feedback("thumbs", key=key, default=rating)
         if chosen is not None and chosen != rating:
-            _run_action(lambda: ctx.feedback.rate(user, message.id, chosen))
+            notices.succeeded(lambda: ctx.feedback.rate(user, message.id, chosen))
     form_key = state.REPORT_FORM_PREFIX + str(message.id)
     with right, st.popover("Report", icon="📝"), st.form(form_key, clear_on_submit=True):
         category = st.selectbox("Category", CATEGORIES)
         priority = st.selectbox("Priority", PRIORITIES, index=1)
         description = st.text_area("What happened?", max_chars=5000)
-        sent = st.form_submit_button("Send feedback") and _run_action(
+        sent = st.form_submit_button("Send feedback") and notices.succeeded(
             lambda: ctx.feedback.submit(
                 user,
                 category=category,
@@ -199,16 +199,6 @@ def _feedback_widgets(
         )
         if sent:
             st.success("Thanks — your feedback was saved.")
-
-
-def _run_action(action) -> bool:  # type: ignore[no-untyped-def]
-    """Run a service call, showing a NexusError's message instead of a traceback."""
-    try:
-        action()
-    except NexusError as exc:
-        st.error(str(exc))
-        return False
-    return True
 
 
 # --- the reply in flight ------------------------------------------------------------------

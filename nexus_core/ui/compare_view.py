@@ -9,8 +9,6 @@ stream, and show what the database holds once they are done.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import streamlit as st
 
@@ -18,7 +16,9 @@ from nexus_core.app_context import AppContext
 from nexus_core.compare.runs import CompareSlot, CompareView
 from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
-from nexus_core.errors import NexusError, ValidationError
+from nexus_core.errors import ValidationError
+from nexus_core.ui import notices
+from nexus_core.ui.notices import or_error
 from nexus_core.ui.render import render_message
 from nexus_core.users import UserView
 
@@ -58,9 +58,7 @@ STATUS_TEXT = {
 
 def show_notice() -> None:
     """The outcome of the last action, once."""
-    notice = st.session_state.pop(NOTICE, None)
-    if notice:
-        st.success(notice)
+    notices.show(NOTICE)
 
 
 def section() -> str:
@@ -86,15 +84,6 @@ def _switch_section() -> None:
     st.query_params[VIEW_QUERY_PARAM] = chosen
 
 
-def guarded(action: Callable[[], Any]) -> Any | None:
-    """Run a service call; show a NexusError's message (and return None) instead of failing."""
-    try:
-        return action()
-    except NexusError as exc:
-        st.error(str(exc))
-        return None
-
-
 # --- the run list and the new-comparison form ------------------------------------------------
 
 
@@ -105,7 +94,7 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
         st.button(
             "New comparison", icon=":material/add:", key=NEW_RUN, on_click=_open, args=(None,)
         )
-        runs = guarded(lambda: ctx.compare.list_runs(user)) or []
+        runs = or_error(lambda: ctx.compare.list_runs(user)) or []
         if not runs:
             st.caption("_None yet._")
         current = st.query_params.get(RUN_QUERY_PARAM)
@@ -204,7 +193,7 @@ def new_comparison(ctx: AppContext, user: UserView) -> None:
     specs = variant_pickers(ctx, VARIANT_PREFIX, int(count))
     if not st.button("Compare", icon=":material/compare_arrows:", type="primary", key=FORM):
         return
-    view = guarded(
+    view = or_error(
         lambda: ctx.compare.start(
             user, prompt, specs, history=parse_history(history_text), tag=tag, blind=blind
         )
@@ -238,7 +227,7 @@ def parse_history(text: str) -> list[tuple[str, str]]:
 
 def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | None:
     """The prompt and the replies side by side, streaming until every one has finished."""
-    view = guarded(lambda: ctx.compare.get(user, run_id))
+    view = or_error(lambda: ctx.compare.get(user, run_id))
     if view is None:
         return None
     st.markdown(f"**Prompt** · {view.created_at:%Y-%m-%d %H:%M} UTC")
@@ -263,7 +252,7 @@ def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | No
         if last_pass:
             break
         time.sleep(POLL_SECONDS)
-        following = guarded(lambda: ctx.compare.get(user, run_id))
+        following = or_error(lambda: ctx.compare.get(user, run_id))
         if following is None:
             return None
         view = following
@@ -311,10 +300,7 @@ def _slot(
 
 
 def _retry(ctx: AppContext, user: UserView, run_id: str, position: int) -> None:
-    try:
-        ctx.compare.retry(user, run_id, position)
-    except NexusError as exc:
-        st.session_state[NOTICE] = str(exc)
+    notices.or_notice(NOTICE, lambda: ctx.compare.retry(user, run_id, position))
 
 
 def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
@@ -353,6 +339,6 @@ def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
         for position, (verdict, note) in ratings.items()
         if verdict is not None
     }
-    if guarded(lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated)) is not None:
-        st.session_state[NOTICE] = "Vote recorded."
+    if or_error(lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated)) is not None:
+        notices.leave(NOTICE, "Vote recorded.")
         st.rerun()

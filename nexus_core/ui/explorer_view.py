@@ -25,7 +25,8 @@ from nexus_core.triage import (
     TriageService,
 )
 from nexus_core.triage_query import NO_PERSONA, SORTS, FeedbackFilters, FeedbackRow
-from nexus_core.ui.feedback_view import run_action
+from nexus_core.ui import notices
+from nexus_core.ui.notices import or_error
 from nexus_core.ui.paging import TablePage, current_page, pager
 from nexus_core.ui.render import render_message
 from nexus_core.users import UserView
@@ -110,13 +111,11 @@ def filters_sidebar(
 
 def show_notice() -> None:
     """The outcome of the last change, once, on the run after it."""
-    notice = st.session_state.pop(NOTICE, None)
-    if notice:
-        st.success(notice, icon="✅")
+    notices.show(NOTICE)
 
 
 def _done(message: str) -> None:
-    st.session_state[NOTICE] = message
+    notices.leave(NOTICE, message)
     st.rerun()
 
 
@@ -221,7 +220,7 @@ def bulk_actions(triage: TriageService, user: UserView, selected: list[int]) -> 
     )
     if not right.button("Apply", key=BULK_APPLY):
         return
-    result = run_action(lambda: triage.bulk_set_status(selected, status, user))
+    result = or_error(lambda: triage.bulk_set_status(selected, status, user))
     if result is None:
         return
     changed, refused = result
@@ -264,7 +263,7 @@ def charts(
     triage: TriageService, user: UserView, filters: FeedbackFilters, bucket: Literal["day", "week"]
 ) -> None:
     """Count by category per day or week, by persona, and open vs resolved over time."""
-    stats = run_action(lambda: triage.stats(filters, viewer=user, bucket=bucket))
+    stats = or_error(lambda: triage.stats(filters, viewer=user, bucket=bucket))
     if stats is None:
         return
     st.plotly_chart(category_figure(stats.by_category, bucket))
@@ -280,7 +279,7 @@ def charts(
 
 def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
     """The item, its linked conversation (read-only), its history and the triage controls."""
-    found = run_action(lambda: triage.detail(feedback_id, user))
+    found = or_error(lambda: triage.detail(feedback_id, user))
     if found is None:
         return
     item = found.item
@@ -306,7 +305,7 @@ def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
         _note_form(triage, user, item.id)
     with history:
         st.markdown("**History**")
-        entries = run_action(lambda: triage.history(feedback_id, user)) or []
+        entries = or_error(lambda: triage.history(feedback_id, user)) or []
         st.dataframe(
             [
                 {"When (UTC)": e.at.strftime(TIME_FORMAT), "Who": e.actor or "", "What": e.summary}
@@ -344,7 +343,7 @@ def _status_controls(triage: TriageService, user: UserView, found: FeedbackDetai
         key=f"{STATUS_PICK_PREFIX}{item.id}",
     )
     if right.button("Update status", key=f"{STATUS_APPLY_PREFIX}{item.id}", type="primary"):
-        changed = run_action(lambda: triage.set_status(item.id, new, user))
+        changed = or_error(lambda: triage.set_status(item.id, new, user))
         if changed is not None:
             _done(f"Feedback #{item.id} is now {_status_label(changed.status)}.")
 
@@ -357,7 +356,7 @@ def _assignee_controls(triage: TriageService, user: UserView, found: FeedbackDet
     chosen = left.selectbox("Assignee", options, index=current, key=f"{ASSIGNEE_PREFIX}{item.id}")
     if right.button("Assign", key=f"{ASSIGN_PREFIX}{item.id}"):
         assignee = None if chosen == NOBODY else chosen
-        saved = run_action(lambda: triage.assign(item.id, assignee, user))
+        saved = or_error(lambda: triage.assign(item.id, assignee, user))
         if saved is not None:
             _done(f"Feedback #{item.id} is assigned to {saved.assignee or NOBODY}.")
 
@@ -366,6 +365,6 @@ def _note_form(triage: TriageService, user: UserView, feedback_id: int) -> None:
     with st.form(f"{NOTE_FORM_PREFIX}{feedback_id}", clear_on_submit=True):
         text = st.text_area("Internal note", placeholder="Only analysts and admins see notes.")
         if st.form_submit_button("Add note"):
-            added = run_action(lambda: triage.add_note(feedback_id, text, user))
+            added = or_error(lambda: triage.add_note(feedback_id, text, user))
             if added is not None:
                 _done(f"Note added to feedback #{feedback_id}.")

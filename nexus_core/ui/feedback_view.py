@@ -6,15 +6,12 @@ follow its status here. Triage (notes, assignees) stays on the explorer and is n
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import streamlit as st
 
 from nexus_core.app_context import AppContext
-from nexus_core.errors import NexusError
 from nexus_core.feedback import CATEGORIES, MAX_DESCRIPTION_CHARS, PRIORITIES, FeedbackView
 from nexus_core.triage import STATUS_LABELS
+from nexus_core.ui.notices import or_error
 from nexus_core.users import UserView
 
 # Widget and session keys of the Feedback page.
@@ -28,15 +25,6 @@ SEND = "nexus_feedback_send"
 DEFAULT_PRIORITY = "medium"
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 RATING_TEXT: dict[int | None, str] = {0: "👎 thumbs down", 1: "👍 thumbs up"}
-
-
-def run_action(action: Callable[[], Any]) -> Any | None:
-    """Run a service call; show a NexusError's message (and return None) instead of failing."""
-    try:
-        return action()
-    except NexusError as exc:
-        st.error(str(exc))
-        return None
 
 
 def general_form(ctx: AppContext, user: UserView) -> None:
@@ -64,7 +52,7 @@ def general_form(ctx: AppContext, user: UserView) -> None:
         )
         if not st.form_submit_button("Send feedback", key=SEND, type="primary"):
             return
-    saved = run_action(
+    saved = or_error(
         lambda: ctx.feedback.submit(
             user,
             category=category,

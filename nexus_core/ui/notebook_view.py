@@ -31,7 +31,7 @@ from nexus_core.workbench.cells import (
 )
 from nexus_core.workbench.charts import build_chart
 from nexus_core.workbench.notebooks import NotebookService
-from nexus_core.workbench.sandbox import DISPLAY_LIMIT, QueryResult
+from nexus_core.workbench.results import DISPLAY_LIMIT, QueryResult
 
 RESULTS = "nexus_wb_results"
 CELL_PREFIX = "nexus_wb_cell_"

@@ -17,7 +17,8 @@ from nexus_core.compare.scoring import leaderboard_csv
 from nexus_core.compare.test_results import ResultsMatrix
 from nexus_core.compare.test_sets import TestRunView, TestSetView
 from nexus_core.errors import NexusError
-from nexus_core.ui.compare_view import guarded, variant_pickers
+from nexus_core.ui.compare_view import variant_pickers
+from nexus_core.ui.notices import or_error
 from nexus_core.users import UserView
 
 ALL_TAGS = "All tags"
@@ -52,10 +53,10 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
     dates = left.date_input(
         "Votes between", (today - timedelta(days=LEADERBOARD_DAYS), today), key=LB_DATES
     )
-    tags = guarded(lambda: ctx.compare.tags(user)) or []
+    tags = or_error(lambda: ctx.compare.tags(user)) or []
     tag = right.selectbox("Prompt tag", [ALL_TAGS, *tags], key=LB_TAG)
     start, end = _bounds(dates)
-    rows = guarded(
+    rows = or_error(
         lambda: ctx.compare.leaderboard(
             user, start=start, end=end, tag=None if tag == ALL_TAGS else tag
         )
@@ -105,7 +106,7 @@ def _bounds(dates: object) -> tuple[datetime | None, datetime | None]:
 
 def test_sets(ctx: AppContext, user: UserView) -> None:
     """Write or pick a test set, run it against variants, read the matrix, compare two runs."""
-    sets = guarded(lambda: ctx.test_sets.list(user)) or []
+    sets = or_error(lambda: ctx.test_sets.list(user)) or []
     by_id = {s.id: s for s in sets}
     labels = _set_labels(ctx, user, sets)
     if PENDING_PICK in st.session_state:  # chosen by the last save or delete
@@ -134,7 +135,7 @@ def test_sets(ctx: AppContext, user: UserView) -> None:
 def _set_labels(ctx: AppContext, user: UserView, sets: list[TestSetView]) -> dict[int, str]:
     """Each set's name; an admin sees others' sets too, so theirs carry the owner's username."""
     foreign = {s.owner_id for s in sets} - {user.id}
-    owners = {u.id: u.username for u in guarded(ctx.users.list) or []} if foreign else {}
+    owners = {u.id: u.username for u in or_error(ctx.users.list) or []} if foreign else {}
     return {
         s.id: s.name if s.owner_id == user.id else f"{s.name} · {owners.get(s.owner_id, '?')}"
         for s in sets
@@ -160,9 +161,9 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
     )
     left, right, _ = st.columns([1, 1, 3])
     if left.button("Save", icon=":material/save:", key=f"{SAVE_SET}_{suffix}"):
-        cases = guarded(lambda: parse_test_set(text))
+        cases = or_error(lambda: parse_test_set(text))
         if cases is not None:
-            saved = guarded(
+            saved = or_error(
                 lambda: (
                     ctx.test_sets.update(user, current.id, name=name, cases=cases)
                     if current
@@ -190,13 +191,13 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     specs = variant_pickers(ctx, RUN_VARIANT_PREFIX, int(count))
     if not st.button("Run test set", icon=":material/play_arrow:", type="primary", key=RUN_BUTTON):
         return
-    run = guarded(lambda: ctx.test_sets.run(user, current.id, specs))
+    run = or_error(lambda: ctx.test_sets.run(user, current.id, specs))
     if run is None:
         return
     bar = st.progress(0.0, text="Starting…")
     deadline = time.monotonic() + FOLLOW_SECONDS
     while True:
-        progress = guarded(lambda: ctx.test_sets.progress(user, run.id))
+        progress = or_error(lambda: ctx.test_sets.progress(user, run.id))
         if progress is None:
             break
         text = f"{progress.done} of {progress.total} replies"
@@ -214,7 +215,7 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
 
 
 def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
-    runs = guarded(lambda: ctx.test_sets.list_runs(user, current.id)) or []
+    runs = or_error(lambda: ctx.test_sets.list_runs(user, current.id)) or []
     if not runs:
         st.caption("No runs of this test set yet.")
         return
@@ -222,7 +223,7 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     run_id = st.selectbox(
         "Results of run", list(labels), format_func=labels.__getitem__, key=RUN_PICK
     )
-    matrix = guarded(lambda: ctx.test_sets.results(user, run_id))
+    matrix = or_error(lambda: ctx.test_sets.results(user, run_id))
     if matrix is not None:
         _matrix(matrix)
     if len(runs) < 2:
@@ -235,7 +236,7 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     after = right.selectbox(
         "After", list(labels), index=0, format_func=labels.__getitem__, key=AFTER_PICK
     )
-    diff = guarded(lambda: ctx.test_sets.compare(user, before, after))
+    diff = or_error(lambda: ctx.test_sets.compare(user, before, after))
     if diff is None:
         return
     st.caption(" · ".join(f"{status}: {diff.summary[status]}" for status in STATUSES))

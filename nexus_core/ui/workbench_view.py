@@ -16,12 +16,14 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError, NotFound
+from nexus_core.ui import notices
 from nexus_core.ui.dashboard_view import event_store
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.data import view_schemas
 from nexus_core.workbench.notebooks import NotebookService, NotebookView
-from nexus_core.workbench.sandbox import DISPLAY_LIMIT, Workbench
+from nexus_core.workbench.results import DISPLAY_LIMIT
+from nexus_core.workbench.sandbox import Workbench
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
 
 # The open notebook in the URL; widget and session keys (per-cell keys add notebook and cell).
@@ -68,22 +70,12 @@ def workbench(ctx: AppContext) -> Workbench:
 
 def show_notice() -> None:
     """The outcome of the last change, once, on the run after it."""
-    notice = st.session_state.pop(NOTICE, None)
-    if notice:
-        kind, text = notice
-        (st.success if kind == "ok" else st.error)(text)
-
-
-def notice(kind: str, text: str) -> None:
-    st.session_state[NOTICE] = (kind, text)
+    notices.show(NOTICE)
 
 
 def guarded(action: Callable[[], object]) -> None:
     """Run a change from a widget callback; a NexusError becomes the notice on the next run."""
-    try:
-        action()
-    except NexusError as exc:
-        notice("error", str(exc))
+    notices.or_notice(NOTICE, action)
 
 
 def _open(key: str) -> None:
@@ -280,13 +272,13 @@ def _duplicate(service: NotebookService, user: UserView, notebook: OpenNotebook)
     else:
         copy = service.duplicate(user, notebook.notebook_id)
     _open(str(copy.id))
-    notice("ok", f"Duplicated as “{copy.title}” — this copy is yours to edit.")
+    notices.leave(NOTICE, f"Duplicated as “{copy.title}” — this copy is yours to edit.")
 
 
 def _delete(service: NotebookService, user: UserView, notebook_id: int) -> None:
     service.delete(user, notebook_id)
     st.query_params.pop(NOTEBOOK_QUERY_PARAM, None)
-    notice("ok", "Notebook deleted.")
+    notices.leave(NOTICE, "Notebook deleted.")
 
 
 def change_cells(

@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 from nexus_core.errors import QueryError
-from nexus_core.workbench.sandbox import DISPLAY_LIMIT, QueryResult, Workbench
+from nexus_core.workbench.results import DISPLAY_LIMIT, QueryResult
+from nexus_core.workbench.sandbox import Workbench
 
 if TYPE_CHECKING:
     from nexus_core.app_context import AppContext

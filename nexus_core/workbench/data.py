@@ -28,7 +28,7 @@ The relations, every time a naive UTC ``TIMESTAMP``:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
@@ -58,6 +58,7 @@ from nexus_core.analytics.log_store import EventStore
 from nexus_core.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
 from nexus_core.db.models import AuditEvent, ChatSession, Feedback, Message, Persona, User
 from nexus_core.db.types import UTCDateTime
+from nexus_core.workbench.redaction import public_audit_details
 
 # Database column type -> DuckDB type (first match wins: UTCDateTime before DateTime, ...).
 DUCKDB_TYPES: Final[tuple[tuple[type[TypeEngine[Any]], str], ...]] = (
@@ -82,13 +83,6 @@ SQLITE_READER_PRAGMAS: Final = (
     "PRAGMA query_only=ON",
 )
 SQLITE_DEFERRED_BEGIN: Final = "BEGIN"  # a read transaction: a consistent WAL snapshot, no lock
-# Text people wrote for themselves, which audit details carry: session titles (the first line of
-# a conversation), private notebook titles, test-set names. Admins see it; others do not.
-PRIVATE_DETAILS: Final[dict[str, frozenset[str]]] = {
-    "session.": frozenset({"title", "from", "to"}),
-    "notebook.": frozenset({"title"}),
-    "test_set.": frozenset({"name", "test_set"}),
-}
 INTERNAL_SCHEMA: Final = "nexus_internal"
 LIVE_EVENTS_TABLE: Final = f"{INTERNAL_SCHEMA}.live_events"
 LOAD_NAME: Final = "nexus_load"
@@ -356,26 +350,12 @@ def _arrow_table(conn: Connection, view: TableView, *, include_message_content: 
     values = list(zip(*rows, strict=True)) if rows else [() for _ in types]
     columns = dict(zip(types, values, strict=True))
     if view is AUDIT_EVENTS and not include_message_content:
-        columns["details"] = _without_private_text(columns["action"], columns["details"])
+        columns["details"] = public_audit_details(columns["action"], columns["details"])
     arrays = {
         name: pa.array([_prepare(kind, v) for v in columns[name]], type=ARROW_TYPES[kind])
         for name, kind in types.items()
     }
     return pa.table(arrays)
-
-
-def _without_private_text(actions: Sequence[str], details: Sequence[Any]) -> list[Any]:
-    """Audit details without the titles and names people wrote (``PRIVATE_DETAILS``)."""
-    return [_public_details(action, d) for action, d in zip(actions, details, strict=True)]
-
-
-def _public_details(action: str, details: Any) -> Any:
-    if not isinstance(details, dict):
-        return details
-    for prefix, keys in PRIVATE_DETAILS.items():
-        if action.startswith(prefix):
-            return {k: v for k, v in details.items() if k not in keys}
-    return details
 
 
 def _prepare(kind: str, value: Any) -> Any:

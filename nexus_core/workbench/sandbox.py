@@ -20,13 +20,11 @@ DuckDB gives one or the message names something that occurs once in the query.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 import duckdb
@@ -38,11 +36,9 @@ from nexus_core.analytics.log_store import EventStore
 from nexus_core.db.engine import Database
 from nexus_core.errors import ConfigError, QueryError, QueryRefused, QueryTimeout
 from nexus_core.settings import Settings
-from nexus_core.spreadsheet import neutralised
 from nexus_core.workbench.data import TABLE_VIEWS, load_snapshot, take_snapshot
+from nexus_core.workbench.results import QueryResult, fetch
 
-DISPLAY_LIMIT: Final = 10_000
-FETCH_BATCH_ROWS: Final = 8_192
 INTERRUPTED: Final = "INTERRUPT Error"
 OUT_OF_MEMORY: Final = "Out of Memory Error"
 SANDBOX_THREADS: Final = 2
@@ -62,10 +58,6 @@ LOCKDOWN_SQL: Final = (
     "SET max_temp_directory_size = '0KB'",
     "SET lock_configuration = true",
 )
-TEXT_CAST: Final = "CAST(#{position} AS VARCHAR) AS {name}"
-KEEP: Final = "#{position} AS {name}"
-# Result types Polars cannot take from Arrow: shown as DuckDB's text for them.
-NEEDS_TEXT: Final = re.compile(r"\b(INTERVAL|UNION|BIT|BIGNUM|VARINT)\b")
 
 RELATIONS: Final = ", ".join(["events", *(view.name for view in TABLE_VIEWS)])
 EMPTY_MESSAGE: Final = "The cell is empty; write one SELECT statement."
@@ -100,54 +92,6 @@ NAMED_IN_MESSAGE: Final = (
 )
 
 
-@dataclass(frozen=True, eq=False)
-class QueryResult:
-    """A query's rows (all, or the first ``DISPLAY_LIMIT`` on screen), how many, how long.
-
-    A page keeps results between reruns, so a run for the screen holds at most ``DISPLAY_LIMIT``
-    rows; the downloads then run the query again (``rerun``) for every row, without keeping them.
-    """
-
-    frame: pl.DataFrame
-    row_count: int
-    elapsed_ms: float
-    rerun: Callable[[], pl.DataFrame] | None = None
-
-    @property
-    def display(self) -> pl.DataFrame:
-        """The first ``DISPLAY_LIMIT`` rows, for the screen."""
-        return self.frame.head(DISPLAY_LIMIT)
-
-    @property
-    def truncated(self) -> bool:
-        """Whether ``display`` leaves rows out."""
-        return self.row_count > DISPLAY_LIMIT
-
-    def all_rows(self) -> pl.DataFrame:
-        """Every row: the kept frame when it holds them all, else the query run again."""
-        if self.frame.height >= self.row_count or self.rerun is None:
-            return self.frame
-        return self.rerun()
-
-    def to_csv(self, *, bom: bool = True) -> bytes:
-        """The full result as UTF-8 CSV; text a spreadsheet would run as a formula is quoted."""
-        frame = self.all_rows()
-        flat = frame.with_columns(
-            pl.col(name).map_elements(_as_text, return_dtype=pl.String)
-            for name, dtype in frame.schema.items()
-            if dtype.is_nested() or dtype == pl.Binary
-        )
-        buffer = io.BytesIO()
-        neutralised(flat).write_csv(buffer, include_bom=bom)
-        return buffer.getvalue()
-
-    def to_parquet(self) -> bytes:
-        """The full result as a Parquet file, values as they are."""
-        buffer = io.BytesIO()
-        self.all_rows().write_parquet(buffer)
-        return buffer.getvalue()
-
-
 class WorkbenchSession:
     """One data snapshot in one sandboxed DuckDB connection; run queries on it, then close it."""
 
@@ -172,7 +116,7 @@ class WorkbenchSession:
         deadline = _Deadline(self._con, self._settings.sql_timeout_seconds)
         try:
             with deadline:
-                frame, row_count = _fetch(self._con.sql(sql), keep)
+                frame, row_count = fetch(self._con.sql(sql), keep)
         except (duckdb.Error, OSError) as exc:
             # Errors met while rows stream in arrive through Arrow as OSError, DuckDB's text kept.
             raise self._failure(exc, sql, deadline) from exc
@@ -364,56 +308,6 @@ def _lock_down(con: duckdb.DuckDBPyConnection, files: tuple[str, ...], memory: s
     paths = ", ".join(quote(path) for path in files)
     for statement in LOCKDOWN_SQL:
         con.execute(statement.format(paths=paths, memory_limit=quote(memory)))
-
-
-def _fetch(relation: duckdb.DuckDBPyRelation | None, keep: int | None) -> tuple[pl.DataFrame, int]:
-    """The relation's first ``keep`` rows (all when None) as a frame, and how many there were.
-
-    Rows stream in batches; those past ``keep`` are counted and dropped. Types Polars cannot
-    take arrive as DuckDB's text for them.
-    """
-    if relation is None:
-        return pl.DataFrame(), 0
-    types = [str(kind) for kind in relation.types]
-    if any(NEEDS_TEXT.search(kind) for kind in types):
-        columns = enumerate(zip(relation.columns, types, strict=True), start=1)
-        relation = relation.project(
-            ", ".join(
-                (TEXT_CAST if NEEDS_TEXT.search(kind) else KEEP).format(
-                    position=position, name=_identifier(name)
-                )
-                for position, (name, kind) in columns
-            )
-        )
-    if keep is None:
-        frame = relation.pl()
-        return frame, frame.height
-    reader = relation.to_arrow_reader(FETCH_BATCH_ROWS)
-    kept: list[pa.RecordBatch] = []
-    held = count = 0
-    for batch in reader:
-        count += batch.num_rows
-        if held < keep:
-            kept.append(batch.slice(0, keep - held))
-            held += kept[-1].num_rows
-    frame = pl.from_arrow(pa.Table.from_batches(kept, schema=reader.schema))
-    assert isinstance(frame, pl.DataFrame)
-    return frame, count
-
-
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _as_text(value: object) -> str:
-    """A nested or binary cell as CSV text: JSON, or hex for bytes."""
-    if isinstance(value, bytes):
-        return value.hex()
-    return json.dumps(value, ensure_ascii=False, default=_jsonable)
-
-
-def _jsonable(value: object) -> object:
-    return value.to_list() if isinstance(value, pl.Series) else str(value)
 
 
 class _Deadline:
