@@ -113,6 +113,7 @@ def test_an_admin_tells_same_named_sets_apart_and_cannot_edit_someone_elses(
     at = open_compare("admin", view="tests")
     picker = at.selectbox(key=test_set_view.SET_PICK)
     assert picker.options == [test_set_view.NEW_SET, "Smoke · tess", "Smoke"]  # name, then age
+    assert picker.value == test_set_view.NEW_SET_ID  # "(new test set)" shown, not a blank box
 
     at.selectbox(key=test_set_view.SET_PICK).set_value(theirs.id).run()
     assert not at.exception and not at.error

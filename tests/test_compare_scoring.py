@@ -128,15 +128,15 @@ def test_leaderboard_rows_carry_the_win_rate_and_its_wilson_interval() -> None:
     assert (top.low, top.high) == wilson_interval(8, 10)
 
 
-def test_leaderboard_ranks_by_the_lower_bound_then_win_rate_then_comparisons() -> None:
+def test_leaderboard_ranks_by_the_lower_bound_then_win_rate_then_the_upper_bound() -> None:
     votes = [
         vote(("A", "X"), best="A"),  # A: 1/1
         vote(("B", "Y"), best="B"),
         vote(("B", "Y"), best="B"),  # B: 2/2, same rate as A, more comparisons: surer
         vote(("C",), ratings={"C": True}),
         vote(("C",), ratings={"C": False}),  # C: 1/2
-    ]  # and X: 0/1 below Y: 0/2 (both bounds 0, same rate; Y has more comparisons)
-    assert [row.variant for row in leaderboard(votes)] == ["B", "A", "C", "Y", "X"]
+    ]  # X: 0/1 above Y: 0/2 (both lower bounds 0, same rate; X's upper bound is higher)
+    assert [row.variant for row in leaderboard(votes)] == ["B", "A", "C", "X", "Y"]
 
 
 def test_two_lucky_wins_do_not_outrank_eighty_of_a_hundred() -> None:

@@ -131,3 +131,39 @@ def test_the_app_explains_an_uninitialised_database(
     st.cache_resource.clear()
     assert not at.exception
     assert "nexus init" in at.error[0].value
+
+
+def opened_with(username: str, **session: object) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.AUTH_STATUS] = True
+    at.session_state[state.AUTH_USERNAME] = username
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def test_after_sign_in_the_page_asked_for_opens_with_its_query(app_ctx: AppContext) -> None:
+    at = opened_with("ana", **{state.RETURN_TO: ("workbench", {"notebook": "starter-slo"})})
+    assert not at.exception
+    assert "🧪 Workbench" in [t.value for t in at.title]
+    assert at.query_params["notebook"] == "starter-slo"
+    assert state.RETURN_TO not in at.session_state
+
+
+def test_a_deferred_return_is_dropped_once_the_user_has_gone_to_another_page(
+    app_ctx: AppContext,
+) -> None:
+    deferred = {state.RETURN_TO: ("workbench", {}), state.RETURN_DEFERRED_ON: "feedback"}
+    at = opened_with("ana", **deferred)  # now on Chat, not where the return was deferred
+    assert not at.exception
+    assert "💬 Chat" in [t.value for t in at.title]
+    assert state.RETURN_TO not in at.session_state
+
+    still_there = opened_with("ana", **{**deferred, state.RETURN_DEFERRED_ON: ""})  # Chat's path
+    assert "🧪 Workbench" in [t.value for t in still_there.title]
+
+
+def test_a_page_the_role_may_not_open_is_not_returned_to(app_ctx: AppContext) -> None:
+    at = opened_with("mia", **{state.RETURN_TO: ("audit", {})})
+    assert not at.exception
+    assert "💬 Chat" in [t.value for t in at.title]

@@ -379,6 +379,8 @@ def test_the_display_is_limited_and_the_full_result_downloads(session: Workbench
     )
     assert result.frame.height == DISPLAY_LIMIT  # what the page keeps between reruns
     assert result.frame["n"].to_list() == list(range(DISPLAY_LIMIT))
+    with pytest.raises(QueryError, match="Only the first rows of this result were kept"):
+        dataclasses.replace(result, rerun=None).to_csv()  # never a cut-off file as the full one
     csv = result.to_csv()
     assert csv.startswith(b"\xef\xbb\xbfn,formula\n0,'=1+1\n")  # BOM; formulas neutralised
     assert len(csv.splitlines()) == rows + 1

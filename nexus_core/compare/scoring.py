@@ -101,8 +101,8 @@ def leaderboard(
     end: datetime | None = None,
     tag: str | None = None,
 ) -> list[LeaderboardRow]:
-    """Variants ranked by the lower Wilson bound, then win rate, then comparisons, over votes with
-    start ≤ created_at < end.
+    """Variants ranked by the lower Wilson bound, then win rate, then the upper bound (0 of 1 may
+    yet be good, 0 of 50 is not), then comparisons, over votes with start ≤ created_at < end.
 
     ``tag`` keeps only the comparisons with that tag; ``None`` keeps all. Variants no comparison
     counted for are left out. ``start``/``end`` must be timezone-aware if ``created_at`` is.
@@ -125,7 +125,9 @@ def leaderboard(
         )
         for variant, n in comparisons.items()
     ]
-    return sorted(rows, key=lambda row: (-row.low, -row.win_rate, -row.comparisons, row.variant))
+    return sorted(
+        rows, key=lambda row: (-row.low, -row.win_rate, -row.high, -row.comparisons, row.variant)
+    )
 
 
 def leaderboard_csv(rows: Sequence[LeaderboardRow]) -> str:

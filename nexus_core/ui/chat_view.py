@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import time
+from functools import partial
 
 import streamlit as st
 
@@ -124,6 +125,7 @@ def conversation(
     ctx: AppContext, user: UserView, chat: SessionView, persona: PersonaView, *, writable: bool
 ) -> None:
     """Every stored message, with feedback on replies and Retry on the last failure."""
+    notices.show(state.CHAT_NOTICE)  # e.g. why the last Retry was refused
     messages = ctx.chat.messages(chat.public_id, user)
     jobs = ctx.worker.store.for_session(chat.id)
     retryable = _retryable_errors(jobs)
@@ -146,7 +148,8 @@ def conversation(
                 job = retryable.get(message.id)
                 can_retry = writable and job is not None and chat.status == "active"
                 if can_retry and st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
-                    notices.succeeded(lambda job_id=job.id: ctx.worker.retry(job_id, user))
+                    retry = partial(ctx.worker.retry, job.id, user)
+                    notices.or_notice(state.CHAT_NOTICE, retry)  # shown after the rerun
                     st.rerun()
     active = [j for j in jobs if j.status in ACTIVE_STATES]
     if active:

@@ -1,4 +1,6 @@
-"""Navigation by role: only the pages a role may use are registered with ``st.navigation``."""
+"""Navigation by role: signed in, only the pages a role may use are registered with
+``st.navigation``; signed out, every page is registered hidden (none is run) so a link keeps its
+page through sign-in."""
 
 from __future__ import annotations
 
@@ -71,16 +73,23 @@ def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> N
     A rerun that signs a visitor in can land on the default page and drop the query (the login
     cookie's first read reruns the app before any page is chosen); switch back to both. Not in
     the run that has just signed someone in through the form: switching would cut that run short
-    before the login cookie's component reaches the browser; the next run switches instead.
+    before the login cookie's component reaches the browser; the next run switches instead, if
+    the user is still on the page it was deferred on.
     """
     remembered = st.session_state.get(state.RETURN_TO)
+    deferred_on = st.session_state.pop(state.RETURN_DEFERRED_ON, None)
     if not remembered:
         return
     target, query = remembered
-    if target not in pages_for(user, env=env) or current.url_path == target:
+    if (
+        target not in pages_for(user, env=env)
+        or current.url_path == target
+        or (deferred_on is not None and deferred_on != current.url_path)  # gone elsewhere since
+    ):
         st.session_state.pop(state.RETURN_TO, None)
         return
     if st.session_state.get(state.JUST_SIGNED_IN):
+        st.session_state[state.RETURN_DEFERRED_ON] = current.url_path
         return
     st.session_state.pop(state.RETURN_TO, None)
     st.switch_page(page_path(target), query_params=query)
@@ -108,7 +117,8 @@ def hide_navigation() -> None:
 
     Every page is registered, hidden and never run, so the page a link names stays the current
     page through the login form and the cookie's reruns; ``build_navigation`` then decides what
-    the user may open. An unknown path is left alone: the friendly 404 answers it after sign-in.
+    the user may open. Not at an unknown path (it would raise Streamlit's own page-not-found;
+    the friendly 404 answers it after sign-in), where the sidebar can keep the last menu.
     """
     path = requested_path()
     if path == "" or path in PAGES_BY_KEY:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import streamlit as st
 
@@ -262,7 +263,7 @@ def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, expor
     left.download_button(
         "CSV",
         icon=":material/download:",
-        data=result.to_csv,
+        data=partial(_download, result.to_csv),
         file_name=f"workbench-{stamp}.csv",
         mime="text/csv",
         key=f"nexus_wb_csv_{notebook.key}_{cell.id}",
@@ -270,11 +271,23 @@ def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, expor
     right.download_button(
         "Parquet",
         icon=":material/download:",
-        data=result.to_parquet,
+        data=partial(_download, result.to_parquet),
         file_name=f"workbench-{stamp}.parquet",
         mime="application/vnd.apache.parquet",
         key=f"nexus_wb_parquet_{notebook.key}_{cell.id}",
     )
+
+
+def _download(build: Callable[[], bytes]) -> bytes:
+    """The file's bytes; when running the query again fails, a file that says why.
+
+    A download builds its file outside the page's run, where an error could only show as
+    Streamlit's "failed to generate file"; the message is more use in the file itself.
+    """
+    try:
+        return build()
+    except NexusError as exc:
+        return f"The download could not be made: {exc}\n".encode()
 
 
 def _chart_settings(

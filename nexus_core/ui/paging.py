@@ -30,6 +30,7 @@ def current_page(key: str, listing: object, total: int, size: int) -> TablePage:
         st.session_state[key] = 0
     count = max(1, math.ceil(total / size))
     number = min(max(int(st.session_state.get(key, 0)), 0), count - 1)
+    st.session_state[key] = number  # a shrunken listing that grows again stays where it is shown
     return TablePage(number, count, size, total)
 
 

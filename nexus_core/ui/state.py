@@ -18,6 +18,7 @@ COOKIE_MANAGER = "nexus_cookie_manager"
 COOKIE_WRITE = "nexus_cookie_write"
 LOGIN_FORM = "nexus_login_form"
 RETURN_TO = "nexus_return_to"
+RETURN_DEFERRED_ON = "nexus_return_deferred_on"  # the page the switch back waits on
 JUST_SIGNED_IN = "nexus_just_signed_in"  # this run signed someone in (the cookie is being written)
 LOGOUT_BUTTON = "nexus_logout"
 PASSWORD_FORM = "nexus_password_form"

@@ -26,6 +26,7 @@ LEADERBOARD_DAYS = 30
 SET_PICK = "nexus_ts_pick"
 PENDING_PICK = "nexus_ts_pending_pick"
 NEW_SET = "(new test set)"
+NEW_SET_ID = 0  # not None: a None value would leave the box blank (ids start at 1)
 SET_NAME = "nexus_ts_name"
 SET_TEXT = "nexus_ts_text"
 SAVE_SET = "nexus_ts_save"
@@ -83,7 +84,10 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
         width="stretch",
         column_config={"Win rate": percent, "95% low": percent, "95% high": percent},
     )
-    st.caption("95 % Wilson score interval; a comparison counts for every variant that was judged.")
+    st.caption(
+        "Ranked by the lower end of the 95 % Wilson score interval (what the votes make sure of); "
+        "a comparison counts for every variant that was judged."
+    )
     st.download_button(
         "CSV",
         data=leaderboard_csv(rows),
@@ -112,14 +116,14 @@ def test_sets(ctx: AppContext, user: UserView) -> None:
     if PENDING_PICK in st.session_state:  # chosen by the last save or delete
         st.session_state[SET_PICK] = st.session_state.pop(PENDING_PICK)
     if st.session_state.get(SET_PICK) not in by_id:  # deleted meanwhile, or never picked
-        st.session_state[SET_PICK] = None
+        st.session_state[SET_PICK] = NEW_SET_ID
     picked = st.selectbox(
         "Test set",
-        [None, *by_id],
-        format_func=lambda set_id: NEW_SET if set_id is None else labels[set_id],
+        [NEW_SET_ID, *by_id],
+        format_func=lambda set_id: labels.get(set_id, NEW_SET),
         key=SET_PICK,
     )
-    current = by_id.get(picked) if picked is not None else None
+    current = by_id.get(picked)
     if current is not None and current.owner_id != user.id:
         _read_only(current, labels[current.id])
     else:
@@ -136,10 +140,13 @@ def _set_labels(ctx: AppContext, user: UserView, sets: list[TestSetView]) -> dic
     """Each set's name; an admin sees others' sets too, so theirs carry the owner's username."""
     foreign = {s.owner_id for s in sets} - {user.id}
     owners = {u.id: u.username for u in or_error(ctx.users.list) or []} if foreign else {}
-    return {
-        s.id: s.name if s.owner_id == user.id else f"{s.name} · {owners.get(s.owner_id, '?')}"
-        for s in sets
-    }
+    labels: dict[int, str] = {}
+    for s in sets:
+        label = s.name if s.owner_id == user.id else f"{s.name} · {owners.get(s.owner_id, '?')}"
+        if label == NEW_SET or label in labels.values():  # the box tells options apart by label
+            label = f"{label} (#{s.id})"
+        labels[s.id] = label
+    return labels
 
 
 def _read_only(current: TestSetView, label: str) -> None:
@@ -181,7 +188,7 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
         except NexusError as exc:
             st.error(str(exc))
             return
-        st.session_state[PENDING_PICK] = None
+        st.session_state[PENDING_PICK] = NEW_SET_ID
         st.rerun()
 
 

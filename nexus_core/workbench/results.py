@@ -19,10 +19,12 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from nexus_core.errors import QueryError
 from nexus_core.spreadsheet import neutralised
 
 DISPLAY_LIMIT: Final = 10_000
 FETCH_BATCH_ROWS: Final = 8_192
+NO_FULL_RESULT_MESSAGE: Final = "Only the first rows of this result were kept; run the query again."
 TEXT_CAST: Final = "CAST(#{position} AS VARCHAR) AS {name}"
 KEEP: Final = "#{position} AS {name}"
 # Result types Polars cannot take from Arrow: shown as DuckDB's text for them.
@@ -54,8 +56,10 @@ class QueryResult:
 
     def all_rows(self) -> pl.DataFrame:
         """Every row: the kept frame when it holds them all, else the query run again."""
-        if self.frame.height >= self.row_count or self.rerun is None:
+        if self.frame.height >= self.row_count:
             return self.frame
+        if self.rerun is None:
+            raise QueryError(NO_FULL_RESULT_MESSAGE)
         return self.rerun()
 
     def to_csv(self, *, bom: bool = True) -> bytes:

@@ -20,7 +20,7 @@ FAILED_MESSAGE = "Incorrect username or password"
 MEMBER_USERNAME, MEMBER_NAME, MEMBER_PASSWORD = MEMBER
 
 
-def sign_in(page: Page, url: str, username: str, password: str) -> None:
+def submit_login(page: Page, url: str, username: str, password: str) -> None:
     """Open the app and submit the login form."""
     page.goto(url)
     page.get_by_label("Username").fill(username)
@@ -68,7 +68,7 @@ def test_member_signs_in_through_the_real_form_and_sees_the_chat_page(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
     page = new_page()
-    sign_in(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
+    submit_login(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
 
     expect(chat_heading(page)).to_be_visible()
     expect(sign_in_button(page)).to_have_count(0)
@@ -90,7 +90,7 @@ def test_wrong_password_is_refused_with_the_generic_message(
         ("nobody-by-this-name", MEMBER_PASSWORD),
     ):
         page = new_page()
-        sign_in(page, live_app.url, username, password)
+        submit_login(page, live_app.url, username, password)
 
         expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible()
         expect(chat_heading(page)).to_have_count(0)
@@ -101,7 +101,7 @@ def test_cookie_signs_in_again_after_reload_but_not_after_logout(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
     page = new_page()
-    sign_in(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
+    submit_login(page, live_app.url, MEMBER_USERNAME, MEMBER_PASSWORD)
     expect(chat_heading(page)).to_be_visible()
     cookie = login_cookie(page)
 
@@ -134,7 +134,7 @@ def test_a_link_to_a_page_survives_the_login_form_the_cookie_and_a_reload(
     leaderboard = f"{live_app.url}/compare?view=leaderboard"
     on_leaderboard = re.compile(r"/compare\?view=leaderboard$")
     page = new_page()
-    sign_in(page, leaderboard, "admin", ADMIN_PASSWORD)
+    submit_login(page, leaderboard, "admin", ADMIN_PASSWORD)
     expect(page.get_by_label("Prompt tag")).to_be_visible()  # the leaderboard section
     expect(page).to_have_url(on_leaderboard)
     cookie = login_cookie(page)  # written although the run signed in on another page
@@ -153,7 +153,7 @@ def test_a_link_to_a_page_survives_the_login_form_the_cookie_and_a_reload(
 
 def test_admin_sees_admin_pages(live_app: LiveApp, new_page: NewPage) -> None:
     page = new_page()
-    sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
+    submit_login(page, live_app.url, "admin", ADMIN_PASSWORD)
     expect(chat_heading(page)).to_be_visible()
 
     for title in ("Users", "Dashboard", "Audit", "Personas"):
@@ -169,10 +169,10 @@ def test_five_wrong_passwords_lock_the_account(live_app: LiveApp, new_page: NewP
 
     for attempt in range(5):
         # A fresh load per attempt: a visible message then belongs to this attempt.
-        sign_in(page, live_app.url, username, f"wrong-password-{attempt}")
+        submit_login(page, live_app.url, username, f"wrong-password-{attempt}")
         expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible()
 
-    sign_in(page, live_app.url, username, password)
+    submit_login(page, live_app.url, username, password)
     expect(page.get_by_text(FAILED_MESSAGE)).to_be_visible()
     expect(chat_heading(page)).to_have_count(0)
 
