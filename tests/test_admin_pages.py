@@ -13,6 +13,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.ui import admin_view, audit_view, persona_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
+from tests.apptest import signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -32,11 +33,7 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def open_page(username: str, page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    at.run()
-    return at.switch_page(page_path(page)).run()
+    return signed_in_app(username, page=page, timeout=TIMEOUT)
 
 
 def button(at: AppTest, label: str):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.chat import SESSION_NOT_FOUND
 from nexus_core.db.models import Feedback, Message
 from nexus_core.ui import state
+from tests.apptest import signed_in_app
 from tests.fakes.gemini_server import FakeGeminiServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +33,8 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def chat_page(ctx: AppContext, username: str, session_id: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    if session_id:
-        at.query_params[state.SESSION_QUERY_PARAM] = session_id
-    return at.run()
+    query = {state.SESSION_QUERY_PARAM: session_id} if session_id else {}
+    return signed_in_app(username, query=query, timeout=TIMEOUT)
 
 
 def bubbles(at: AppTest) -> list[tuple[str, str]]:

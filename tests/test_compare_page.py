@@ -14,6 +14,7 @@ from nexus_core.compare.checks import TestCase
 from nexus_core.ui import compare_view, state, test_set_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
+from tests.apptest import signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -33,13 +34,7 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def open_compare(username: str, **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.run()
-    return at.switch_page(page_path("compare")).run()
+    return signed_in_app(username, page="compare", query=query, timeout=TIMEOUT)
 
 
 def labelled(at: AppTest, label: str):

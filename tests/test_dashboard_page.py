@@ -16,6 +16,7 @@ from nexus_core.events import ApiEventLogger, EventName
 from nexus_core.ui import dashboard_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
+from tests.apptest import signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -87,11 +88,7 @@ def log_traffic(ctx: AppContext, *, outage: bool = False) -> None:
 
 
 def open_dashboard(username: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    at.run()
-    return at.switch_page(page_path("dashboard")).run()
+    return signed_in_app(username, page="dashboard", timeout=TIMEOUT)
 
 
 def test_an_admin_sees_kpis_charts_and_the_feedback_panel(app_ctx: AppContext) -> None:

@@ -18,6 +18,7 @@ from nexus_core.ui import explorer_view, feedback_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.users import hash_password
+from tests.apptest import signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -43,11 +44,7 @@ def app_ctx(app_env: AppContext, password_hash: str) -> AppContext:
 
 
 def signed_in(username: str, page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    at.run()
-    return at.switch_page(page_path(page)).run()
+    return signed_in_app(username, page=page, timeout=TIMEOUT)
 
 
 def chat_with_reply(ctx: AppContext, persona: str = "Nexus Assistant") -> tuple[str, int]:

@@ -12,6 +12,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.ui import state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
+from tests.apptest import signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -31,10 +32,7 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def signed_in(username: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    return at.run()
+    return signed_in_app(username, timeout=TIMEOUT)
 
 
 def texts(at: AppTest) -> str:
@@ -134,12 +132,7 @@ def test_the_app_explains_an_uninitialised_database(
 
 
 def opened_with(username: str, **session: object) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    for key, value in session.items():
-        at.session_state[key] = value
-    return at.run()
+    return signed_in_app(username, session=session, timeout=TIMEOUT)
 
 
 def test_after_sign_in_the_page_asked_for_opens_with_its_query(app_ctx: AppContext) -> None:

@@ -16,6 +16,7 @@ from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.workbench.cells import Cell, ChartSpec
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS
+from tests.apptest import signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -39,13 +40,8 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def open_workbench(username: str, notebook: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    if notebook is not None:
-        at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] = notebook
-    at.run()
-    return at.switch_page(page_path("workbench")).run()
+    query = {} if notebook is None else {workbench_view.NOTEBOOK_QUERY_PARAM: notebook}
+    return signed_in_app(username, page="workbench", query=query, timeout=TIMEOUT)
 
 
 def button(at: AppTest, label: str):

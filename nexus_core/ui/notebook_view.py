@@ -259,23 +259,19 @@ def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, expor
         st.caption("Full-result downloads need the “workbench_export” feature; ask an admin.")
         return
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    left, right, _ = st.columns([1, 1, 3])
-    left.download_button(
-        "CSV",
-        icon=":material/download:",
-        data=partial(_download, result.to_csv),
-        file_name=f"workbench-{stamp}.csv",
-        mime="text/csv",
-        key=f"nexus_wb_csv_{notebook.key}_{cell.id}",
+    formats = (
+        ("CSV", "csv", "text/csv", result.to_csv),
+        ("Parquet", "parquet", "application/vnd.apache.parquet", result.to_parquet),
     )
-    right.download_button(
-        "Parquet",
-        icon=":material/download:",
-        data=partial(_download, result.to_parquet),
-        file_name=f"workbench-{stamp}.parquet",
-        mime="application/vnd.apache.parquet",
-        key=f"nexus_wb_parquet_{notebook.key}_{cell.id}",
-    )
+    for column, (label, suffix, mime, build) in zip(st.columns([1, 1, 3]), formats, strict=False):
+        column.download_button(
+            label,
+            icon=":material/download:",
+            data=partial(_download, build),
+            file_name=f"workbench-{stamp}.{suffix}",
+            mime=mime,
+            key=f"nexus_wb_{suffix}_{notebook.key}_{cell.id}",
+        )
 
 
 def _download(build: Callable[[], bytes]) -> bytes:
