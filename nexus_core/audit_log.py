@@ -7,8 +7,6 @@ CLI edits or deletes them.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +17,7 @@ from nexus_core.audit import AuditRecord, to_record
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuditEvent
 from nexus_core.errors import ValidationError
-from nexus_core.spreadsheet import neutralise
+from nexus_core.spreadsheet import csv_text
 
 CSV_COLUMNS = (
     "id",
@@ -108,19 +106,17 @@ def actors(db: Database) -> list[str]:
 
 def export_csv(db: Database, query: AuditQuery) -> bytes:
     """The events matching ``query`` as UTF-8 CSV, newest first, safe to open in a spreadsheet."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for event in search(db, query, limit=MAX_EXPORT_ROWS):
-        cells = (
+    rows = (
+        (
             event.id,
             event.created_at.isoformat(),
-            "" if event.actor_id is None else event.actor_id,
-            event.actor_name or "",
+            event.actor_id,
+            event.actor_name,
             event.action,
-            event.target_type or "",
-            event.target_id or "",
+            event.target_type,
+            event.target_id,
             json.dumps(event.details, ensure_ascii=False, sort_keys=True),
         )
-        writer.writerow([neutralise(str(cell)) for cell in cells])
-    return buffer.getvalue().encode("utf-8")
+        for event in search(db, query, limit=MAX_EXPORT_ROWS)
+    )
+    return csv_text(CSV_COLUMNS, rows).encode("utf-8")

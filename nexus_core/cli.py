@@ -13,7 +13,7 @@ import secrets
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -275,9 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `nexus` command."""
     parser = OneLineParser(prog="nexus", description="Nexus AI command line.")
     sub = parser.add_subparsers(dest="command", required=True)
-
     sub.add_parser("init", help="create or upgrade the schema, seed personas, ensure an admin")
+    _add_users_commands(sub)
+    _add_personas_commands(sub)
+    _add_chat_commands(sub)
+    _add_operations_commands(sub)
+    return parser
 
+
+def _add_users_commands(sub: Any) -> None:
     users = sub.add_parser("users", help="manage user accounts").add_subparsers(
         dest="users_command", required=True
     )
@@ -302,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("name")
     role.add_argument("role", help=f"one of {', '.join(ROLES)}")
 
+
+def _add_personas_commands(sub: Any) -> None:
     personas = sub.add_parser("personas", help="manage personas").add_subparsers(
         dest="personas_command", required=True
     )
@@ -315,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     padd.add_argument("--temperature", type=float, default=0.7)
     personas.add_parser("list", help="list personas")
 
+
+def _add_chat_commands(sub: Any) -> None:
     chat = sub.add_parser("chat", help="send one message and print the persona's reply")
     chat.add_argument("--user", required=True)
     chat.add_argument("--persona", help="persona of a new session")
@@ -326,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("session", metavar="SESSION_UUID")
     export.add_argument("--format", choices=("md", "json"), default="md")
 
+
+def _add_operations_commands(sub: Any) -> None:
     metrics = sub.add_parser("metrics", help="the dashboard's numbers from the event log")
     metrics.add_argument("--window", default="60m", help="60m, 24h, 7d, 30d, …")
     metrics.add_argument("--now", help="end of the window (ISO 8601); default now")
@@ -344,7 +356,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("health", help="check database, Redis and the AI provider")
     health.add_argument("--json", action="store_true", help="print the /health JSON")
-    return parser
 
 
 HANDLERS: dict[tuple[str, str | None], Handler] = {
@@ -365,6 +376,9 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("simulate", None): cmd_simulate,
     ("sql", None): cmd_sql,
 }
+
+
+UNEXPECTED_ERROR = "nexus: unexpected {kind}; nothing more is shown here — please report it"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -389,6 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (e.g. `head`) went away: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except BaseException as exc:
+        if isinstance(exc, SystemExit | GeneratorExit):
+            raise
+        print(UNEXPECTED_ERROR.format(kind=type(exc).__name__), file=sys.stderr)
     finally:
         if ctx is not None:
             ctx.close()

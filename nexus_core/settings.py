@@ -118,6 +118,11 @@ class Settings:
         "512MB",
         "Workbench and `nexus sql`: DuckDB memory for one run, the copied tables included.",
     )
+    sql_download_max_bytes: int = _setting(
+        "NEXUS_SQL_DOWNLOAD_MAX_BYTES",
+        104_857_600,
+        "Workbench downloads and `nexus sql` csv/json: the largest full result file.",
+    )
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:

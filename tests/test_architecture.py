@@ -1,4 +1,8 @@
-"""The layering rules of ../shared/style.md that a machine can check."""
+"""The layering rules of the README's Architecture section that a machine can check.
+
+Function size and complexity are ruff's (C901, PLR0915 in pyproject.toml, run by `make lint`):
+a module may be as long as its concept needs; pages and the frame stay thin.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "nexus_core"
 PAGE_MAX_LINES = 120
 APP_MAX_LINES = 100
-CORE_MAX_LINES = 400
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -47,14 +50,11 @@ def test_pages_reach_the_core_only_through_services_not_sql_or_http() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_files_stay_a_readable_size() -> None:
+def test_pages_and_the_frame_stay_thin() -> None:
     too_long = {}
     for path in (ROOT / "app_pages").glob("*.py"):
         if len(path.read_text().splitlines()) > PAGE_MAX_LINES:
             too_long[str(path.relative_to(ROOT))] = PAGE_MAX_LINES
     if len((ROOT / "app.py").read_text().splitlines()) > APP_MAX_LINES:
         too_long["app.py"] = APP_MAX_LINES
-    for path in CORE.rglob("*.py"):
-        if len(path.read_text().splitlines()) > CORE_MAX_LINES:
-            too_long[str(path.relative_to(ROOT))] = CORE_MAX_LINES
     assert too_long == {}

@@ -417,3 +417,28 @@ def test_sql_stops_a_runaway_query_at_the_time_limit(
         run_nexus(settings, "sql", "SELECT count(*) FROM range(1000000000000)"),
         "The query ran longer than 1 s and was stopped.",
     )
+
+
+def test_sql_shows_values_python_cannot_hold_and_ends_every_failure_in_one_line(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_nexus(settings, "init").returncode == 0
+    query = "SELECT 'infinity'::TIMESTAMP AS t, '-infinity'::DATE AS d"
+    for fmt in ("table", "csv", "json"):
+        shown = run_nexus(settings, "sql", query, "--format", fmt)
+        assert shown.returncode == 0 and shown.stderr == "", (fmt, shown.stderr)
+        assert "infinity" in shown.stdout and "-infinity" in shown.stdout
+    monkeypatch.setenv("NEXUS_SQL_MEMORY_LIMIT", "128MB")
+    hostile = {
+        "SELECT length(repeat('x', 2000000000))": "NEXUS_SQL_MEMORY_LIMIT",
+        "WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d": "The workbench only reads",
+        "SELECT " + "(" * 3000 + "1" + ")" * 3000: "Max expression depth",
+        "SELECT chr(0) || 'x' AS zero, '\\xFF'::BLOB AS blob": "",
+    }
+    for attempt, text in hostile.items():
+        result = run_nexus(settings, "sql", attempt, "--format", "json")
+        if result.returncode == 0:  # DuckDB could answer it: then it printed JSON
+            assert not text and json.loads(result.stdout)
+            continue
+        assert_one_line_error(result, text)
+    assert "admin" in run_nexus(settings, "users", "list").stdout

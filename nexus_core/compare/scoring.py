@@ -16,8 +16,6 @@ with 2 wins out of 2 does not outrank one with 80 out of 100 by accident of smal
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from datetime import datetime
 from typing import Final
 
 from nexus_core.errors import ValidationError
-from nexus_core.spreadsheet import neutralise
+from nexus_core.spreadsheet import csv_text
 
 Z_95: Final = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
 CSV_HEADER: Final = ("variant", "comparisons", "wins", "win_rate", "ci_low", "ci_high")
@@ -132,16 +130,15 @@ def leaderboard(
 
 def leaderboard_csv(rows: Sequence[LeaderboardRow]) -> str:
     """The rows as CSV text, rates to four decimals, variant names made inert for spreadsheets."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
-    for row in rows:
-        writer.writerow(
+    return csv_text(
+        CSV_HEADER,
+        (
             [
-                neutralise(row.variant),
+                row.variant,
                 row.comparisons,
                 row.wins,
                 *(f"{rate:.{CSV_DECIMALS}f}" for rate in (row.win_rate, row.low, row.high)),
             ]
-        )
-    return buffer.getvalue()
+            for row in rows
+        ),
+    )

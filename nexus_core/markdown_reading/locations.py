@@ -141,12 +141,14 @@ def _table_cells(src: str, low: int, high: int) -> list[list[int]]:
         columns.pop(0)
     if columns and not columns[-1]:
         columns.pop()
-    trimmed = []
-    for column in columns:
-        start, stop = 0, len(column)
-        while start < stop and src[column[start]] in MD_TRIM_CHARS:
-            start += 1
-        while stop > start and src[column[stop - 1]] in MD_TRIM_CHARS:
-            stop -= 1
-        trimmed.append(column[start:stop])
-    return trimmed
+    return [_trimmed(src, column) for column in columns]
+
+
+def _trimmed(src: str, column: list[int]) -> list[int]:
+    """A cell's offsets without the trimmed characters at either end."""
+    start, stop = 0, len(column)
+    while start < stop and src[column[start]] in MD_TRIM_CHARS:
+        start += 1
+    while stop > start and src[column[stop - 1]] in MD_TRIM_CHARS:
+        stop -= 1
+    return column[start:stop]

@@ -236,7 +236,7 @@ def _show_outcome(
     assert result is not None
     facts = [f"{result.row_count:,} rows", f"{result.elapsed_ms:,.0f} ms"]
     if result.truncated:
-        facts.append(f"showing the first {DISPLAY_LIMIT:,}")
+        facts.append(f"showing the first {result.display.height:,}")
     if outcome.source != _source(notebook, cell):
         facts.append("the SQL changed since this run")
     st.caption(" · ".join(facts))

@@ -1,18 +1,15 @@
 """`nexus sql QUERY [--format table|csv|json]`: one query through the workbench's sandbox.
 
 An operator's tool on the server, so it sees what admins see (message content included). The
-table shows the first ``DISPLAY_LIMIT`` rows like the page does; CSV and JSON carry every row.
+table shows the first ``DISPLAY_LIMIT`` rows like the page does; CSV and JSON carry every row
+(up to ``NEXUS_SQL_DOWNLOAD_MAX_BYTES``), built in the query process.
 Errors are one line on stderr (DuckDB's message with the line and column) and exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
-from datetime import date, datetime, time
-from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 from nexus_core.errors import QueryError
@@ -31,23 +28,18 @@ def cmd_sql(ctx: AppContext, args: argparse.Namespace) -> int:
     """Run ``args.query`` and print its result in ``args.format``; 1 when the query fails."""
     with Workbench(ctx.settings, ctx.db) as workbench:
         try:
-            result = workbench.run(args.query, include_message_content=True)
+            if args.format == "table":
+                text = table_text(
+                    workbench.run(args.query, include_message_content=True, keep=DISPLAY_LIMIT)
+                )
+            else:
+                data = workbench.export(args.query, args.format, include_message_content=True)
+                text = data.decode().rstrip("\n")
         except QueryError as exc:  # the page shows the caret; a terminal gets one line
             print(f"nexus: {exc.summary}", file=sys.stderr)
             return 1
-    if args.format == "csv":
-        sys.stdout.write(result.to_csv(bom=False).decode())
-    elif args.format == "json":
-        print(json_text(result))
-    else:
-        print(table_text(result))
+    print(text)
     return 0
-
-
-def json_text(result: QueryResult) -> str:
-    """Every row as a JSON array of objects; times in ISO 8601, NaN and infinities as null."""
-    rows = [{name: _json_value(v) for name, v in row.items()} for row in result.frame.to_dicts()]
-    return json.dumps(rows, ensure_ascii=False)
 
 
 def table_text(result: QueryResult) -> str:
@@ -78,21 +70,3 @@ def _cell_text(value: object) -> str:
     text = NULL_TEXT if value is None else str(value)
     text = " ".join(text.split()) if any(c in text for c in "\n\r\t") else text
     return text if len(text) <= TABLE_CELL_CHARS else text[: TABLE_CELL_CHARS - 1] + "…"
-
-
-def _json_value(value: object) -> object:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    return str(value)

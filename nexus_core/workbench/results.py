@@ -1,48 +1,46 @@
 """A workbench query's result: the rows kept for the screen, how many there were, and the full
-result as CSV or Parquet for download.
+result as a file (CSV, Parquet or JSON) for download.
 
-Rows stream out of DuckDB in Arrow batches; a run for the screen keeps the first
-``DISPLAY_LIMIT`` and counts the rest, so a page that keeps results between reruns never holds a
-huge result. Types Polars cannot take from Arrow arrive as DuckDB's text for them.
+A run for the screen keeps the first ``DISPLAY_LIMIT`` rows, and no more than
+``DISPLAY_MAX_BYTES`` of them, and counts the rest, so a page that keeps results between
+reruns never holds a huge result. A download runs the query again and builds its file in the
+query process (``query_process``), within its own byte limit.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from math import isfinite
 from typing import Final
 
-import duckdb
 import polars as pl
-import pyarrow as pa
 
 from nexus_core.errors import QueryError
 from nexus_core.spreadsheet import neutralised
 
 DISPLAY_LIMIT: Final = 10_000
-FETCH_BATCH_ROWS: Final = 8_192
+DISPLAY_MAX_BYTES: Final = 16 * 1024 * 1024
 NO_FULL_RESULT_MESSAGE: Final = "Only the first rows of this result were kept; run the query again."
-TEXT_CAST: Final = "CAST(#{position} AS VARCHAR) AS {name}"
-KEEP: Final = "#{position} AS {name}"
-# Result types Polars cannot take from Arrow: shown as DuckDB's text for them.
-NEEDS_TEXT: Final = re.compile(r"\b(INTERVAL|UNION|BIT|BIGNUM|VARINT)\b")
+FILE_FORMATS: Final = ("csv", "csv_bom", "parquet", "json")
 
 
 @dataclass(frozen=True, eq=False)
 class QueryResult:
-    """A query's rows (all, or the first ``DISPLAY_LIMIT`` on screen), how many, how long.
+    """A query's rows (all, or the first ones on screen), how many there were, how long it took.
 
-    A page keeps results between reruns, so a run for the screen holds at most ``DISPLAY_LIMIT``
-    rows; the downloads then run the query again (``rerun``) for every row, without keeping them.
+    ``export`` builds the full result as a file (one of ``FILE_FORMATS``) by running the query
+    again; without it only a result whose rows were all kept can be downloaded.
     """
 
     frame: pl.DataFrame
     row_count: int
     elapsed_ms: float
-    rerun: Callable[[], pl.DataFrame] | None = None
+    export: Callable[[str], bytes] | None = None
 
     @property
     def display(self) -> pl.DataFrame:
@@ -52,80 +50,60 @@ class QueryResult:
     @property
     def truncated(self) -> bool:
         """Whether ``display`` leaves rows out."""
-        return self.row_count > DISPLAY_LIMIT
+        return self.row_count > self.display.height
 
-    def all_rows(self) -> pl.DataFrame:
-        """Every row: the kept frame when it holds them all, else the query run again."""
+    def file(self, fmt: str) -> bytes:
+        """The full result as a file: from the kept rows when they are all, else run again."""
         if self.frame.height >= self.row_count:
-            return self.frame
-        if self.rerun is None:
+            return file_bytes(self.frame, fmt)
+        if self.export is None:
             raise QueryError(NO_FULL_RESULT_MESSAGE)
-        return self.rerun()
+        return self.export(fmt)
 
     def to_csv(self, *, bom: bool = True) -> bytes:
         """The full result as UTF-8 CSV; text a spreadsheet would run as a formula is quoted."""
-        frame = self.all_rows()
-        flat = frame.with_columns(
-            pl.col(name).map_elements(_as_text, return_dtype=pl.String)
-            for name, dtype in frame.schema.items()
-            if dtype.is_nested() or dtype == pl.Binary
-        )
-        buffer = io.BytesIO()
-        neutralised(flat).write_csv(buffer, include_bom=bom)
-        return buffer.getvalue()
+        return self.file("csv_bom" if bom else "csv")
 
     def to_parquet(self) -> bytes:
         """The full result as a Parquet file, values as they are."""
-        buffer = io.BytesIO()
-        self.all_rows().write_parquet(buffer)
-        return buffer.getvalue()
+        return self.file("parquet")
 
 
-def fetch(relation: duckdb.DuckDBPyRelation | None, keep: int | None) -> tuple[pl.DataFrame, int]:
-    """The relation's first ``keep`` rows (all when None) as a frame, and how many there were.
-
-    Rows stream in batches; those past ``keep`` are counted and dropped. Types Polars cannot
-    take arrive as DuckDB's text for them.
-    """
-    if relation is None:
-        return pl.DataFrame(), 0
-    types = [str(kind) for kind in relation.types]
-    if any(NEEDS_TEXT.search(kind) for kind in types):
-        columns = enumerate(zip(relation.columns, types, strict=True), start=1)
-        relation = relation.project(
-            ", ".join(
-                (TEXT_CAST if NEEDS_TEXT.search(kind) else KEEP).format(
-                    position=position, name=_identifier(name)
-                )
-                for position, (name, kind) in columns
-            )
-        )
-    if keep is None:
-        frame = relation.pl()
-        return frame, frame.height
-    reader = relation.to_arrow_reader(FETCH_BATCH_ROWS)
-    kept: list[pa.RecordBatch] = []
-    held = count = 0
-    for batch in reader:
-        count += batch.num_rows
-        if held < keep:
-            kept.append(batch.slice(0, keep - held))
-            held += kept[-1].num_rows
-    frame = pl.from_arrow(pa.Table.from_batches(kept, schema=reader.schema))
-    assert isinstance(frame, pl.DataFrame)
-    return frame, count
+def file_bytes(frame: pl.DataFrame, fmt: str) -> bytes:
+    """``frame`` as a file of one of ``FILE_FORMATS`` (CSV with formulas neutralised)."""
+    if fmt == "json":
+        return json_rows(frame).encode()
+    buffer = io.BytesIO()
+    if fmt == "parquet":
+        frame.write_parquet(buffer)
+    elif fmt in ("csv", "csv_bom"):
+        neutralised(frame).write_csv(buffer, include_bom=fmt == "csv_bom")
+    else:
+        raise ValueError(f"unknown file format {fmt!r}")
+    return buffer.getvalue()
 
 
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def json_rows(frame: pl.DataFrame) -> str:
+    """Every row as a JSON array of objects; times in ISO 8601, NaN and infinities as null."""
+    rows = frame.iter_rows(named=True)
+    return json.dumps(
+        [{name: _json_value(v) for name, v in row.items()} for row in rows], ensure_ascii=False
+    )
 
 
-def _as_text(value: object) -> str:
-    """A nested or binary cell as CSV text: JSON, or hex for bytes."""
+def _json_value(value: object) -> object:
+    if isinstance(value, float):
+        return value if isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
     if isinstance(value, bytes):
         return value.hex()
-    return json.dumps(value, ensure_ascii=False, default=_jsonable)
-
-
-def _jsonable(value: object) -> object:
-    return value.to_list() if isinstance(value, pl.Series) else str(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return str(value)

@@ -1,147 +1,280 @@
-"""The workbench's query engine: one read-only statement at a time in a locked-down DuckDB.
+"""The workbench's query engine, app side: a snapshot of the data, a query process, deadlines.
 
-Defence in depth (DuckDB's own words for its settings: they are not a full sandbox):
+User SQL never runs in the app's process. Each run (one query, or one "run all") takes a
+snapshot of the data (``data``) into a DuckDB file of its own and starts a query process
+(``query_process``, where the sandbox is described) that opens it read-only. The process is
+started first, so its start-up overlaps the snapshot.
 
-1. **The statement check.** A cell holds exactly one statement (``extract_statements``) and it
-   parses as a SELECT — ``WITH … SELECT``, ``FROM …``, ``VALUES``, ``DESCRIBE``/``SHOW``/
-   ``SUMMARIZE`` too. Anything else is refused before it reaches the connection.
-2. **Copies only.** Each run (one query, or one "run all") gets a fresh in-memory connection
-   holding a snapshot of the data (``data``); nothing it does can reach the app's database.
-3. **The lock-down**, in the order the DuckDB 2.0 notes give: the only files it may open are the
-   compacted Parquet files behind ``events`` (``allowed_paths``; no directory at all, so never
-   the data dir with ``nexus.db`` or the logs), external access off, no extension installs or
-   loads, no persistent secrets, no Python replacement scans (a query cannot see the caller's
-   variables), memory and thread limits, no spill files, and the configuration locked.
-4. **A time limit.** A timer interrupts the connection; the query fails with ``QueryTimeout``.
-
-Errors are DuckDB's message, never a traceback, with the position (``LINE n:`` and a caret) when
-DuckDB gives one or the message names something that occurs once in the query.
+This side holds the limits that do not depend on the process's cooperation: a request that
+outlives the time limit (and a short grace for DuckDB's own interrupt) gets the process killed;
+a process that dies — past its address-space limit, its CPU time, or on a crash inside DuckDB
+— is a clear error, never the app's problem. After either, the session starts a fresh process
+on a fresh snapshot for its next query.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from nexus_core.analytics.event_snapshot import quote
+import nexus_core
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.db.engine import Database
-from nexus_core.errors import ConfigError, QueryError, QueryRefused, QueryTimeout
+from nexus_core.errors import ConfigError, QueryError, QueryTimeout
 from nexus_core.settings import Settings
-from nexus_core.workbench.data import TABLE_VIEWS, load_snapshot, take_snapshot
-from nexus_core.workbench.results import QueryResult, fetch
+from nexus_core.workbench.data import load_snapshot, take_snapshot
+from nexus_core.workbench.query_process import (
+    CONNECT_CONFIG,
+    FRAME_HEADER,
+    SANDBOX_THREADS,
+    SESSION_SQL,
+    TIMEOUT_MESSAGE,
+    ProcessConfig,
+    error_from_header,
+)
+from nexus_core.workbench.results import QueryResult
 
-INTERRUPTED: Final = "INTERRUPT Error"
-OUT_OF_MEMORY: Final = "Out of Memory Error"
-SANDBOX_THREADS: Final = 2
-CONNECT_CONFIG: Final = {"temp_directory": ""}  # no spill files, and no temp dir to read
-SESSION_SQL: Final = ("SET TimeZone = 'UTC'", "SET errors_as_json = true")
-LOCKDOWN_SQL: Final = (
-    "SET allowed_directories = []",
-    "SET allowed_paths = [{paths}]",
-    "SET enable_external_access = false",
-    "SET autoinstall_known_extensions = false",
-    "SET autoload_known_extensions = false",
-    "SET allow_community_extensions = false",
-    "SET allow_persistent_secrets = false",
-    "SET python_enable_replacements = false",
-    "SET memory_limit = {memory_limit}",
-    f"SET threads = {SANDBOX_THREADS}",
-    "SET max_temp_directory_size = '0KB'",
-    "SET lock_configuration = true",
-)
-
-RELATIONS: Final = ", ".join(["events", *(view.name for view in TABLE_VIEWS)])
-EMPTY_MESSAGE: Final = "The cell is empty; write one SELECT statement."
-ONE_SELECT_MESSAGE: Final = (
-    "Only one SELECT (or WITH … SELECT) statement per cell; this cell holds {what}."
-)
-ACCESS_MESSAGE: Final = (
-    f"The workbench reads only its own relations ({RELATIONS}); files, URLs, extensions and "
-    "settings are off limits."
-)
-TIMEOUT_MESSAGE: Final = (
-    "The query ran longer than {seconds:g} s and was stopped. Narrow it down (a WHERE on ts, "
-    "a LIMIT) and run it again."
-)
-MEMORY_MESSAGE: Final = (
-    "The query needs more memory than the workbench has ({limit}, NEXUS_SQL_MEMORY_LIMIT); "
-    "filter or aggregate more."
-)
+START_TIMEOUT_SECONDS: Final = 60.0  # importing DuckDB and Polars on a busy machine, then opening
+KILL_GRACE_SECONDS: Final = 0.5  # past the time limit, for DuckDB's own interrupt to land
+STOP_WAIT_SECONDS: Final = 2.0
+SNAPSHOT_FILE: Final = "snapshot.duckdb"
+QUERY_PROCESS_MODULE: Final = "nexus_core.workbench.query_process"
+# The only environment the query process gets: no keys, no database URL.
+CHILD_ENVIRONMENT: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+MEMORY_SIZE: Final = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*(b|bytes|[kmgt]i?b)\s*$")
+MEMORY_UNITS: Final = {
+    "b": 1,
+    "bytes": 1,
+    **{f"{p}b": 1000**n for n, p in enumerate("kmgt", start=1)},
+    **{f"{p}ib": 1024**n for n, p in enumerate("kmgt", start=1)},
+}
 DATA_MEMORY_MESSAGE: Final = (
     "The app's data does not fit in the workbench's memory ({limit}); an admin can raise "
     "NEXUS_SQL_MEMORY_LIMIT."
 )
-CONVERSION_MESSAGE: Final = "The result has a column the workbench cannot show; cast it to VARCHAR."
 MEMORY_SETTING_MESSAGE: Final = (
     "NEXUS_SQL_MEMORY_LIMIT must be a DuckDB memory size such as 512MB or 2GB, not {value!r}."
 )
 TIMEOUT_SETTING_MESSAGE: Final = "NEXUS_SQL_TIMEOUT_SECONDS must be above 0, not {value!r}."
-# Messages that name what is wrong without a position: where it occurs once, we point at it.
-NAMED_IN_MESSAGE: Final = (
-    re.compile(r'with name "?([\w.]+)"? does not exist'),
-    re.compile(r'Referenced (?:column|table) "([^"]+)" not found'),
+DOWNLOAD_SETTING_MESSAGE: Final = "NEXUS_SQL_DOWNLOAD_MAX_BYTES must be above 0, not {value!r}."
+PROCESS_ENDED_MESSAGE: Final = (
+    "The query was stopped: it needed more memory than the workbench allows ({limit}, "
+    "NEXUS_SQL_MEMORY_LIMIT) or more CPU time than its time limit. Filter or aggregate more."
 )
+START_FAILED_MESSAGE: Final = "The workbench could not start its query process ({reason})."
+
+
+def memory_bytes(value: str) -> int:
+    """A DuckDB memory size (``512MB``, ``2GiB``) in bytes; ``ConfigError`` when it is not one."""
+    match = MEMORY_SIZE.match(value)
+    if match is None:
+        raise ConfigError(MEMORY_SETTING_MESSAGE.format(value=value))
+    return int(float(match[1]) * MEMORY_UNITS[match[2].lower()])
+
+
+class QueryProcess:
+    """One query process over one snapshot: requests in, answers out, within deadlines."""
+
+    def __init__(self, process: subprocess.Popen[bytes], memory_limit: str) -> None:
+        self._process = process
+        self._memory_limit = memory_limit
+        assert process.stdin is not None and process.stdout is not None
+        self._requests = process.stdin
+        self._replies = process.stdout.fileno()
+        os.set_blocking(self._replies, False)
+
+    @classmethod
+    def spawn(cls, memory_limit: str) -> QueryProcess:
+        """Start a query process; it imports DuckDB, then waits for its ``ProcessConfig``."""
+        package_root = str(Path(nexus_core.__file__).resolve().parents[1])
+        env = {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
+        env["PYTHONPATH"] = package_root  # the same code as this process runs
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", QUERY_PROCESS_MODULE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd=package_root,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise QueryError(START_FAILED_MESSAGE.format(reason=exc.strerror)) from exc
+        return cls(process, memory_limit)
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self._process.poll() is None
+
+    def configure(self, config: ProcessConfig) -> None:
+        """Hand over the snapshot and wait until the process has opened and locked it down."""
+        self._send(config.to_json())
+        header, _ = self._receive(START_TIMEOUT_SECONDS, on_timeout=self._start_timed_out)
+        if not header.get("ok"):
+            raise error_from_header(header)
+
+    def request(self, message: dict[str, Any], timeout: float) -> tuple[dict[str, Any], bytes]:
+        """Send one request; its answer, or ``QueryTimeout`` once the deadline passed (the
+        process is then killed), or ``QueryError`` when the process died."""
+        self._send(json.dumps({**message, "timeout": timeout}).encode() + b"\n")
+        header, payload = self._receive(
+            timeout + KILL_GRACE_SECONDS,
+            on_timeout=lambda: QueryTimeout(TIMEOUT_MESSAGE.format(seconds=timeout)),
+        )
+        if not header.get("ok"):
+            raise error_from_header(header)
+        return header, payload
+
+    def kill(self) -> None:
+        """End the process and every thread in it at once."""
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait()
+        self._close_pipes()
+
+    def close(self) -> None:
+        """Let the process finish (it exits when its input closes); kill it if it lingers."""
+        with contextlib.suppress(OSError):
+            self._requests.close()
+        try:
+            self._process.wait(STOP_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._close_pipes()
+
+    def _send(self, line: bytes) -> None:
+        try:
+            self._requests.write(line)
+            self._requests.flush()
+        except OSError as exc:  # it died before reading
+            raise self._ended() from exc
+
+    def _receive(
+        self, seconds: float, *, on_timeout: Callable[[], QueryError]
+    ) -> tuple[dict[str, Any], bytes]:
+        deadline = time.monotonic() + seconds
+        size = FRAME_HEADER.unpack(self._read(FRAME_HEADER.size, deadline, on_timeout))[0]
+        header = json.loads(self._read(size, deadline, on_timeout))
+        payload = self._read(int(header.get("payload_bytes", 0)), deadline, on_timeout)
+        return header, payload
+
+    def _read(self, count: int, deadline: float, on_timeout: Callable[[], QueryError]) -> bytearray:
+        """Exactly ``count`` bytes from the process, or ``on_timeout()`` past ``deadline``."""
+        data = bytearray(count)
+        view = memoryview(data)
+        filled = 0
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._replies, selectors.EVENT_READ)
+            while filled < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    self.kill()
+                    raise on_timeout()
+                read = os.readv(self._replies, [view[filled:]])
+                if not read:
+                    raise self._ended()
+                filled += read
+        return data
+
+    def _ended(self) -> QueryError:
+        """The error for a process that died under a query (memory, CPU time, a crash)."""
+        self.kill()
+        return QueryError(PROCESS_ENDED_MESSAGE.format(limit=self._memory_limit))
+
+    def _start_timed_out(self) -> QueryError:
+        return QueryError(START_FAILED_MESSAGE.format(reason="it did not start in time"))
+
+    def _close_pipes(self) -> None:
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class WorkbenchSession:
-    """One data snapshot in one sandboxed DuckDB connection; run queries on it, then close it."""
+    """Queries over one snapshot in one query process; close it when done.
+
+    After a query was killed (time limit) or its process died (memory), the next query starts a
+    fresh process on a fresh snapshot.
+    """
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        start: Callable[[], QueryProcess],
         settings: Settings,
-        rerun: Callable[[str], QueryResult] | None = None,
+        export: Callable[[str, str], bytes] | None = None,
     ) -> None:
-        self._con = con
+        self._start = start
         self._settings = settings
-        self._rerun = rerun
+        self._export = export
+        self._process: QueryProcess | None = None
+
+    def open(self) -> WorkbenchSession:
+        """Take the snapshot and start the process now (rather than at the first query)."""
+        self._running()
+        return self
 
     def run(self, sql: str, *, keep: int | None = None) -> QueryResult:
         """Run one read-only statement; raises ``QueryError`` (or a subclass) when it fails.
 
         ``keep`` bounds the rows held in memory (the rest are counted, not kept); the result can
-        then fetch every row again by running ``sql`` on a fresh snapshot.
+        then build the full file by running ``sql`` again on a fresh snapshot.
         """
-        check_statement(self._con, sql)
-        started = time.perf_counter()
-        deadline = _Deadline(self._con, self._settings.sql_timeout_seconds)
-        try:
-            with deadline:
-                frame, row_count = fetch(self._con.sql(sql), keep)
-        except (duckdb.Error, OSError) as exc:
-            # Errors met while rows stream in arrive through Arrow as OSError, DuckDB's text kept.
-            raise self._failure(exc, sql, deadline) from exc
-        except (pl.exceptions.PolarsError, pa.ArrowException) as exc:
-            raise QueryError(f"{CONVERSION_MESSAGE} ({exc})") from exc
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        rerun = self._rerun
-        again = None if rerun is None else (lambda: rerun(sql).frame)
-        return QueryResult(frame, row_count, elapsed_ms, rerun=again)
+        header, payload = self._ask({"op": "run", "sql": sql, "keep": keep})
+        frame = pl.from_arrow(pa.ipc.open_file(pa.py_buffer(payload)).read_all())  # no copy
+        assert isinstance(frame, pl.DataFrame)
+        export = self._export
+        again = None if export is None else (lambda fmt: export(sql, fmt))
+        return QueryResult(frame, int(header["row_count"]), float(header["elapsed_ms"]), again)
 
-    def _failure(self, exc: Exception, sql: str, deadline: _Deadline) -> QueryError:
-        """The error to show for a query DuckDB stopped: time limit, memory, or its message."""
-        kind = _duckdb_text(exc)[0]
-        if deadline.fired and (isinstance(exc, duckdb.InterruptException) or kind == INTERRUPTED):
-            seconds = self._settings.sql_timeout_seconds
-            return QueryTimeout(TIMEOUT_MESSAGE.format(seconds=seconds))
-        if isinstance(exc, duckdb.OutOfMemoryException) or kind == OUT_OF_MEMORY:
-            memory = MEMORY_MESSAGE.format(limit=self._settings.sql_memory_limit)
-            reason = _duckdb_text(exc)[1].splitlines()[0]  # the rest is advice for DuckDB's owner
-            return QueryError(f"{memory}\n\n{OUT_OF_MEMORY}: {reason}")
-        return query_error(exc, sql)
+    def export(self, sql: str, fmt: str) -> bytes:
+        """Every row of ``sql``'s result as a file (``results.FILE_FORMATS``)."""
+        limit = self._settings.sql_download_max_bytes
+        _, payload = self._ask({"op": "export", "sql": sql, "format": fmt, "max_bytes": limit})
+        return payload
+
+    def _ask(self, message: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        process = self._running()
+        try:
+            return process.request(message, self._settings.sql_timeout_seconds)
+        finally:
+            if not process.alive:
+                self._process = None
+
+    def _running(self) -> QueryProcess:
+        if self._process is None or not self._process.alive:
+            self._process = self._start()
+        return self._process
 
     def close(self) -> None:
-        """Drop the connection and its copy of the data."""
-        self._con.close()
+        """End the query process."""
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
     def __enter__(self) -> WorkbenchSession:
         return self
@@ -156,6 +289,11 @@ class Workbench:
     def __init__(self, settings: Settings, db: Database, events: EventStore | None = None) -> None:
         if settings.sql_timeout_seconds <= 0:
             raise ConfigError(TIMEOUT_SETTING_MESSAGE.format(value=settings.sql_timeout_seconds))
+        if settings.sql_download_max_bytes <= 0:
+            raise ConfigError(
+                DOWNLOAD_SETTING_MESSAGE.format(value=settings.sql_download_max_bytes)
+            )
+        self.memory_limit_bytes = memory_bytes(settings.sql_memory_limit)
         self.settings = settings
         self.db = db
         self._events = events
@@ -171,11 +309,55 @@ class Workbench:
             return self._events
 
     def open(self, *, include_message_content: bool) -> WorkbenchSession:
-        """A sandboxed session over a fresh snapshot; message content only when asked (admins)."""
+        """A session over a fresh snapshot; message content only when asked (admins)."""
+
+        def export(sql: str, fmt: str) -> bytes:
+            return self.export(sql, fmt, include_message_content=include_message_content)
+
+        session = WorkbenchSession(
+            lambda: self._start(include_message_content=include_message_content),
+            self.settings,
+            export=export,
+        )
+        return session.open()
+
+    def run(
+        self, sql: str, *, include_message_content: bool, keep: int | None = None
+    ) -> QueryResult:
+        """Open a session, run one query (keeping at most ``keep`` rows), close it."""
+        with self.open(include_message_content=include_message_content) as session:
+            return session.run(sql, keep=keep)
+
+    def export(self, sql: str, fmt: str, *, include_message_content: bool) -> bytes:
+        """Every row of one query's result as a file, on a fresh snapshot."""
+        with self.open(include_message_content=include_message_content) as session:
+            return session.export(sql, fmt)
+
+    def _start(self, *, include_message_content: bool) -> QueryProcess:
+        process = QueryProcess.spawn(self.settings.sql_memory_limit)  # imports meanwhile
+        try:
+            with tempfile.TemporaryDirectory(prefix="nexus-workbench-") as folder:
+                path = str(Path(folder) / SNAPSHOT_FILE)
+                event_files = self._write_snapshot(path, include_message_content)
+                process.configure(
+                    ProcessConfig(
+                        snapshot_path=path,
+                        event_files=event_files,
+                        memory_limit=self.settings.sql_memory_limit,
+                        memory_limit_bytes=self.memory_limit_bytes,
+                    )
+                )
+        except BaseException:
+            process.kill()
+            raise
+        return process
+
+    def _write_snapshot(self, path: str, include_message_content: bool) -> tuple[str, ...]:
+        """The run's data in a DuckDB file at ``path``; the Parquet files ``events`` reads."""
         memory = self.settings.sql_memory_limit
         config = {**CONNECT_CONFIG, "memory_limit": memory, "threads": SANDBOX_THREADS}
         try:
-            con = duckdb.connect(":memory:", config=config)
+            con = duckdb.connect(path, config=config)
         except duckdb.Error as exc:
             raise ConfigError(MEMORY_SETTING_MESSAGE.format(value=memory)) from exc
         try:
@@ -185,27 +367,11 @@ class Workbench:
             for statement in SESSION_SQL:
                 con.execute(statement)
             load_snapshot(con, data)
-            _lock_down(con, data.event_files, memory)
         except duckdb.OutOfMemoryException as exc:
-            con.close()
             raise QueryError(DATA_MEMORY_MESSAGE.format(limit=memory)) from exc
-        except BaseException:
+        finally:
             con.close()
-            raise
-        return WorkbenchSession(
-            con,
-            self.settings,
-            rerun=lambda sql: self.run(sql, include_message_content=include_message_content),
-        )
-
-    def run(
-        self, sql: str, *, include_message_content: bool, keep: int | None = None
-    ) -> QueryResult:
-        """Open a session, run one query (keeping at most ``keep`` rows), close it."""
-        with _parser() as parser:  # refuse before copying any data
-            check_statement(parser, sql)
-        with self.open(include_message_content=include_message_content) as session:
-            return session.run(sql, keep=keep)
+        return data.event_files
 
     def close(self) -> None:
         """Close the event store if this workbench built it."""
@@ -219,120 +385,3 @@ class Workbench:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse all but exactly one SELECT (``QueryRefused``; a syntax error: ``QueryError``)."""
-    if not sql.strip():
-        raise QueryRefused(EMPTY_MESSAGE)
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise query_error(exc, sql) from exc
-    if not statements:
-        raise QueryRefused(EMPTY_MESSAGE)
-    if len(statements) > 1:
-        raise QueryRefused(ONE_SELECT_MESSAGE.format(what=f"{len(statements)} statements"))
-    kind = statements[0].type
-    if kind != duckdb.StatementType.SELECT:
-        raise QueryRefused(ONE_SELECT_MESSAGE.format(what=f"a {kind.name} statement"))
-
-
-def query_error(exc: Exception, sql: str) -> QueryError:
-    """DuckDB's error as a ``QueryError`` whose message shows where in ``sql`` it is."""
-    prefix, message, position, length = _duckdb_text(exc)
-    if isinstance(exc, duckdb.PermissionException):
-        return QueryRefused(f"{ACCESS_MESSAGE}\n\n{prefix}: {message}")
-    if position is None:
-        position, length = _named_position(message, sql)
-    text = f"{prefix}: {message}" if prefix else message
-    if position is None:
-        return QueryError(text)
-    line, column, source = _line_of(sql, position)
-    indent = "".join(ch if ch == "\t" else " " for ch in source[: column - 1])
-    caret = " " * len(f"LINE {line}: ") + indent + "^" * max(1, length)
-    return QueryError(f"{text}\n\nLINE {line}: {source}\n{caret}", line=line, column=column)
-
-
-def _duckdb_text(exc: Exception) -> tuple[str, str, int | None, int]:
-    """(kind, message, byte position or None, length) of a DuckDB error, JSON or plain."""
-    prefix, _, rest = str(exc).partition(": ")
-    if not rest:
-        return "", prefix, None, 1
-    try:
-        data = json.loads(rest)
-    except ValueError:
-        return prefix, rest.strip(), None, 1
-    if not isinstance(data, dict):
-        return prefix, rest.strip(), None, 1
-    message = str(data.get("exception_message", rest))
-    match = re.fullmatch(r"\[(\d+),(\d+)\]", str(data.get("location", "")))
-    if match:
-        return prefix, message, int(match[1]), int(match[2])
-    position = str(data.get("position", ""))
-    return prefix, message, int(position) if position.isdigit() else None, 1
-
-
-def _named_position(message: str, sql: str) -> tuple[int | None, int]:
-    for pattern in NAMED_IN_MESSAGE:
-        named = pattern.search(message)
-        if named is None:
-            continue
-        name = named[1]
-        found = list(
-            re.finditer(rf'(?<![\w."]){re.escape(name)}(?![\w"])|"{re.escape(name)}"', sql, re.I)
-        )
-        if len(found) == 1:
-            return len(sql[: found[0].start()].encode()), len(found[0][0])
-    return None, 1
-
-
-def _line_of(sql: str, byte_position: int) -> tuple[int, int, str]:
-    """1-based line and column of a byte offset into ``sql``, and that line's text."""
-    offset = len(sql.encode()[:byte_position].decode(errors="ignore"))
-    line_start = sql.rfind("\n", 0, offset) + 1
-    line_end = sql.find("\n", offset)
-    source = sql[line_start : line_end if line_end >= 0 else len(sql)].rstrip("\r")
-    return sql.count("\n", 0, offset) + 1, offset - line_start + 1, source
-
-
-def _parser() -> duckdb.DuckDBPyConnection:
-    """An empty connection to check a statement with, its errors in the sandbox's format."""
-    con = duckdb.connect(":memory:", config=dict(CONNECT_CONFIG))
-    for statement in SESSION_SQL:
-        con.execute(statement)
-    return con
-
-
-def _lock_down(con: duckdb.DuckDBPyConnection, files: tuple[str, ...], memory: str) -> None:
-    paths = ", ".join(quote(path) for path in files)
-    for statement in LOCKDOWN_SQL:
-        con.execute(statement.format(paths=paths, memory_limit=quote(memory)))
-
-
-class _Deadline:
-    """Interrupts a connection when a query outlives its time limit; never after it ended."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float) -> None:
-        self._con = con
-        self._lock = threading.Lock()
-        self._running = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self.fired = False
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._running:
-                self.fired = True
-                self._con.interrupt()
-
-    def __enter__(self) -> _Deadline:
-        self._running = True
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._running = False
-        self._timer.cancel()
