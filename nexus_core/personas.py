@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+import emoji
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +20,11 @@ from nexus_core.users import UserView
 COLOR_PATTERN = re.compile(r"^#[0-9A-Fa-f]{6}$")
 MAX_INSTRUCTION_CHARS = 20_000
 MAX_NAME_CHARS = 80
+DEFAULT_AVATAR = "🤖"
+AVATAR_MESSAGE = (
+    "The avatar is one emoji (such as 🤖 or 🧑‍💻), not {value!r}: Streamlit would read other text "
+    "as the path or address of an image."
+)
 EDITABLE_FIELDS = ("description", "system_instruction", "avatar", "color", "model", "temperature")
 
 DEFAULT_PERSONAS: tuple[dict[str, object], ...] = (
@@ -118,7 +124,7 @@ def _view(p: Persona, v: PersonaVersion | None = None) -> PersonaView:
         name=p.name,
         description=src.description,
         system_instruction=src.system_instruction,
-        avatar=src.avatar,
+        avatar=shown_avatar(src.avatar),
         color=src.color,
         model=src.model,
         temperature=src.temperature,
@@ -126,6 +132,20 @@ def _view(p: Persona, v: PersonaVersion | None = None) -> PersonaView:
         active=p.active,
         created_at=src.created_at,
     )
+
+
+def is_avatar(text: str) -> bool:
+    """Whether ``text`` is exactly one emoji (flags, skin tones and ZWJ sequences included)."""
+    return emoji.is_emoji(text)
+
+
+def shown_avatar(text: str | None) -> str:
+    """The avatar to draw: the stored one when it is an emoji, else the default.
+
+    ``st.chat_message`` reads any other text as an image path or URL: a stored ``app.py`` would
+    break every chat with the persona, and a URL would load an outside image.
+    """
+    return text if text and is_avatar(text) else DEFAULT_AVATAR
 
 
 def validate_fields(fields: dict[str, object]) -> None:
@@ -140,9 +160,9 @@ def validate_fields(fields: dict[str, object]) -> None:
     color = str(fields.get("color", "#4F46E5"))
     if not COLOR_PATTERN.match(color):
         raise ValidationError(f"Colour {color!r} is not a hex colour like #4F46E5.")
-    avatar = str(fields.get("avatar", "🤖"))
-    if not avatar or len(avatar) > 8:
-        raise ValidationError("The avatar is one emoji.")
+    avatar = str(fields.get("avatar", DEFAULT_AVATAR))
+    if not is_avatar(avatar):
+        raise ValidationError(AVATAR_MESSAGE.format(value=avatar[:40]))
     temperature = float(fields.get("temperature", 0.7))  # type: ignore[arg-type]
     if not 0.0 <= temperature <= 2.0:
         raise ValidationError("Temperature is between 0 and 2.")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
 from nexus_core.chat import SESSION_NOT_FOUND
-from nexus_core.db.models import Feedback, Message
+from nexus_core.db.models import Feedback, Message, Persona, PersonaVersion
 from nexus_core.ui import state
 from tests.apptest import signed_in_app
 from tests.fakes.gemini_server import FakeGeminiServer
@@ -163,3 +163,16 @@ def test_the_sidebar_lists_my_sessions_and_opens_one(app_ctx: AppContext) -> Non
     picks[1].click().run()
     assert at.query_params[state.SESSION_QUERY_PARAM] == first
     assert at.title[0].value == "Alpha topic"
+
+
+def test_a_persona_whose_stored_avatar_is_a_file_name_still_chats_with_the_default_avatar(
+    app_ctx: AppContext,
+) -> None:
+    with app_ctx.db.session() as session:  # stored by an older Nexus, which took any 8 characters
+        session.execute(update(Persona).values(avatar="app.py"))
+        session.execute(update(PersonaVersion).values(avatar="app.py"))
+    at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
+    at.chat_input(key=state.CHAT_INPUT).set_value("Still there?").run()
+    assert not at.exception
+    assert [r[0] for r in stored(app_ctx)] == ["user", "assistant"]
+    assert [m.avatar for m in at.chat_message if m.name == "assistant"] == ["🤖"]

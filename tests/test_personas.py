@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
+from nexus_core.db.engine import Database
+from nexus_core.db.models import Persona, PersonaVersion
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.personas import DEFAULT_PERSONAS, PersonaService
 
@@ -50,3 +53,40 @@ def test_deactivated_personas_leave_the_list_but_stay_readable(personas: Persona
     personas.set_active("Old", False)
     assert "Old" not in [p.name for p in personas.list()]
     assert personas.get("Old").active is False
+
+
+VALID_AVATARS = ["🤖", "🧑‍💻", "✍️", "🇩🇪", "👍🏽", "🏳️‍🌈", "1️⃣"]
+INVALID_AVATARS = [
+    "app.py",
+    "/etc/passwd",
+    "https://evil.example/track.png",
+    "data:image/png;base64,iVBORw0KGgo=",
+    ":material/home:",
+    "😀😀",
+    "",
+    "a",
+    " 🤖",
+]
+
+
+def test_an_avatar_is_exactly_one_emoji(personas: PersonaService) -> None:
+    for number, avatar in enumerate(VALID_AVATARS):
+        assert personas.create(f"Ok {number}", "Fine.", avatar=avatar).avatar == avatar
+    personas.create("Target", "Fine.")
+    for avatar in INVALID_AVATARS:
+        with pytest.raises(ValidationError, match="The avatar is one emoji"):
+            personas.create(f"Bad {avatar}", "Refused.", avatar=avatar)
+        with pytest.raises(ValidationError, match="The avatar is one emoji"):
+            personas.edit("Target", avatar=avatar)
+    assert personas.get("Target").avatar == "🤖" and personas.get("Target").version == 1
+
+
+def test_a_stored_avatar_that_is_not_an_emoji_is_shown_as_the_default(
+    personas: PersonaService, db: Database
+) -> None:
+    created = personas.create("Legacy", "Old rows may hold anything.")
+    with db.session() as session:  # as an older version of Nexus allowed: any 8 characters
+        session.execute(update(Persona).values(avatar="app.py"))
+        session.execute(update(PersonaVersion).values(avatar="https://x/y.png"))
+    assert personas.get("Legacy").avatar == "🤖"
+    assert personas.get_by_id(created.id, version=1).avatar == "🤖"

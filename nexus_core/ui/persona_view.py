@@ -8,7 +8,7 @@ import streamlit as st
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
 from nexus_core.persona_admin import SAMPLE_PROMPT, instruction_diff, preview_reply
-from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView
+from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView, shown_avatar
 from nexus_core.ui.admin_view import attempt, notify
 from nexus_core.ui.chat_view import persona_header, provider_label
 from nexus_core.ui.render import render_message
@@ -154,7 +154,7 @@ def _show_preview(ctx: AppContext, values: dict[str, object], prompt: str) -> No
         st.error(str(exc))
         return
     st.caption(f"Preview from {provider_label(ctx)} · not saved")
-    with st.chat_message("assistant", avatar=str(values["avatar"]) or None):
+    with st.chat_message("assistant", avatar=shown_avatar(str(values["avatar"]))):
         if result.success:
             render_message(result.content)
         else:
