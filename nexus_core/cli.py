@@ -25,6 +25,7 @@ from nexus_core.db.models import ROLES
 from nexus_core.errors import NexusError, ValidationError
 from nexus_core.export import export_session
 from nexus_core.health import run_health
+from nexus_core.incidents import withhold_exception_text
 from nexus_core.settings import load_settings
 from nexus_core.simulation import simulate
 from nexus_core.workbench.command import SQL_FORMATS, cmd_sql
@@ -383,6 +384,7 @@ UNEXPECTED_ERROR = "nexus: unexpected {kind}; nothing more is shown here — ple
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `nexus` command; returns the exit code."""
+    withhold_exception_text()
     args = build_parser().parse_args(argv)
     sub = getattr(args, f"{args.command}_command", None)
     handler = HANDLERS[(args.command, sub)]

@@ -4,6 +4,10 @@ An unexpected error gets a short reference the user can quote. The service write
 ``error`` event (reference, exception type, page, user, session) and logs the stack *frames* on the
 server — never the exception message, which may hold a URL with a password or a key. Trackers
 (Sentry and the like) plug in as callables that receive the same `ErrorRecord`.
+
+The same promise holds for every other log line of the process, whoever logs it (a fallback
+path with the database down, a library's own ``logger.exception``): ``withhold_exception_text``
+makes every log record carry an exception's frames and types, never its text.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import secrets
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nexus_core import audit
 from nexus_core.db.engine import Database
@@ -25,6 +30,8 @@ log = logging.getLogger("nexus.errors")
 ERROR_EVENT = "error"
 ERROR_REPORTED_EVENT = "error_reported"
 REFERENCE_BYTES = 4
+MAX_CAUSES = 5
+WITHHOLDING_MARK = "nexus_withholds_exception_text"
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,44 @@ def new_reference() -> str:
 
 
 def redacted_frames(exc: BaseException) -> str:
-    """The traceback's frames and the exception type, without the exception's message."""
+    """The traceback's frames and the exception's type (and those of its causes), without any
+    exception's message."""
     frames = traceback.format_list(traceback.extract_tb(exc.__traceback__))
-    return "".join(frames) + f"{type(exc).__module__}.{type(exc).__qualname__} (message withheld)"
+    causes = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < MAX_CAUSES:
+        causes.append(_type_name(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = "".join(frames) + f"{_type_name(exc)} (message withheld)"
+    return text + "".join(f"\n  caused by {name} (message withheld)" for name in causes)
+
+
+def _type_name(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def withhold_exception_text() -> None:
+    """From now on, every log record of this process that carries an exception logs its frames
+    and types instead (``redacted_frames``): no handler can print an exception's message."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, WITHHOLDING_MARK, False):
+        return
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.exc_info and record.exc_info[1] is not None:
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):
+                message = str(record.msg)
+            record.msg = f"{message}\n{redacted_frames(record.exc_info[1])}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return record
+
+    setattr(make_record, WITHHOLDING_MARK, True)
+    logging.setLogRecordFactory(make_record)
 
 
 class ErrorNotifierService:

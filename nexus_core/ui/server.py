@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nexus_core.errors import ConfigError
 from nexus_core.health import run_health
+from nexus_core.incidents import withhold_exception_text
 from nexus_core.settings import load_settings
 
 log = logging.getLogger("nexus.server")
@@ -98,31 +99,10 @@ def refuse_misconfigured_start() -> None:
         raise SystemExit(1) from None
 
 
-STREAMLIT_EXCEPTION_LOGGER = "streamlit.error_util"
-
-
-class WithholdExceptionText(logging.Filter):
-    """Drops exception details from Streamlit's own log of script errors.
-
-    Exception messages may hold secrets; Nexus logs every script error itself, with a reference
-    and the stack frames but without the message (``ErrorNotifierService``).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:
-            exc_type = record.exc_info[0]
-            record.msg = "Uncaught app error %s (logged by Nexus with a reference)"
-            record.args = (exc_type.__qualname__ if exc_type else "?",)
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
 def withhold_exception_text_from_logs() -> None:
-    """Install `WithholdExceptionText` on Streamlit's script-error logger (once)."""
-    logger = logging.getLogger(STREAMLIT_EXCEPTION_LOGGER)
-    if not any(isinstance(f, WithholdExceptionText) for f in logger.filters):
-        logger.addFilter(WithholdExceptionText())
+    """No log line of the server carries an exception's message (``incidents``): Streamlit's
+    own log of script errors, a fallback path with the database down, a library's logger."""
+    withhold_exception_text()
 
 
 def routes() -> list[Route]:
