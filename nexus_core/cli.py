@@ -22,7 +22,7 @@ from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ROLES
-from nexus_core.errors import NexusError, ValidationError
+from nexus_core.errors import DatabaseUnavailable, NexusError, ValidationError
 from nexus_core.export import export_session
 from nexus_core.health import run_health
 from nexus_core.incidents import withhold_exception_text
@@ -392,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = AppContext(load_settings())
         return handler(ctx, args)
+    except DatabaseUnavailable as exc:  # an operator's tool: say where and why
+        url = ctx.db.engine.url.render_as_string(hide_password=True) if ctx else "?"
+        print(f"nexus: cannot use the database at {url}: {exc.reason}", file=sys.stderr)
     except NexusError as exc:
         print(f"nexus: {exc}", file=sys.stderr)
     except OperationalError as exc:

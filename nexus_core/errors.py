@@ -5,6 +5,7 @@
     ├── ProviderError               the AI provider failed
     │   ├── TransientProviderError  worth retrying (408/429/5xx, timeouts, connection errors)
     │   └── PermanentProviderError  not worth retrying (400/401/403/404, safety blocks)
+    ├── DatabaseUnavailable         the database cannot be reached or written just now
     ├── NotFound                    a row the caller asked for does not exist
     ├── PermissionDenied            the caller may not do this
     └── ValidationError             the input is wrong; the message says how
@@ -67,6 +68,22 @@ class PermanentProviderError(ProviderError):
     """A provider failure that retrying cannot fix (bad request, bad key, blocked content)."""
 
     error_type = "permanent"
+
+
+class DatabaseUnavailable(NexusError):
+    """The database cannot be reached or written just now; nothing of the action was saved.
+
+    ``reason`` is the driver's first line, for operators (the CLI, logs): never shown on a page.
+    """
+
+    MESSAGE = (
+        "The database cannot be written just now, so nothing was saved. Anything you typed is "
+        "kept here; try again in a moment, and tell an admin if it lasts."
+    )
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.MESSAGE)
+        self.reason = reason
 
 
 class NotFound(NexusError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -96,6 +96,24 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         retry_base_seconds=0.01,
         simulated_latency_seconds=0.0,
     )
+
+
+@pytest.fixture
+def read_only_url() -> Callable[[Database], str]:
+    """Turns a test database read-only (reads work, writes fail) and gives the URL to reach it:
+    a SQLite file opened ``mode=ro``, a PostgreSQL database with read-only transactions."""
+
+    def make(db: Database) -> str:
+        url = db.engine.url
+        if db.dialect == "sqlite":
+            return f"sqlite:///file:{url.database}?mode=ro&uri=true"
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(
+                f'ALTER DATABASE "{url.database}" SET default_transaction_read_only = on'
+            )
+        return url.render_as_string(hide_password=False)
+
+    return make
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ analytics behind their flag, and the same "not found" for other people's session
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
 from nexus_core.chat import SESSION_NOT_FOUND
+from nexus_core.db.engine import Database
 from nexus_core.db.models import Feedback, Message, Persona, PersonaVersion
+from nexus_core.errors import DatabaseUnavailable
 from nexus_core.ui import state
 from tests.apptest import signed_in_app
 from tests.fakes.gemini_server import FakeGeminiServer
@@ -176,3 +179,23 @@ def test_a_persona_whose_stored_avatar_is_a_file_name_still_chats_with_the_defau
     assert not at.exception
     assert [r[0] for r in stored(app_ctx)] == ["user", "assistant"]
     assert [m.avatar for m in at.chat_message if m.name == "assistant"] == ["🤖"]
+
+
+def test_a_message_the_database_cannot_store_stays_on_screen_with_the_reason(
+    app_ctx: AppContext,
+    monkeypatch: pytest.MonkeyPatch,
+    read_only_url: Callable[[Database], str],
+) -> None:
+    if app_ctx.db.dialect == "sqlite":
+        pytest.skip(
+            "SQLite takes its write lock in every transaction, so a file that cannot be written "
+            "cannot be read either: no page renders to keep a draft on (PostgreSQL tests it)"
+        )
+    at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
+    monkeypatch.setenv("DATABASE_URL", read_only_url(app_ctx.db))
+    st.cache_resource.clear()  # the app reconnects to the database, which now refuses writes
+    at.chat_input(key=state.CHAT_INPUT).set_value("Please keep this draft").run()
+    assert not at.exception
+    assert DatabaseUnavailable.MESSAGE in [w.value for w in at.warning]
+    assert "Please keep this draft" in [c.value for c in at.code]
+    assert stored(app_ctx) == []

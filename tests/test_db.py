@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import current_revision, head_revision, upgrade_to_head
 from nexus_core.db.models import AuditEvent, Base, User
+from nexus_core.errors import DatabaseUnavailable
 
 
 def test_a_blank_sqlite_database_migrates_to_head_and_matches_the_models(tmp_path: Path) -> None:
@@ -82,3 +85,25 @@ def test_foreign_keys_are_enforced(db: Database) -> None:
     with pytest.raises(Exception, match=r"(?i)foreign key"), db.session() as session:
         session.add(ChatSession(user_id=999, persona_id=999, persona_version=1))
         session.flush()
+
+
+def test_a_database_that_cannot_be_written_is_a_clear_nexus_error(
+    db: Database, read_only_url: Callable[[Database], str]
+) -> None:
+    with db.session() as session:
+        session.add(User(username="kept", display_name="K", password_hash="x", role="member"))
+    frozen = Database(read_only_url(db))
+    try:
+        for unit in (frozen.session, frozen.transaction):
+            with pytest.raises(DatabaseUnavailable) as refused, unit() as work:
+                if isinstance(work, Session):
+                    work.add(User(username="lost", display_name="L", password_hash="x"))
+                else:
+                    work.execute(
+                        insert(User).values(username="lost", display_name="L", password_hash="x")
+                    )
+            assert "nothing was saved" in str(refused.value) and refused.value.reason
+    finally:
+        frozen.dispose()
+    with db.session() as session:
+        assert session.scalars(select(User.username)).all() == ["kept"]

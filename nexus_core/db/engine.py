@@ -8,18 +8,20 @@ ORM's unit of work and identity map, which cost more than SQLite itself on every
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InternalError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from nexus_core.errors import ConfigError
+from nexus_core.errors import ConfigError, DatabaseUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# PostgreSQL's read_only_sql_transaction (a read-only replica or default_transaction_read_only).
+READ_ONLY_SQLSTATE = "25006"
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
@@ -35,13 +37,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     except ArgumentError as exc:
         raise ConfigError(f"DATABASE_URL is not a valid SQLAlchemy URL: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if parsed.database and parsed.database != ":memory:" and not _is_uri(parsed.database):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _is_uri(database: str) -> bool:
+    """Whether a SQLite database is named by a ``file:`` URI (``?mode=ro&uri=true``)."""
+    return database.startswith("file:")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -58,6 +65,33 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # A WAL read that later writes fails with SQLITE_BUSY at once; take the lock up front.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def unavailable_as_nexus_error() -> Iterator[None]:
+    """Translate "the database cannot be reached or written" into ``DatabaseUnavailable``:
+    a lost connection, a locked or read-only SQLite file, a full disk, a read-only PostgreSQL."""
+    try:
+        yield
+    except (OperationalError, InternalError) as exc:
+        if isinstance(exc, InternalError) and _sqlstate(exc) != READ_ONLY_SQLSTATE:
+            raise
+        raise DatabaseUnavailable(_first_line(exc)) from exc
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _first_line(exc: DBAPIError) -> str:
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _rollback(session: Session) -> None:
+    """Roll back; on a dead connection that can fail too, and the first error is the one."""
+    with suppress(OperationalError, InternalError):
+        session.rollback()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -79,13 +113,17 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits when the block ends and rolls back on an exception."""
+        """A session that commits when the block ends and rolls back on an exception.
+
+        A database that cannot be reached or written raises ``DatabaseUnavailable``.
+        """
         session = self._sessions()
         try:
-            yield session
-            session.commit()
+            with unavailable_as_nexus_error():
+                yield session
+                session.commit()
         except BaseException:
-            session.rollback()
+            _rollback(session)
             raise
         finally:
             session.close()
@@ -93,8 +131,8 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A Core connection in a transaction that commits when the block ends (rolls back on an
-        exception)."""
-        with self.engine.begin() as connection:
+        exception); a database that cannot be reached or written raises ``DatabaseUnavailable``."""
+        with unavailable_as_nexus_error(), self.engine.begin() as connection:
             yield connection
 
     def dispose(self) -> None:

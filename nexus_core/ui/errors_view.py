@@ -11,6 +11,7 @@ import logging
 
 import streamlit as st
 
+from nexus_core.errors import NexusError
 from nexus_core.ui import state
 
 log = logging.getLogger("nexus.errors")
@@ -38,10 +39,25 @@ def _report(reference: str, page: str | None, session_id: str | None, exc_type: 
     )
 
 
+def keep_submitted_draft(reason: str) -> None:
+    """A chat message submitted in a run that failed is kept on screen for the next run."""
+    draft = st.session_state.get(state.CHAT_INPUT)
+    if isinstance(draft, str) and draft.strip():
+        st.session_state[state.CHAT_REJECTED_DRAFT] = {"reason": reason, "text": draft}
+
+
 def on_script_error(exc: Exception) -> bool:
-    """Show a friendly 500 with a reference instead of a stack trace."""
+    """Show a friendly 500 with a reference instead of a stack trace (or, for an expected
+    ``NexusError`` no page caught, its message); a submitted chat message is kept."""
     from nexus_core.ui.guard import current_user
     from nexus_core.ui.resources import get_context
+
+    if isinstance(exc, NexusError):  # expected (the database is down, …): say so, no incident
+        log.warning("page stopped by %s", type(exc).__qualname__)
+        keep_submitted_draft(str(exc))
+        st.error(str(exc), icon="⚠️")
+        return True
+    keep_submitted_draft("The message was not sent: the page failed. Here it is to send again.")
 
     page = st.session_state.get(state.CURRENT_PAGE)
     session_id = st.query_params.get(state.SESSION_QUERY_PARAM)
