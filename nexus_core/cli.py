@@ -225,18 +225,31 @@ def cmd_metrics(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(numbers))
         return 0
-    slo = numbers["slo"]
-    print(f"window {numbers['window']} ending {numbers['now']}")
-    print(
-        f"requests {numbers['requests']}  failures {numbers['failures']}  "
-        f"retries {numbers['retries']}  success rate {numbers['success_rate']}"
-    )
-    print(
-        f"p95 response {numbers['p95_latency_ms']} ms  avg {numbers['avg_latency_ms']} ms  "
-        f"API p95 {numbers['api_p95_latency_ms']} ms  skipped lines {numbers['skipped_lines']}"
-    )
-    print(f"alerts: {slo['alerts']['state']}")
+    print(metrics_text(numbers))
     return 0
+
+
+def metrics_text(numbers: dict[str, Any]) -> str:
+    """The metrics for a terminal: rates in percent, times in whole milliseconds."""
+    slo = numbers["slo"]
+    return "\n".join(
+        (
+            f"window {numbers['window']} ending {numbers['now']}",
+            f"requests {numbers['requests']}  failures {numbers['failures']}  "
+            f"retries {numbers['retries']}  success rate {_percent(numbers['success_rate'])}",
+            f"p95 response {_ms(numbers['p95_latency_ms'])}  avg {_ms(numbers['avg_latency_ms'])}  "
+            f"API p95 {_ms(numbers['api_p95_latency_ms'])}  skipped lines {numbers['skipped_lines']}",
+            f"alerts: {slo['alerts']['state']}",
+        )
+    )
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.2f} %"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
 
 
 def cmd_simulate(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -147,3 +147,38 @@ def ctx(settings: Settings) -> Iterator[AppContext]:
     context = AppContext(settings)
     yield context
     context.close()
+
+
+BROWSER_SKIP_MARK = "no Chromium on this machine"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say at the end of every run which halves of the suite ran: a green run that skipped the
+    PostgreSQL or browser half is not the whole suite."""
+    stats = terminalreporter.stats
+    skipped = stats.get("skipped", [])
+    ran = [r for key in ("passed", "failed") for r in stats.get(key, []) if r.when == "call"]
+
+    def half(name: str, skip_mark: str, ran_when: Callable[[str], bool], how: str) -> str:
+        missed = sum(1 for report in skipped if skip_mark in str(report.longrepr))
+        done = sum(1 for report in ran if ran_when(report.nodeid))
+        if missed:
+            return f"{name}: {done} ran, {missed} SKIPPED ({how})"
+        return f"{name}: {done} ran" if done else f"{name}: none selected"
+
+    terminalreporter.section("Nexus suite summary")
+    terminalreporter.write_line(
+        f"{len(stats.get('passed', []))} passed, {len(stats.get('failed', []))} failed, "
+        f"{len(skipped)} skipped"
+    )
+    terminalreporter.write_line(
+        half("PostgreSQL runs", PG_ENV, lambda node: "[postgresql" in node, f"set {PG_ENV}")
+    )
+    terminalreporter.write_line(
+        half(
+            "browser journeys",
+            BROWSER_SKIP_MARK,
+            lambda node: node.startswith("tests/browser/"),
+            "apt-get install chromium fonts-noto-color-emoji",
+        )
+    )

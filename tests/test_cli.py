@@ -342,6 +342,11 @@ def test_metrics_json_follows_the_contract_window(settings: Settings) -> None:
     assert numbers["avg_latency_ms"] == pytest.approx(float(np.mean(latencies)))
     assert numbers["top_errors"] == [{"error_type": "http_503", "count": 1}]
     assert_one_line_error(run_nexus(settings, "metrics", "--window", "soon"), "not understood")
+    text = run_nexus(settings, "metrics", "--window", "60m", "--now", "2026-11-27T12:00:00Z")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()  # rounded for people: percent, whole milliseconds
+    assert lines[1] == "requests 0  failures 1  retries 0  success rate 0.00 %"
+    assert lines[2] == "p95 response 2,980 ms  avg 1,680 ms  API p95 —  skipped lines 1"
 
 
 def test_simulate_shows_progress_and_fills_the_metrics(settings: Settings) -> None:
