@@ -237,8 +237,10 @@ def metrics_text(numbers: dict[str, Any]) -> str:
             f"window {numbers['window']} ending {numbers['now']}",
             f"requests {numbers['requests']}  failures {numbers['failures']}  "
             f"retries {numbers['retries']}  success rate {_percent(numbers['success_rate'])}",
-            f"p95 response {_ms(numbers['p95_latency_ms'])}  avg {_ms(numbers['avg_latency_ms'])}  "
-            f"API p95 {_ms(numbers['api_p95_latency_ms'])}  skipped lines {numbers['skipped_lines']}",
+            f"p95 response {_ms(numbers['p95_latency_ms'])}  "
+            f"avg {_ms(numbers['avg_latency_ms'])}  "
+            f"API p95 {_ms(numbers['api_p95_latency_ms'])}  "
+            f"skipped lines {numbers['skipped_lines']}",
             f"alerts: {slo['alerts']['state']}",
         )
     )
