@@ -110,6 +110,7 @@ class AppContext:
             retry_base_seconds=self.settings.retry_base_seconds,
             budget_chars=self.settings.context_budget_chars,
             max_workers=self.settings.worker_threads,
+            job_deadline_seconds=self.settings.job_deadline_seconds,
         )
         worker.recover_stale_jobs()
         return worker

@@ -1,4 +1,5 @@
-"""Health checks behind ``GET /health`` and ``nexus health``: database, Redis (when set), AI.
+"""Health checks behind ``GET /health`` and ``nexus health``: database, Redis (when set), AI, and
+the AI workers.
 
 Each check is timed with ``perf_counter`` and answers a `CheckResult`; `run_health` gathers them
 into a `HealthReport` whose ``to_dict()`` is the contract's shape::
@@ -6,9 +7,16 @@ into a `HealthReport` whose ``to_dict()`` is the contract's shape::
     {"status": "ok"|"error",
      "checks": {"database": {"ok": true, "latency_ms": 1.2, "detail": "SELECT 1 ok"},
                 "redis": {...},          # only when REDIS_URL is set
-                "ai": {...}}}
+                "ai": {...},
+                "ai_workers": {...}}}
 
 and whose ``http_status`` is 200 when every configured check passes, else 503.
+
+``ai_workers`` fails when chat replies wait too long for a worker (the chat lane is saturated:
+``NEXUS_HEALTH_QUEUE_WAIT_SECONDS``) or a job runs well past its deadline (stuck). It reads the
+jobs table — so it sees every process's jobs, and works for ``nexus health`` too — and, in the app
+process, the live worker pool (`nexus_core.ai.lanes.live_lane_loads`): threads busy per lane, jobs
+queued, the oldest one's wait. Its detail holds numbers and lane names only.
 
 Secrets: a detail is short human text. Failures are described by the exception's class name and
 the first line of its message, scrubbed of ``scheme://user:pass@`` credentials, ``password=…``
@@ -25,10 +33,11 @@ retries.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Literal
@@ -41,6 +50,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
+from nexus_core.ai.backlog import StoredBacklog, backlog_problems, lane_summary, read_backlog
+from nexus_core.ai.lanes import LaneLoad
 from nexus_core.ai.providers import build_provider
 from nexus_core.ai.types import Provider
 from nexus_core.db.engine import Database
@@ -50,6 +61,7 @@ from nexus_core.settings import Settings
 DATABASE = "database"
 REDIS = "redis"
 AI = "ai"
+AI_WORKERS = "ai_workers"
 PROBE_SQL = "SELECT 1"
 DB_TIMEOUT_SECONDS = 3.0
 REDIS_TIMEOUT_SECONDS = 2.0
@@ -161,18 +173,30 @@ def check_database(db: Database, timeout_seconds: float = DB_TIMEOUT_SECONDS) ->
 
 def check_database_url(url: str, timeout_seconds: float = DB_TIMEOUT_SECONDS) -> CheckResult:
     """Check the database at ``url`` with a probe-only ``Database`` that is disposed afterwards."""
+    with _probed_database_url(url, timeout_seconds) as (result, _db):
+        return result
+
+
+@contextlib.contextmanager
+def _probed_database_url(
+    url: str, timeout_seconds: float
+) -> Iterator[tuple[CheckResult, Database | None]]:
+    """The database check of ``url`` and, while the block runs, its probe-only ``Database``
+    (None when it could not be built)."""
     started = perf_counter()
     try:
         db = Database(url, **health_engine_kwargs(url, timeout_seconds))
     except (ConfigError, ArgumentError):
-        return CheckResult(DATABASE, False, _elapsed_ms(started), "DATABASE_URL is not valid")
+        yield CheckResult(DATABASE, False, _elapsed_ms(started), "DATABASE_URL is not valid"), None
+        return
     except Exception as exc:  # e.g. a missing driver, or a SQLite folder that cannot be made
         detail = describe_failure(exc, _url_passwords(url))
-        return CheckResult(DATABASE, False, _elapsed_ms(started), detail)
+        yield CheckResult(DATABASE, False, _elapsed_ms(started), detail), None
+        return
     # Wait a little past the driver's own timeout so its reason, not ours, reaches the detail.
     limit = max(timeout_seconds, _connect_timeout(timeout_seconds)) + DRIVER_GRACE_SECONDS
     try:
-        return check_database(db, limit)
+        yield check_database(db, limit), db
     finally:
         db.dispose()
 
@@ -227,24 +251,88 @@ def check_ai(settings: Settings, provider_factory: ProviderFactory = build_provi
     return CheckResult(AI, ok, _elapsed_ms(started), detail)
 
 
+def check_ai_workers(
+    settings: Settings,
+    lanes: Sequence[LaneLoad] = (),
+    db: Database | None = None,
+    timeout_seconds: float = DB_TIMEOUT_SECONDS,
+) -> CheckResult:
+    """Whether chat replies get a worker in time and no job is stuck past its deadline.
+
+    ``lanes`` are the live pool's (empty outside the app process); ``db``, when given, adds what
+    the jobs table says (every process's jobs).
+    """
+    started = perf_counter()
+    stored, note = StoredBacklog(None, 0), ""
+    if db is not None:
+        try:
+            stored = _within(
+                timeout_seconds,
+                lambda: read_backlog(db, settings.job_deadline_seconds),
+                "nexus-health-jobs",
+            )
+        except Exception as exc:  # e.g. no jobs table yet: the database check speaks for the DB
+            note = f"jobs table not read ({type(exc).__name__})"
+    problems = backlog_problems(
+        lanes,
+        stored,
+        max_wait_seconds=settings.health_queue_wait_seconds,
+        deadline_seconds=settings.job_deadline_seconds,
+    )
+    busy = [lane_summary(lane) for lane in lanes] or ["no worker pool in this process"]
+    detail = "; ".join(part for part in (*problems, *busy, note) if part)
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
+    return CheckResult(AI_WORKERS, not problems, _elapsed_ms(started), detail)
+
+
 def run_health(
     settings: Settings,
     db: Database | None = None,
     *,
     provider_factory: ProviderFactory = build_provider,
     timeout_seconds: float = DB_TIMEOUT_SECONDS,
+    lanes: Sequence[LaneLoad] = (),
 ) -> HealthReport:
-    """Every configured check; without ``db``, the database at ``DATABASE_URL`` is probed afresh."""
-    if db is None:
-        database = check_database_url(settings.database_url, timeout_seconds)
-    else:
-        database = check_database(db, timeout_seconds)
-    results = [database]
-    redis_result = check_redis(settings.redis_url)
-    if redis_result is not None:
-        results.append(redis_result)
-    results.append(check_ai(settings, provider_factory))
+    """Every configured check; without ``db``, the database at ``DATABASE_URL`` is probed afresh.
+
+    ``lanes``: the live worker pool's load, which only the app process can pass.
+    """
+    with contextlib.ExitStack() as stack:
+        if db is None:
+            database, probe = stack.enter_context(
+                _probed_database_url(settings.database_url, timeout_seconds)
+            )
+        else:
+            database, probe = check_database(db, timeout_seconds), db
+        results = [database]
+        redis_result = check_redis(settings.redis_url)
+        if redis_result is not None:
+            results.append(redis_result)
+        results.append(check_ai(settings, provider_factory))
+        jobs_db = probe if database.ok else None
+        results.append(check_ai_workers(settings, lanes, jobs_db, timeout_seconds))
     return HealthReport.from_results(results)
+
+
+def _within(timeout_seconds: float, work: Callable[[], StoredBacklog], name: str) -> StoredBacklog:
+    """``work()`` on a daemon thread, given up after ``timeout_seconds`` (TimeoutError)."""
+    outcome: list[StoredBacklog | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout_seconds)
+    if not outcome:
+        raise TimeoutError(f"no answer within {timeout_seconds:g} s")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def _describe_provider(provider: Provider, settings: Settings) -> tuple[bool, str]:

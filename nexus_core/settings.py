@@ -59,7 +59,9 @@ class Settings:
         "Gemini REST base URL.",
     )
     gemini_timeout_seconds: float = _setting(
-        "GEMINI_TIMEOUT_SECONDS", 30.0, "Per-request timeout; a timeout is a transient failure."
+        "GEMINI_TIMEOUT_SECONDS",
+        30.0,
+        "Time limit of one whole Gemini attempt (connect to last byte); a timeout is transient.",
     )
     openai_api_base: str | None = _setting(
         "OPENAI_API_BASE", None, "Base URL of an OpenAI-compatible server (…/v1)."
@@ -68,6 +70,36 @@ class Settings:
         "OPENAI_API_KEY", None, "Key for the OpenAI-compatible server.", secret=True
     )
     openai_model: str | None = _setting("OPENAI_MODEL", None, "Model for the OpenAI provider.")
+    openai_timeout_seconds: float = _setting(
+        "OPENAI_TIMEOUT_SECONDS",
+        30.0,
+        "Time limit of one whole OpenAI-compatible attempt; a timeout is transient.",
+    )
+    max_reply_chars: int = _setting(
+        "NEXUS_MAX_REPLY_CHARS",
+        100_000,
+        "Longest AI reply accepted; a longer one is stopped and fails, nothing of it is stored.",
+    )
+    max_sse_event_bytes: int = _setting(
+        "NEXUS_MAX_SSE_EVENT_BYTES",
+        1_048_576,
+        "Longest line, and largest event, of a provider's event stream.",
+    )
+    max_response_bytes: int = _setting(
+        "NEXUS_MAX_RESPONSE_BYTES",
+        8_388_608,
+        "Most bytes read from a provider in one attempt (a stream, or a whole JSON body).",
+    )
+    job_deadline_seconds: float = _setting(
+        "NEXUS_JOB_DEADLINE_SECONDS",
+        90.0,
+        "Time limit of one AI reply job, its retries and their waits included.",
+    )
+    health_queue_wait_seconds: float = _setting(
+        "NEXUS_HEALTH_QUEUE_WAIT_SECONDS",
+        30.0,
+        "Health reports an error when a chat reply has waited longer for a worker.",
+    )
     log_max_bytes: int = _setting(
         "NEXUS_LOG_MAX_BYTES", 52_428_800, "Rotate api_events.log past this size."
     )

@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from nexus_core.ai.gemini import GeminiClient
 from nexus_core.ai.job_store import INTERRUPTED_MESSAGE
-from nexus_core.ai.jobs import MAX_ATTEMPTS, ResponseWorker, backoff_seconds
+from nexus_core.ai.jobs import ResponseWorker
+from nexus_core.ai.retry_policy import MAX_ATTEMPTS, backoff_seconds
 from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
@@ -24,6 +25,7 @@ from nexus_core.db.models import AiJob, Message
 from nexus_core.events import ApiEventLogger, ListEventSink, read_events
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
+from tests.fakes.gated_provider import GatedProvider
 from tests.fakes.gemini_server import FakeGeminiServer
 
 API_KEY = "AIzaSy-test-key-never-to-be-seen-0123456789"
@@ -467,3 +469,152 @@ def test_events_are_valid_json_lines_in_the_real_log(
         "request_success",
         "job_success",
     ]
+
+
+# --- bounds: the job's deadline and the reply's size -------------------------------------------
+
+TRICKLE_SECONDS = 0.05
+SHORT_DEADLINE_SECONDS = 1.5
+HUGE_LINE_BYTES = 200 * 1024 * 1024
+
+
+def trickle_for_ever(server: FakeGeminiServer) -> None:
+    """A stream that starts an answer, then sends keep-alives without end, well within any
+    per-read timeout."""
+    server.enqueue(
+        chunks=["Let me think "],
+        finish_reason=None,
+        split_bytes=False,
+        keep_alive_forever=True,
+        trickle_seconds=TRICKLE_SECONDS,
+    )
+
+
+def slow_gemini(server: FakeGeminiServer) -> GeminiClient:
+    """A client whose own per-attempt limit is long, so only the job's deadline can stop it."""
+    return GeminiClient(API_KEY, "gemini-flash-latest", server.base_url, 30.0, httpx.Client())
+
+
+@pytest.mark.timeout(120)
+def test_a_trickling_reply_ends_at_the_job_deadline_with_a_timeout_bubble(
+    db: Database,
+    user: UserView,
+    gemini_server: FakeGeminiServer,
+    events: ListEventSink,
+    sleep: RecordingSleep,
+) -> None:
+    gemini = slow_gemini(gemini_server)
+    worker = ResponseWorker(
+        db, gemini, events, sleep=sleep, job_deadline_seconds=SHORT_DEADLINE_SECONDS
+    )
+    trickle_for_ever(gemini_server)
+
+    session_id, job_id = ask(db, worker, user, "Still there?")
+    worker.shutdown()
+    gemini.close()
+
+    job = worker.get(job_id)
+    assert (job.status, job.error_type, job.attempt) == ("failed", "timeout", 1)
+    messages = stored(db, session_id, user)
+    assert messages[0] == ("user", "Still there?")
+    assert messages[1][0] == "error"
+    assert messages[1][1].endswith(f"No reply within {SHORT_DEADLINE_SECONDS:g} s (1 attempt).")
+    assert sleep.delays == []  # no retry could have finished in the time left
+    failure = events.named("request_failure")[0]
+    assert (failure["error_type"], failure["retryable"]) == ("timeout", True)
+
+
+@pytest.mark.timeout(120)
+def test_a_queued_chat_reply_starts_while_slow_replies_hold_every_worker(
+    db: Database,
+    user: UserView,
+    gemini_server: FakeGeminiServer,
+    events: ListEventSink,
+    sleep: RecordingSleep,
+) -> None:
+    gemini = slow_gemini(gemini_server)
+    worker = ResponseWorker(
+        db,
+        gemini,
+        events,
+        sleep=sleep,
+        max_workers=2,
+        job_deadline_seconds=SHORT_DEADLINE_SECONDS,
+    )
+    trickle_for_ever(gemini_server)
+    trickle_for_ever(gemini_server)
+    gemini_server.enqueue(text="Your turn now.")
+    chat = ChatService(db)
+    jobs = []
+    for text in ("slow one", "slow two", "quick question"):
+        session = chat.create_session(user, "Tester")
+        jobs.append(worker.enqueue(chat.add_user_message(session.public_id, user, text).id, user))
+
+    outcomes = [worker.wait(job_id, timeout=60).status for job_id in jobs]
+    worker.shutdown()
+    gemini.close()
+
+    assert outcomes == ["failed", "failed", "succeeded"]
+
+
+def test_a_retry_that_would_wait_past_the_job_deadline_is_not_started(
+    db: Database,
+    worker: ResponseWorker,
+    user: UserView,
+    gemini_server: FakeGeminiServer,
+    sleep: RecordingSleep,
+) -> None:
+    gemini_server.enqueue(status=429, retry_delay="100s")  # longer than the 90 s deadline
+    gemini_server.enqueue(text="Too late to matter")
+
+    session_id, job_id = ask(db, worker, user, "Quota again?")
+
+    assert sleep.delays == [] and len(gemini_server.requests) == 1
+    job = worker.get(job_id)
+    assert (job.status, job.error_type, job.attempt) == ("failed", "http_429", 1)
+    assert stored(db, session_id, user)[-1][1].endswith("No reply within 90 s (1 attempt).")
+
+
+def test_each_attempt_may_use_only_the_time_left_of_its_job(
+    db: Database, user: UserView, events: ListEventSink
+) -> None:
+    gated = GatedProvider()
+    gated.open()
+    worker = ResponseWorker(db, gated, events, job_deadline_seconds=42.0)
+
+    session_id, _ = ask(db, worker, user, "How long may you take?")
+    worker.shutdown()
+
+    (request,) = gated.requests
+    assert request.timeout_seconds is not None and 0 < request.timeout_seconds <= 42.0
+    assert stored(db, session_id, user)[-1] == ("assistant", gated.text)
+
+
+@pytest.mark.timeout(120)
+def test_a_200_mb_reply_fails_once_and_stores_and_logs_nothing_large(
+    db: Database,
+    gemini: GeminiClient,
+    user: UserView,
+    gemini_server: FakeGeminiServer,
+    tmp_path: Path,
+    sleep: RecordingSleep,
+) -> None:
+    log_path = tmp_path / "logs" / "api_events.log"
+    log = ApiEventLogger(log_path)
+    worker = ResponseWorker(db, gemini, log, retry_base_seconds=BASE, sleep=sleep)
+    gemini_server.enqueue(chunks=["An answer "], finish_reason=None, flood_bytes=HUGE_LINE_BYTES)
+
+    session_id, job_id = ask(db, worker, user, "Tell me everything")
+    worker.shutdown()
+    log.close()
+
+    job = worker.get(job_id)
+    assert (job.status, job.error_type, job.attempt) == ("failed", "response_too_large", 1)
+    assert sleep.delays == [] and len(gemini_server.requests) == 1
+    (asked, bubble) = stored(db, session_id, user)
+    assert asked == ("user", "Tell me everything")
+    assert bubble[0] == "error" and bubble[1].startswith("The reply was too long")
+    assert len(bubble[1]) < 300
+    assert log_path.stat().st_size < 4_096
+    failure = next(e for e in read_events(log_path)[0] if e["event"] == "request_failure")
+    assert (failure["error_type"], failure["retryable"]) == ("response_too_large", False)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nexus_core.ai.sse import SSEEvent, SSEParser, iter_events
+from nexus_core.ai.sse import EventTooLarge, SSEEvent, SSEParser, iter_events
 
 
 def parse_in_pieces(stream: bytes, cuts: list[int]) -> list[SSEEvent]:
@@ -104,6 +104,63 @@ def test_feeding_after_close_is_a_programming_error() -> None:
         parser.feed(b"data: late\n\n")
 
 
+# --- bounds: linear work, and lines and events no longer than the limit -----------------------
+
+MULTI_MB_LINE_BYTES = 16 * 1024 * 1024
+SMALL_PIECE_BYTES = 1024
+
+
+@pytest.mark.timeout(60)
+def test_a_multi_megabyte_line_fed_in_many_small_pieces_is_parsed_in_linear_time() -> None:
+    # 16 MiB in 16,384 pieces: rescanning the unfinished line on every piece (the old parser)
+    # is ~137 GB of scanning, hours; scanning each piece once is 16 MiB, well under a second.
+    parser = SSEParser(max_event_bytes=None)
+    piece = b"x" * SMALL_PIECE_BYTES
+
+    assert parser.feed(b"data: ") == []
+    for _ in range(MULTI_MB_LINE_BYTES // SMALL_PIECE_BYTES):
+        assert parser.feed(piece) == []
+    (event,) = parser.feed(b"\n\n")
+
+    assert len(event.data) == MULTI_MB_LINE_BYTES and set(event.data) == {"x"}
+
+
+def test_a_line_past_the_limit_fails_at_the_byte_that_passes_it() -> None:
+    parser = SSEParser(max_event_bytes=100)
+    fed = 0
+
+    with pytest.raises(EventTooLarge) as caught:
+        for byte in b"data: " + b"y" * 10_000:
+            parser.feed(bytes([byte]))
+            fed += 1
+
+    assert fed == 100  # the 101st byte of the unfinished line raised
+    assert caught.value.limit == 100
+
+
+def test_a_long_line_that_arrives_in_one_piece_is_refused_too() -> None:
+    parser = SSEParser(max_event_bytes=100)
+
+    with pytest.raises(EventTooLarge):
+        parser.feed(b"data: " + b"z" * 200 + b"\n\n")
+
+
+def test_the_data_lines_of_one_event_are_bounded_together() -> None:
+    parser = SSEParser(max_event_bytes=100)
+    short_line = b"data: " + b"d" * 20 + b"\n"  # 26 bytes: each line is fine on its own
+
+    assert parser.feed(short_line * 3 + b"\n") == [SSEEvent(data="\n".join(["d" * 20] * 3))]
+    with pytest.raises(EventTooLarge):
+        parser.feed(short_line * 4)
+
+
+def test_comments_and_events_within_the_limit_are_never_refused() -> None:
+    parser = SSEParser(max_event_bytes=100)
+    stream = (b": " + b"c" * 90 + b"\n" + b"data: " + b"e" * 90 + b"\n\n") * 1_000
+
+    assert parser.feed(stream) == [SSEEvent(data="e" * 90)] * 1_000
+
+
 def test_iter_events_parses_an_iterable_of_chunks_lazily() -> None:
     chunks = iter([b"data: a\n", b"\ndata: b"])
 
@@ -153,3 +210,32 @@ def test_any_encoded_events_split_at_any_bytes_parse_to_the_same_events(
 
     expected = [SSEEvent(event=kind or "message", data="\n".join(lines)) for kind, lines in items]
     assert parse_in_pieces(stream, cuts) == expected
+
+
+@given(
+    items=events,
+    ending=line_endings,
+    data=st.data(),
+)
+def test_with_a_limit_any_chunking_parses_the_same_or_refuses_the_same(
+    items: list[tuple[str | None, list[str]]],
+    ending: str,
+    data: st.DataObject,
+) -> None:
+    stream = encode(items, ending, comments=False)
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=12))
+    limit = data.draw(st.integers(min_value=1, max_value=200))
+
+    def parse(pieces: list[int]) -> list[SSEEvent] | str:
+        parser = SSEParser(max_event_bytes=limit)
+        events: list[SSEEvent] = []
+        start = 0
+        try:
+            for cut in [*sorted(pieces), len(stream)]:
+                events += parser.feed(stream[start:cut])
+                start = cut
+            return events + parser.close()
+        except EventTooLarge:
+            return "refused"
+
+    assert parse(cuts) == parse([])

@@ -178,7 +178,7 @@ def test_a_variant_refused_by_gemini_fails_alone_while_the_others_answer(
     replies = by_persona(done)
     assert replies["Tester"].status == "failed"
     assert replies["Tester"].error_type == "http_400"
-    assert "Bad temperature." in replies["Tester"].error
+    assert replies["Tester"].error == "Gemini rejected the request (HTTP 400, INVALID_ARGUMENT)."
     assert replies["Tester"].text is None
     assert [replies[p].status for p in (REVIEWER, WRITER)] == ["succeeded", "succeeded"]
     assert len(gemini_server.requests) == 1  # a permanent failure is not retried

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from starlette.applications import Starlette
 
+from nexus_core.ai.jobs import ResponseWorker
+from nexus_core.ai.lanes import OVERDUE_GRACE_SECONDS
 from nexus_core.ai.providers import build_provider
 from nexus_core.ai.simulated import SimulatedProvider
+from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
+from nexus_core.db.models import AiJob, ChatSession
+from nexus_core.db.types import utc_now
+from nexus_core.events import ListEventSink
 from nexus_core.health import (
     SIMULATED_IN_PRODUCTION,
     CheckResult,
     HealthReport,
     check_ai,
+    check_ai_workers,
     check_database,
     check_database_url,
     check_redis,
@@ -28,7 +40,12 @@ from nexus_core.health import (
     run_health,
     scrub,
 )
+from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings
+from nexus_core.ui.server import routes
+from nexus_core.users import UserService, UserView
+from tests.fakes.clock import ManualClock
+from tests.fakes.gated_provider import GatedProvider
 
 CLOSED_PG_URL = "postgresql+psycopg://nobody@127.0.0.1:9/none"
 SECRET_PG_URL = "postgresql+psycopg://u:SuperSecret123@127.0.0.1:9/x"
@@ -92,7 +109,7 @@ def test_healthy_database_and_simulated_model_give_status_ok_and_200(
 
     assert report.status == "ok"
     assert report.http_status == 200
-    assert set(report.checks) == {"database", "ai"}
+    assert set(report.checks) == {"database", "ai", "ai_workers"}
 
 
 def test_postgres_at_closed_port_is_not_ok_quickly_and_report_is_503(tmp_path: Path) -> None:
@@ -313,7 +330,7 @@ def test_report_has_the_contract_shape(tmp_path: Path) -> None:
     body = json.loads(json.dumps(report.to_dict()))
     assert set(body) == {"status", "checks"}
     assert body["status"] in ("ok", "error")
-    assert list(body["checks"]) == ["database", "redis", "ai"]
+    assert list(body["checks"]) == ["database", "redis", "ai", "ai_workers"]
     for check in body["checks"].values():
         assert set(check) == {"ok", "latency_ms", "detail"}
         assert isinstance(check["ok"], bool)
@@ -357,3 +374,188 @@ def test_report_status_is_error_when_any_check_fails() -> None:
     )
 
     assert (report.status, report.ok, report.http_status) == ("error", False, 503)
+
+
+# --- ai workers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def member(db: Database) -> UserView:
+    PersonaService(db).seed_defaults()
+    return UserService(db).create("quinn", "correct-horse-1")
+
+
+def ask_in_new_session(db: Database, worker: ResponseWorker, user: UserView, text: str) -> str:
+    chat = ChatService(db)
+    session = chat.create_session(user, "Nexus Assistant")
+    return worker.enqueue(chat.add_user_message(session.public_id, user, text).id, user)
+
+
+def until(condition: Callable[[], bool], timeout: float = QUICK_SECONDS * 4) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def gated() -> Iterator[GatedProvider]:
+    provider = GatedProvider()
+    yield provider
+    provider.open()  # let anything still waiting finish
+
+
+def test_an_idle_worker_pool_is_ok_and_shows_each_lanes_threads(
+    settings: Settings, db: Database
+) -> None:
+    worker = ResponseWorker(
+        db, SimulatedProvider(latency_seconds=0), ListEventSink(), lanes={"compare": 2}
+    )
+    try:
+        result = check_ai_workers(settings, worker.load(), db)
+    finally:
+        worker.shutdown()
+
+    assert result == CheckResult(
+        "ai_workers", True, result.latency_ms, "chat 0/4 busy; compare 0/2 busy"
+    )
+
+
+def test_without_a_worker_pool_the_check_reads_the_jobs_table_alone(
+    settings: Settings, db: Database
+) -> None:
+    result = check_ai_workers(settings, (), db)
+
+    assert (result.ok, result.detail) == (True, "no worker pool in this process")
+
+
+def test_a_chat_reply_waiting_too_long_for_a_busy_pool_fails_the_check(
+    settings: Settings, db: Database, member: UserView, gated: GatedProvider
+) -> None:
+    clock = ManualClock()
+    worker = ResponseWorker(db, gated, ListEventSink(), max_workers=1, clock=clock)
+    first = ask_in_new_session(db, worker, member, "one")
+    second = ask_in_new_session(db, worker, member, "two")
+    until(lambda: gated.waiting() == 1)  # the only thread is busy, the second reply queues
+    clock.advance(settings.health_queue_wait_seconds + 1)
+
+    saturated = check_ai_workers(settings, worker.load(), db)
+    report = run_health(settings, db, lanes=worker.load())
+    gated.open()
+    worker.wait(first, timeout=30)
+    worker.wait(second, timeout=30)
+    recovered = check_ai_workers(settings, worker.load(), db)
+    worker.shutdown()
+
+    assert not saturated.ok
+    assert saturated.detail == (
+        "saturated: a chat reply has waited 31 s for a worker (limit 30 s); "
+        "chat 1/1 busy, 1 queued (oldest 31 s)"
+    )
+    assert (report.status, report.http_status) == ("error", 503)
+    assert report.checks["ai_workers"]["ok"] is False
+    assert recovered.ok and recovered.detail == "chat 0/1 busy"
+
+
+def test_a_job_running_past_its_deadline_fails_the_check(
+    settings: Settings, db: Database, member: UserView, gated: GatedProvider
+) -> None:
+    clock = ManualClock()
+    worker = ResponseWorker(db, gated, ListEventSink(), clock=clock, job_deadline_seconds=60)
+    job = ask_in_new_session(db, worker, member, "never answered")
+    until(lambda: gated.waiting() == 1)
+    clock.advance(60 + OVERDUE_GRACE_SECONDS + 1)
+
+    stuck = check_ai_workers(dataclasses.replace(settings, job_deadline_seconds=60), worker.load())
+    gated.open()
+    worker.wait(job, timeout=30)
+    worker.shutdown()
+
+    assert not stuck.ok
+    assert stuck.detail == "stuck: 1 job running past the 60 s deadline; chat 1/4 busy"
+
+
+def test_stored_jobs_that_wait_or_hang_fail_the_check_from_any_process(
+    settings: Settings, db: Database, member: UserView
+) -> None:
+    chat = ChatService(db)
+    session = chat.create_session(member, "Nexus Assistant")
+    message = chat.add_user_message(session.public_id, member, "waiting")
+    now = utc_now()
+    with db.session() as s:
+        persona_id = s.get(ChatSession, session.id).persona_id
+        run_session = ChatSession(
+            user_id=member.id, persona_id=persona_id, persona_version=1, run_id="a-test-set-run"
+        )
+        s.add(run_session)
+        s.flush()
+        s.add_all(
+            [
+                # a chat reply queued for ten minutes (no worker took it)
+                AiJob(
+                    session_id=session.id,
+                    user_message_id=message.id,
+                    status="queued",
+                    created_at=now - timedelta(minutes=10),
+                ),
+                # a test set's job queues by design: not a chat reply, so not counted
+                AiJob(
+                    session_id=run_session.id,
+                    user_message_id=message.id,
+                    status="queued",
+                    created_at=now - timedelta(hours=2),
+                ),
+                # a job that started an hour ago and never finished
+                AiJob(
+                    session_id=session.id,
+                    user_message_id=message.id,
+                    status="running",
+                    started_at=now - timedelta(hours=1),
+                    created_at=now - timedelta(hours=1),
+                ),
+            ]
+        )
+
+    report = run_health(settings)  # a fresh connection, as GET /health and `nexus health` use
+
+    check = report.checks["ai_workers"]
+    assert report.http_status == 503 and check["ok"] is False
+    assert check["detail"].startswith(
+        "saturated: a chat reply has waited 600 s for a worker (limit 30 s); "
+        "stuck: 1 job running past the 90 s deadline"
+    )
+
+
+def test_a_database_without_the_jobs_table_leaves_the_check_ok(tmp_path: Path) -> None:
+    report = run_health(make_settings(tmp_path))  # a brand-new SQLite file: no tables
+
+    check = report.checks["ai_workers"]
+    assert check["ok"] is True
+    assert (
+        check["detail"] == "no worker pool in this process; jobs table not read (OperationalError)"
+    )
+
+
+async def get_health(app: Starlette) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://nexus.test") as client:
+        return await client.get("/health")
+
+
+def test_the_health_route_reports_the_live_pool_of_its_process(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("NEXUS_ENV", "test")
+    monkeypatch.setenv("NEXUS_AI_PROVIDER", "simulated")
+    worker = ResponseWorker(
+        db, SimulatedProvider(latency_seconds=0), ListEventSink(), lanes={"probe_lane": 3}
+    )
+    try:
+        response = asyncio.run(get_health(Starlette(routes=routes())))
+    finally:
+        worker.shutdown()
+
+    assert response.status_code == 200
+    assert "probe_lane 0/3 busy" in response.json()["checks"]["ai_workers"]["detail"]

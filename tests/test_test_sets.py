@@ -221,7 +221,9 @@ def test_a_run_fills_the_matrix_with_pass_and_fail_per_check(
         assert (failed.reply.status, failed.passed) == ("failed", False)
         assert failed.result.failures
         assert all(f.startswith("no reply: ") for f in failed.result.failures)
-        assert "Unsupported model." in failed.result.failures[0]
+        assert failed.result.failures[0] == (
+            "no reply: Gemini rejected the request (HTTP 400, INVALID_ARGUMENT)."
+        )
     assert matrix.passed_count(0) == (2, 3) and matrix.passed_count(1) == (0, 3)
     assert [v.label for v in matrix.variants] == [
         "Pirate v1 · simulated · t=0.7",

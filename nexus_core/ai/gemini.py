@@ -16,30 +16,43 @@ Judgement calls, all retried by the job unless noted:
   ``RECITATION``, ...) with no text is Permanent; a blocked answer *with* partial text returns it
   with that ``finish_reason``.
 
-``timeout_seconds`` bounds each phase of the request (connect, send, every read), so a stream
-that keeps delivering is not cut off, but a silent server is. The client holds no per-request
-state, so one instance serves many threads (``httpx.Client`` is thread-safe).
+``timeout_seconds`` bounds the whole attempt, from connecting to the last byte, however slowly
+the server trickles (see `nexus_core.ai.wire`); a request's own ``timeout_seconds`` may shorten
+it. ``limits`` bound what is read: the reply's characters, one stream event, the bytes in all.
+Error messages never quote Gemini's words: finish and block reasons are named only when they are
+in Gemini's documented vocabulary. The client holds no per-request state, so one instance serves
+many threads (``httpx.Client`` is thread-safe).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import httpx
 
+from nexus_core.ai.deadline import AttemptDeadline
 from nexus_core.ai.sse import iter_events
 from nexus_core.ai.types import (
     GenerationRequest,
     ProviderHints,
     ProviderResult,
     Usage,
-    error_for_request_failure,
     error_for_status,
     error_for_stream_error,
     invalid_response,
+    known_value,
+)
+from nexus_core.ai.wire import (
+    ReplyLimits,
+    ReplyText,
+    attempt_seconds,
+    bounded_attempt,
+    bounded_chunks,
+    read_body,
+    read_error_body,
 )
 from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
 from nexus_core.settings import Settings
@@ -61,6 +74,23 @@ BLOCKED_FINISH_REASONS = {
     "OTHER": "blocked_other",
 }
 OUT_OF_TOKENS_FINISH_REASON = "MAX_TOKENS"
+# Gemini's documented finish and block reasons; any other word is recorded as OTHER.
+FINISH_REASONS = frozenset(
+    {
+        "STOP",
+        "MAX_TOKENS",
+        "LANGUAGE",
+        "MALFORMED_FUNCTION_CALL",
+        "UNEXPECTED_TOOL_CALL",
+        "TOO_MANY_TOOL_CALLS",
+        "FINISH_REASON_UNSPECIFIED",
+        *BLOCKED_FINISH_REASONS,
+    }
+)
+BLOCK_REASONS = frozenset(
+    {"SAFETY", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "IMAGE_SAFETY", "SPII"}
+)
+UNKNOWN_REASON = "OTHER"
 
 
 class GeminiClient:
@@ -76,11 +106,13 @@ class GeminiClient:
         api_base: str = DEFAULT_API_BASE,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         http: httpx.Client | None = None,
+        limits: ReplyLimits | None = None,
     ) -> None:
         self._api_key = api_key or None
         self.default_model = _bare_model(model)
         self.api_base = api_base.rstrip("/")
         self.timeout_seconds = timeout_seconds
+        self.limits = limits or ReplyLimits()
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client()
         self._hints = ProviderHints(
@@ -88,7 +120,6 @@ class GeminiClient:
             key_setting="GEMINI_API_KEY",
             base_setting="GEMINI_API_BASE",
             model_setting="GEMINI_MODEL",
-            secrets=(api_key,) if api_key else (),
         )
 
     @classmethod
@@ -100,6 +131,7 @@ class GeminiClient:
             api_base=settings.gemini_api_base,
             timeout_seconds=settings.gemini_timeout_seconds,
             http=http,
+            limits=ReplyLimits.from_settings(settings),
         )
 
     def __repr__(self) -> str:
@@ -124,48 +156,60 @@ class GeminiClient:
     def stream(self, request: GenerationRequest) -> Generator[str, None, ProviderResult]:
         """Stream the reply via ``:streamGenerateContent?alt=sse``, yielding text deltas."""
         model = self._model_for(request)
-        reply = _Reply(self._hints)
+        reply = _Reply(self._hints, self.limits.max_reply_chars)
         started = time.perf_counter()
         ttft_ms: float | None = None
-        try:
-            with self._http.stream(
+        seconds = attempt_seconds(self.timeout_seconds, request)
+        with (
+            bounded_attempt(seconds, self._hints, self.api_base) as deadline,
+            self._http.stream(
                 "POST",
                 self._url(model, STREAM_METHOD),
                 params={"alt": "sse"},
                 headers=self._headers(accept="text/event-stream"),
                 json=_body(request),
-                timeout=self.timeout_seconds,
-            ) as response:
-                if not response.is_success:
-                    response.read()
-                    raise self._status_error(response, model)
-                for event in iter_events(response.iter_bytes()):
-                    for delta in reply.add(self._decode(event.data, model), model):
-                        if ttft_ms is None:
-                            ttft_ms = _ms_since(started)
-                        yield delta
-        except httpx.RequestError as exc:
-            raise self._transport_error(exc) from exc
+                timeout=deadline.timeout(),
+                extensions=deadline.extensions,
+            ) as response,
+            deadline.watching(response),
+        ):
+            if not response.is_success:
+                raise self._status_error(response, model)
+            for event in iter_events(self._chunks(response, deadline), self.limits.max_event_bytes):
+                for delta in reply.add(self._decode(event.data, model), model):
+                    if ttft_ms is None:
+                        ttft_ms = _ms_since(started)
+                    yield delta
         return reply.result(model, latency_ms=_ms_since(started), ttft_ms=ttft_ms)
 
     def generate(self, request: GenerationRequest) -> ProviderResult:
         """Ask for the whole reply at once via ``:generateContent`` (``ttft_ms`` is None)."""
         model = self._model_for(request)
-        reply = _Reply(self._hints)
+        reply = _Reply(self._hints, self.limits.max_reply_chars)
         started = time.perf_counter()
-        try:
-            response = self._http.post(
+        seconds = attempt_seconds(self.timeout_seconds, request)
+        with (
+            bounded_attempt(seconds, self._hints, self.api_base) as deadline,
+            self._http.stream(
+                "POST",
                 self._url(model, GENERATE_METHOD),
                 headers=self._headers(accept="application/json"),
                 json=_body(request),
-                timeout=self.timeout_seconds,
-            )
-        except httpx.RequestError as exc:
-            raise self._transport_error(exc) from exc
-        if not response.is_success:
-            raise self._status_error(response, model)
-        reply.add(self._decode(response.content, model), model)
+                timeout=deadline.timeout(),
+                extensions=deadline.extensions,
+            ) as response,
+            deadline.watching(response),
+        ):
+            if not response.is_success:
+                raise self._status_error(response, model)
+            body = read_body(response, deadline, self.limits.max_response_bytes, self._hints)
+        reply.add(self._decode(body, model), model)
         return reply.result(model, latency_ms=_ms_since(started), ttft_ms=None)
+
+    def _chunks(self, response: httpx.Response, deadline: AttemptDeadline) -> Iterator[bytes]:
+        return bounded_chunks(
+            response.iter_bytes(), deadline, self.limits.max_response_bytes, self._hints
+        )
 
     def _model_for(self, request: GenerationRequest) -> str:
         if self._api_key is None:
@@ -196,22 +240,19 @@ class GeminiClient:
     def _status_error(self, response: httpx.Response, model: str) -> ProviderError:
         return error_for_status(
             response.status_code,
-            response.content,
+            read_error_body(response),
             response.headers,
             hints=self._hints,
             model=model,
         )
 
-    def _transport_error(self, exc: httpx.RequestError) -> ProviderError:
-        return error_for_request_failure(exc, hints=self._hints, base_url=self.api_base)
-
 
 class _Reply:
     """Collects the text, finish reason and usage from one or more response chunks."""
 
-    def __init__(self, hints: ProviderHints) -> None:
+    def __init__(self, hints: ProviderHints, max_chars: int) -> None:
         self._hints = hints
-        self._texts: list[str] = []
+        self._text = ReplyText(hints, max_chars)
         self.finish_reason: str | None = None
         self.usage = Usage()
 
@@ -228,6 +269,7 @@ class _Reply:
         feedback = chunk.get("promptFeedback")
         block_reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
         if block_reason and not candidates:
+            block_reason = known_value(block_reason, BLOCK_REASONS, UNKNOWN_REASON)
             raise PermanentProviderError(
                 f"Gemini refused this prompt (reason: {block_reason}). "
                 "Rephrase the message and try again.",
@@ -248,13 +290,16 @@ class _Reply:
             and part["text"]
         ]
         if candidate.get("finishReason"):
-            self.finish_reason = str(candidate["finishReason"])
-        self._texts.extend(deltas)
+            self.finish_reason = known_value(
+                candidate["finishReason"], FINISH_REASONS, UNKNOWN_REASON
+            )
+        for delta in deltas:
+            self._text.add(delta)
         return deltas
 
     def result(self, model: str, *, latency_ms: float, ttft_ms: float | None) -> ProviderResult:
         """The finished reply, or the error that explains why there is none."""
-        text = "".join(self._texts)
+        text = self._text.text()
         reason = self.finish_reason
         if reason is None:
             raise TransientProviderError(

@@ -11,7 +11,7 @@ compiled form per set of names); the row is picked by ``job_id`` / ``chat_id``.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, exists, insert, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from nexus_core.db.models import AiJob, ChatSession, Message, Persona, PersonaVersion
@@ -132,6 +132,22 @@ UNFINISHED_JOBS = (
     )
     .outerjoin(ChatSession, ChatSession.id == AiJob.session_id)
     .where(AiJob.status.in_(bindparam("states", expanding=True)))
+)
+
+# For health checks. The oldest chat reply still waiting for a worker (a prompt run's jobs wait
+# in their own lanes by design), and how many jobs have run since before ``started_before``.
+OLDEST_QUEUED_CHAT_JOB = (
+    select(func.min(AiJob.created_at))
+    .join(ChatSession, ChatSession.id == AiJob.session_id)
+    .where(AiJob.status == "queued", ChatSession.run_id.is_(None))
+)
+OVERDUE_JOB_COUNT = (
+    select(func.count())
+    .select_from(AiJob)
+    .where(
+        AiJob.status.in_(("running", "retrying")),
+        AiJob.started_at < bindparam("started_before"),
+    )
 )
 
 INSERT_JOB = insert(AiJob)

@@ -3,18 +3,19 @@
 A job is a database row (``JobStore``) so any page, in any process, can show its progress; the pool
 is not tied to a Streamlit script run, so a rerun, a page change or a closed tab does not cancel
 it. Each attempt is one provider call, logged as ``request_*`` events; transient failures are
-retried up to ``MAX_RETRIES`` times with tenacity:
-
-    retry n waits  base·2^(n−1) + U(0, base)   and at least the server's hint,   capped
-
+retried with tenacity, within the job's deadline, as `nexus_core.ai.retry_policy` decides — so a
+worker is held for a bounded time and a queued job starts within ⌈position / threads⌉ deadlines.
 Permanent failures end the job at once. Success stores the assistant message; a final failure
-stores an error bubble with the reason. Both notify the session's listeners through the broker.
+stores an error bubble with the reason (Nexus's own words, never the provider's). Both notify the
+session's listeners through the broker.
 
 Jobs run in *lanes*, each a thread pool of its own: the chat lane, and the lanes named when the
 worker is built (a comparison's variants, a test set's many prompts), so a test set's hundreds
 of jobs never queue in front of a chat reply. A session may name its provider, model and
 temperature (a prompt run's variant does); its job then asks that provider, from ``providers``,
 and every event of the job carries the session's ``run_id``.
+
+`ResponseWorker.load` says how busy each lane is (see `nexus_core.ai.lanes`), for ``/health``.
 """
 
 from __future__ import annotations
@@ -25,14 +26,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from dataclasses import replace
 
 from sqlalchemy import Connection
-from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_result
 
 from nexus_core.ai.job_store import JobInput, JobStore, JobView, NewJob, process_owner
+from nexus_core.ai.lanes import LaneLoad, Lanes
 from nexus_core.ai.progress import JobBroker, JobUpdate
 from nexus_core.ai.response import GenerateResponseService, ResponseResult
+from nexus_core.ai.retry_policy import (
+    DEFAULT_JOB_DEADLINE_SECONDS,
+    MAX_ATTEMPTS,
+    RetryPolicy,
+)
 from nexus_core.ai.types import GenerationRequest, Provider
 from nexus_core.db.engine import Database
 from nexus_core.events import EventName, EventSink
@@ -40,20 +48,10 @@ from nexus_core.users import UserView
 
 log = logging.getLogger("nexus.jobs")
 
-MAX_RETRIES = 3
-MAX_ATTEMPTS = 1 + MAX_RETRIES
-MAX_RETRY_DELAY_SECONDS = 120.0
+MAX_ERROR_BUBBLE_CHARS = 500
 INTERNAL_ERROR_MESSAGE = "Something went wrong on our side while answering. Press Retry."
 CHAT_LANE = "chat"
 PROVIDER_UNAVAILABLE = "provider_unavailable"
-
-
-def backoff_seconds(retry: int, base: float, jitter: float, hint: float | None) -> float:
-    """The wait before retry ``retry`` (1-based): exponential plus jitter, at least the hint."""
-    delay = base * 2 ** (retry - 1) + jitter
-    if hint is not None:
-        delay = max(delay, hint)
-    return min(delay, MAX_RETRY_DELAY_SECONDS)
 
 
 def unavailable_message(provider: str) -> str:
@@ -85,14 +83,15 @@ class ResponseWorker:
         retry_base_seconds: float = 1.0,
         budget_chars: int = 24_000,
         max_workers: int = 4,
+        job_deadline_seconds: float = DEFAULT_JOB_DEADLINE_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.provider = provider
         self.providers: dict[str, Provider] = {**(providers or {}), provider.name: provider}
         self.events = events
         self.broker = broker or JobBroker()
-        self.retry_base_seconds = retry_base_seconds
         self.service = GenerateResponseService(provider, budget_chars=budget_chars)
         self._services = {
             name: GenerateResponseService(p, budget_chars=budget_chars)
@@ -100,16 +99,14 @@ class ResponseWorker:
             if p is not provider
         } | {provider.name: self.service}
         self.sleep = sleep
-        self.rng = rng or random.Random()
+        self.policy = RetryPolicy(retry_base_seconds, job_deadline_seconds, clock=clock, rng=rng)
         self.store = JobStore(db, process_owner(), MAX_ATTEMPTS, budget_chars)
-        self._pools = {
-            CHAT_LANE: ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="nexus-job")
-        }
-        for lane, workers in (lanes or {}).items():
-            if lane not in self._pools:
-                self._pools[lane] = ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix=f"nexus-{lane}"
-                )
+        self._lanes = Lanes(
+            {CHAT_LANE: max_workers, **{k: n for k, n in (lanes or {}).items() if k != CHAT_LANE}},
+            CHAT_LANE,
+            deadline_seconds=job_deadline_seconds,
+            clock=clock,
+        )
         self._futures: dict[str, Future[JobView]] = {}
         self._lock = threading.Lock()
 
@@ -148,9 +145,8 @@ class ResponseWorker:
             **run,
         )
         self.broker.update(JobUpdate(job.job_id, job.session_public_id, "queued", 0, MAX_ATTEMPTS))
-        pool = self._pools.get(lane, self._pools[CHAT_LANE])
         with self._lock:
-            future = pool.submit(self.run, job.job_id)
+            future = self._lanes.submit(lane, job.job_id, self.run)
             self._futures[job.job_id] = future
         future.add_done_callback(lambda _f: self._forget(job.job_id))
         return job.job_id
@@ -175,6 +171,10 @@ class ResponseWorker:
         """How many jobs this process is running or about to run."""
         with self._lock:
             return len(self._futures)
+
+    def load(self) -> list[LaneLoad]:
+        """How busy each lane is now: threads, queue, the oldest wait, overdue jobs."""
+        return self._lanes.load()
 
     # --- running ----------------------------------------------------------------------------
 
@@ -205,9 +205,7 @@ class ResponseWorker:
                 )
                 self._publish(job, "succeeded", attempts)
             else:
-                message = str(result.error) if result.error else INTERNAL_ERROR_MESSAGE
-                if result.retryable:
-                    message = f"{message} No reply after {attempts} attempts."
+                message = self._failure_message(result, attempts)
                 self._finish_failed(job, attempts, result.error_type or "unknown", message)
         except Exception:
             reference = uuid.uuid4().hex[:8]
@@ -227,7 +225,14 @@ class ResponseWorker:
     def _provider_name(self, job: JobInput) -> str:
         return job.provider or self.provider.name
 
+    def _failure_message(self, result: ResponseResult, attempts: int) -> str:
+        message = str(result.error) if result.error else INTERNAL_ERROR_MESSAGE
+        return self.policy.gave_up(message, attempts) if result.retryable else message
+
     def _finish_failed(self, job: JobInput, attempts: int, error_type: str, message: str) -> None:
+        # The bubble holds Nexus's own sentences; the cap is a last guard on their length.
+        if len(message) > MAX_ERROR_BUBBLE_CHARS:
+            message = message[: MAX_ERROR_BUBBLE_CHARS - 1] + "…"
         self.store.fail(job.job_id, attempts, error_type, message, self._provider_name(job))
         self._emit(
             job, EventName.JOB_FAILURE, job_id=job.job_id, attempts=attempts, error_type=error_type
@@ -242,21 +247,21 @@ class ResponseWorker:
         request = service.build_request(
             job.persona, job.history, model=job.model, temperature=job.temperature
         )
+        policy = self.policy
+        deadline = policy.deadline()
 
         def attempt() -> ResponseResult:
             nonlocal attempts
             attempts += 1
-            return self._attempt(job, service, request, attempts)
+            limited = replace(request, timeout_seconds=policy.time_left(deadline))
+            return self._attempt(job, service, limited, attempts)
 
         def wait(state: RetryCallState) -> float:
             result: ResponseResult = state.outcome.result()  # type: ignore[union-attr]
-            jitter = self.rng.uniform(0, self.retry_base_seconds)
-            return backoff_seconds(
-                state.attempt_number, self.retry_base_seconds, jitter, result.retry_after
-            )
+            return policy.wait(state, result.retry_after)
 
         retrying = Retrying(
-            stop=stop_after_attempt(MAX_ATTEMPTS),
+            stop=lambda state: policy.should_stop(state, deadline),
             wait=wait,
             retry=retry_if_result(lambda r: not r.success and r.retryable),
             before_sleep=lambda state: self._before_retry(job, state),
@@ -379,5 +384,4 @@ class ResponseWorker:
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking jobs; with ``wait`` finish the running ones first."""
-        for pool in self._pools.values():
-            pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._lanes.shutdown(wait)

@@ -6,6 +6,10 @@
 exactly as for Gemini (see `nexus_core.ai.types`); a stream that ends with neither ``[DONE]`` nor
 a ``finish_reason`` is Transient ``incomplete_response`` and a non-JSON payload is Transient
 ``invalid_response``. The key travels only as a bearer token and is never echoed.
+
+``timeout_seconds`` (``OPENAI_TIMEOUT_SECONDS``) bounds the whole attempt and ``limits`` what is
+read, as for Gemini (see `nexus_core.ai.wire`); finish reasons outside the documented vocabulary
+are recorded as ``other``.
 """
 
 from __future__ import annotations
@@ -23,10 +27,18 @@ from nexus_core.ai.types import (
     ProviderHints,
     ProviderResult,
     Usage,
-    error_for_request_failure,
     error_for_status,
     error_for_stream_error,
     invalid_response,
+    known_value,
+)
+from nexus_core.ai.wire import (
+    ReplyLimits,
+    ReplyText,
+    attempt_seconds,
+    bounded_attempt,
+    bounded_chunks,
+    read_error_body,
 )
 from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
 from nexus_core.settings import Settings
@@ -36,6 +48,8 @@ DONE_SENTINEL = "[DONE]"
 BLOCKED_FINISH_REASONS = {"content_filter": "blocked_safety"}
 OUT_OF_TOKENS_FINISH_REASON = "length"
 ROLE_NAMES = {"user": "user", "model": "assistant"}
+FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+UNKNOWN_REASON = "other"
 
 
 class OpenAICompatibleClient:
@@ -51,11 +65,13 @@ class OpenAICompatibleClient:
         model: str | None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         http: httpx.Client | None = None,
+        limits: ReplyLimits | None = None,
     ) -> None:
         self.api_base = (api_base or "").rstrip("/")
         self._api_key = api_key or None
         self.default_model = model or ""
         self.timeout_seconds = timeout_seconds
+        self.limits = limits or ReplyLimits()
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client()
         self._hints = ProviderHints(
@@ -63,20 +79,21 @@ class OpenAICompatibleClient:
             key_setting="OPENAI_API_KEY",
             base_setting="OPENAI_API_BASE",
             model_setting="OPENAI_MODEL",
-            secrets=(api_key,) if api_key else (),
         )
 
     @classmethod
     def from_settings(
         cls, settings: Settings, http: httpx.Client | None = None
     ) -> OpenAICompatibleClient:
-        """A client configured by ``OPENAI_API_BASE``, ``OPENAI_API_KEY`` and ``OPENAI_MODEL``."""
+        """A client configured by ``OPENAI_API_BASE``, ``OPENAI_API_KEY``, ``OPENAI_MODEL`` and
+        ``OPENAI_TIMEOUT_SECONDS``."""
         return cls(
             api_base=settings.openai_api_base,
             api_key=settings.openai_api_key,
             model=settings.openai_model,
-            timeout_seconds=settings.gemini_timeout_seconds,
+            timeout_seconds=settings.openai_timeout_seconds,
             http=http,
+            limits=ReplyLimits.from_settings(settings),
         )
 
     def __repr__(self) -> str:
@@ -104,31 +121,36 @@ class OpenAICompatibleClient:
     def stream(self, request: GenerationRequest) -> Generator[str, None, ProviderResult]:
         """Stream the reply from ``{base}/chat/completions``, yielding text deltas."""
         model = self._model_for(request)
-        reply = _Reply(self._hints, model)
+        reply = _Reply(self._hints, model, self.limits.max_reply_chars)
         started = time.perf_counter()
         ttft_ms: float | None = None
-        try:
-            with self._http.stream(
+        seconds = attempt_seconds(self.timeout_seconds, request)
+        with (
+            bounded_attempt(seconds, self._hints, self.api_base) as deadline,
+            self._http.stream(
                 "POST",
                 f"{self.api_base}/chat/completions",
                 headers=self._headers(),
                 json=_body(request, model),
-                timeout=self.timeout_seconds,
-            ) as response:
-                if not response.is_success:
-                    response.read()
-                    raise self._status_error(response, model)
-                for event in iter_events(response.iter_bytes()):
-                    data = event.data.strip()
-                    if data == DONE_SENTINEL:
-                        reply.done = True
-                        break
-                    for delta in reply.add(self._decode(data)):
-                        if ttft_ms is None:
-                            ttft_ms = (time.perf_counter() - started) * 1000.0
-                        yield delta
-        except httpx.RequestError as exc:
-            raise error_for_request_failure(exc, hints=self._hints, base_url=self.api_base) from exc
+                timeout=deadline.timeout(),
+                extensions=deadline.extensions,
+            ) as response,
+            deadline.watching(response),
+        ):
+            if not response.is_success:
+                raise self._status_error(response, model)
+            chunks = bounded_chunks(
+                response.iter_bytes(), deadline, self.limits.max_response_bytes, self._hints
+            )
+            for event in iter_events(chunks, self.limits.max_event_bytes):
+                data = event.data.strip()
+                if data == DONE_SENTINEL:
+                    reply.done = True
+                    break
+                for delta in reply.add(self._decode(data)):
+                    if ttft_ms is None:
+                        ttft_ms = (time.perf_counter() - started) * 1000.0
+                    yield delta
         return reply.result(latency_ms=(time.perf_counter() - started) * 1000.0, ttft_ms=ttft_ms)
 
     def _model_for(self, request: GenerationRequest) -> str:
@@ -166,17 +188,21 @@ class OpenAICompatibleClient:
 
     def _status_error(self, response: httpx.Response, model: str) -> ProviderError:
         return error_for_status(
-            response.status_code, response.content, response.headers, hints=self._hints, model=model
+            response.status_code,
+            read_error_body(response),
+            response.headers,
+            hints=self._hints,
+            model=model,
         )
 
 
 class _Reply:
     """Collects the text, finish reason and usage from ``chat.completion.chunk`` objects."""
 
-    def __init__(self, hints: ProviderHints, model: str) -> None:
+    def __init__(self, hints: ProviderHints, model: str, max_chars: int) -> None:
         self._hints = hints
         self._model = model
-        self._texts: list[str] = []
+        self._text = ReplyText(hints, max_chars)
         self.finish_reason: str | None = None
         self.usage = Usage()
         self.done = False
@@ -194,17 +220,19 @@ class _Reply:
             return []
         choice = choices[0]
         if choice.get("finish_reason"):
-            self.finish_reason = str(choice["finish_reason"])
+            self.finish_reason = known_value(
+                choice["finish_reason"], FINISH_REASONS, UNKNOWN_REASON
+            )
         delta = choice.get("delta")
         content = delta.get("content") if isinstance(delta, dict) else None
         if not isinstance(content, str) or not content:
             return []
-        self._texts.append(content)
+        self._text.add(content)
         return [content]
 
     def result(self, *, latency_ms: float, ttft_ms: float | None) -> ProviderResult:
         """The finished reply, or the error that explains why there is none."""
-        text = "".join(self._texts)
+        text = self._text.text()
         who = self._hints.who
         if not self.done and self.finish_reason is None:
             raise TransientProviderError(

@@ -1,24 +1,38 @@
 """An incremental Server-Sent Events parser, after the WHATWG "event stream interpretation".
 
-Bytes arrive in whatever pieces the network hands us, so the parser keeps three kinds of
-leftovers between calls to `SSEParser.feed`: undecoded bytes of a multi-byte UTF-8 character
-(the incremental decoder), an unfinished line, and a ``\\r`` at the very end of a chunk whose
-``\\n`` may be the first byte of the next one. Lines end with ``\\n``, ``\\r\\n`` or ``\\r``;
-a blank line dispatches the event. `SSEParser.close` also dispatches a last event that the
-server did not end with a blank line (the spec would drop it; providers that end the stream by
-closing the connection rely on it).
+Bytes arrive in whatever pieces the network hands us. Lines end with ``\\n``, ``\\r\\n`` or
+``\\r``, all ASCII, which never occur inside a multi-byte UTF-8 character, so the parser splits
+*bytes* into lines and decodes each finished line on its own (invalid UTF-8 becomes U+FFFD). Only
+each new chunk is searched for line ends; the unfinished line is kept as a list of pieces and
+joined once, when it ends — so the work is linear in the bytes fed, however a long line is cut
+up (rescanning the unfinished line on every chunk made one huge line quadratic). A ``\\r`` at the
+very end of a chunk remembers that a ``\\n`` starting the next one belongs to it.
+
+A line, and the data lines of one event together, may hold at most ``max_event_bytes`` bytes;
+past that the parser raises `EventTooLarge` at once instead of buffering on. A blank line
+dispatches the event. `SSEParser.close` also dispatches a last event that the server did not end
+with a blank line (the spec would drop it; providers that end the stream by closing the
+connection rely on it).
 """
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 DEFAULT_EVENT_TYPE = "message"
+DEFAULT_MAX_EVENT_BYTES = 1_048_576
 BYTE_ORDER_MARK = "\ufeff"
-_LINE_END = re.compile(r"\r\n|\r|\n")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class EventTooLarge(ValueError):
+    """A line, or the data of one event, grew past the parser's byte limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an event stream line or event exceeded {limit} bytes")
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -32,16 +46,21 @@ class SSEEvent:
 
 
 class SSEParser:
-    """Turns a byte stream, fed in arbitrary pieces, into `SSEEvent` objects."""
+    """Turns a byte stream, fed in arbitrary pieces, into `SSEEvent` objects.
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._line = ""
-        self._started = False
+    ``max_event_bytes`` bounds a line and the data of an event (None: unbounded).
+    """
+
+    def __init__(self, max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._pieces: list[bytes] = []  # the unfinished line
+        self._pending_bytes = 0
+        self._first_line = True
         self._skip_lf = False
         self._closed = False
         self._event_type = ""
         self._data: list[str] = []
+        self._data_bytes = 0
         self._last_id: str | None = None
         self._retry: int | None = None
 
@@ -49,42 +68,54 @@ class SSEParser:
         """Parse the next piece of the stream and return the events it completed."""
         if self._closed:
             raise ValueError("SSEParser.feed() called after close()")
-        return self._feed_text(self._decoder.decode(chunk))
+        events: list[SSEEvent] = []
+        if self._skip_lf and chunk:
+            # The previous chunk ended in "\r"; a "\n" here belongs to that line ending.
+            self._skip_lf = False
+            chunk = chunk.removeprefix(b"\n")
+        if not chunk:
+            return events
+        start = 0
+        for match in _LINE_END.finditer(chunk):
+            self._end_line(chunk[start : match.start()], events)
+            start = match.end()
+        self._skip_lf = chunk.endswith(b"\r")
+        if start < len(chunk):
+            self._pieces.append(chunk[start:])
+            self._pending_bytes += len(chunk) - start
+            self._check_size(self._pending_bytes)
+        return events
 
     def close(self) -> list[SSEEvent]:
         """End the stream, returning any event left without a trailing blank line."""
         if self._closed:
             return []
-        events = self._feed_text(self._decoder.decode(b"", final=True))
         self._closed = True
-        if self._line:
-            self._process_line(self._line, events)
-            self._line = ""
+        events: list[SSEEvent] = []
+        if self._pieces:
+            self._end_line(b"", events)
         self._dispatch(events)
         return events
 
-    def _feed_text(self, text: str) -> list[SSEEvent]:
-        events: list[SSEEvent] = []
-        if not text:
-            return events
-        if not self._started:
-            self._started = True
-            text = text.removeprefix(BYTE_ORDER_MARK)
-        if self._skip_lf:
-            # The previous chunk ended in "\r"; a "\n" here belongs to that line ending.
-            self._skip_lf = False
-            text = text.removeprefix("\n")
-        buffer = self._line + text
-        start = 0
-        for match in _LINE_END.finditer(buffer):
-            self._process_line(buffer[start : match.start()], events)
-            start = match.end()
-            if match.group() == "\r" and start == len(buffer):
-                self._skip_lf = True
-        self._line = buffer[start:]
-        return events
+    def _check_size(self, size: int) -> None:
+        if self.max_event_bytes is not None and size > self.max_event_bytes:
+            raise EventTooLarge(self.max_event_bytes)
 
-    def _process_line(self, line: str, events: list[SSEEvent]) -> None:
+    def _end_line(self, tail: bytes, events: list[SSEEvent]) -> None:
+        raw = tail
+        if self._pieces:
+            self._pieces.append(tail)
+            raw = b"".join(self._pieces)
+            self._pieces = []
+            self._pending_bytes = 0
+        self._check_size(len(raw))
+        line = raw.decode("utf-8", errors="replace")
+        if self._first_line:
+            self._first_line = False
+            line = line.removeprefix(BYTE_ORDER_MARK)
+        self._process_line(line, len(raw), events)
+
+    def _process_line(self, line: str, size: int, events: list[SSEEvent]) -> None:
         if not line:
             self._dispatch(events)
             return
@@ -94,6 +125,8 @@ class SSEParser:
         if colon:
             value = value.removeprefix(" ")
         if name == "data":
+            self._data_bytes += size
+            self._check_size(self._data_bytes)
             self._data.append(value)
         elif name == "event":
             self._event_type = value
@@ -114,12 +147,15 @@ class SSEParser:
                 )
             )
         self._data = []
+        self._data_bytes = 0
         self._event_type = ""
 
 
-def iter_events(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
+def iter_events(
+    chunks: Iterable[bytes], max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES
+) -> Iterator[SSEEvent]:
     """Parse an iterable of byte chunks (e.g. ``response.iter_bytes()``) into events, lazily."""
-    parser = SSEParser()
+    parser = SSEParser(max_event_bytes)
     for chunk in chunks:
         yield from parser.feed(chunk)
     yield from parser.close()

@@ -9,20 +9,26 @@ two provider errors, and the HTTP ones share one translation of failures::
 
 ``error_type`` is a short snake_case label for dashboards (``http_503``, ``timeout``,
 ``connection_error``, ``blocked_prompt``, ...). ``retry_after`` is the larger of the server's
-``Retry-After`` header and Gemini's ``RetryInfo.retryDelay``, in seconds. Messages tell the user
-what to do and never contain a key: server messages are scrubbed of the secrets we hold.
+``Retry-After`` header and Gemini's ``RetryInfo.retryDelay``, in seconds.
+
+Error messages are Nexus's own sentences. A provider's error body is read *structurally*, never
+quoted: its free-text ``message`` may echo the request — the key lower-cased, base64-encoded,
+truncated, split in two — and no string search can find every form, so the whole text is dropped.
+What a message may carry from the provider is the HTTP status, the wait hint, and a code found in
+a fixed vocabulary (`KNOWN_ERROR_CODES`); everything else in it comes from our settings.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,8 +38,45 @@ RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
 AUTH_STATUS_CODES = frozenset({401, 403})
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 INVALID_KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED"})
-MAX_SERVER_MESSAGE_CHARS = 300
-REDACTED = "[redacted]"
+# Codes an error body may carry that a message may name: google.rpc.Code names (Gemini's
+# ``error.status``), ErrorInfo reasons, and OpenAI-style ``error.type`` / ``error.code`` values.
+KNOWN_ERROR_CODES = frozenset(
+    {
+        "INVALID_ARGUMENT",
+        "FAILED_PRECONDITION",
+        "OUT_OF_RANGE",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "NOT_FOUND",
+        "RESOURCE_EXHAUSTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "UNIMPLEMENTED",
+        *INVALID_KEY_REASONS,
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        "insufficient_quota",
+        "server_error",
+        "overloaded_error",
+        "context_length_exceeded",
+        "string_above_max_length",
+        "model_not_found",
+        "invalid_api_key",
+    }
+)
+# What Nexus adds to a refusal when the provider names one of these codes.
+TOO_LONG_ADVICE = "The conversation is longer than the model accepts; start a new chat."
+CODE_ADVICE = {
+    "context_length_exceeded": TOO_LONG_ADVICE,
+    "string_above_max_length": TOO_LONG_ADVICE,
+    "insufficient_quota": "The account's quota or credit is used up; check it with the provider.",
+    "FAILED_PRECONDITION": "The service is not available for this account or region.",
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +96,7 @@ class GenerationRequest:
     model: str | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
+    timeout_seconds: float | None = None  # this attempt's limit; None: the provider's own
 
 
 @dataclass(frozen=True)
@@ -99,7 +143,13 @@ def run_stream(
     request: GenerationRequest,
     on_delta: Callable[[str], None] | None = None,
 ) -> ProviderResult:
-    """Drive ``provider.stream``, handing each delta to ``on_delta``, and return the result."""
+    """Drive ``provider.stream``, handing each delta to ``on_delta``, and return the result.
+
+    Past ``request.timeout_seconds`` the stream is abandoned between deltas with a transient
+    ``timeout`` (the HTTP providers also cut a read that blocks past it).
+    """
+    limit = request.timeout_seconds
+    ends_at = None if limit is None else time.monotonic() + limit
     stream = provider.stream(request)
     try:
         while True:
@@ -107,10 +157,20 @@ def run_stream(
                 delta = next(stream)
             except StopIteration as stop:
                 return stop.value
+            if ends_at is not None and time.monotonic() > ends_at:
+                raise attempt_timed_out(getattr(provider, "label", provider.name), limit)
             if on_delta is not None:
                 on_delta(delta)
     finally:
         stream.close()
+
+
+def attempt_timed_out(who: str, seconds: float | None) -> TransientProviderError:
+    """The error for an attempt that ran out of time (``seconds``: its limit)."""
+    limit = f" within {seconds:.3g} s" if seconds is not None else " in time"
+    return TransientProviderError(
+        f"{who} did not finish answering{limit}; try again.", error_type="timeout"
+    )
 
 
 # --- HTTP failure mapping, shared by the Gemini and OpenAI-compatible clients -----------------
@@ -124,7 +184,6 @@ class ProviderHints:
     key_setting: str
     base_setting: str
     model_setting: str
-    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 def error_for_status(
@@ -135,10 +194,11 @@ def error_for_status(
     hints: ProviderHints,
     model: str,
 ) -> ProviderError:
-    """The provider error for a non-success HTTP status (``body`` raw bytes or parsed JSON)."""
+    """The provider error for a non-success HTTP status (``body`` raw bytes or parsed JSON).
+
+    The body's free text is never used; only its known code (`provider_code`) and wait hint.
+    """
     error = _error_object(_parse_json(body) if isinstance(body, bytes) else body)
-    detail = _server_message(error, hints.secrets)
-    said = f" {hints.who} said: {detail}" if detail else ""
     if status in RETRYABLE_STATUS_CODES:
         retry_after = retry_after_seconds(headers or {}, error)
         return TransientProviderError(
@@ -147,19 +207,21 @@ def error_for_status(
             error_type=f"http_{status}",
             retry_after=retry_after,
         )
-    if status in AUTH_STATUS_CODES or _is_invalid_key(error):
-        message = (
-            f"{hints.who} rejected the API key (HTTP {status}); check {hints.key_setting}.{said}"
-        )
+    code = provider_code(error)
+    label = f"HTTP {status}, {code}" if code else f"HTTP {status}"
+    if status in AUTH_STATUS_CODES or code in INVALID_KEY_REASONS or code == "invalid_api_key":
+        message = f"{hints.who} rejected the API key ({label}); check {hints.key_setting}."
     elif status == 404:
         message = (
-            f"{hints.who} model {model!r} not found (HTTP 404); check {hints.model_setting} "
-            f"or the persona's model, and {hints.base_setting}.{said}"
+            f"{hints.who} model {model!r} not found ({label}); check {hints.model_setting} "
+            f"or the persona's model, and {hints.base_setting}."
         )
     elif status == 400:
-        message = f"{hints.who} rejected the request (HTTP 400).{said or ' No reason given.'}"
+        message = f"{hints.who} rejected the request ({label})."
     else:
-        message = f"{hints.who} refused the request (HTTP {status}).{said}"
+        message = f"{hints.who} refused the request ({label})."
+    if code in CODE_ADVICE:
+        message = f"{message} {CODE_ADVICE[code]}"
     return PermanentProviderError(message, status_code=status, error_type=f"http_{status}")
 
 
@@ -171,27 +233,28 @@ def error_for_stream_error(
     code = error.get("code") if error else None
     if isinstance(code, int) and 400 <= code <= 599:
         return error_for_status(code, payload, None, hints=hints, model=model)
-    detail = _server_message(error, hints.secrets)
     return TransientProviderError(
-        f"{hints.who} failed while streaming the reply; try again."
-        + (f" {hints.who} said: {detail}" if detail else ""),
-        error_type="stream_error",
+        f"{hints.who} failed while streaming the reply; try again.", error_type="stream_error"
     )
 
 
 def error_for_request_failure(
     exc: httpx.RequestError, *, hints: ProviderHints, base_url: str
 ) -> ProviderError:
-    """The provider error for an httpx transport failure (timeout, refused connection, bad URL)."""
+    """The provider error for an httpx transport failure (timeout, refused connection, bad URL).
+
+    The exception's text is not used (it can hold a URL); the URL is shown without credentials,
+    query or fragment.
+    """
     if isinstance(exc, httpx.TimeoutException):
         return TransientProviderError(
             f"{hints.who} did not answer in time ({type(exc).__name__}); try again.",
             error_type="timeout",
         )
+    where = safe_url(base_url)
     if isinstance(exc, httpx.UnsupportedProtocol):
         return PermanentProviderError(
-            f"{hints.base_setting}={base_url!r} is not an http:// or https:// URL; "
-            "fix the setting.",
+            f"{hints.base_setting}={where!r} is not an http:// or https:// URL; fix the setting.",
             error_type="invalid_url",
         )
     if isinstance(exc, httpx.DecodingError):
@@ -199,9 +262,8 @@ def error_for_request_failure(
             f"{hints.who} sent a response that could not be decoded; try again.",
             error_type="invalid_response",
         )
-    reason = _scrub(str(exc), hints.secrets) or type(exc).__name__
     return TransientProviderError(
-        f"Could not reach {hints.who} at {base_url} ({reason}); check the network and "
+        f"Could not reach {hints.who} at {where} ({type(exc).__name__}); check the network and "
         f"{hints.base_setting}, then try again.",
         error_type="connection_error",
     )
@@ -214,6 +276,37 @@ def invalid_response(hints: ProviderHints, what: str) -> TransientProviderError:
         status_code=200,
         error_type="invalid_response",
     )
+
+
+def provider_code(error: Mapping[str, Any] | None) -> str | None:
+    """The most specific code in an error object that is in `KNOWN_ERROR_CODES`, else None."""
+    if not error:
+        return None
+    details = error.get("details")
+    reasons = [
+        item.get("reason")
+        for item in (details if isinstance(details, list) else [])
+        if isinstance(item, dict)
+    ]
+    candidates = [*reasons, error.get("code"), error.get("type"), error.get("status")]
+    return next((c for c in candidates if isinstance(c, str) and c in KNOWN_ERROR_CODES), None)
+
+
+def known_value(value: Any, allowed: frozenset[str], fallback: str) -> str:
+    """``value`` when it is one of ``allowed``, else ``fallback`` (provider words we repeat)."""
+    return value if isinstance(value, str) and value in allowed else fallback
+
+
+def safe_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: no user, password, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(the configured URL)"
+    if not parts.scheme or not parts.hostname:
+        return "(the configured URL)"
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 def retry_after_seconds(
@@ -278,31 +371,6 @@ def _error_object(payload: Any) -> dict[str, Any] | None:
     if isinstance(error, str):
         return {"message": error}
     return error if isinstance(error, dict) else None
-
-
-def _server_message(error: Mapping[str, Any] | None, secrets: Iterable[str]) -> str:
-    message = error.get("message") if error else None
-    if not isinstance(message, str):
-        return ""
-    message = _scrub(" ".join(message.split()), secrets)
-    if len(message) > MAX_SERVER_MESSAGE_CHARS:
-        message = message[: MAX_SERVER_MESSAGE_CHARS - 1] + "…"
-    return message
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    # Belt and braces: a key that slipped into a URL query string never reaches a message.
-    return re.sub(r"(?i)([?&]key=)[^&\s]+", rf"\1{REDACTED}", text)
-
-
-def _is_invalid_key(error: Mapping[str, Any] | None) -> bool:
-    details = error.get("details") if error else None
-    if not isinstance(details, list):
-        return False
-    return any(isinstance(d, dict) and d.get("reason") in INVALID_KEY_REASONS for d in details)
 
 
 def _transient_message(status: int, who: str, retry_after: float | None) -> str:

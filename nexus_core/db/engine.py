@@ -28,6 +28,7 @@ SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA synchronous=NORMAL",
 )
+READ_ONLY_OPTION = "nexus_read_only"  # execution option of `Database.reading` connections
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -63,6 +64,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            return  # reads only: each statement reads on its own, taking no write lock
         # A WAL read that later writes fails with SQLITE_BUSY at once; take the lock up front.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -133,6 +136,13 @@ class Database:
         """A Core connection in a transaction that commits when the block ends (rolls back on an
         exception); a database that cannot be reached or written raises ``DatabaseUnavailable``."""
         with unavailable_as_nexus_error(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A Core connection for reads only, which on SQLite never waits for the write lock
+        (probes such as the health check must not queue behind writers)."""
+        with self.engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as connection:
             yield connection
 
     def dispose(self) -> None:

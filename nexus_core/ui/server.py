@@ -3,6 +3,7 @@ script error handler that `app.py` hands to ``st.App``."""
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import sys
@@ -15,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nexus_core.ai.lanes import live_lane_loads
 from nexus_core.errors import ConfigError
 from nexus_core.health import run_health
 from nexus_core.incidents import withhold_exception_text
@@ -40,8 +42,11 @@ color:#1f2937}}a{{color:#4F46E5}}</style></head><body>
 async def health(request: Request) -> JSONResponse:
     """``GET /health``: 200 when every configured check passes, else 503; never a secret."""
     settings = load_settings()
-    # A fresh connection each time: health must not depend on the app's pool or schema.
-    report = await run_in_threadpool(run_health, settings)
+    # A fresh connection each time: health must not depend on the app's pool or schema. The
+    # worker pools are read where they live, without building the app's context.
+    report = await run_in_threadpool(
+        functools.partial(run_health, settings, lanes=live_lane_loads())
+    )
     return JSONResponse(
         report.to_dict(), status_code=report.http_status, headers={"cache-control": "no-store"}
     )

@@ -81,7 +81,7 @@ def test_health_names_every_check_and_answers_200(live_app: LiveApp) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "ai"}
+    assert set(body["checks"]) == {"database", "ai", "ai_workers"}
     for check in body["checks"].values():
         assert check["ok"] is True and check["latency_ms"] >= 0 and check["detail"]
 

@@ -3,6 +3,9 @@
 Script replies with `FakeGeminiServer.enqueue`; with an empty queue every request gets
 `DEFAULT_TEXT`. Streams are written in ``chunk_size``-byte pieces (7 by default), which splits
 ``data:`` lines, ``\\r\\n`` pairs and multi-byte UTF-8 characters across network reads.
+A script can also trickle (``trickle_seconds`` between pieces), keep a stream open with endless
+keep-alives (``keep_alive_forever``) or end in ``flood_bytes`` of a line, text or error message
+that never finishes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from tests.fakes import (
     RecordedRequest,
     ScriptedServer,
     WireReply,
+    flood,
+    headers_forever,
     json_bytes,
+    keep_alive_forever,
     sse_frame,
 )
 
@@ -66,6 +72,10 @@ class GeminiScript:
     delay: float = 0.0
     split_bytes: bool = True
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    trickle_seconds: float | None = None  # pause between written pieces
+    keep_alive_forever: bool = False  # a stream that then sends keep-alives without end
+    flood_bytes: int = 0  # end the reply with this many bytes of "x" that never finish
+    headers_forever: bool = False  # send header lines without end instead of a reply
     line_ending: str = "\r\n"
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -114,7 +124,26 @@ class FakeGeminiServer(ScriptedServer):
         else:
             headers["Content-Type"] = "application/json; charset=UTF-8"
             reply.pieces = [json_bytes(_whole_response(script))]
+        _add_tail(reply, script, streamed and script.status == 200)
         return reply
+
+
+def _add_tail(reply: WireReply, script: GeminiScript, streamed: bool) -> None:
+    if script.trickle_seconds is not None:
+        reply.pause = script.trickle_seconds
+    if script.headers_forever:
+        reply.raw, reply.pieces, reply.tail = True, [], headers_forever()
+    elif script.keep_alive_forever:
+        reply.tail = keep_alive_forever()
+    elif script.flood_bytes and streamed:
+        reply.tail = flood(b"data: ", script.flood_bytes)
+    elif script.flood_bytes:
+        if script.status == 200:
+            prefix = b'{"candidates":[{"content":{"parts":[{"text":"'
+        else:
+            prefix = b'{"error":{"code":%d,"status":"UNAVAILABLE","message":"' % script.status
+        reply.pieces = []
+        reply.tail = flood(prefix, script.flood_bytes)
 
 
 def _text_pieces(script: GeminiScript) -> list[str]:

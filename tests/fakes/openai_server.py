@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible server: streaming ``POST /v1/chat/completions``.
 
 Script replies with `FakeOpenAIServer.enqueue`; with an empty queue every request gets
-`DEFAULT_TEXT`. Like the Gemini fake, streams are written in small byte pieces.
+`DEFAULT_TEXT`. Like the Gemini fake, streams are written in small byte pieces, and a script can
+trickle, keep the stream open with keep-alives, or end in a flood that never finishes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from tests.fakes import (
     RecordedRequest,
     ScriptedServer,
     WireReply,
+    flood,
+    headers_forever,
     json_bytes,
+    keep_alive_forever,
     sse_frame,
 )
 
@@ -44,6 +48,10 @@ class OpenAIScript:
     delay: float = 0.0
     split_bytes: bool = True
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    trickle_seconds: float | None = None  # pause between written pieces
+    keep_alive_forever: bool = False  # a stream that then sends keep-alives without end
+    flood_bytes: int = 0  # end the reply with this many bytes of "x" that never finish
+    headers_forever: bool = False  # send header lines without end instead of a reply
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -93,9 +101,24 @@ class FakeOpenAIServer(ScriptedServer):
                 with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 chunks = _stream_chunks(script, model, with_usage)
                 reply.pieces = [sse_frame(json_bytes(chunk)) for chunk in chunks]
-            if script.send_done:
+            if script.send_done and not (script.keep_alive_forever or script.flood_bytes):
                 reply.pieces.append(DONE_FRAME)
+        _add_tail(reply, script)
         return reply
+
+
+def _add_tail(reply: WireReply, script: OpenAIScript) -> None:
+    if script.trickle_seconds is not None:
+        reply.pause = script.trickle_seconds
+    if script.headers_forever:
+        reply.raw, reply.pieces, reply.tail = True, [], headers_forever()
+    elif script.keep_alive_forever:
+        reply.tail = keep_alive_forever()
+    elif script.flood_bytes and script.status == 200:
+        reply.tail = flood(b"data: ", script.flood_bytes)
+    elif script.flood_bytes:
+        reply.pieces = []
+        reply.tail = flood(b'{"error":{"type":"server_error","message":"', script.flood_bytes)
 
 
 def _chunk(model: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
