@@ -22,7 +22,7 @@ if get_script_run_ctx() is None:
     )
 else:
     from nexus_core.errors import ConfigError
-    from nexus_core.ui import nav, state
+    from nexus_core.ui import nav, show, state
     from nexus_core.ui.auth import sign_in
     from nexus_core.ui.errors_view import show_report_notice
     from nexus_core.ui.resources import get_context
@@ -31,7 +31,7 @@ else:
     try:
         ctx = get_context()
     except ConfigError as exc:
-        st.error(str(exc))
+        show.error(exc)
         st.stop()
 
     if not st.session_state.get(state.AUTH_STATUS):

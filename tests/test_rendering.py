@@ -435,12 +435,12 @@ def test_is_allowed_link_reads_the_scheme_as_a_browser_does(url: str, allowed: b
 
 
 def _render_script() -> None:
-    from nexus_core.ui.render import render_message
+    from nexus_core.ui import show
 
-    render_message("[x](javascript:alert(1)) <b>hi</b> ![i](http://evil.example/i)")
+    show.markdown("[x](javascript:alert(1)) <b>hi</b> ![i](http://evil.example/i)")
 
 
-def test_render_message_shows_safe_markdown_without_html() -> None:
+def test_show_markdown_shows_safe_markdown_without_html() -> None:
     at = AppTest.from_function(_render_script).run()
 
     [markdown] = at.markdown

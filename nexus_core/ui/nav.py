@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import streamlit as st
 
 from nexus_core.ui import state
+from nexus_core.ui.show import plain
 from nexus_core.users import UserView, pages_for
 
 # Not "pages/": Streamlit treats a folder of that name as the legacy multipage layout and serves
@@ -98,7 +99,9 @@ def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> N
 def show_not_found(path: str) -> None:
     """A friendly 404 for a page that does not exist or that this role may not open."""
     st.title("🧭 Page not found")
-    st.write(f"There is no page called “{path}” here, or it is not available to your account.")
+    st.write(
+        f"There is no page called “{plain(path)}” here, or it is not available to your account."
+    )
     st.page_link(page_path("chat"), label="Back to Chat", icon="💬")
 
 

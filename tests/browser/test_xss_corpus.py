@@ -1,7 +1,7 @@
 """XSS and exfiltration payloads rendered in real chat bubbles, in a real Chromium (OWASP LLM05).
 
 ``tests/browser/xss_harness.py`` runs under ``streamlit run`` and shows every payload with
-``render_message`` inside ``st.chat_message``, as the chat page does. A loopback "leak" server
+``show.markdown`` inside ``st.chat_message``, as the chat page does. A loopback "leak" server
 stands in for an attacker's host: a payload that makes the browser fetch anything from it has
 carried data out. A second loopback server is allow-listed for images, so the test also proves
 that an allowed image does load (otherwise "nothing reached the leak server" would prove little).
