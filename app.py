@@ -45,8 +45,7 @@ else:
     show_report_notice()
     navigation = nav.build_navigation(user, env=ctx.settings.env)
     nav.return_to_requested_page(navigation, user, env=ctx.settings.env)
-    path = nav.requested_path()
-    if nav.is_known_page(path, user, env=ctx.settings.env):
-        navigation.run()
+    if nav.shows_requested_page(navigation):
+        navigation.run()  # an unknown address has a hidden page of its own: the friendly 404
     else:
-        nav.show_not_found(path)
+        nav.show_not_found(nav.requested_path())

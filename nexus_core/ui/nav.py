@@ -4,9 +4,10 @@ page through sign-in."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import streamlit as st
 
@@ -42,6 +43,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("users", "users.py", "Users", "👥", "Admin"),
 )
 PAGES_BY_KEY = {p.key: p for p in PAGES}
+# The hidden default page that shows Chat at the root (its own address is rarely seen).
+ROOT_URL_PATH = "home"
+NOT_FOUND_TITLE = "Page not found"
 
 
 def page_path(key: str) -> str:
@@ -50,15 +54,18 @@ def page_path(key: str) -> str:
 
 
 def requested_path() -> str:
-    """The first path segment the browser asked for ("" for the root)."""
-    url = st.context.url or ""
-    path = urlparse(url).path.strip("/")
-    return path.split("/")[-1] if path else ""
+    """The page address the browser asked for, decoded as Streamlit reads it ("" for the root)."""
+    return unquote(urlparse(st.context.url or "").path).strip("/")
 
 
-def is_known_page(path: str, user: UserView, *, env: str) -> bool:
-    """Whether ``path`` is the root or a page this user may open."""
-    return path == "" or path in pages_for(user, env=env)
+def shows_requested_page(page: st.Page) -> bool:  # type: ignore[valid-type]
+    """Whether ``page``, the one ``st.navigation`` chose, is the page the address names.
+
+    It is not when the address could not get a page of its own (a nested path such as ``/a/b``):
+    then the friendly 404 is drawn in place of the default page.
+    """
+    path = requested_path()
+    return page.url_path == path or path in ("", ROOT_URL_PATH)
 
 
 def remember_requested_page() -> None:
@@ -106,12 +113,18 @@ def show_not_found(path: str) -> None:
 
 
 def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ignore[valid-type]
-    """``st.navigation`` with the sections and pages ``user`` may open (role and features)."""
+    """``st.navigation`` with the sections and pages ``user`` may open (role and features).
+
+    The address is always one of them: the root opens Chat, and a path that is no page of this
+    user's opens the friendly 404 at that same address.
+    """
     allowed = set(pages_for(user, env=env))
     sections: dict[str, list[st.Page]] = {}  # type: ignore[valid-type]
     for spec in PAGES:
         if spec.key in allowed:
             sections.setdefault(spec.section, []).append(_page(spec))
+    last = list(sections.values())[-1]
+    last.extend(_catch_all_pages(lambda path: path in allowed))
     return st.navigation(sections)
 
 
@@ -120,19 +133,55 @@ def hide_navigation() -> None:
 
     Every page is registered, hidden and never run, so the page a link names stays the current
     page through the login form and the cookie's reruns; ``build_navigation`` then decides what
-    the user may open. Not at an unknown path (it would raise Streamlit's own page-not-found;
-    the friendly 404 answers it after sign-in), where the sidebar can keep the last menu.
+    the user may open (an unknown address keeps its hidden 404 page until then).
     """
-    path = requested_path()
-    if path == "" or path in PAGES_BY_KEY:
-        st.navigation([_page(spec) for spec in PAGES], position="hidden")
+    pages = [_page(spec, visibility="hidden") for spec in PAGES]
+    pages += _catch_all_pages(lambda path: path in PAGES_BY_KEY)
+    st.navigation(pages, position="hidden")
 
 
-def _page(spec: PageSpec) -> st.Page:  # type: ignore[valid-type]
+def _page(spec: PageSpec, *, visibility: str = "visible") -> st.Page:  # type: ignore[valid-type]
     return st.Page(
         str(PAGES_DIR / spec.file),
         title=spec.title,
         icon=spec.icon,
         url_path=spec.key,
-        default=spec.key == "chat",
+        visibility=visibility,  # type: ignore[arg-type]
     )
+
+
+def _catch_all_pages(is_page: Callable[[str], bool]) -> list[st.Page]:  # type: ignore[valid-type]
+    """The hidden pages that answer the root and an unknown address.
+
+    Streamlit serves its default page at ``/`` only, so a Chat page that were the default could
+    not be opened at ``/chat`` (Streamlit would show its own "Page not found" over it). Chat
+    keeps ``/chat``, and a hidden default page runs the same script at the root. An address
+    that is no page gets a hidden page of its own, so the friendly 404 answers it without
+    Streamlit's dialog and the address (and a reload) stays where it was.
+    """
+    chat = PAGES_BY_KEY["chat"]
+    pages = [
+        st.Page(
+            str(PAGES_DIR / chat.file),
+            title=chat.title,
+            icon=chat.icon,
+            url_path=ROOT_URL_PATH,
+            default=True,
+            visibility="hidden",
+        )
+    ]
+    path = requested_path()
+    # A page's address holds no "/" and no surrounding blanks; such an address keeps the 404
+    # drawn by ``app.py`` instead (with Streamlit's own notice).
+    registrable = "/" not in path and path == path.strip()
+    if path and path != ROOT_URL_PATH and registrable and not is_page(path):
+        pages.append(
+            st.Page(
+                lambda: show_not_found(path),
+                title=NOT_FOUND_TITLE,
+                icon="🧭",
+                url_path=path,
+                visibility="hidden",
+            )
+        )
+    return pages
