@@ -45,7 +45,7 @@ else:
     show_report_notice()
     navigation = nav.build_navigation(user, env=ctx.settings.env)
     nav.return_to_requested_page(navigation, user, env=ctx.settings.env)
-    if nav.shows_requested_page(navigation):
-        navigation.run()  # an unknown address has a hidden page of its own: the friendly 404
-    else:
+    if nav.fell_back_to_root(navigation):
         nav.show_not_found(nav.requested_path())
+    else:
+        navigation.run()  # an unknown address has a hidden page of its own: the friendly 404

@@ -58,14 +58,15 @@ def requested_path() -> str:
     return unquote(urlparse(st.context.url or "").path).strip("/")
 
 
-def shows_requested_page(page: st.Page) -> bool:  # type: ignore[valid-type]
-    """Whether ``page``, the one ``st.navigation`` chose, is the page the address names.
+def fell_back_to_root(page: st.Page) -> bool:  # type: ignore[valid-type]
+    """Whether ``st.navigation`` chose the root page for an address that names no page.
 
-    It is not when the address could not get a page of its own (a nested path such as ``/a/b``):
-    then the friendly 404 is drawn in place of the default page.
+    That happens only for an address that could not get a page of its own (a nested path such
+    as ``/a/b``); the friendly 404 is then drawn in place of Chat. A page chosen any other way
+    (a link or a switch, which Streamlit resolves itself) is run as it is.
     """
     path = requested_path()
-    return page.url_path == path or path in ("", ROOT_URL_PATH)
+    return page.url_path == "" and path not in ("", ROOT_URL_PATH)
 
 
 def remember_requested_page() -> None:
