@@ -43,7 +43,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("users", "users.py", "Users", "👥", "Admin"),
 )
 PAGES_BY_KEY = {p.key: p for p in PAGES}
-# The hidden default page that shows Chat at the root (its own address is rarely seen).
+# Chat is the default page, served at the root; Streamlit still wants a unique name for it.
 ROOT_URL_PATH = "home"
 NOT_FOUND_TITLE = "Page not found"
 
@@ -142,11 +142,13 @@ def hide_navigation() -> None:
 
 
 def _page(spec: PageSpec, *, visibility: str = "visible") -> st.Page:  # type: ignore[valid-type]
+    default = spec.key == "chat"
     return st.Page(
         str(PAGES_DIR / spec.file),
         title=spec.title,
         icon=spec.icon,
-        url_path=spec.key,
+        url_path=ROOT_URL_PATH if default else spec.key,
+        default=default,
         visibility=visibility,  # type: ignore[arg-type]
     )
 
@@ -154,9 +156,8 @@ def _page(spec: PageSpec, *, visibility: str = "visible") -> st.Page:  # type: i
 def _catch_all_pages(is_page: Callable[[str], bool]) -> list[st.Page]:  # type: ignore[valid-type]
     """The hidden pages that answer the root and an unknown address.
 
-    Streamlit serves its default page at ``/`` only, so a Chat page that were the default could
-    not be opened at ``/chat`` (Streamlit would show its own "Page not found" over it). Chat
-    keeps ``/chat``, and a hidden default page runs the same script at the root. An address
+    Streamlit serves its default page (Chat) at ``/`` only, so ``/chat`` would show Streamlit's
+    own "Page not found" over it: a hidden page runs the same script at ``/chat``. An address
     that is no page gets a hidden page of its own, so the friendly 404 answers it without
     Streamlit's dialog and the address (and a reload) stays where it was.
     """
@@ -166,8 +167,7 @@ def _catch_all_pages(is_page: Callable[[str], bool]) -> list[st.Page]:  # type: 
             str(PAGES_DIR / chat.file),
             title=chat.title,
             icon=chat.icon,
-            url_path=ROOT_URL_PATH,
-            default=True,
+            url_path=chat.key,
             visibility="hidden",
         )
     ]
