@@ -22,7 +22,7 @@ if get_script_run_ctx() is None:
     )
 else:
     from nexus_core.errors import ConfigError
-    from nexus_core.ui import nav, state
+    from nexus_core.ui import nav, show, state
     from nexus_core.ui.auth import sign_in
     from nexus_core.ui.errors_view import show_report_notice
     from nexus_core.ui.resources import get_context
@@ -31,7 +31,7 @@ else:
     try:
         ctx = get_context()
     except ConfigError as exc:
-        st.error(str(exc))
+        show.error(exc)
         st.stop()
 
     if not st.session_state.get(state.AUTH_STATUS):
@@ -45,8 +45,7 @@ else:
     show_report_notice()
     navigation = nav.build_navigation(user, env=ctx.settings.env)
     nav.return_to_requested_page(navigation, user, env=ctx.settings.env)
-    path = nav.requested_path()
-    if nav.is_known_page(path, user, env=ctx.settings.env):
-        navigation.run()
+    if nav.fell_back_to_root(navigation):
+        nav.show_not_found(nav.requested_path())
     else:
-        nav.show_not_found(path)
+        navigation.run()  # an unknown address has a hidden page of its own: the friendly 404

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from nexus_core.errors import NexusError, NotFound
-from nexus_core.ui import chat_view, state
+from nexus_core.ui import chat_view, show, state
 from nexus_core.ui.guard import require_page
 from nexus_core.ui.session_panels import analytics_panels, session_actions
 
@@ -25,9 +25,9 @@ writable = chat.user_id == user.id
 
 title, actions = st.columns([5, 1], vertical_alignment="bottom")
 with title:
-    st.title(chat.title)
+    show.title(chat.title)
     chat_view.persona_header(persona, f" · v{persona.version}")
-    st.caption(f"Model: {chat_view.provider_label(ctx)}")
+    show.caption(f"Model: {chat_view.provider_label(ctx)}")
 with actions:
     session_actions(ctx, user, chat, writable=writable)
 if not writable:
@@ -38,7 +38,7 @@ elif chat.status == "archived":
 chat_view.conversation(ctx, user, chat, persona, writable=writable)
 
 if st.session_state.get(state.CHAT_REJECTED_DRAFT):
-    st.warning(st.session_state[state.CHAT_REJECTED_DRAFT]["reason"])
+    show.warning(st.session_state[state.CHAT_REJECTED_DRAFT]["reason"])
     st.code(st.session_state[state.CHAT_REJECTED_DRAFT]["text"], language=None, wrap_lines=True)
 
 if writable and chat.status == "active":

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from nexus_core.errors import NexusError
-from nexus_core.ui import explorer_view
+from nexus_core.ui import explorer_view, show
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("explorer")
@@ -17,7 +17,7 @@ try:
     page = explorer_view.table_page(filters, sort, total)
     rows = triage.search(filters, viewer=user, sort=sort, limit=page.size, offset=page.offset)
 except NexusError as exc:
-    st.error(str(exc))
+    show.error(exc)
     st.stop()
 
 items_tab, charts_tab = st.tabs(["Items", "Charts"])

@@ -310,9 +310,27 @@ def _guard_image_starts(text: str, reading: Reading, hosts: frozenset[str]) -> s
     return "".join(out)
 
 
-MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!<>|~$:")
+# Every ASCII punctuation character may be backslash-escaped in CommonMark, and escaping all of
+# them leaves no Markdown, directive (``:red[…]``), emoji shortcode or math syntax standing.
+_ASCII_PUNCTUATION_CHARS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+# GFM turns bare URLs and e-mail addresses into links after parsing, escaped or not (remark-gfm
+# finds them in the text): a word joiner inside each start stops that without changing the text
+# a reader sees.
+_AUTOLINK_STARTS = re.compile(r"(?i)(?<=http)(?=s?://)|(?<=www)(?=\.)|(?<=@)")
+_LEADING_BLANKS = re.compile(r"^[ \t]+", re.MULTILINE)
+NBSP = "\u00a0"
+HARD_BREAK = "  \n"
 
 
 def escape_markdown(text: str) -> str:
-    """``text`` with every Markdown control character backslash-escaped, to show it literally."""
-    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in text)
+    """Markdown that shows ``text`` exactly as typed: nothing in it becomes markup or a link.
+
+    Every ASCII punctuation character is backslash-escaped, bare URLs and e-mail addresses get a
+    word joiner so GFM does not link them, indentation becomes no-break spaces (so it is not a
+    code block) and each line break stays a line break.
+    """
+    normalised = _LINE_ENDINGS.sub("\n", str(text)).replace("\0", "\ufffd")
+    unlinked = _AUTOLINK_STARTS.sub(WORD_JOINER, normalised)
+    escaped = "".join("\\" + c if c in _ASCII_PUNCTUATION_CHARS else c for c in unlinked)
+    indented = _LEADING_BLANKS.sub(lambda m: NBSP * len(m.group().expandtabs(4)), escaped)
+    return HARD_BREAK.join(indented.split("\n"))

@@ -7,6 +7,7 @@ text; the README documents each one (a test checks this). Secrets are excluded f
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -29,6 +30,8 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
+# A host name, IPv4 address or bracketed IPv6 address: nothing that could end a CSP directive.
+IMAGE_HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 def _setting(env: str, default: Any, help: str, *, secret: bool = False) -> Any:
@@ -155,6 +158,12 @@ class Settings:
         104_857_600,
         "Workbench downloads and `nexus sql` csv/json: the largest full result file.",
     )
+    image_hosts: str = _setting(
+        "NEXUS_IMAGE_HOSTS",
+        "",
+        "Comma-separated hosts whose images may load in chat messages (and that the browser's "
+        "Content-Security-Policy allows); none by default.",
+    )
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -172,6 +181,17 @@ class Settings:
                 f"NEXUS_AI_PROVIDER must be one of {', '.join(PROVIDERS)}, "
                 f"not {self.ai_provider!r}."
             )
+
+        bad = [h for h in self.allowed_image_hosts if not IMAGE_HOST_PATTERN.fullmatch(h)]
+        if bad:
+            raise ConfigError(
+                f"NEXUS_IMAGE_HOSTS lists host names without scheme or port, not {bad[0]!r}."
+            )
+
+    @property
+    def allowed_image_hosts(self) -> tuple[str, ...]:
+        """The hosts of ``NEXUS_IMAGE_HOSTS``, lower-cased."""
+        return tuple(h.strip().lower() for h in self.image_hosts.split(",") if h.strip())
 
     @property
     def is_production(self) -> bool:

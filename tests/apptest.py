@@ -3,11 +3,13 @@ authenticator leaves after a sign-in (the form and the cookie themselves are bro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from nexus_core.rendering import HARD_BREAK, WORD_JOINER
 from nexus_core.ui import state
 from nexus_core.ui.nav import page_path
 
@@ -34,3 +36,12 @@ def signed_in_app(
         at.query_params[key] = value
     at.run()
     return at if page is None else at.switch_page(page_path(page)).run()
+
+
+ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def seen_text(markdown: str) -> str:
+    """What a reader sees of text that ``show.plain`` made into Markdown (escapes, word joiners
+    and hard line breaks taken out)."""
+    return ESCAPED.sub(r"\1", markdown.replace(HARD_BREAK, "\n")).replace(WORD_JOINER, "")

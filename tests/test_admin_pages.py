@@ -13,7 +13,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.ui import admin_view, audit_view, persona_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
-from tests.apptest import signed_in_app
+from tests.apptest import seen_text, signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -41,11 +41,11 @@ def button(at: AppTest, label: str):  # type: ignore[no-untyped-def]
 
 
 def successes(at: AppTest) -> list[str]:
-    return [s.value for s in at.success]
+    return [seen_text(s.value) for s in at.success]
 
 
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    return [seen_text(e.value) for e in at.error]
 
 
 # --- users --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from nexus_core.db.engine import Database
 from nexus_core.db.models import Feedback, Message, Persona, PersonaVersion
 from nexus_core.errors import DatabaseUnavailable
 from nexus_core.ui import state
-from tests.apptest import signed_in_app
+from tests.apptest import seen_text, signed_in_app
 from tests.fakes.gemini_server import FakeGeminiServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def chat_page(ctx: AppContext, username: str, session_id: str | None = None) -> 
 def bubbles(at: AppTest) -> list[tuple[str, str]]:
     out = []
     for message in at.chat_message:
-        texts = [m.value for m in message.markdown] + [e.value for e in message.error]
+        texts = [m.value for m in message.markdown] + [seen_text(e.value) for e in message.error]
         out.append((message.name, "\n".join(texts)))
     return out
 
@@ -59,14 +59,14 @@ def new_session(ctx: AppContext, username: str, persona: str = "Nexus Assistant"
 
 def test_sending_a_message_stores_and_shows_the_reply(app_ctx: AppContext) -> None:
     at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
-    assert "Model: Simulated model (offline)" in [c.value for c in at.caption]
+    assert "Model: Simulated model (offline)" in [seen_text(c.value) for c in at.caption]
     at.chat_input(key=state.CHAT_INPUT).set_value("How do burn rates work?").run()
     rows = stored(app_ctx)
     assert [r[0] for r in rows] == ["user", "assistant"]
     shown = bubbles(at)
     assert shown[0] == ("user", "How do burn rates work?")
     assert shown[1][0] == "assistant" and rows[1][1].splitlines()[0] in shown[1][1]
-    assert at.title[0].value == "How do burn rates work?"
+    assert seen_text(at.title[0].value) == "How do burn rates work?"
 
 
 def test_empty_and_over_long_messages_are_refused_and_the_draft_is_kept(
@@ -76,7 +76,7 @@ def test_empty_and_over_long_messages_are_refused_and_the_draft_is_kept(
     too_long = "x" * 8001
     at.chat_input(key=state.CHAT_INPUT).set_value(too_long).run()
     assert stored(app_ctx) == []
-    assert any("limit is 8,000" in w.value for w in at.warning)
+    assert any("limit is 8,000" in seen_text(w.value) for w in at.warning)
     assert [c.value for c in at.code] == [too_long]
 
 

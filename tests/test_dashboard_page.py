@@ -16,7 +16,7 @@ from nexus_core.events import ApiEventLogger, EventName
 from nexus_core.ui import dashboard_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
-from tests.apptest import signed_in_app
+from tests.apptest import seen_text, signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -124,7 +124,7 @@ def test_an_outage_raises_the_page_banner(app_ctx: AppContext) -> None:
     at = open_dashboard("admin")
     assert not at.exception
     assert len(at.error) == 1
-    assert at.error[0].value.startswith("Page: the success SLO is burning")
+    assert seen_text(at.error[0].value).startswith("Page: the success SLO is burning")
 
 
 def test_the_window_selector_and_auto_refresh_toggle_rerender(app_ctx: AppContext) -> None:

@@ -18,7 +18,7 @@ from nexus_core.ui import explorer_view, feedback_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.users import hash_password
-from tests.apptest import signed_in_app
+from tests.apptest import seen_text, signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -225,7 +225,7 @@ def test_opening_an_item_shows_the_conversation_and_a_status_change_is_audited(
     move_to.set_value("resolved")
     at.button(key=f"{explorer_view.STATUS_APPLY_PREFIX}{ids['slow']}").click().run()
 
-    assert f"Feedback #{ids['slow']} is now resolved." in [s.value for s in at.success]
+    assert f"Feedback #{ids['slow']} is now resolved." in [seen_text(s.value) for s in at.success]
     events = audit.for_target(app_ctx.db, "feedback", str(ids["slow"]))
     changes = [
         (e.actor_name, e.details) for e in events if e.action == audit.FEEDBACK_STATUS_CHANGED
@@ -249,7 +249,9 @@ def test_an_audit_link_opens_the_item_and_triagers_assign_and_note_it(app_ctx: A
     assert assignee.options == ["(nobody)", "ada", "ana"]
     assignee.set_value("ana")
     at.button(key=f"{explorer_view.ASSIGN_PREFIX}{ids['idea']}").click().run()
-    assert f"Feedback #{ids['idea']} is assigned to ana." in [s.value for s in at.success]
+    assert f"Feedback #{ids['idea']} is assigned to ana." in [
+        seen_text(s.value) for s in at.success
+    ]
     at.text_area[0].input("Asked design for a mock-up")
     at.button(key=f"FormSubmitter:{explorer_view.NOTE_FORM_PREFIX}{ids['idea']}-Add note").click()
     at.run()
@@ -275,7 +277,7 @@ def test_bulk_status_change_moves_the_selected_rows_and_reports_refusals(
     at.selectbox(key=explorer_view.BULK_STATUS).set_value("resolved")
     at.button(key=explorer_view.BULK_APPLY).click().run()
 
-    notice = at.success[0].value
+    notice = seen_text(at.success[0].value)
     assert notice.startswith("1 moved to resolved")
     assert f"#{ids['typo']} refused: Feedback #{ids['typo']} is closed" in notice
     rows = {

@@ -15,7 +15,9 @@ from streamlit.testing.v1 import AppTest
 from nexus_core.rendering import (
     IMAGE_HOSTS_DEFAULT,
     IMAGE_MARK,
+    NBSP,
     WORD_JOINER,
+    escape_markdown,
     find_unsafe,
     is_allowed_image,
     is_allowed_link,
@@ -435,12 +437,12 @@ def test_is_allowed_link_reads_the_scheme_as_a_browser_does(url: str, allowed: b
 
 
 def _render_script() -> None:
-    from nexus_core.ui.render import render_message
+    from nexus_core.ui import show
 
-    render_message("[x](javascript:alert(1)) <b>hi</b> ![i](http://evil.example/i)")
+    show.markdown("[x](javascript:alert(1)) <b>hi</b> ![i](http://evil.example/i)")
 
 
-def test_render_message_shows_safe_markdown_without_html() -> None:
+def test_show_markdown_shows_safe_markdown_without_html() -> None:
     at = AppTest.from_function(_render_script).run()
 
     [markdown] = at.markdown
@@ -448,3 +450,43 @@ def test_render_message_shows_safe_markdown_without_html() -> None:
         f"x (` javascript:alert(1) `) <b>hi</b> [{IMAGE_MARK} i](<http://evil.example/i>)"
     )
     assert markdown.proto.allow_html is False
+
+
+# --- plain text inside Markdown-rendering widgets (escape_markdown, show.plain) ------------------
+
+HOSTILE_PLAIN = (
+    "![i](http://evil.example/i) [l](https://evil.example/l) <http://evil.example/a> "
+    "http://evil.example/bare HTTPS://evil.example/upper www.evil.example mail@evil.example "
+    "mailto:x@evil.example ![r][r] &lt;b&gt; :red[x] :smile: $x^2$ *e* _u_ ~s~ `c`\n"
+    "# heading\n    indented\n> quote\n1. item\n\n[r]: http://evil.example/ref"
+)
+
+
+def test_plain_text_has_no_link_image_or_markup_in_any_gfm_reading() -> None:
+    out = escape_markdown(HOSTILE_PLAIN)
+
+    assert live_urls(out) == ([], [])  # linkify included: bare URLs and e-mails stay text
+    assert find_unsafe(out) == []
+    tokens = [t.type for t in GFM.parse(out)]
+    assert set(tokens) <= {"paragraph_open", "inline", "paragraph_close"}
+
+
+def test_plain_text_reads_back_as_typed() -> None:
+    out = escape_markdown(HOSTILE_PLAIN)
+    text = "\n".join(
+        "".join(child.content if child.type == "text" else "\n" for child in token.children or [])
+        for token in GFM.parse(out)
+        if token.type == "inline"
+    )
+
+    shown = text.replace(WORD_JOINER, "").replace(NBSP, " ")
+    assert shown.split() == HOSTILE_PLAIN.split()
+
+
+def test_plain_text_breaks_bare_links_with_an_invisible_word_joiner_only() -> None:
+    out = escape_markdown("see http://a.example, www.b.example or c@d.example")
+
+    assert out == (
+        f"see http{WORD_JOINER}\\:\\/\\/a\\.example\\, www{WORD_JOINER}\\.b\\.example "
+        f"or c\\@{WORD_JOINER}d\\.example"
+    )

@@ -116,3 +116,13 @@ def test_production_refuses_the_example_cookie_key() -> None:
     assert s.is_production
     with pytest.raises(ConfigError, match="NEXUS_COOKIE_KEY"):
         s.require_production_secrets()
+
+
+def test_image_hosts_are_read_as_a_list_and_refuse_anything_but_host_names() -> None:
+    settings = Settings.from_sources(
+        environ={"NEXUS_IMAGE_HOSTS": " Images.Example.com, 127.0.0.2 ,[::1]"}, secrets_file=None
+    )
+    assert settings.allowed_image_hosts == ("images.example.com", "127.0.0.2", "[::1]")
+    for bad in ("https://images.example.com", "a.example; script-src *", "a.example:8080"):
+        with pytest.raises(ConfigError, match="NEXUS_IMAGE_HOSTS"):
+            Settings.from_sources(environ={"NEXUS_IMAGE_HOSTS": bad}, secrets_file=None)

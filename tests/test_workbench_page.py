@@ -16,7 +16,7 @@ from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.workbench.cells import Cell, ChartSpec
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS
-from tests.apptest import signed_in_app
+from tests.apptest import seen_text, signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -143,7 +143,7 @@ def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext)
     service.set_shared(ana, shared.id, True)
     at = open_workbench("bo", str(shared.id))
     assert not at.exception
-    assert "Ana's shared · Ana Analyst" in [b.label for b in at.button]
+    assert "Ana's shared · Ana Analyst" in [seen_text(b.label) for b in at.button]
     assert "Ana's private" not in [b.label for b in at.button]
     assert not at.text_area and not at.toggle
     button(at, "Run").click().run()

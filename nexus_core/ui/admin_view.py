@@ -16,7 +16,7 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
-from nexus_core.ui import notices
+from nexus_core.ui import notices, show
 from nexus_core.users import KNOWN_FEATURES, ROLE_PAGES, UserView
 
 # Widget and session keys of the admin pages.
@@ -146,7 +146,7 @@ def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> Non
     if picked is None:
         return
     target = by_name[picked]
-    st.caption(f"{target.display_name} · {target.role} · {_status(target)}")
+    show.caption(f"{target.display_name} · {target.role} · {_status(target)}")
     disable, reset = st.columns(2)
     disable.button(
         "Enable" if target.disabled else "Disable",
@@ -176,9 +176,9 @@ def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> Non
         # Drawn from the stored flag every time, so a refused change flips back.
         st.session_state[key] = bool(target.features.get(name, False))
         st.toggle(
-            name,
+            show.plain(name),
             key=key,
-            help=description,
+            help=show.plain(description),
             on_change=_set_feature,
             args=(ctx, actor, target.username, name, key),
         )

@@ -161,7 +161,7 @@ def _sign_out(ctx: AppContext, info: dict[str, Any]) -> None:
 
 def _account_sidebar(ctx: AppContext, authenticator: stauth.Authenticate, user: UserView) -> None:
     with st.sidebar:
-        st.markdown(f"**{escape_markdown(user.display_name)}** · {user.role}")
+        st.markdown(f"**{escape_markdown(user.display_name)}** · {escape_markdown(user.role)}")
         if ctx.settings.ai_provider == "simulated":
             st.caption("AI: Simulated model (offline)")
         if not user.must_change_password:
@@ -196,7 +196,7 @@ def _password_form(
     try:
         ctx.users.change_own_password(user.username, current, new, verify_current=ask_current)
     except NexusError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))
         return
     # Older cookies are now revoked; give this browser a fresh one.
     write_login_cookie(ctx, user.username)

@@ -19,8 +19,7 @@ from nexus_core.chat import SESSION_NOT_FOUND, MessageView, SessionView
 from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
-from nexus_core.ui import notices, state
-from nexus_core.ui.render import render_message
+from nexus_core.ui import notices, show, state
 from nexus_core.users import UserView
 
 USER_AVATAR = "🧑"
@@ -69,7 +68,7 @@ def sessions_sidebar(ctx: AppContext, user: UserView, current: str | None) -> No
             label = ("🗄️ " if chat.status == "archived" else "") + chat.title
             kind = "primary" if chat.public_id == current else "tertiary"
             if st.button(
-                label,
+                show.plain(label),
                 key=state.SESSION_PICK_PREFIX + chat.public_id,
                 type=kind,
                 width="stretch",
@@ -85,7 +84,7 @@ def new_chat_dialog(ctx: AppContext, user: UserView) -> None:
     for index, persona in enumerate(personas):
         with columns[index % 2].container(border=True):
             persona_header(persona)
-            st.caption(persona.description)
+            show.caption(persona.description)
             if st.button("Chat", key=state.PERSONA_PICK_PREFIX + str(persona.id)):
                 chat = ctx.chat.create_session(user, persona.name)
                 open_session(chat.public_id)
@@ -104,12 +103,12 @@ def welcome(ctx: AppContext) -> None:
     """What a user sees before choosing a chat."""
     st.title("💬 Chat")
     st.write("Start a new chat from the sidebar, or reopen one of your chats.")
-    st.caption(f"Model: {provider_label(ctx)}")
+    show.caption(f"Model: {provider_label(ctx)}")
     columns = st.columns(3)
     for index, persona in enumerate(ctx.personas.list()):
         with columns[index % 3].container(border=True):
             persona_header(persona)
-            st.caption(persona.description)
+            show.caption(persona.description)
 
 
 def not_found() -> None:
@@ -135,16 +134,16 @@ def conversation(
     for message in messages:
         if message.role == "user":
             with st.chat_message("user", avatar=USER_AVATAR):
-                render_message(message.content)
+                show.markdown(message.content)
         elif message.role == "assistant":
-            with st.chat_message("assistant", avatar=persona.avatar):
-                render_message(message.content)
+            with st.chat_message("assistant", avatar=show.avatar(persona.avatar)):
+                show.markdown(message.content)
                 _reply_meta(message)
                 if writable:
                     _feedback_widgets(ctx, user, message, ratings.get(message.id))
         else:
             with st.chat_message("error", avatar=ERROR_AVATAR):
-                st.error(message.content)
+                show.error(message.content)
                 job = retryable.get(message.id)
                 can_retry = writable and job is not None and chat.status == "active"
                 if can_retry and st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
@@ -174,7 +173,7 @@ def _reply_meta(message: MessageView) -> None:
         parts.append(f"{message.latency_ms / 1000:.1f} s")
     if message.tokens_out is not None:
         parts.append(f"{message.tokens_in or 0} → {message.tokens_out} tokens")
-    st.caption(" · ".join(p for p in parts if p))
+    show.caption(" · ".join(p for p in parts if p))
 
 
 def _feedback_widgets(
@@ -210,11 +209,11 @@ def _feedback_widgets(
 def live_reply(ctx: AppContext, persona: PersonaView, job: JobView) -> None:
     """Stream a reply being generated in this process, or poll one running elsewhere.
 
-    The text so far is re-rendered through ``render_message`` (never ``st.write_stream``, which
+    The text so far is re-rendered through ``show.markdown`` (never ``st.write_stream``, which
     would show model Markdown unfiltered while it streams).
     """
     broker = ctx.worker.broker
-    with st.chat_message("assistant", avatar=persona.avatar):
+    with st.chat_message("assistant", avatar=show.avatar(persona.avatar)):
         if not broker.knows(job.id):
             _poll_elsewhere(ctx, job.id)
             return
@@ -228,20 +227,22 @@ def live_reply(ctx: AppContext, persona: PersonaView, job: JobView) -> None:
                 status.empty()
                 if time.monotonic() - shown_at >= STREAM_REDRAW_SECONDS:
                     with body.container():
-                        render_message(text + STREAM_CURSOR)
+                        show.markdown(text + STREAM_CURSOR)
                     shown_at = time.monotonic()
             else:
                 _show_status(status, item, provider_label(ctx))
         with body.container():
-            render_message(text)
+            show.markdown(text)
     st.rerun()
 
 
 def _show_status(status, item: JobUpdate, label: str) -> None:  # type: ignore[no-untyped-def]
     if item.status == "retrying" and item.retry_in_seconds is not None:
         status.warning(
-            f"{label} is unavailable — retrying in {item.retry_in_seconds:.0f} s, "
-            f"attempt {item.attempt + 1} of {item.max_attempts}"
+            show.plain(
+                f"{label} is unavailable — retrying in {item.retry_in_seconds:.0f} s, "
+                f"attempt {item.attempt + 1} of {item.max_attempts}"
+            )
         )
     elif item.status in ("queued", "running"):
         status.caption("Thinking…")
@@ -256,6 +257,6 @@ def _poll_elsewhere(ctx: AppContext, job_id: str) -> None:
     if job.status not in ACTIVE_STATES:
         st.rerun(scope="app")
     if job.status == "retrying":
-        st.warning(f"Retrying (attempt {job.attempt + 1} of {job.max_attempts})…")
+        st.warning(f"Retrying (attempt {job.attempt + 1:d} of {job.max_attempts:d})…")
     else:
         st.caption("Working on a reply…")

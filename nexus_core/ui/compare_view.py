@@ -17,9 +17,8 @@ from nexus_core.compare.runs import CompareSlot, CompareView
 from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
 from nexus_core.errors import ValidationError
-from nexus_core.ui import notices
+from nexus_core.ui import notices, show
 from nexus_core.ui.notices import or_error
-from nexus_core.ui.render import render_message
 from nexus_core.users import UserView
 
 RUN_QUERY_PARAM = "run"
@@ -102,7 +101,7 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
             label = run.prompt if len(run.prompt) <= 40 else run.prompt[:39] + "…"
             mark = "" if run.voted else " •"
             st.button(
-                f"{label}{mark}",
+                show.plain(f"{label}{mark}"),
                 key=OPEN_PREFIX + run.id,
                 type="primary" if run.id == current else "tertiary",
                 help="• not judged yet" if not run.voted else None,
@@ -127,7 +126,7 @@ def variant_pickers(ctx: AppContext, prefix: str, count: int) -> list[VariantSpe
     for index, column in enumerate(st.columns(count)):
         key = f"{prefix}{index}_"
         with column:
-            st.markdown(f"**Variant {chr(ord('A') + index)}**")
+            st.markdown(f"**Variant {ord('A') + index:c}**")
             name = st.selectbox(
                 "Persona", names, index=min(index, len(names) - 1), key=key + "persona"
             )
@@ -231,14 +230,14 @@ def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | No
     if view is None:
         return None
     st.markdown(f"**Prompt** · {view.created_at:%Y-%m-%d %H:%M} UTC")
-    render_message(view.prompt)
+    show.markdown(view.prompt)
     facts = [f"tag: {view.tag}"] if view.tag else []
     if view.blind:
         facts.append(
             "blind: revealed" if view.revealed else "blind — variants hidden until you vote"
         )
     if facts:
-        st.caption(" · ".join(facts))
+        show.caption(" · ".join(facts))
     boxes = {
         slot.position: column.empty()
         for slot, column in zip(view.slots, st.columns(len(view.slots)), strict=True)
@@ -265,12 +264,12 @@ def _slot(
     ctx: AppContext, user: UserView, view: CompareView, slot: CompareSlot, *, actions: bool
 ) -> None:
     """One reply column; ``actions`` draws its buttons (once per run: keys must be unique)."""
-    st.markdown(f"### {slot.letter}")
+    st.markdown(f"### {show.plain(slot.letter)}")
     if slot.variant is not None:
-        st.caption(slot.variant.label)
+        show.caption(slot.variant.label)
     reply = slot.reply
     if reply.succeeded and reply.text is not None:
-        render_message(reply.text)
+        show.markdown(reply.text)
         facts = []
         if reply.latency_ms is not None:
             facts.append(f"{reply.latency_ms:,.0f} ms")
@@ -278,11 +277,11 @@ def _slot(
             facts.append(f"first token {reply.ttft_ms:,.0f} ms")
         if reply.tokens_in is not None or reply.tokens_out is not None:
             facts.append(f"tokens {reply.tokens_in or 0} in / {reply.tokens_out or 0} out")
-        st.caption(" · ".join(facts))
+        show.caption(" · ".join(facts))
     elif reply.status == "failed":
         # While blind, the provider's error could name the model: keep it for after the vote.
         hidden = view.blind and not view.revealed
-        st.error(BLIND_FAILURE if hidden else reply.error or BLIND_FAILURE)
+        show.error(BLIND_FAILURE if hidden else reply.error or BLIND_FAILURE)
         if view.votes == 0 and actions:
             st.button(
                 "Retry",
@@ -294,9 +293,9 @@ def _slot(
     else:
         streamed = ctx.worker.broker.text(reply.job_id) if reply.job_id else ""
         if streamed:
-            render_message(streamed + " ▌")
+            show.markdown(streamed + " ▌")
         status = STATUS_TEXT.get(reply.status, "Answering…")
-        st.caption(status.format(attempt=reply.attempt, max_attempts=reply.max_attempts))
+        show.caption(status.format(attempt=reply.attempt, max_attempts=reply.max_attempts))
 
 
 def _retry(ctx: AppContext, user: UserView, run_id: str, position: int) -> None:
@@ -309,7 +308,7 @@ def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
         vote = view.my_vote
         letters = {slot.position: slot.letter for slot in view.slots}
         best = letters.get(vote.best_position) if vote.best_position is not None else None
-        st.success(f"Your vote is in{f': {best} is best' if best else ''}. Thanks!")
+        show.success(f"Your vote is in{f': {best} is best' if best else ''}. Thanks!")
         return
     if not view.finished:
         return
@@ -320,13 +319,16 @@ def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
             "Best reply",
             [*letters, NO_BEST],
             index=None,  # no silent default vote for A
+            format_func=show.plain,
             horizontal=True,
             key=f"{BEST}_{view.id}",
         )
         ratings: dict[int, tuple[str | None, str]] = {}
         for slot, column in zip(view.slots, st.columns(len(view.slots)), strict=True):
             verdict = column.segmented_control(
-                f"{slot.letter} was", list(RATINGS), key=f"{RATING_PREFIX}{view.id}_{slot.letter}"
+                show.plain(f"{slot.letter} was"),
+                list(RATINGS),
+                key=f"{RATING_PREFIX}{view.id}_{slot.letter}",
             )
             note = column.text_input("Note", key=f"{NOTE_PREFIX}{view.id}_{slot.letter}")
             ratings[slot.position] = (verdict, note)

@@ -33,6 +33,7 @@ from nexus_core.events import log_files
 from nexus_core.settings import Settings
 from nexus_core.triage import TriageService
 from nexus_core.triage_query import FeedbackFilters
+from nexus_core.ui import show
 from nexus_core.users import UserView
 
 # Widget keys of the dashboard.
@@ -125,7 +126,7 @@ def alert_banner(alerts: dict[str, Any]) -> None:
         for r in firing
     )
     text = BANNER[state].format(slo=" and ".join(slos), detail=detail)
-    (st.error if state == PAGE else st.warning)(text)
+    show.alert("error" if state == PAGE else "warning", text)
 
 
 def _per_minute(count: int, window: timedelta) -> float:
@@ -213,12 +214,16 @@ def _charts(snapshot: Any, window: timedelta, now: datetime) -> None:
     series = timeseries(snapshot, window, now)
     minutes = bucket_width(window).total_seconds() / 60
     left, right = st.columns(2)
-    left.plotly_chart(charts.latency_figure(series))
-    right.plotly_chart(charts.success_rate_figure(series))
-    st.plotly_chart(charts.traffic_figure(series, minutes))
+    with left:
+        show.chart(charts.latency_figure(series))
+    with right:
+        show.chart(charts.success_rate_figure(series))
+    show.chart(charts.traffic_figure(series, minutes))
     left, right = st.columns(2)
-    left.plotly_chart(charts.top_errors_figure(top_errors(snapshot, window, now)))
-    right.plotly_chart(charts.persona_latency_figure(by_persona(snapshot, window, now)))
+    with left:
+        show.chart(charts.top_errors_figure(top_errors(snapshot, window, now)))
+    with right:
+        show.chart(charts.persona_latency_figure(by_persona(snapshot, window, now)))
 
 
 def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
@@ -238,7 +243,7 @@ def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
         if stats.by_category.is_empty():
             st.caption(f"No feedback in the last {FEEDBACK_DAYS} days.")
         else:
-            st.plotly_chart(charts.feedback_categories_figure(stats.by_category))
+            show.chart(charts.feedback_categories_figure(stats.by_category))
     with right:
         st.markdown(f"**Open incidents** ({len(incidents)})")
         if not incidents:

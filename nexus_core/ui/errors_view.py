@@ -12,7 +12,8 @@ import logging
 import streamlit as st
 
 from nexus_core.errors import NexusError
-from nexus_core.ui import state
+from nexus_core.ui import show, state
+from nexus_core.ui.show import plain
 
 log = logging.getLogger("nexus.errors")
 
@@ -55,7 +56,7 @@ def on_script_error(exc: Exception) -> bool:
     if isinstance(exc, NexusError):  # expected (the database is down, …): say so, no incident
         log.warning("page stopped by %s", type(exc).__qualname__)
         keep_submitted_draft(str(exc))
-        st.error(str(exc), icon="⚠️")
+        show.error(str(exc), icon="⚠️")
         return True
     keep_submitted_draft("The message was not sent: the page failed. Here it is to send again.")
 
@@ -71,7 +72,7 @@ def on_script_error(exc: Exception) -> bool:
     except Exception:  # the error path itself must never fail loudly
         log.exception("could not record an unexpected error")
         user, reference = None, "unavailable"
-    st.error(FRIENDLY_500.format(reference=reference), icon="🛠️")
+    st.error(FRIENDLY_500.format(reference=plain(reference)), icon="🛠️")
     if user is not None and reference != "unavailable":
         st.button(
             "Report this error",
@@ -86,4 +87,4 @@ def show_report_notice() -> None:
     """Confirm a filed error report once, on the run after the button was pressed."""
     notice = st.session_state.pop(state.ERROR_REPORT_NOTICE, None)
     if notice:
-        st.success(notice, icon="✅")
+        st.success(plain(notice), icon="✅")

@@ -25,10 +25,9 @@ from nexus_core.triage import (
     TriageService,
 )
 from nexus_core.triage_query import NO_PERSONA, SORTS, FeedbackFilters, FeedbackRow
-from nexus_core.ui import notices
+from nexus_core.ui import notices, show
 from nexus_core.ui.notices import or_error
 from nexus_core.ui.paging import TablePage, current_page, pager
-from nexus_core.ui.render import render_message
 from nexus_core.users import UserView
 
 # Widget and session keys of the explorer (per-item controls add the item id).
@@ -178,7 +177,7 @@ def table_page(filters: FeedbackFilters, sort: str, total: int) -> TablePage:
 def feedback_table(rows: list[FeedbackRow], page: TablePage) -> list[int]:
     """One page of the matching items (sortable by any column); the ids of the selected rows."""
     shown = f"{len(rows):,} of {page.total:,}" if page.total > len(rows) else f"{page.total:,}"
-    st.caption(f"{shown} items · select rows to change their status together")
+    show.caption(f"{shown} items · select rows to change their status together")
     if not rows:
         st.info("No feedback matches these filters.")
         return []
@@ -266,12 +265,12 @@ def charts(
     stats = or_error(lambda: triage.stats(filters, viewer=user, bucket=bucket))
     if stats is None:
         return
-    st.plotly_chart(category_figure(stats.by_category, bucket))
+    show.chart(category_figure(stats.by_category, bucket))
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(persona_figure(stats.by_persona))
+        show.chart(persona_figure(stats.by_persona))
     with right:
-        st.plotly_chart(backlog_figure(stats.backlog, bucket))
+        show.chart(backlog_figure(stats.backlog, bucket))
 
 
 # --- one item -------------------------------------------------------------------------------
@@ -284,19 +283,20 @@ def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
         return
     item = found.item
     title, close = st.columns([5, 1], vertical_alignment="bottom")
-    title.subheader(f"Feedback #{item.id}")
+    title.subheader(f"Feedback #{item.id:d}")
     close.button("Close", key=CLOSE, icon="✖️", on_click=_close_item)
     fields = st.columns(4)
-    fields[0].metric("Status", _status_label(item.status))
-    fields[1].metric("Priority", item.priority)
-    fields[2].metric("Category", item.category)
-    fields[3].metric("Assignee", item.assignee or NOBODY)
-    st.caption(
+    fields[0].metric("Status", show.plain(_status_label(item.status)))
+    fields[1].metric("Priority", show.plain(item.priority))
+    fields[2].metric("Category", show.plain(item.category))
+    fields[3].metric("Assignee", show.plain(item.assignee or NOBODY))
+    show.caption(
         f"From {item.author or 'a deleted user'} · {item.created_at.strftime(TIME_FORMAT)} UTC"
         f" · about {item.source}" + (f" · persona {item.persona}" if item.persona else "")
     )
     with st.container(border=True):
-        render_message(item.description or "(no description)")
+        # Text the author typed for the team: shown as typed, not as Markdown.
+        show.text(item.description or "(no description)")
     _conversation(found)
     controls, history = st.columns([2, 3])
     with controls:
@@ -321,14 +321,14 @@ def _conversation(found: FeedbackDetail) -> None:
         st.caption("The linked conversation was deleted by its owner.")
     if not found.conversation:
         return
-    with st.expander(f"Conversation: {found.session_title}", icon="💬"):
+    with st.expander(f"Conversation: {show.plain(found.session_title)}", icon="💬"):
         for message in found.conversation:
             role = "user" if message.role == "user" else "assistant"
             with st.chat_message(role):
                 if message.role == "error":
-                    st.error(message.content)
+                    show.error(message.content)
                 else:
-                    render_message(message.content)
+                    show.markdown(message.content)
                 if message.id == found.item.message_id:
                     st.caption("⬆️ The reply this feedback is about")
 

@@ -62,7 +62,7 @@ def general_form(ctx: AppContext, user: UserView) -> None:
         )
     )
     if saved is not None:
-        st.success(f"Thanks — feedback #{saved.id} was saved. Follow its status below.")
+        st.success(f"Thanks — feedback #{saved.id:d} was saved. Follow its status below.")
 
 
 def _about(item: FeedbackView) -> str:

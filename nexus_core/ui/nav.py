@@ -4,13 +4,15 @@ page through sign-in."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import streamlit as st
 
 from nexus_core.ui import state
+from nexus_core.ui.show import plain
 from nexus_core.users import UserView, pages_for
 
 # Not "pages/": Streamlit treats a folder of that name as the legacy multipage layout and serves
@@ -41,6 +43,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("users", "users.py", "Users", "👥", "Admin"),
 )
 PAGES_BY_KEY = {p.key: p for p in PAGES}
+# Chat is the default page, served at the root; Streamlit still wants a unique name for it.
+ROOT_URL_PATH = "home"
+NOT_FOUND_TITLE = "Page not found"
 
 
 def page_path(key: str) -> str:
@@ -49,15 +54,19 @@ def page_path(key: str) -> str:
 
 
 def requested_path() -> str:
-    """The first path segment the browser asked for ("" for the root)."""
-    url = st.context.url or ""
-    path = urlparse(url).path.strip("/")
-    return path.split("/")[-1] if path else ""
+    """The page address the browser asked for, decoded as Streamlit reads it ("" for the root)."""
+    return unquote(urlparse(st.context.url or "").path).strip("/")
 
 
-def is_known_page(path: str, user: UserView, *, env: str) -> bool:
-    """Whether ``path`` is the root or a page this user may open."""
-    return path == "" or path in pages_for(user, env=env)
+def fell_back_to_root(page: st.Page) -> bool:  # type: ignore[valid-type]
+    """Whether ``st.navigation`` chose the root page for an address that names no page.
+
+    That happens only for an address that could not get a page of its own (a nested path such
+    as ``/a/b``); the friendly 404 is then drawn in place of Chat. A page chosen any other way
+    (a link or a switch, which Streamlit resolves itself) is run as it is.
+    """
+    path = requested_path()
+    return page.url_path == "" and path not in ("", ROOT_URL_PATH)
 
 
 def remember_requested_page() -> None:
@@ -98,17 +107,25 @@ def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> N
 def show_not_found(path: str) -> None:
     """A friendly 404 for a page that does not exist or that this role may not open."""
     st.title("🧭 Page not found")
-    st.write(f"There is no page called “{path}” here, or it is not available to your account.")
+    st.write(
+        f"There is no page called “{plain(path)}” here, or it is not available to your account."
+    )
     st.page_link(page_path("chat"), label="Back to Chat", icon="💬")
 
 
 def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ignore[valid-type]
-    """``st.navigation`` with the sections and pages ``user`` may open (role and features)."""
+    """``st.navigation`` with the sections and pages ``user`` may open (role and features).
+
+    The address is always one of them: the root opens Chat, and a path that is no page of this
+    user's opens the friendly 404 at that same address.
+    """
     allowed = set(pages_for(user, env=env))
     sections: dict[str, list[st.Page]] = {}  # type: ignore[valid-type]
     for spec in PAGES:
         if spec.key in allowed:
             sections.setdefault(spec.section, []).append(_page(spec))
+    last = list(sections.values())[-1]
+    last.extend(_catch_all_pages(lambda path: path in allowed))
     return st.navigation(sections)
 
 
@@ -117,19 +134,55 @@ def hide_navigation() -> None:
 
     Every page is registered, hidden and never run, so the page a link names stays the current
     page through the login form and the cookie's reruns; ``build_navigation`` then decides what
-    the user may open. Not at an unknown path (it would raise Streamlit's own page-not-found;
-    the friendly 404 answers it after sign-in), where the sidebar can keep the last menu.
+    the user may open (an unknown address keeps its hidden 404 page until then).
     """
-    path = requested_path()
-    if path == "" or path in PAGES_BY_KEY:
-        st.navigation([_page(spec) for spec in PAGES], position="hidden")
+    pages = [_page(spec, visibility="hidden") for spec in PAGES]
+    pages += _catch_all_pages(lambda path: path in PAGES_BY_KEY)
+    st.navigation(pages, position="hidden")
 
 
-def _page(spec: PageSpec) -> st.Page:  # type: ignore[valid-type]
+def _page(spec: PageSpec, *, visibility: str = "visible") -> st.Page:  # type: ignore[valid-type]
+    default = spec.key == "chat"
     return st.Page(
         str(PAGES_DIR / spec.file),
         title=spec.title,
         icon=spec.icon,
-        url_path=spec.key,
-        default=spec.key == "chat",
+        url_path=ROOT_URL_PATH if default else spec.key,
+        default=default,
+        visibility=visibility,  # type: ignore[arg-type]
     )
+
+
+def _catch_all_pages(is_page: Callable[[str], bool]) -> list[st.Page]:  # type: ignore[valid-type]
+    """The hidden pages that answer the root and an unknown address.
+
+    Streamlit serves its default page (Chat) at ``/`` only, so ``/chat`` would show Streamlit's
+    own "Page not found" over it: a hidden page runs the same script at ``/chat``. An address
+    that is no page gets a hidden page of its own, so the friendly 404 answers it without
+    Streamlit's dialog and the address (and a reload) stays where it was.
+    """
+    chat = PAGES_BY_KEY["chat"]
+    pages = [
+        st.Page(
+            str(PAGES_DIR / chat.file),
+            title=chat.title,
+            icon=chat.icon,
+            url_path=chat.key,
+            visibility="hidden",
+        )
+    ]
+    path = requested_path()
+    # A page's address holds no "/" and no surrounding blanks; such an address keeps the 404
+    # drawn by ``app.py`` instead (with Streamlit's own notice).
+    registrable = "/" not in path and path == path.strip()
+    if path and path != ROOT_URL_PATH and registrable and not is_page(path):
+        pages.append(
+            st.Page(
+                lambda: show_not_found(path),
+                title=NOT_FOUND_TITLE,
+                icon="🧭",
+                url_path=path,
+                visibility="hidden",
+            )
+        )
+    return pages

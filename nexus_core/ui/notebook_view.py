@@ -15,7 +15,8 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
-from nexus_core.ui.render import render_message
+from nexus_core.ui import show
+from nexus_core.ui.show import plain
 from nexus_core.ui.workbench_view import OpenNotebook, change_cells, guarded, init_widget, workbench
 from nexus_core.users import UserView, feature_enabled
 from nexus_core.workbench.cells import (
@@ -67,7 +68,7 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
         with workbench(ctx).open(include_message_content=user.is_admin) as session:
             for done, cell in enumerate(sql_cells, start=1):
                 progress.progress(
-                    done / len(sql_cells), text=f"Running cell {done} of {len(sql_cells)}…"
+                    done / len(sql_cells), text=f"Running cell {done:d} of {len(sql_cells)}…"
                 )
                 source = _source(notebook, cell)
                 _store(
@@ -76,7 +77,7 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
                     _outcome(source, lambda s=source: session.run(s, keep=DISPLAY_LIMIT)),
                 )
     except NexusError as exc:
-        st.error(str(exc))
+        show.error(exc)
     progress.empty()
 
 
@@ -107,7 +108,7 @@ def cells(
             (right, "markdown", "Markdown cell", ADD_MARKDOWN_PREFIX),
         ):
             column.button(
-                label,
+                plain(label),
                 icon=":material/add:",
                 key=prefix + notebook.key,
                 on_click=guarded,
@@ -126,10 +127,10 @@ def _toolbar(
 ) -> None:
     label = "SQL" if cell.kind == "sql" else "Markdown"
     if not notebook.editable:
-        st.caption(f"[{number}] {label}")
+        st.caption(f"[{number:d}] {plain(label)}")
         return
     columns = st.columns([3, 1, 1, 1, 1])
-    columns[0].caption(f"[{number}] {label}")
+    columns[0].caption(f"[{number:d}] {plain(label)}")
     actions: list[tuple[str, str, Callable[[list[Cell]], list[Cell]]]] = [
         (":material/arrow_upward:", "Move up", lambda cs: move_cell(cs, cell.id, -1)),
         (":material/arrow_downward:", "Move down", lambda cs: move_cell(cs, cell.id, 1)),
@@ -151,7 +152,7 @@ def _markdown_cell(
 ) -> None:
     if notebook.editable:
         _editor(service, user, notebook, cell, "Markdown")
-    render_message(_source(notebook, cell))
+    show.markdown(_source(notebook, cell))
 
 
 def _sql_cell(
@@ -197,7 +198,7 @@ def _editor(
         change_cells(service, user, notebook, change)
 
     st.text_area(
-        label,
+        plain(label),
         key=key,
         height=SQL_EDITOR_HEIGHT,
         label_visibility="collapsed",
@@ -230,7 +231,8 @@ def _show_outcome(
     notebook: OpenNotebook, cell: Cell, outcome: CellOutcome, *, exports: bool
 ) -> None:
     if outcome.error is not None:
-        st.error(outcome.error)
+        # DuckDB's message echoes the query; as code it is shown as typed, carets aligned.
+        show.error(outcome.error, verbatim=True)
         return
     result = outcome.result
     assert result is not None
@@ -239,7 +241,7 @@ def _show_outcome(
         facts.append(f"showing the first {result.display.height:,}")
     if outcome.source != _source(notebook, cell):
         facts.append("the SQL changed since this run")
-    st.caption(" · ".join(facts))
+    show.caption(" · ".join(facts))
     st.dataframe(result.display, hide_index=True, width="stretch")
     _downloads(notebook, cell, result, exports=exports)
 
@@ -249,9 +251,9 @@ def _chart(cell: Cell, result: QueryResult) -> None:
     if cell.chart is None or not result.row_count:
         return
     try:
-        st.plotly_chart(build_chart(result.display, cell.chart), width="stretch")
+        show.chart(build_chart(result.display, cell.chart), width="stretch")
     except NexusError as exc:
-        st.warning(str(exc))
+        show.warning(exc)
 
 
 def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, exports: bool) -> None:
@@ -265,7 +267,7 @@ def _downloads(notebook: OpenNotebook, cell: Cell, result: QueryResult, *, expor
     )
     for column, (label, suffix, mime, build) in zip(st.columns([1, 1, 3]), formats, strict=False):
         column.download_button(
-            label,
+            plain(label),
             icon=":material/download:",
             data=partial(_download, build),
             file_name=f"workbench-{stamp}.{suffix}",
@@ -339,7 +341,7 @@ def _chart_settings(
         ):
             init_widget(prefix + name, value or NO_COLUMN)
             column.selectbox(
-                label,
+                plain(label),
                 columns,
                 key=prefix + name,
                 accept_new_options=True,

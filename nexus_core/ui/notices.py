@@ -10,6 +10,7 @@ from typing import Literal, TypeVar
 import streamlit as st
 
 from nexus_core.errors import NexusError
+from nexus_core.ui.show import alert
 
 T = TypeVar("T")
 Kind = Literal["success", "error"]
@@ -20,7 +21,7 @@ def or_error(action: Callable[[], T]) -> T | None:
     try:
         return action()
     except NexusError as exc:
-        st.error(str(exc))
+        alert("error", exc)
         return None
 
 
@@ -29,7 +30,7 @@ def succeeded(action: Callable[[], object]) -> bool:
     try:
         action()
     except NexusError as exc:
-        st.error(str(exc))
+        alert("error", exc)
         return False
     return True
 
@@ -55,6 +56,6 @@ def show(key: str) -> None:
     if notice is None:
         return
     kind, text, secret = notice
-    (st.success if kind == "success" else st.error)(text)
+    alert(kind, text)
     if secret:
         st.code(secret, language=None)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.health import run_health
+from nexus_core.ui.show import plain
 
 TEST_ERROR_BUTTON = "nexus_send_test_error"
 
@@ -19,8 +20,10 @@ def operations_panel(ctx: AppContext) -> None:
     with st.expander("Operations"):
         report = run_health(ctx.settings, ctx.db)
         for name, check in report.to_dict()["checks"].items():
-            icon = "✅" if check["ok"] else "❌"
-            st.write(f"{icon} **{name}** — {check['detail']} ({check['latency_ms']:.0f} ms)")
+            st.write(
+                f"{'✅' if check['ok'] else '❌'} **{plain(name)}** — {plain(check['detail'])} "
+                f"({check['latency_ms']:.0f} ms)"
+            )
         st.caption("Scrape `/metrics` with Prometheus; probe `/health` from your load balancer.")
         if st.button(
             "Send a test error",

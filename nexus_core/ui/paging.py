@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from nexus_core.ui.show import plain
+
 
 @dataclass(frozen=True)
 class TablePage:
@@ -45,7 +47,7 @@ def pager(key: str, page: TablePage, noun: str) -> None:
         on_click=_go_to,
         args=(key, page.number - 1),
     )
-    where.caption(f"Page {page.number + 1} of {page.count} · {page.total:,} {noun}")
+    where.caption(f"Page {page.number + 1:d} of {page.count:d} · {page.total:,} {plain(noun)}")
     forward.button(
         "Next",
         key=f"{key}_next",

@@ -8,10 +8,11 @@ import streamlit as st
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
 from nexus_core.persona_admin import SAMPLE_PROMPT, instruction_diff, preview_reply
-from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView, shown_avatar
+from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView
+from nexus_core.ui import show
 from nexus_core.ui.admin_view import attempt, notify
 from nexus_core.ui.chat_view import persona_header, provider_label
-from nexus_core.ui.render import render_message
+from nexus_core.ui.show import plain
 from nexus_core.users import UserView
 
 # Widget keys of the Personas page.
@@ -44,9 +45,9 @@ def persona_cards(personas: list[PersonaView]) -> None:
     for index, persona in enumerate(personas):
         with columns[index % CARD_COLUMNS].container(border=True):
             persona_header(persona, "" if persona.active else " (inactive)")
-            st.caption(persona.description or "No description.")
+            show.caption(persona.description or "No description.")
             model = persona.model or "default model"
-            st.caption(f"v{persona.version} · {model} · temperature {persona.temperature:g}")
+            show.caption(f"v{persona.version} · {model} · temperature {persona.temperature:g}")
             with st.expander("System instruction"):
                 st.text(persona.system_instruction)
 
@@ -148,17 +149,17 @@ def _fields_of(persona: PersonaView) -> dict[str, object]:
 
 def _show_preview(ctx: AppContext, values: dict[str, object], prompt: str) -> None:
     try:
-        with st.spinner(f"Asking {provider_label(ctx)}…"):
+        with st.spinner(plain(f"Asking {provider_label(ctx)}…")):
             result = preview_reply(ctx.provider, prompt=prompt, **values)  # type: ignore[arg-type]
     except NexusError as exc:
-        st.error(str(exc))
+        show.error(exc)
         return
-    st.caption(f"Preview from {provider_label(ctx)} · not saved")
-    with st.chat_message("assistant", avatar=shown_avatar(str(values["avatar"]))):
+    show.caption(f"Preview from {provider_label(ctx)} · not saved")
+    with st.chat_message("assistant", avatar=show.avatar(str(values["avatar"]))):
         if result.success:
-            render_message(result.content)
+            show.markdown(result.content)
         else:
-            st.error(str(result.error))
+            show.error(result.error)
 
 
 def _save(ctx: AppContext, actor: UserView, current: PersonaView | None, slot: str) -> None:
@@ -205,13 +206,15 @@ def version_history(ctx: AppContext, personas: list[PersonaView]) -> None:
     versions = ctx.personas.versions(name)
     for newer, older in zip(reversed(versions), [*reversed(versions[:-1]), None], strict=True):
         when = newer.created_at.strftime("%Y-%m-%d %H:%M UTC") if newer.created_at else ""
-        with st.expander(f"Version {newer.version} · {when}", expanded=newer is versions[-1]):
+        with st.expander(
+            f"Version {newer.version:d} · {plain(when)}", expanded=newer is versions[-1]
+        ):
             if older is None:
                 st.caption("First version.")
                 st.text(newer.system_instruction)
                 continue
             changed = [f for f in DEFAULTS if f != "name" and _differs(older, newer, f)]
-            st.caption("Changed: " + (", ".join(changed) if changed else "nothing"))
+            show.caption("Changed: " + (", ".join(changed) if changed else "nothing"))
             diff = instruction_diff(
                 older.system_instruction,
                 newer.system_instruction,

@@ -7,6 +7,7 @@ import functools
 import html
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,16 +21,26 @@ from nexus_core.ai.lanes import live_lane_loads
 from nexus_core.errors import ConfigError
 from nexus_core.health import run_health
 from nexus_core.incidents import withhold_exception_text
-from nexus_core.settings import load_settings
+from nexus_core.settings import Settings, load_settings
 
 log = logging.getLogger("nexus.server")
 
-SECURITY_HEADERS = {
+BASE_SECURITY_HEADERS = {
     b"x-content-type-options": b"nosniff",
     b"referrer-policy": b"strict-origin-when-cross-origin",
-    b"content-security-policy": b"frame-ancestors 'self'",
     b"x-frame-options": b"SAMEORIGIN",
 }
+# What the browser may fetch, whatever a renderer let through: images, connections and frames
+# from the app itself (Streamlit draws data: and blob: images and runs components in frames of
+# its own origin), images also from the allow-listed hosts.
+CONTENT_SECURITY_POLICY = (
+    "frame-ancestors 'self'",
+    "img-src 'self' data: blob:{image_hosts}",
+    "connect-src 'self'",
+    "frame-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+)
 NOT_FOUND_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Not found · Nexus AI</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:15vh auto;padding:0 1rem;
@@ -70,11 +81,24 @@ async def not_found(request: Request, exc: Exception) -> HTMLResponse:
     return HTMLResponse(NOT_FOUND_PAGE.format(path=html.escape(request.url.path)), 404)
 
 
+def content_security_policy(image_hosts: Iterable[str]) -> str:
+    """The CSP header value: the app's own origin, plus images from ``image_hosts``."""
+    hosts = "".join(f" http://{host}:* https://{host}:*" for host in image_hosts)
+    return "; ".join(CONTENT_SECURITY_POLICY).format(image_hosts=hosts)
+
+
+def security_headers(settings: Settings) -> dict[bytes, bytes]:
+    """Every security header of a response, the CSP allowing ``settings``' image hosts."""
+    policy = content_security_policy(settings.allowed_image_hosts)
+    return {**BASE_SECURITY_HEADERS, b"content-security-policy": policy.encode("ascii")}
+
+
 class SecurityHeaders:
     """Adds security headers to every HTTP response (pure ASGI, so streaming is untouched)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: dict[bytes, bytes] | None = None) -> None:
         self.app = app
+        self.headers = headers if headers is not None else security_headers(load_settings())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,11 +108,9 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in SECURITY_HEADERS
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in self.headers
                 ]
-                headers.extend(SECURITY_HEADERS.items())
+                headers.extend(self.headers.items())
                 message = {**message, "headers": headers}
             await send(message)
 

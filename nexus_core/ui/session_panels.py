@@ -12,8 +12,9 @@ from nexus_core.app_context import AppContext
 from nexus_core.chat import SessionView
 from nexus_core.export import export_session
 from nexus_core.personas import PersonaView
-from nexus_core.ui import state
+from nexus_core.ui import show, state
 from nexus_core.ui.chat_view import open_session
+from nexus_core.ui.show import plain
 from nexus_core.users import UserView, feature_enabled
 
 ANALYTICS_FEATURE = "pro_session_analytics"
@@ -36,7 +37,7 @@ def session_actions(ctx: AppContext, user: UserView, chat: SessionView, *, writa
                 confirm_delete(ctx, user, chat)
         for fmt, label in (("md", "Export Markdown"), ("json", "Export JSON")):
             st.download_button(
-                label,
+                plain(label),
                 # Rendered (and audited) only when the user actually downloads.
                 data=lambda fmt=fmt: (
                     export_session(ctx.db, chat.public_id, fmt, actor=user).content
@@ -51,7 +52,7 @@ def session_actions(ctx: AppContext, user: UserView, chat: SessionView, *, writa
 @st.dialog("Delete this chat?")
 def confirm_delete(ctx: AppContext, user: UserView, chat: SessionView) -> None:
     """Ask before a soft delete."""
-    st.write(f"“{chat.title}” disappears from your chats. This cannot be undone from the app.")
+    st.write(f"“{plain(chat.title)}” disappears from your chats. It cannot be undone from the app.")
     if st.button("Delete", type="primary"):
         ctx.chat.delete(chat.public_id, user)
         open_session(None)
@@ -70,17 +71,18 @@ def analytics_panels(
     messages = ctx.chat.messages(chat.public_id, user)
     jobs = ctx.worker.store.for_session(chat.id)
     feedback = ctx.feedback.for_session(chat.id)
-    names = ["Timeline", "Insights", "Run metrics"] + (["Audit trail"] if user.is_admin else [])
-    tabs = st.tabs(names)
+    tabs = st.tabs(
+        ["Timeline", "Insights", "Run metrics", *(["Audit trail"] if user.is_admin else [])]
+    )
     with tabs[0]:
         events = session_timeline(chat.created_at, messages, feedback)
-        st.plotly_chart(session_timeline_figure(events), width="stretch")
+        show.chart(session_timeline_figure(events), width="stretch")
     with tabs[1]:
         st.markdown(
-            f"- **Session** `{chat.public_id}`\n"
+            f"- **Session** {plain(chat.public_id)}\n"
             f"- **Created** {chat.created_at:%Y-%m-%d %H:%M} UTC\n"
-            f"- **Status** {chat.status}\n"
-            f"- **Persona** {persona.name} (version {persona.version})"
+            f"- **Status** {plain(chat.status)}\n"
+            f"- **Persona** {plain(persona.name)} (version {persona.version:d})"
         )
         if feedback:
             st.dataframe(
@@ -104,17 +106,17 @@ def analytics_panels(
         cols = st.columns(4)
         cols[0].metric(
             "Messages",
-            m.total_messages,
-            help=f"{m.user_messages} from you, "
-            f"{m.assistant_messages} replies, {m.error_messages} errors",
+            f"{m.total_messages:,}",
+            help=f"{m.user_messages:,} from you, "
+            f"{m.assistant_messages:,} replies, {m.error_messages:,} errors",
         )
         cols[1].metric("Duration", f"{m.duration_seconds / 60:.1f} min")
         cols[2].metric("Tokens in / out", f"{m.tokens_in:,} / {m.tokens_out:,}")
-        cols[3].metric("Retries", m.retries, help=f"{m.failed_replies} replies failed")
+        cols[3].metric("Retries", f"{m.retries:,}", help=f"{m.failed_replies:,} replies failed")
         cols = st.columns(3)
-        cols[0].metric("Median reply", _ms(m.median_latency_ms))
-        cols[1].metric("p95 reply", _ms(m.p95_latency_ms))
-        cols[2].metric("Median first token", _ms(m.median_ttft_ms))
+        cols[0].metric("Median reply", plain(_ms(m.median_latency_ms)))
+        cols[1].metric("p95 reply", plain(_ms(m.p95_latency_ms)))
+        cols[2].metric("Median first token", plain(_ms(m.median_ttft_ms)))
     if user.is_admin:
         with tabs[3]:
             trail = audit.for_target(ctx.db, "session", chat.public_id)

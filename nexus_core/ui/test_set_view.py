@@ -17,6 +17,7 @@ from nexus_core.compare.scoring import leaderboard_csv
 from nexus_core.compare.test_results import ResultsMatrix
 from nexus_core.compare.test_sets import TestRunView, TestSetView
 from nexus_core.errors import NexusError
+from nexus_core.ui import show
 from nexus_core.ui.compare_view import variant_pickers
 from nexus_core.ui.notices import or_error
 from nexus_core.users import UserView
@@ -151,7 +152,9 @@ def _set_labels(ctx: AppContext, user: UserView, sets: list[TestSetView]) -> dic
 
 def _read_only(current: TestSetView, label: str) -> None:
     """Someone else's set (an admin looking): shown, runnable, not editable."""
-    st.caption(f"“{label}” belongs to someone else: you can run it, only its owner can change it.")
+    show.caption(
+        f"“{label}” belongs to someone else: you can run it, only its owner can change it."
+    )
     st.code(format_test_set(current.cases), language=None)
 
 
@@ -186,14 +189,14 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
         try:
             ctx.test_sets.delete(user, current.id)
         except NexusError as exc:
-            st.error(str(exc))
+            show.error(exc)
             return
         st.session_state[PENDING_PICK] = NEW_SET_ID
         st.rerun()
 
 
 def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
-    st.markdown(f"**Run “{current.name}”** ({len(current.cases)} prompts) against:")
+    st.markdown(f"**Run “{show.plain(current.name)}”** ({len(current.cases)} prompts) against:")
     count = st.segmented_control("Variants", [1, 2, 3, 4], default=2, key=RUN_COUNT) or 2
     specs = variant_pickers(ctx, RUN_VARIANT_PREFIX, int(count))
     if not st.button("Run test set", icon=":material/play_arrow:", type="primary", key=RUN_BUTTON):
@@ -208,7 +211,7 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
         if progress is None:
             break
         text = f"{progress.done} of {progress.total} replies"
-        bar.progress(progress.done / max(progress.total, 1), text=text)
+        bar.progress(progress.done / max(progress.total, 1), text=show.plain(text))
         if progress.done >= progress.total:
             break
         if time.monotonic() >= deadline:
@@ -246,7 +249,7 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     diff = or_error(lambda: ctx.test_sets.compare(user, before, after))
     if diff is None:
         return
-    st.caption(" · ".join(f"{status}: {diff.summary[status]}" for status in STATUSES))
+    show.caption(" · ".join(f"{status}: {diff.summary[status]}" for status in STATUSES))
     st.dataframe(
         pl.DataFrame(
             {

@@ -16,8 +16,9 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError, NotFound
-from nexus_core.ui import notices
+from nexus_core.ui import notices, show
 from nexus_core.ui.dashboard_view import event_store
+from nexus_core.ui.show import plain
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.data import view_schemas
@@ -100,7 +101,7 @@ def sidebar(service: NotebookService, user: UserView) -> None:
         try:
             listed = service.list_for(user)
         except NexusError as exc:
-            st.error(str(exc))
+            show.error(exc)
             return
         mine = [nb for nb in listed if nb.owner_id == user.id]
         others = [nb for nb in listed if nb.owner_id != user.id]
@@ -114,13 +115,13 @@ def sidebar(service: NotebookService, user: UserView) -> None:
 
 
 def _links(heading: str, items: list[tuple[str, str]], empty: str) -> None:
-    st.caption(heading)
+    st.caption(plain(heading))
     if not items and empty:
-        st.caption(f"_{empty}_")
+        st.caption(f"_{plain(empty)}_")
     current = st.query_params.get(NOTEBOOK_QUERY_PARAM)
     for key, label in items:
         st.button(
-            label,
+            plain(label),
             key=OPEN_PREFIX + key,
             type="primary" if key == current else "tertiary",
             on_click=_open,
@@ -196,7 +197,7 @@ def empty_state() -> None:
     )
     for starter in STARTER_NOTEBOOKS:
         left, right = st.columns([4, 1])
-        left.markdown(f"**{starter.title}** — {starter.description}")
+        left.markdown(f"**{plain(starter.title)}** — {plain(starter.description)}")
         right.button(
             "Open",
             key=OPEN_PREFIX + "card_" + starter.key,
@@ -219,11 +220,11 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
             args=(lambda: _save_title(service, user, notebook),),
         )
     else:
-        st.subheader(notebook.title)
+        show.subheader(notebook.title)
         what = "Starter notebook" if notebook.notebook_id is None else "Shared notebook"
-        st.caption(f"{what} by {notebook.owner_name} · read-only; duplicate it to edit.")
+        show.caption(f"{what} by {notebook.owner_name} · read-only; duplicate it to edit.")
         if notebook.description:
-            st.caption(notebook.description)
+            show.caption(notebook.description)
     columns = st.columns(4)
     run_all = columns[0].button(
         "Run all", icon=":material/play_arrow:", key=RUN_ALL_PREFIX + notebook.key, type="primary"

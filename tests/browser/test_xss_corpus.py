@@ -1,7 +1,7 @@
 """XSS and exfiltration payloads rendered in real chat bubbles, in a real Chromium (OWASP LLM05).
 
 ``tests/browser/xss_harness.py`` runs under ``streamlit run`` and shows every payload with
-``render_message`` inside ``st.chat_message``, as the chat page does. A loopback "leak" server
+``show.markdown`` inside ``st.chat_message``, as the chat page does. A loopback "leak" server
 stands in for an attacker's host: a payload that makes the browser fetch anything from it has
 carried data out. A second loopback server is allow-listed for images, so the test also proves
 that an allowed image does load (otherwise "nothing reached the leak server" would prove little).
@@ -14,11 +14,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -26,12 +24,18 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, expect
 
+from tests.browser.leak_server import (
+    ALLOWED_HOST,
+    ALLOWED_IMAGE_PATH,
+    LEAK_HOST,
+    RecordingServer,
+    recording_server,
+)
+
 pytestmark = pytest.mark.browser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("xss_harness.py")
-LEAK_HOST = "127.0.0.1"
-ALLOWED_HOST = "127.0.0.2"  # any 127/8 address is loopback on Linux
 SCRUBBED_ENV_PREFIXES = ("NEXUS_", "GEMINI_", "OPENAI_", "STREAMLIT_")
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -39,79 +43,22 @@ RENDER_TIMEOUT_MS = 30_000
 # Time left for lazy loads (images, CSS, refreshes) after every bubble is on screen.
 LATE_LOAD_WAIT_MS = 2_500
 LOG_TAIL_CHARS = 4000
-ALLOWED_IMAGE_PATH = "/allowed.png"
-# A 1x1 transparent PNG, so the allowed control image really decodes.
-PNG_1X1 = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-)
 DANGEROUS_SCHEMES = ("javascript:", "data:", "vbscript:")
 ACTIVE_ELEMENTS = "script, iframe, object, embed, form, meta, base, link, style, video, audio"
-
-
-@dataclass
-class RecordingServer:
-    """A loopback HTTP server that answers every GET with a tiny PNG and remembers the path."""
-
-    host: str
-    server: ThreadingHTTPServer | None = None
-    paths: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def origin(self) -> str:
-        assert self.server is not None
-        return f"{self.host}:{self.server.server_address[1]}"
-
-    def seen(self) -> list[str]:
-        with self.lock:
-            return list(self.paths)
-
-
-def _start_recording_server(host: str) -> tuple[RecordingServer, threading.Thread]:
-    recording = RecordingServer(host=host)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with recording.lock:
-                recording.paths.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(PNG_1X1)))
-            self.end_headers()
-            self.wfile.write(PNG_1X1)
-
-        do_POST = do_GET
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    recording.server = ThreadingHTTPServer((host, 0), Handler)
-    thread = threading.Thread(target=recording.server.serve_forever, name=f"recorder-{host}")
-    thread.start()
-    return recording, thread
 
 
 @pytest.fixture(scope="module")
 def leak_server() -> Iterator[RecordingServer]:
     """The attacker's host: nothing may ever reach it."""
-    recording, thread = _start_recording_server(LEAK_HOST)
-    yield recording
-    assert recording.server is not None
-    recording.server.shutdown()
-    recording.server.server_close()
-    thread.join()
+    with recording_server(LEAK_HOST) as recording:
+        yield recording
 
 
 @pytest.fixture(scope="module")
 def allowed_image_server() -> Iterator[RecordingServer]:
     """An allow-listed image host, the control that shows images do load when allowed."""
-    recording, thread = _start_recording_server(ALLOWED_HOST)
-    yield recording
-    assert recording.server is not None
-    recording.server.shutdown()
-    recording.server.server_close()
-    thread.join()
+    with recording_server(ALLOWED_HOST) as recording:
+        yield recording
 
 
 def xss_corpus(leak: str, allowed: str) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from nexus_core.ui.render import render_message
+from nexus_core.ui import show
 
 PAYLOADS_ENV = "NEXUS_XSS_PAYLOADS"
 IMAGE_HOSTS_ENV = "NEXUS_XSS_IMAGE_HOSTS"
@@ -21,4 +21,4 @@ payloads = json.loads(Path(os.environ[PAYLOADS_ENV]).read_text(encoding="utf-8")
 image_hosts = json.loads(os.environ.get(IMAGE_HOSTS_ENV, "[]"))
 for payload in payloads:
     with st.chat_message("assistant"):
-        render_message(payload, allowed_image_hosts=image_hosts)
+        show.markdown(payload, allowed_image_hosts=image_hosts)

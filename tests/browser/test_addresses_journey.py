@@ -1,0 +1,68 @@
+"""Addresses in a real Chromium: every known page opens at its own address without Streamlit's
+own "Page not found" notice, and an unknown address keeps its address (and a reload keeps the
+friendly 404) instead of being rewritten to the root."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import (
+    ADMIN_PASSWORD,
+    LiveApp,
+    NewPage,
+    sign_in,
+    wait_until_idle,
+)
+
+pytestmark = pytest.mark.browser
+
+FRIENDLY_404 = "There is no page called"
+
+
+def _opens_cleanly(page: Page, url: str, heading: str) -> None:
+    page.goto(url)
+    expect(page.get_by_role("heading", name=heading).first).to_be_visible()
+    wait_until_idle(page)
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page).to_have_url(re.compile(re.escape(url) + "$"))
+
+
+def test_every_page_opens_at_its_own_address_without_streamlits_notice(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    page = new_page()
+    sign_in(page, f"{live_app.url}/chat", "admin", ADMIN_PASSWORD)
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    for path, heading in (
+        ("/chat", "Chat"),
+        ("/dashboard", "Dashboard"),
+        ("/personas", "Personas"),
+        ("/workbench", "Workbench"),
+    ):
+        _opens_cleanly(page, f"{live_app.url}{path}", heading)
+    page.goto(live_app.url)
+    expect(page.get_by_role("heading", name="Chat").first).to_be_visible()
+    wait_until_idle(page)
+    expect(page.get_by_role("dialog")).to_have_count(0)
+
+
+def test_an_unknown_address_keeps_its_address_and_a_reload_keeps_the_404(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    page = new_page()
+    sign_in(page, live_app.url, "admin", ADMIN_PASSWORD)
+    for path in ("/no-such-page", "/not-found![x](http:example)"):
+        url = f"{live_app.url}{path}"
+        page.goto(url)
+        expect(page.get_by_text(FRIENDLY_404)).to_be_visible()
+        wait_until_idle(page)
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        expect(page).to_have_url(url)
+        page.reload()
+        expect(page.get_by_text(FRIENDLY_404)).to_be_visible()
+        wait_until_idle(page)
+        expect(page).to_have_url(url)
+    expect(page.get_by_role("link", name="Back to Chat")).to_be_visible()
