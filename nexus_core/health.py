@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -63,6 +63,13 @@ REDIS = "redis"
 AI = "ai"
 AI_WORKERS = "ai_workers"
 PROBE_SQL = "SELECT 1"
+# A write that changes nothing, in a transaction that is rolled back: a read-only database, a
+# locked SQLite file or a read-only PostgreSQL transaction fails it while SELECT 1 still answers.
+WRITE_PROBE_SQL: Final = {
+    "sqlite": ("BEGIN IMMEDIATE", "CREATE TABLE nexus_health_probe (x INTEGER)"),
+    "postgresql": ("CREATE TEMPORARY TABLE nexus_health_probe (x integer)",),
+}
+DATABASE_OK_DETAIL = f"{PROBE_SQL} ok; a write (rolled back) ok"
 DB_TIMEOUT_SECONDS = 3.0
 REDIS_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_DRIVERS = frozenset({"postgresql", "mysql", "mariadb"})
@@ -168,7 +175,7 @@ def check_database(db: Database, timeout_seconds: float = DB_TIMEOUT_SECONDS) ->
     error = outcome[0]
     if error is not None:
         return CheckResult(DATABASE, False, latency_ms, describe_failure(error, secrets))
-    return CheckResult(DATABASE, True, latency_ms, f"{PROBE_SQL} ok")
+    return CheckResult(DATABASE, True, latency_ms, DATABASE_OK_DETAIL)
 
 
 def check_database_url(url: str, timeout_seconds: float = DB_TIMEOUT_SECONDS) -> CheckResult:
@@ -353,7 +360,7 @@ def _describe_provider(provider: Provider, settings: Settings) -> tuple[bool, st
 
 def _probe_database(db: Database, outcome: list[BaseException | None]) -> None:
     # A raw pooled connection, not a Session: the SQLite engine's BEGIN IMMEDIATE hook would make
-    # every probe take the write lock and queue behind writers.
+    # every probe take the write lock and queue behind writers; the write probe takes it once.
     try:
         connection = db.engine.raw_connection()
         try:
@@ -361,8 +368,11 @@ def _probe_database(db: Database, outcome: list[BaseException | None]) -> None:
             try:
                 cursor.execute(PROBE_SQL)
                 cursor.fetchone()
+                for statement in WRITE_PROBE_SQL.get(db.dialect, ()):
+                    cursor.execute(statement)
             finally:
                 cursor.close()
+                connection.rollback()
         finally:
             connection.close()
     except Exception as exc:

@@ -4,6 +4,7 @@ server floods or trickles."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -235,3 +236,26 @@ def test_the_openai_provider_has_its_own_timeout_and_both_take_the_size_limits()
 
     assert (gemini.timeout_seconds, openai.timeout_seconds) == (30.0, 7.0)
     assert gemini.limits == openai.limits == ReplyLimits(123, 456, 789)
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+
+def test_every_request_asks_for_an_uncompressed_answer(upstream: Upstream) -> None:
+    upstream.enqueue()
+    run_stream(upstream.client(), HELLO)
+    assert upstream.server.last_request.headers["accept-encoding"] == "identity"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP, identity"])
+def test_an_answer_compressed_anyway_is_refused_without_decompressing_it(
+    upstream: Upstream, encoding: str
+) -> None:
+    bomb = gzip.compress(b"data: " + b"x" * 50_000_000)  # 50 MB in about 50 KB
+    upstream.enqueue(body=bomb, headers={"Content-Encoding": encoding})
+
+    failure = failure_of(upstream.client())
+
+    assert isinstance(failure, PermanentProviderError)
+    assert failure.error_type == "response_encoding"
+    assert "compressed answer" in str(failure)

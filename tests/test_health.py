@@ -27,6 +27,7 @@ from nexus_core.db.models import AiJob, ChatSession
 from nexus_core.db.types import utc_now
 from nexus_core.events import ListEventSink
 from nexus_core.health import (
+    DATABASE_OK_DETAIL,
     SIMULATED_IN_PRODUCTION,
     CheckResult,
     HealthReport,
@@ -98,8 +99,22 @@ def silent_server() -> Iterator[int]:
 def test_database_check_runs_select_1_on_the_real_database(db: Database) -> None:
     result = check_database(db)
 
-    assert result == CheckResult("database", True, result.latency_ms, "SELECT 1 ok")
+    assert result == CheckResult("database", True, result.latency_ms, DATABASE_OK_DETAIL)
     assert 0 <= result.latency_ms < QUICK_SECONDS * 1000
+
+
+def test_a_database_that_answers_but_cannot_be_written_is_not_healthy(
+    db: Database, settings: Settings, read_only_url: Callable[[Database], str]
+) -> None:
+    frozen = Database(read_only_url(db))
+    try:
+        result = check_database(frozen)
+        report = run_health(dataclasses.replace(settings, database_url=frozen.url), frozen)
+    finally:
+        frozen.dispose()
+    assert not result.ok and "readonly" in result.detail.replace("-", "").replace(" ", "")
+    assert report.status == "error" and report.http_status == 503
+    assert check_database(db).ok  # the same database, writable again through its own URL
 
 
 def test_healthy_database_and_simulated_model_give_status_ok_and_200(

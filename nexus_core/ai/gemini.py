@@ -46,6 +46,7 @@ from nexus_core.ai.types import (
     known_value,
 )
 from nexus_core.ai.wire import (
+    IDENTITY_ENCODING,
     ReplyLimits,
     ReplyText,
     attempt_seconds,
@@ -53,6 +54,7 @@ from nexus_core.ai.wire import (
     bounded_chunks,
     read_body,
     read_error_body,
+    wire_bytes,
 )
 from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
 from nexus_core.settings import Settings
@@ -208,7 +210,7 @@ class GeminiClient:
 
     def _chunks(self, response: httpx.Response, deadline: AttemptDeadline) -> Iterator[bytes]:
         return bounded_chunks(
-            response.iter_bytes(), deadline, self.limits.max_response_bytes, self._hints
+            wire_bytes(response, self._hints), deadline, self.limits.max_response_bytes, self._hints
         )
 
     def _model_for(self, request: GenerationRequest) -> str:
@@ -224,7 +226,7 @@ class GeminiClient:
         return f"{self.api_base}/models/{model}:{method}"
 
     def _headers(self, *, accept: str) -> dict[str, str]:
-        return {API_KEY_HEADER: self._api_key or "", "accept": accept}
+        return {API_KEY_HEADER: self._api_key or "", "accept": accept, **IDENTITY_ENCODING}
 
     def _decode(self, data: str | bytes, model: str) -> dict[str, Any]:
         if not data.strip():

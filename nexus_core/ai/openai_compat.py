@@ -33,12 +33,14 @@ from nexus_core.ai.types import (
     known_value,
 )
 from nexus_core.ai.wire import (
+    IDENTITY_ENCODING,
     ReplyLimits,
     ReplyText,
     attempt_seconds,
     bounded_attempt,
     bounded_chunks,
     read_error_body,
+    wire_bytes,
 )
 from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
 from nexus_core.settings import Settings
@@ -140,7 +142,10 @@ class OpenAICompatibleClient:
             if not response.is_success:
                 raise self._status_error(response, model)
             chunks = bounded_chunks(
-                response.iter_bytes(), deadline, self.limits.max_response_bytes, self._hints
+                wire_bytes(response, self._hints),
+                deadline,
+                self.limits.max_response_bytes,
+                self._hints,
             )
             for event in iter_events(chunks, self.limits.max_event_bytes):
                 data = event.data.strip()
@@ -170,7 +175,7 @@ class OpenAICompatibleClient:
         return model
 
     def _headers(self) -> dict[str, str]:
-        headers = {"accept": "text/event-stream"}
+        headers = {"accept": "text/event-stream", **IDENTITY_ENCODING}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 import httpx
 
@@ -31,6 +32,9 @@ from nexus_core.ai.types import (
 from nexus_core.errors import PermanentProviderError
 from nexus_core.settings import Settings
 
+# Asked of every provider: a compressed chunk could expand a thousandfold in memory before any
+# byte count sees it, so Nexus reads only uncompressed answers (and refuses any other).
+IDENTITY_ENCODING: Final = {"accept-encoding": "identity"}
 DEFAULT_MAX_REPLY_CHARS = 100_000
 DEFAULT_MAX_RESPONSE_BYTES = 8_388_608
 MAX_ERROR_BODY_BYTES = 65_536
@@ -127,6 +131,26 @@ def bounded_attempt(
         deadline.disarm()
 
 
+def compressed_answer(hints: ProviderHints) -> PermanentProviderError:
+    """The error for a provider that compressed its answer although Nexus asked for none."""
+    return PermanentProviderError(
+        f"{hints.who} sent a compressed answer although Nexus asks for none; Nexus does not "
+        "read compressed answers.",
+        error_type="response_encoding",
+    )
+
+
+def wire_bytes(response: httpx.Response, hints: ProviderHints) -> Iterator[bytes]:
+    """The body as it came over the wire, never decompressed: a compressed one is refused."""
+    if _encoded(response):
+        raise compressed_answer(hints)
+    return response.iter_raw()
+
+
+def _encoded(response: httpx.Response) -> bool:
+    return response.headers.get("content-encoding", "").strip().lower() not in ("", "identity")
+
+
 def bounded_chunks(
     chunks: Iterable[bytes], deadline: AttemptDeadline, max_bytes: int, hints: ProviderHints
 ) -> Iterator[bytes]:
@@ -151,14 +175,17 @@ def read_body(
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise response_too_large(hints, max_bytes)
-    return b"".join(bounded_chunks(response.iter_bytes(), deadline, max_bytes, hints))
+    return b"".join(bounded_chunks(wire_bytes(response, hints), deadline, max_bytes, hints))
 
 
 def read_error_body(response: httpx.Response) -> bytes:
-    """The start of an error body, at most `MAX_ERROR_BODY_BYTES` (the rest is not read)."""
+    """The start of an error body, at most `MAX_ERROR_BODY_BYTES` (the rest is not read; a
+    compressed one is not read at all)."""
+    if _encoded(response):
+        return b""
     kept: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_raw():
         kept.append(chunk[: MAX_ERROR_BODY_BYTES - size])
         size += len(kept[-1])
         if size >= MAX_ERROR_BODY_BYTES:
