@@ -35,7 +35,7 @@ else:
         st.stop()
 
     if not st.session_state.get(state.AUTH_STATUS):
-        # Before sign-in, which may rerun the app (the login cookie) and so lose the page asked for.
+        # Before sign-in, so that the page asked for (and its query) survives the login form.
         nav.remember_requested_page()
         nav.hide_navigation()
     user = sign_in(ctx)
@@ -43,10 +43,6 @@ else:
         nav.hide_navigation()  # also right after signing out: no stale menu
         st.stop()
     show_report_notice()
-    navigation = nav.build_navigation(user, env=ctx.settings.env)
+    navigation = nav.build_navigation(user, env=ctx.settings.env)  # an unknown path: the 404
     nav.return_to_requested_page(navigation, user, env=ctx.settings.env)
-    path = nav.requested_path()
-    if nav.is_known_page(path, user, env=ctx.settings.env):
-        navigation.run()
-    else:
-        nav.show_not_found(path)
+    navigation.run()

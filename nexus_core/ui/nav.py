@@ -41,6 +41,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("users", "users.py", "Users", "👥", "Admin"),
 )
 PAGES_BY_KEY = {p.key: p for p in PAGES}
+NOT_FOUND_TITLE = "Page not found"
 
 
 def page_path(key: str) -> str:
@@ -70,11 +71,10 @@ def remember_requested_page() -> None:
 def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> None:  # type: ignore[valid-type]
     """After sign-in: go to the page asked for before it, if this user may open it.
 
-    A rerun that signs a visitor in can land on the default page and drop the query (the login
-    cookie's first read reruns the app before any page is chosen); switch back to both. Not in
-    the run that has just signed someone in through the form: switching would cut that run short
-    before the login cookie's component reaches the browser; the next run switches instead, if
-    the user is still on the page it was deferred on.
+    A run that signs a visitor in can land on the default page and drop the query; switch back to
+    both. Not in the run that has just signed someone in through the form: switching would cut
+    that run short before the login cookie's hand-off frame reaches the browser; the next run
+    switches instead, if the user is still on the page it was deferred on.
     """
     remembered = st.session_state.get(state.RETURN_TO)
     deferred_on = st.session_state.pop(state.RETURN_DEFERRED_ON, None)
@@ -103,20 +103,45 @@ def show_not_found(path: str) -> None:
 
 
 def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ignore[valid-type]
-    """``st.navigation`` with the sections and pages ``user`` may open (role and features)."""
+    """``st.navigation`` with the sections and pages ``user`` may open (role and features).
+
+    A path that is no page for this user is registered too, hidden, as the friendly 404 (see
+    ``show_not_found``): without a page of its own, ``st.navigation`` would also open Streamlit's
+    "Page not found" dialog over it, which only a later rerun from the browser closes.
+    """
     allowed = set(pages_for(user, env=env))
     sections: dict[str, list[st.Page]] = {}  # type: ignore[valid-type]
     for spec in PAGES:
         if spec.key in allowed:
             sections.setdefault(spec.section, []).append(_page(spec))
+    first_section = next(iter(sections))
+    for path in _not_found_paths(user, env=env):
+        sections[first_section].append(_not_found_page(path))
     return st.navigation(sections)
+
+
+def _not_found_paths(user: UserView, *, env: str) -> list[str]:
+    """The paths asked for in this browser session that are no page for ``user``: the one asked
+    for now and earlier ones (a rerun on a 404 page must find that page again)."""
+    paths = set(st.session_state.get(state.NOT_FOUND_PATHS, ()))
+    paths.add(requested_path())
+    unknown = sorted(p for p in paths if not is_known_page(p, user, env=env))
+    st.session_state[state.NOT_FOUND_PATHS] = unknown
+    return unknown
+
+
+def _not_found_page(path: str) -> st.Page:  # type: ignore[valid-type]
+    def page_not_found() -> None:
+        show_not_found(path)
+
+    return st.Page(page_not_found, title=NOT_FOUND_TITLE, url_path=path, visibility="hidden")
 
 
 def hide_navigation() -> None:
     """Signed out: no menu in the sidebar (not even the last user's), the address left as it is.
 
     Every page is registered, hidden and never run, so the page a link names stays the current
-    page through the login form and the cookie's reruns; ``build_navigation`` then decides what
+    page through the login form; ``build_navigation`` then decides what
     the user may open. Not at an unknown path (it would raise Streamlit's own page-not-found;
     the friendly 404 answers it after sign-in), where the sidebar can keep the last menu.
     """
