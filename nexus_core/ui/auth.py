@@ -11,6 +11,7 @@ on every run until the browser has claimed it.
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from nexus_core.app_context import AppContext
 from nexus_core.auth import (
@@ -60,6 +61,17 @@ def sign_in(ctx: AppContext) -> UserView | None:
         return None
     _cookie_handoff()
     return user
+
+
+def rerun_if_signed_out(ctx: AppContext) -> None:
+    """At the top of a fragment: in the fragment's own reruns (which skip the frame's check), end
+    the fragment when this browser's sign-in has ended, rerunning the app into the login form."""
+    run = get_script_run_ctx()
+    if run is None or not run.fragment_ids_this_run:
+        return  # part of a full run: the frame has just checked the session
+    session_id = st.session_state.get(state.AUTH_SESSION)
+    if session_id is None or ctx.sign_in.check_session(int(session_id)).user is None:
+        st.rerun(scope="app")
 
 
 def _current_sign_in(ctx: AppContext) -> SessionCheck | None:

@@ -21,6 +21,7 @@ from nexus_core.db.engine import Database
 from nexus_core.db.models import User
 from nexus_core.settings import Settings
 from nexus_core.ui.auth import ENDED_NOTES, PASSWORD_CHANGED, SIGNED_OUT_NOTE
+from nexus_core.ui.dashboard_view import REFRESH_SECONDS
 from tests.browser.conftest import (
     ADMIN_PASSWORD,
     LOGIN_COOKIE,
@@ -49,10 +50,12 @@ def submit_login(page: Page, url: str, username: str, password: str) -> None:
     sign_in_button(page).click()
 
 
-def add_member(live_app: LiveApp, stem: str) -> tuple[str, str]:
-    """A new member of this test alone (signing out ends every session of a user)."""
+def add_member(live_app: LiveApp, stem: str, *options: str) -> tuple[str, str]:
+    """A new user of this test alone (signing out ends every session of a user); a member unless
+    ``options`` (of `nexus users add`) say otherwise."""
     username, password = f"{stem}{next(_numbers)}", f"{stem}-password-1"
-    live_app.nexus("users", "add", username, "--password-stdin", stdin=password + "\n")
+    add = ("users", "add", username, "--password-stdin", *options)
+    live_app.nexus(*add, stdin=password + "\n")
     return username, password
 
 
@@ -247,6 +250,23 @@ def test_disabling_a_user_signs_out_their_open_browser_at_its_next_click(
     live_app.nexus("users", "disable", username)
 
     expect_signed_out_on_next_click(page, ENDED_NOTES["disabled"])
+
+
+def test_an_auto_refreshing_dashboard_shows_the_login_form_once_its_sign_in_ends(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    username, password = add_member(live_app, "ops", "--role", "admin")
+    page = new_page()
+    sign_in(page, f"{live_app.url}/dashboard", username, password, lands_on="Dashboard")
+    expect(page.get_by_text("Last updated")).to_be_visible()
+
+    live_app.nexus("users", "disable", username)
+
+    # No click: the data part's own auto-refresh is the next run, and it checks the sign-in too.
+    refreshes = timedelta(seconds=REFRESH_SECONDS * 3).total_seconds() * 1000
+    expect(sign_in_button(page)).to_be_visible(timeout=refreshes)
+    expect(page.get_by_text(ENDED_NOTES["disabled"])).to_be_visible()
+    expect(page.get_by_text("Last updated")).to_have_count(0)
 
 
 def test_an_old_jwt_login_cookie_signs_nobody_in_and_is_cleared(
