@@ -35,7 +35,7 @@ else:
         st.stop()
 
     if not st.session_state.get(state.AUTH_STATUS):
-        # Before sign-in, which may rerun the app (the login cookie) and so lose the page asked for.
+        # Before sign-in, so that the page asked for (and its query) survives the login form.
         nav.remember_requested_page()
         nav.hide_navigation()
     user = sign_in(ctx)
@@ -43,9 +43,9 @@ else:
         nav.hide_navigation()  # also right after signing out: no stale menu
         st.stop()
     show_report_notice()
-    navigation = nav.build_navigation(user, env=ctx.settings.env)
+    navigation = nav.build_navigation(user, env=ctx.settings.env)  # an unknown path: the 404
     nav.return_to_requested_page(navigation, user, env=ctx.settings.env)
     if nav.fell_back_to_root(navigation):
-        nav.show_not_found(nav.requested_path())
+        nav.show_not_found(nav.requested_path(), navigation)
     else:
         navigation.run()  # an unknown address has a hidden page of its own: the friendly 404

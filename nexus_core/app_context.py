@@ -12,7 +12,7 @@ from functools import cached_property
 from nexus_core.ai.jobs import ResponseWorker
 from nexus_core.ai.providers import available_providers, build_provider
 from nexus_core.ai.types import Provider
-from nexus_core.auth import SignInService
+from nexus_core.auth import SignInService, resolve_cookie_key, session_lifetime
 from nexus_core.chat import ChatService
 from nexus_core.compare.runs import CompareService
 from nexus_core.compare.test_sets import TestSetService
@@ -53,7 +53,11 @@ class AppContext:
 
     @cached_property
     def sign_in(self) -> SignInService:
-        return SignInService(self.db)
+        return SignInService(
+            self.db,
+            token_key=resolve_cookie_key(self.settings),
+            lifetime=session_lifetime(self.settings),
+        )
 
     @cached_property
     def personas(self) -> PersonaService:

@@ -1,47 +1,89 @@
-"""Sign-in hardening around streamlit-authenticator.
+"""Sign-in: password checks, lock-out and sign-in sessions, each decided in the database.
 
-The authenticator draws the login form and writes the login cookie (a JWT holding the username
-and its expiry). It keeps failed attempts in memory and never revokes a cookie, so this module
-keeps the rest in the database:
+Nexus checks passwords itself; the login form only collects them.
 
-- failed attempts and a timed lock-out (``LOCKOUT_THRESHOLD`` failures → ``LOCKOUT_MINUTES``);
-- one message for an unknown user, a wrong password and a locked account;
-- ``cookies_valid_after`` per user: logout, password change and disabling move it to *now*, and a
-  cookie issued before it (issue time = expiry − lifetime) no longer signs anyone in.
+- **One atomic decision per attempt.** The bcrypt check runs first, outside any transaction
+  (holding SQLite's write lock for a quarter of a second per attempt would stall every other
+  writer). Then one transaction locks the user's row (``SELECT … FOR UPDATE`` on PostgreSQL;
+  SQLite transactions start with ``BEGIN IMMEDIATE``, see ``nexus_core.db.engine``) and decides
+  against the state it now holds: a lock in force refuses even the right password, a wrong password
+  is counted (``LOCKOUT_THRESHOLD`` failures lock the account for ``LOCKOUT_MINUTES``), and only a
+  right password with no lock in force signs in and resets the count. An attempt whose account
+  changed between the check and the decision (new password, lock) is refused and not counted.
+  Parallel attempts are therefore decided one at a time, every failure counts, and no success is
+  accepted once the threshold is reached.
+- **Equal cost.** Every attempt runs exactly one bcrypt check of the real cost: unknown, disabled
+  and locked accounts are checked against a dummy hash, so the answer time does not say which
+  usernames exist or are locked. One message answers every failure.
+- **Sessions.** A sign-in is an ``AuthSession`` row. The browser session that signed in keeps its
+  id, and every run of the app checks it (one query by primary key, joined to the user), so
+  signing out, a password change or disabling ends every open browser of that user at its next
+  interaction. The login cookie holds a random token of its own (only a keyed hash is stored),
+  set HttpOnly by the server in exchange for a one-time code (``nexus_core.ui.session_cookie``).
+  Issue and expiry times are stored when a session is issued, so changing
+  ``NEXUS_COOKIE_EXPIRY_DAYS`` later moves no existing session. The old login cookie (a JWT
+  holding only its expiry) is never read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
+import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import bcrypt
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
 
 from nexus_core import audit
 from nexus_core.db.engine import Database
-from nexus_core.db.models import User
+from nexus_core.db.models import AuthSession, User
 from nexus_core.db.types import utc_now
+from nexus_core.errors import ConfigError, PermissionDenied
 from nexus_core.settings import Settings
-from nexus_core.users import UserView, to_view
+from nexus_core.users import (
+    BCRYPT_ROUNDS,
+    MAX_PASSWORD_BYTES,
+    UserService,
+    UserView,
+    end_sessions,
+    to_view,
+)
 
 LOCKOUT_THRESHOLD = 5
 LOCKOUT_MINUTES = 15
-COOKIE_NAME = "nexus_auth"
+SESSION_COOKIE = "nexus_session"
+# streamlit-authenticator's JWT cookie (username and expiry only). Never read; cleared when seen.
+LEGACY_COOKIE = "nexus_auth"
 COOKIE_KEY_FILE = ".cookie_key"
+TOKEN_BYTES = 32
+USERNAME_MAX_CHARS = 64  # the audit trail keeps at most this much of a username typed
+# How long the browser has to claim the login cookie of a new session.
+HANDOFF_SECONDS = 60
+# A session's last-seen time is written at most this often (the check itself only reads).
+LAST_SEEN_EVERY = timedelta(minutes=5)
+# Ended and expired sessions stay this long, so a browser still holding one can be told why.
+KEEP_ENDED = timedelta(days=1)
+# Why a session is no longer valid, beyond ``SESSION_END_REASONS``.
+EXPIRED = "expired"
+UNKNOWN = "unknown"
 SIGN_IN_FAILED_MESSAGE = (
     "Incorrect username or password. After "
     f"{LOCKOUT_THRESHOLD} failed attempts an account is locked for {LOCKOUT_MINUTES} minutes."
 )
-# A valid bcrypt hash of a random secret nobody knows: a locked account's password never matches.
-_UNMATCHABLE_HASH = bcrypt.hashpw(secrets.token_bytes(32), bcrypt.gensalt(4)).decode("ascii")
+# What bcrypt checks instead of a password it cannot take (over 72 bytes), at the same cost.
+_OVERLONG_STAND_IN = b"password-over-72-bytes"
 
 
 def resolve_cookie_key(settings: Settings) -> str:
-    """The cookie signing key: the setting, or (outside production) a random key in the data dir."""
+    """The key of the session-token hashes: the setting, or (outside production) a random key kept
+    in the data dir."""
     settings.require_production_secrets()
     if settings.cookie_key:
         return settings.cookie_key
@@ -57,120 +99,299 @@ def resolve_cookie_key(settings: Settings) -> str:
     return key
 
 
-def cookie_issued_at(expires_at: float, expiry_days: float) -> datetime:
-    """When a cookie that expires at ``expires_at`` (epoch seconds) was issued."""
-    return datetime.fromtimestamp(expires_at, UTC) - timedelta(days=expiry_days)
+def session_lifetime(settings: Settings) -> timedelta:
+    """How long a new sign-in session (and its cookie) lasts."""
+    if settings.cookie_expiry_days <= 0:
+        raise ConfigError("NEXUS_COOKIE_EXPIRY_DAYS must be more than 0.")
+    return timedelta(days=settings.cookie_expiry_days)
+
+
+class PasswordHasher(Protocol):
+    """Checks a password against a stored hash; the seam that tests count checks through."""
+
+    def check(self, password: str, password_hash: str) -> bool:
+        """Whether ``password`` matches ``password_hash``."""
+        ...
+
+    def dummy_hash(self) -> str:
+        """A hash of the real cost that no password matches."""
+        ...
+
+
+class BcryptHasher:
+    """bcrypt checks at the cost real hashes are made with; each check costs one bcrypt run."""
+
+    def __init__(self, rounds: int = BCRYPT_ROUNDS) -> None:
+        self.rounds = rounds
+        self._dummy: str | None = None
+        self._lock = threading.Lock()
+
+    def check(self, password: str, password_hash: str) -> bool:
+        """Whether ``password`` matches; a password bcrypt refuses costs the same and fails."""
+        secret = password.encode("utf-8")
+        overlong = len(secret) > MAX_PASSWORD_BYTES
+        try:
+            matched = bcrypt.checkpw(
+                _OVERLONG_STAND_IN if overlong else secret, password_hash.encode("ascii")
+            )
+        except ValueError:
+            return False
+        return matched and not overlong
+
+    def dummy_hash(self) -> str:
+        """A hash of a random secret nobody knows, made once, at this hasher's cost."""
+        with self._lock:
+            if self._dummy is None:
+                secret = secrets.token_urlsafe(32).encode("ascii")
+                self._dummy = bcrypt.hashpw(secret, bcrypt.gensalt(self.rounds)).decode("ascii")
+            return self._dummy
+
+
+@dataclass(frozen=True)
+class SessionGrant:
+    """A new sign-in session: its id, kept by the browser session, and the one-time code that
+    claims its login cookie."""
+
+    session_id: int
+    handoff_code: str
+    user: UserView
+
+
+@dataclass(frozen=True)
+class SessionCheck:
+    """What a run learns about a sign-in session: the user while it is valid, else why not
+    (one of ``SESSION_END_REASONS``, ``EXPIRED`` or ``UNKNOWN``)."""
+
+    session_id: int | None
+    user: UserView | None
+    ended: str | None = None
+    cookie_pending: bool = False  # the cookie is unclaimed and its code still works
+
+
+@dataclass(frozen=True)
+class IssuedCookie:
+    """A login cookie to set: the session's random token and how long it lives."""
+
+    token: str
+    max_age_seconds: int
 
 
 class SignInService:
-    """Keeps sign-in attempts, lock-outs and cookie revocation in the database."""
+    """Sign-in attempts, lock-outs and sign-in sessions, decided in the database."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        token_key: str,
+        lifetime: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.hasher: PasswordHasher = hasher or BcryptHasher()
+        self.lifetime = lifetime
+        self._token_key = token_key.encode("utf-8")
+        self._users = UserService(db)
 
-    def credentials(self) -> dict[str, Any]:
-        """The credentials dict the authenticator reads: enabled users, locked ones unmatchable."""
+    # --- attempts ---------------------------------------------------------------------------
+
+    def attempt(self, username: str, password: str) -> SessionGrant | None:
+        """Check a password and decide atomically: a new session when signed in, else None."""
+        name = username.strip().lower()
+        checked_hash = self._checkable_hash(name)
+        matched = self.hasher.check(password, checked_hash or self.hasher.dummy_hash())
+        return self._decide(name, checked_hash, matched and checked_hash is not None)
+
+    def _checkable_hash(self, name: str) -> str | None:
+        """The password hash to check, or None when the account cannot sign in right now."""
+        with self.db.session() as session:
+            user = session.scalar(select(User).where(User.username == name))
+            if user is None or user.disabled or self._locked(user):
+                return None
+            return user.password_hash
+
+    def _decide(self, name: str, checked_hash: str | None, matched: bool) -> SessionGrant | None:
         now = self.clock()
-        users: dict[str, Any] = {}
         with self.db.session() as session:
-            for user in session.scalars(select(User).where(~User.disabled)):
-                locked = user.locked_until is not None and user.locked_until > now
-                users[user.username] = {
-                    "name": user.display_name,
-                    "email": user.email or "",
-                    "password": _UNMATCHABLE_HASH if locked else user.password_hash,
-                    "roles": [user.role],
-                    "failed_login_attempts": 0,
-                }
-        return {"usernames": users}
-
-    def record_failure(self, username: str | None) -> bool:
-        """Count a failed attempt; returns True when the account is (now) locked."""
-        now = self.clock()
-        with self.db.session() as session:
-            user = (
-                session.scalar(select(User).where(User.username == username)) if username else None
-            )
-            if user is None:
-                audit.record(
-                    session,
-                    audit.SIGN_IN_FAILED,
-                    actor_name=username,
-                    details={"reason": "unknown user"},
-                )
-                return False
-            if user.locked_until is not None and user.locked_until > now:
-                audit.record(
-                    session,
-                    audit.SIGN_IN_FAILED,
-                    actor_id=user.id,
-                    actor_name=user.username,
-                    details={"reason": "locked"},
-                )
-                return True
-            if user.locked_until is not None:  # an expired lock-out starts a fresh count
-                user.locked_until = None
-                user.failed_logins = 0
-            user.failed_logins += 1
-            audit.record(
-                session,
-                audit.SIGN_IN_FAILED,
-                actor_id=user.id,
-                actor_name=user.username,
-                details={"failures": user.failed_logins},
-            )
-            if user.failed_logins >= LOCKOUT_THRESHOLD:
-                user.locked_until = now + timedelta(minutes=LOCKOUT_MINUTES)
-                audit.record(
-                    session,
-                    audit.LOCKED_OUT,
-                    actor_id=user.id,
-                    actor_name=user.username,
-                    details={"until": user.locked_until.isoformat()},
-                )
-                return True
-            return False
-
-    def record_success(self, username: str) -> UserView:
-        """Reset the failure count and note the sign-in."""
-        with self.db.session() as session:
-            user = session.scalar(select(User).where(User.username == username))
-            if user is None:
-                raise LookupError(username)
+            user = session.scalar(select(User).where(User.username == name).with_for_update())
+            refusal = self._refusal(user, checked_hash)
+            if refusal is not None or user is None:
+                _audit_failure(session, name, user, {"reason": refusal})
+                return None
+            if not matched:
+                self._count_failure(session, user, now)
+                return None
             user.failed_logins = 0
             user.locked_until = None
-            user.last_login_at = self.clock()
+            user.last_login_at = now
             audit.record(session, audit.SIGN_IN, actor_id=user.id, actor_name=user.username)
-            return to_view(user)
+            return self._issue(session, user, now)
 
-    def record_sign_out(self, username: str) -> None:
-        """Note the sign-out and revoke every cookie issued so far."""
-        with self.db.session() as session:
-            user = session.scalar(select(User).where(User.username == username))
-            if user is None:
-                return
-            user.cookies_valid_after = self.clock()
-            audit.record(session, audit.SIGN_OUT, actor_id=user.id, actor_name=user.username)
+    def _refusal(self, user: User | None, checked_hash: str | None) -> str | None:
+        """Why this attempt fails whatever the password was, or None."""
+        if user is None:
+            return "unknown user"
+        if user.disabled:
+            return "disabled"
+        if self._locked(user):
+            return "locked"
+        if checked_hash != user.password_hash:
+            return "account changed during the attempt"
+        return None
+
+    def _count_failure(self, session: Session, user: User, now: datetime) -> None:
+        if user.locked_until is not None:  # an expired lock-out starts a fresh count
+            user.locked_until = None
+            user.failed_logins = 0
+        user.failed_logins += 1
+        _audit_failure(session, user.username, user, {"failures": user.failed_logins})
+        if user.failed_logins >= LOCKOUT_THRESHOLD:
+            user.locked_until = now + timedelta(minutes=LOCKOUT_MINUTES)
+            audit.record(
+                session,
+                audit.LOCKED_OUT,
+                actor_id=user.id,
+                actor_name=user.username,
+                details={"until": user.locked_until.isoformat()},
+            )
+
+    def _locked(self, user: User) -> bool:
+        return user.locked_until is not None and user.locked_until > self.clock()
 
     def is_locked(self, username: str) -> bool:
         """Whether the account is locked out right now."""
         with self.db.session() as session:
             user = session.scalar(select(User).where(User.username == username))
-            return bool(user and user.locked_until and user.locked_until > self.clock())
+            return bool(user and self._locked(user))
 
-    def active_user(self, username: str) -> UserView | None:
-        """The user if they exist and are enabled, else None."""
+    # --- sessions ---------------------------------------------------------------------------
+
+    def open_session(self, user_id: int) -> SessionGrant:
+        """A new session for an enabled user, without a password (after a password change)."""
         with self.db.session() as session:
-            user = session.scalar(select(User).where(User.username == username))
+            user = session.get(User, user_id, with_for_update=True)
             if user is None or user.disabled:
+                raise PermissionDenied("This account cannot sign in.")
+            return self._issue(session, user, self.clock())
+
+    def _issue(self, session: Session, user: User, now: datetime) -> SessionGrant:
+        stale = now - KEEP_ENDED
+        session.execute(
+            delete(AuthSession).where(
+                AuthSession.user_id == user.id,
+                or_(AuthSession.ended_at < stale, AuthSession.expires_at < stale),
+            )
+        )
+        code = secrets.token_urlsafe(TOKEN_BYTES)
+        row = AuthSession(
+            user_id=user.id,
+            handoff_hash=self._keyed(code),
+            handoff_expires_at=now + timedelta(seconds=HANDOFF_SECONDS),
+            issued_at=now,
+            expires_at=now + self.lifetime,
+            last_seen_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return SessionGrant(session_id=row.id, handoff_code=code, user=to_view(user))
+
+    def check_session(self, session_id: int) -> SessionCheck:
+        """Whether the browser session's sign-in is still valid (one query by primary key)."""
+        return self._check(AuthSession.id == session_id)
+
+    def resume(self, token: str) -> SessionCheck:
+        """The session a login cookie's token belongs to, checked like ``check_session``."""
+        return self._check(AuthSession.token_hash == self._keyed(token))
+
+    def _check(self, which: Any) -> SessionCheck:
+        now = self.clock()
+        with self.db.session() as session:
+            found = session.execute(
+                select(AuthSession, User).join(User, AuthSession.user_id == User.id).where(which)
+            ).one_or_none()
+            if found is None:
+                return SessionCheck(session_id=None, user=None, ended=UNKNOWN)
+            row, user = found
+            ended = _why_invalid(row, user, now)
+            if ended is not None:
+                return SessionCheck(session_id=row.id, user=None, ended=ended)
+            if now - row.last_seen_at >= LAST_SEEN_EVERY:
+                row.last_seen_at = now
+            pending = row.token_hash is None and (row.handoff_expires_at or now) > now
+            return SessionCheck(session_id=row.id, user=to_view(user), cookie_pending=pending)
+
+    def claim_cookie(self, code: str) -> IssuedCookie | None:
+        """Exchange a session's one-time code for its login cookie (once, within
+        ``HANDOFF_SECONDS``); None when the code is unknown, used, late or its session ended."""
+        now = self.clock()
+        with self.db.session() as session:
+            row = session.scalar(
+                select(AuthSession)
+                .where(AuthSession.handoff_hash == self._keyed(code))
+                .with_for_update()
+            )
+            if row is None or row.ended_at is not None or row.expires_at <= now:
                 return None
-            return to_view(user)
+            if row.handoff_expires_at is None or row.handoff_expires_at <= now:
+                return None
+            token = secrets.token_urlsafe(TOKEN_BYTES)
+            row.token_hash = self._keyed(token)
+            row.handoff_hash = None
+            row.handoff_expires_at = None
+            return IssuedCookie(token, int((row.expires_at - now).total_seconds()))
 
-    def cookie_accepted(self, username: str, issued_at: datetime) -> bool:
-        """Whether a cookie for ``username`` issued at ``issued_at`` may still sign them in."""
+    def sign_out(self, session_id: int) -> None:
+        """Sign the user of a valid session out everywhere: every session of theirs ends."""
         with self.db.session() as session:
-            user = session.scalar(select(User).where(User.username == username))
-            if user is None or user.disabled:
-                return False
-            return user.cookies_valid_after is None or issued_at > user.cookies_valid_after
+            row = session.get(AuthSession, session_id)
+            if row is None or row.ended_at is not None:
+                return
+            user = row.user
+            ended = end_sessions(session, user.id, "sign_out", now=self.clock())
+            audit.record(
+                session,
+                audit.SIGN_OUT,
+                actor_id=user.id,
+                actor_name=user.username,
+                details={"sessions_ended": ended},
+            )
+
+    def change_password(self, session_id: int, current: str, new: str) -> SessionGrant:
+        """Change the signed-in user's password: every session ends, and this browser gets a new
+        one. The current password is checked unless the account must change a temporary one."""
+        check = self.check_session(session_id)
+        if check.user is None:
+            raise PermissionDenied("Your sign-in has ended; sign in again to change the password.")
+        user = self._users.change_own_password(
+            check.user.username,
+            current,
+            new,
+            verify_current=not check.user.must_change_password,
+        )
+        return self.open_session(user.id)
+
+    def _keyed(self, value: str) -> str:
+        """The stored form of a token or code: HMAC-SHA256 under the cookie key, in hex."""
+        return hmac.new(self._token_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _why_invalid(row: AuthSession, user: User, now: datetime) -> str | None:
+    if row.ended_at is not None:
+        return row.end_reason or UNKNOWN
+    if user.disabled:
+        return "disabled"
+    if row.expires_at <= now:
+        return EXPIRED
+    return None
+
+
+def _audit_failure(session: Session, name: str, user: User | None, details: dict[str, Any]) -> None:
+    audit.record(
+        session,
+        audit.SIGN_IN_FAILED,
+        actor_id=user.id if user else None,
+        actor_name=user.username if user else name[:USERNAME_MAX_CHARS],
+        details=details,
+    )

@@ -94,7 +94,7 @@ def cmd_users_feature(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_users_disable(ctx: AppContext, args: argparse.Namespace) -> int:
     ctx.users.set_disabled(args.name, True)
-    print(f"Disabled {args.name!r}; their sign-in cookies no longer work.")
+    print(f"Disabled {args.name!r}; every browser signed in as them is signed out.")
     return 0
 
 
@@ -107,7 +107,7 @@ def cmd_users_enable(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_users_passwd(ctx: AppContext, args: argparse.Namespace) -> int:
     password, generated = _read_password(args, f"New password for {args.name}: ")
     ctx.users.set_password(args.name, password, must_change=generated)
-    print(f"Password changed for {args.name!r}; older sign-in cookies no longer work.")
+    print(f"Password changed for {args.name!r}; every browser signed in as them is signed out.")
     if generated:
         print(f"Temporary password (change at first sign-in): {password}")
     return 0

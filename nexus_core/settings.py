@@ -115,11 +115,13 @@ class Settings:
     cookie_key: str | None = _setting(
         "NEXUS_COOKIE_KEY",
         None,
-        "Signs the login cookie; generated per data dir in development.",
+        "Keys the stored hashes of login-cookie tokens; generated per data dir in development.",
         secret=True,
     )
     cookie_expiry_days: float = _setting(
-        "NEXUS_COOKIE_EXPIRY_DAYS", 7.0, "How long a login cookie stays valid."
+        "NEXUS_COOKIE_EXPIRY_DAYS",
+        7.0,
+        "How long a sign-in and its login cookie last (fixed when issued; more than 0).",
     )
     admin_password: str | None = _setting(
         "NEXUS_ADMIN_PASSWORD",

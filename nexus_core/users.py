@@ -2,6 +2,8 @@
 
 Usernames are lower case (the sign-in form lower-cases what people type). Passwords are bcrypt
 hashes; bcrypt reads at most 72 bytes, so longer passwords are refused rather than truncated.
+Disabling a user or setting their password ends every sign-in session they have open: each
+browser signed in as them shows the login form at its next interaction.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import bcrypt
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
 from nexus_core.db.engine import Database
-from nexus_core.db.models import ROLES, User
+from nexus_core.db.models import ROLES, AuthSession, User
 from nexus_core.db.types import utc_now
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
 
@@ -135,6 +137,18 @@ def check_password(password: str, password_hash: str) -> bool:
         return bcrypt.checkpw(password.encode("utf-8"), password_hash.encode("ascii"))
     except ValueError:
         return False
+
+
+def end_sessions(
+    session: Session, user_id: int, reason: str, *, now: datetime | None = None
+) -> int:
+    """End every open sign-in session of a user (``reason`` from ``SESSION_END_REASONS``)."""
+    ended = session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.ended_at.is_(None))
+        .values(ended_at=now or utc_now(), end_reason=reason)
+    )
+    return int(ended.rowcount or 0)
 
 
 def feature_enabled(user: UserView, name: str, *, env: str) -> bool:
@@ -264,7 +278,8 @@ class UserService:
     def set_disabled(
         self, username: str, disabled: bool, *, actor: UserView | None = None
     ) -> UserView:
-        """Disable or enable a user; the last active admin cannot be disabled."""
+        """Disable or enable a user (disabling signs them out everywhere); the last active admin
+        cannot be disabled."""
         with self.db.session() as session:
             user = self._get(session, username)
             last_admin = user.role == "admin" and self._active_admins(session) <= 1
@@ -272,7 +287,7 @@ class UserService:
                 raise PermissionDenied("The last active admin cannot be disabled.")
             user.disabled = disabled
             if disabled:
-                user.cookies_valid_after = utc_now()
+                end_sessions(session, user.id, "disabled")
             audit.record(
                 session,
                 audit.USER_DISABLED if disabled else audit.USER_ENABLED,
@@ -312,13 +327,13 @@ class UserService:
         actor: UserView | None = None,
         must_change: bool = False,
     ) -> UserView:
-        """Set a new password; every login cookie issued before now stops working."""
+        """Set a new password; every sign-in session of the user ends (browsers and cookies)."""
         validate_password(password)
         with self.db.session() as session:
             user = self._get(session, username)
             user.password_hash = hash_password(password)
             user.must_change_password = must_change
-            user.cookies_valid_after = utc_now()
+            end_sessions(session, user.id, "password")
             user.failed_logins = 0
             user.locked_until = None
             by_self = actor is not None and actor.id == user.id

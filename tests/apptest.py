@@ -1,5 +1,6 @@
-"""Opening the app under Streamlit's AppTest as a signed-in user: the session state the
-authenticator leaves after a sign-in (the form and the cookie themselves are browser-tested)."""
+"""Opening the app under Streamlit's AppTest as a signed-in user: a real sign-in session in the
+database, held by the AppTest's session state as a browser session holds it after a sign-in (the
+form, the cookie and the hand-off frame themselves are tested in a browser)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from streamlit.testing.v1 import AppTest
 from nexus_core.rendering import HARD_BREAK, WORD_JOINER
 from nexus_core.ui import state
 from nexus_core.ui.nav import page_path
+from nexus_core.ui.resources import get_context
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 60
+
+
+def open_sign_in_session(username: str) -> int:
+    """A new sign-in session for ``username`` (through the app's own context), as a sign-in
+    through the form would make; its id goes in ``state.AUTH_SESSION``."""
+    ctx = get_context()
+    return ctx.sign_in.open_session(ctx.users.get(username).id).session_id
 
 
 def signed_in_app(
@@ -26,11 +35,13 @@ def signed_in_app(
     timeout: float = TIMEOUT,
 ) -> AppTest:
     """The app run once as ``username`` with ``query`` in the URL and ``session`` state set,
-    then switched to the page keyed ``page`` when one is given."""
+    then switched to the page keyed ``page`` when one is given. ``session`` may carry an
+    existing ``state.AUTH_SESSION``; otherwise a new sign-in session is opened."""
     at = AppTest.from_file(APP, default_timeout=timeout)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    for key, value in (session or {}).items():
+    session = dict(session or {})
+    if state.AUTH_SESSION not in session:
+        at.session_state[state.AUTH_SESSION] = open_sign_in_session(username)
+    for key, value in session.items():
         at.session_state[key] = value
     for key, value in (query or {}).items():
         at.query_params[key] = value

@@ -213,10 +213,7 @@ def test_a_member_browses_personas_without_edit_controls(app_ctx: AppContext) ->
 
 @pytest.mark.parametrize("page", ["users", "audit"])
 def test_a_member_can_neither_see_nor_reach_users_or_audit(app_ctx: AppContext, page: str) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = "mia"
-    at.run()
+    at = signed_in_app("mia", timeout=TIMEOUT)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(page_path(page))
     direct = AppTest.from_file(page_path(page), default_timeout=TIMEOUT)

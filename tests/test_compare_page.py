@@ -122,10 +122,7 @@ def test_an_admin_tells_same_named_sets_apart_and_cannot_edit_someone_elses(
 
 
 def test_the_page_needs_the_prompt_compare_feature(app_ctx: AppContext) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = "mia"
-    at.run()
+    at = signed_in_app("mia", timeout=TIMEOUT)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(page_path("compare"))
     direct = AppTest.from_file(page_path("compare"), default_timeout=TIMEOUT)

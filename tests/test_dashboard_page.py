@@ -150,10 +150,7 @@ def test_an_empty_log_shows_the_friendly_empty_state(app_ctx: AppContext) -> Non
 def test_members_and_analysts_cannot_switch_to_the_dashboard(
     app_ctx: AppContext, username: str
 ) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = username
-    at.run()
+    at = signed_in_app(username, timeout=TIMEOUT)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(page_path("dashboard"))
 

@@ -238,10 +238,7 @@ def test_opening_an_item_shows_the_conversation_and_a_status_change_is_audited(
 
 def test_an_audit_link_opens_the_item_and_triagers_assign_and_note_it(app_ctx: AppContext) -> None:
     ids = seed(app_ctx)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = "ada"
-    at.run()
+    at = signed_in_app("ada", timeout=TIMEOUT)
     at.query_params[explorer_view.ITEM_QUERY_PARAM] = str(ids["idea"])
     at.switch_page(page_path("explorer")).run()
     assert f"Feedback #{ids['idea']}" in [h.value for h in at.subheader]

@@ -1,11 +1,15 @@
-"""Accounts: creation rules, passwords, roles, feature flags and the last-admin guard."""
+"""Accounts: creation rules, passwords, roles, feature flags, the last-admin guard and the sign-in
+sessions that disabling and password changes end."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from nexus_core.db.models import AuditEvent, User
+from nexus_core.auth import SignInService
+from nexus_core.db.models import AuditEvent, AuthSession, User
 from nexus_core.errors import PermissionDenied, ValidationError
 from nexus_core.users import (
     KNOWN_FEATURES,
@@ -143,3 +147,29 @@ def test_changing_your_own_password_checks_the_current_one(users: UserService) -
     with pytest.raises(ValidationError, match="current password"):
         users.change_own_password("fay", "wrong-password", "another-pass-2")
     users.change_own_password("fay", GOOD, "another-pass-2")
+
+
+def test_disabling_or_setting_a_password_ends_that_users_sessions_only(
+    users: UserService, db
+) -> None:  # type: ignore[no-untyped-def]
+    sign_in = SignInService(db, token_key="a-test-key-for-hashes", lifetime=timedelta(days=7))
+    users.create("gil", GOOD)
+    users.create("hal", GOOD)
+    users.create("ida", GOOD)
+    gil, hal, ida = (sign_in.open_session(users.get(name).id) for name in ("gil", "hal", "ida"))
+
+    users.set_disabled("gil", True)
+    users.set_password("hal", "a-reset-password-1", actor=users.get("ida"))
+
+    with db.session() as session:
+        ended = {
+            row.user_id: (row.ended_at is not None, row.end_reason)
+            for row in session.scalars(select(AuthSession))
+        }
+    assert ended == {
+        gil.user.id: (True, "disabled"),
+        hal.user.id: (True, "password"),
+        ida.user.id: (False, None),
+    }
+    users.set_disabled("gil", False)  # enabling again revives no session
+    assert sign_in.check_session(gil.session_id).ended == "disabled"

@@ -183,10 +183,7 @@ def test_message_content_is_for_admins_only(app_ctx: AppContext) -> None:
 
 
 def test_members_cannot_reach_the_workbench(app_ctx: AppContext) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.AUTH_STATUS] = True
-    at.session_state[state.AUTH_USERNAME] = "mia"
-    at.run()
+    at = signed_in_app("mia", timeout=TIMEOUT)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(page_path("workbench"))
     direct = AppTest.from_file(page_path("workbench"), default_timeout=TIMEOUT)

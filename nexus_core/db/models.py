@@ -1,6 +1,6 @@
-"""Typed SQLAlchemy 2.0 models: users, personas (versioned), chat sessions, messages, AI jobs,
-feedback, workbench notebooks, prompt runs (comparisons, test sets) and the audit trail. Every
-timestamp is UTC."""
+"""Typed SQLAlchemy 2.0 models: users and their sign-in sessions, personas (versioned), chat
+sessions, messages, AI jobs, feedback, workbench notebooks, prompt runs (comparisons, test sets) and
+the audit trail. Every timestamp is UTC."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ FEEDBACK_CATEGORIES = ("bug", "performance", "ux", "content", "suggestion", "oth
 FEEDBACK_PRIORITIES = ("low", "medium", "high", "critical")
 FEEDBACK_STATUSES = ("open", "in_progress", "resolved", "closed")
 RUN_KINDS = ("compare", "test_set")
+# Why a sign-in session ended: the user signed out, their password changed, or they were disabled.
+SESSION_END_REASONS = ("sign_out", "password", "disabled")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -71,11 +73,39 @@ class User(TimestampMixin, Base):
     features: Mapped[dict[str, bool]] = mapped_column(JSONType, default=dict)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Login cookies issued before this instant are refused (logout, password change).
-    cookies_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuthSession(Base):
+    """One sign-in: the browser session that signed in and, once claimed, its login cookie.
+
+    Only keyed hashes are stored: of the cookie's random token (``token_hash``, set when the
+    browser claims its cookie) and of the one-time code that claims it (``handoff_hash``). A
+    session is valid while it has not ended and ``expires_at`` (fixed when it was issued) is ahead.
+    Ids are never reused (AUTOINCREMENT on SQLite), so a browser still holding the id of a pruned
+    session can never find another one under it.
+    """
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (
+        Index("ix_auth_sessions_user_id", "user_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+
+    user: Mapped[User] = relationship()
 
 
 class Persona(TimestampMixin, Base):

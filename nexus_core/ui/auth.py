@@ -1,183 +1,218 @@
-"""Sign-in, sign-out and password change in the UI, hardened per ``nexus_core.auth``.
+"""Sign-in, sign-out and password change in the UI, on top of ``nexus_core.auth``.
 
-streamlit-authenticator draws the login form and writes the cookie; before it runs we refuse a
-revoked cookie, and after it runs we record the outcome in the database.
+Every run of a signed-in browser session checks its sign-in session first (one query by primary
+key); when it has ended — signed out elsewhere, password changed, account disabled, expired — the
+login form comes back with a short note. A browser session that is not signed in tries, once, the
+login cookie it loaded the page with (read on the server: the cookie is HttpOnly). The cookie of a
+new sign-in reaches the browser through a hand-off frame (``nexus_core.ui.session_cookie``), drawn
+on every run until the browser has claimed it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
-
-import extra_streamlit_components as stx
-import jwt
 import streamlit as st
-import streamlit_authenticator as stauth
-from streamlit_authenticator.utilities.exceptions import LoginError
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from nexus_core.app_context import AppContext
 from nexus_core.auth import (
-    COOKIE_NAME,
+    EXPIRED,
+    LEGACY_COOKIE,
+    SESSION_COOKIE,
     SIGN_IN_FAILED_MESSAGE,
-    cookie_issued_at,
-    resolve_cookie_key,
+    UNKNOWN,
+    SessionCheck,
+    SessionGrant,
 )
 from nexus_core.errors import NexusError
 from nexus_core.rendering import escape_markdown
 from nexus_core.ui import state
+from nexus_core.ui.session_cookie import clear_url, handoff_url
 from nexus_core.users import UserView
 
-LOGIN_FIELDS = {
-    "Form name": "Sign in to Nexus AI",
-    "Username": "Username",
-    "Password": "Password",
-    "Login": "Sign in",
+LOGIN_TITLE = "Sign in to Nexus AI"
+USERNAME_MAX_CHARS = 64
+NO_SIGN_UP_CAPTION = "Accounts are created by an administrator. Ask one if you need access."
+MISSING_CREDENTIALS = "Enter your username and your password."
+SIGNED_OUT_NOTE = "You are signed out."
+ENDED_NOTES = {
+    "sign_out": "You were signed out: this account signed out in another browser or tab. "
+    "Sign in again to continue.",
+    "password": "You were signed out because this account's password was changed. "
+    "Sign in with the new password.",
+    "disabled": "Your sign-in has ended. Ask an administrator if you need access.",
+    EXPIRED: "Your sign-in has expired. Sign in again to continue.",
 }
-
-
-def _cookie_is_revoked(ctx: AppContext, key: str) -> bool:
-    """Whether the browser's login cookie was issued before the user's last logout or reset."""
-    token = st.context.cookies.get(COOKIE_NAME) if st.context.cookies else None
-    if not token:
-        return False
-    try:
-        claims = jwt.decode(token, key, algorithms=["HS256"])
-        username = str(claims["username"])
-        issued = cookie_issued_at(float(claims["exp_date"]), ctx.settings.cookie_expiry_days)
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-        return True
-    return not ctx.sign_in.cookie_accepted(username, issued)
-
-
-def _failed_username(credentials: dict[str, Any]) -> str | None:
-    """The known user whose password check failed in this run (the authenticator counts it)."""
-    for username, entry in credentials["usernames"].items():
-        if entry.get("failed_login_attempts", 0) > 0:
-            return username
-    return None
-
-
-def _authenticator(ctx: AppContext, credentials: dict[str, Any]) -> stauth.Authenticate:
-    return stauth.Authenticate(
-        credentials,
-        cookie_name=COOKIE_NAME,
-        cookie_key=resolve_cookie_key(ctx.settings),
-        cookie_expiry_days=ctx.settings.cookie_expiry_days,
-        auto_hash=False,
-    )
+ENDED_NOTE = "Your sign-in has ended. Sign in again to continue."
+PASSWORD_CHANGED = "Password changed. Every other browser signed in as you has been signed out."
+COOKIE_FRAME_TITLE = "Keeps this browser signed in"
 
 
 def sign_in(ctx: AppContext) -> UserView | None:
     """Show the login form until someone signs in; returns the signed-in user or None."""
-    credentials = ctx.sign_in.credentials()
-    authenticator = _authenticator(ctx, credentials)
-    if not st.session_state.get(state.AUTH_STATUS):
-        if _cookie_is_revoked(ctx, resolve_cookie_key(ctx.settings)):
-            st.session_state[state.AUTH_LOGOUT] = True  # the authenticator then ignores the cookie
-        # Reset a failure from an earlier run so a False below means "failed just now".
-        st.session_state[state.AUTH_STATUS] = None
-
-    signed_in_now: list[str] = []
     st.session_state.pop(state.JUST_SIGNED_IN, None)
-
-    def _on_success(info: dict[str, Any]) -> None:
-        user = ctx.sign_in.record_success(info["username"])
-        st.session_state[state.USER_ID] = user.id
-        signed_in_now.append(user.username)
-
-    form_box = st.empty()
-    try:
-        with form_box.container():
-            authenticator.login(
-                location="main", fields=LOGIN_FIELDS, key=state.LOGIN_FORM, callback=_on_success
-            )
-    except LoginError:
-        st.session_state[state.AUTH_STATUS] = None
-        st.error(SIGN_IN_FAILED_MESSAGE)
+    check = _current_sign_in(ctx)
+    user = check.user if check is not None else _login_form(ctx)
+    if user is None:
         return None
-
-    status = st.session_state.get(state.AUTH_STATUS)
-    if status is False:
-        ctx.sign_in.record_failure(_failed_username(credentials))
-        st.error(SIGN_IN_FAILED_MESSAGE)
-        return None
-    if not status:
-        st.caption("Accounts are created by an administrator. Ask one if you need access.")
-        return None
-
-    if signed_in_now:
-        # Take the form away at once, and write the cookie from outside it so it survives.
-        form_box.empty()
-        write_login_cookie(ctx, signed_in_now[0])
-        st.session_state[state.JUST_SIGNED_IN] = True
-
-    user = ctx.sign_in.active_user(str(st.session_state.get(state.AUTH_USERNAME)))
-    if user is None:  # disabled or deleted since the cookie was written
-        authenticator.logout(location="unrendered")
-        st.session_state[state.AUTH_STATUS] = None
-        st.rerun()
-    st.session_state[state.USER_ID] = user.id
-    _account_sidebar(ctx, authenticator, user)
-    if not st.session_state.get(state.AUTH_STATUS):
-        # Signed out just now. No rerun here: it could stop the cookie deletion reaching the
-        # browser; the cookie component's own rerun brings the login form back.
-        st.info("You are signed out.")
-        return None
+    _account_sidebar(ctx, user)
     if user.must_change_password:
-        _forced_password_change(ctx, authenticator, user)
+        _forced_password_change(ctx)
+        _cookie_handoff()
         return None
+    _cookie_handoff()
     return user
 
 
-def is_https() -> bool:
-    """Whether the browser reached us over HTTPS (directly or through a TLS proxy)."""
-    forwarded = (st.context.headers or {}).get("X-Forwarded-Proto", "")
-    return forwarded.lower() == "https" or (st.context.url or "").startswith("https://")
+def rerun_if_signed_out(ctx: AppContext) -> None:
+    """At the top of a fragment: in the fragment's own reruns (which skip the frame's check), end
+    the fragment when this browser's sign-in has ended, rerunning the app into the login form."""
+    run = get_script_run_ctx()
+    if run is None or not run.fragment_ids_this_run:
+        return  # part of a full run: the frame has just checked the session
+    session_id = st.session_state.get(state.AUTH_SESSION)
+    if session_id is None or ctx.sign_in.check_session(int(session_id)).user is None:
+        st.rerun(scope="app")
 
 
-def write_login_cookie(ctx: AppContext, username: str) -> None:
-    """Write the authenticator's login cookie (same JWT), marked Secure behind HTTPS."""
-    expires = datetime.now() + timedelta(days=ctx.settings.cookie_expiry_days)
-    token = jwt.encode(
-        {"username": username, "exp_date": expires.timestamp()},
-        resolve_cookie_key(ctx.settings),
-        algorithm="HS256",
+def _current_sign_in(ctx: AppContext) -> SessionCheck | None:
+    """The valid sign-in of this browser session, checked now; None when there is none."""
+    session_id = st.session_state.get(state.AUTH_SESSION)
+    check = (
+        ctx.sign_in.check_session(int(session_id))
+        if session_id is not None
+        else _sign_in_from_cookie(ctx)
     )
-    stx.CookieManager(key=state.COOKIE_MANAGER).set(
-        COOKIE_NAME,
-        token,
-        key=state.COOKIE_WRITE,
-        expires_at=expires,
-        secure=True if is_https() else None,
-        same_site="strict",
-    )
+    if check is None:
+        return None
+    known_user = st.session_state.get(state.USER_ID)
+    if check.user is None or check.session_id is None:
+        _forget(ENDED_NOTES.get(check.ended or UNKNOWN, ENDED_NOTE))
+        return None
+    if known_user is not None and known_user != check.user.id:  # never someone else's session
+        _forget(ENDED_NOTE)
+        return None
+    _remember(check.session_id, check.user)
+    handoff = st.session_state.get(state.COOKIE_HANDOFF)
+    if handoff is not None and (not check.cookie_pending or handoff[0] != check.session_id):
+        st.session_state.pop(state.COOKIE_HANDOFF, None)
+    return check
 
 
-def _sign_out(ctx: AppContext, info: dict[str, Any]) -> None:
-    if info.get("username"):
-        ctx.sign_in.record_sign_out(str(info["username"]))
-    st.session_state.pop(state.USER_ID, None)
+def _sign_in_from_cookie(ctx: AppContext) -> SessionCheck | None:
+    """The session of the login cookie this tab was loaded with, tried on its first run only (the
+    cookies Streamlit holds are those of the page load; later ones would be stale)."""
+    if st.session_state.get(state.COOKIE_READ):
+        return None
+    st.session_state[state.COOKIE_READ] = True
+    cookies = st.context.cookies or {}
+    if LEGACY_COOKIE in cookies:
+        st.session_state[state.CLEAR_COOKIE] = True
+    token = cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    check = ctx.sign_in.resume(str(token))
+    if check.user is None:
+        st.session_state[state.CLEAR_COOKIE] = True
+        if check.ended == UNKNOWN:
+            return None  # nothing to explain: a cookie of an unknown session
+    return check
 
 
-def _account_sidebar(ctx: AppContext, authenticator: stauth.Authenticate, user: UserView) -> None:
+def _remember(session_id: int, user: UserView) -> None:
+    st.session_state[state.AUTH_SESSION] = session_id
+    st.session_state[state.AUTH_STATUS] = True
+    st.session_state[state.USER_ID] = user.id
+    st.session_state.pop(state.CLEAR_COOKIE, None)
+    st.session_state.pop(state.SIGN_IN_NOTE, None)
+
+
+def _granted(grant: SessionGrant) -> None:
+    """Keep a new session in this browser session and hand its cookie over on the next draws."""
+    _remember(grant.session_id, grant.user)
+    st.session_state[state.COOKIE_HANDOFF] = (grant.session_id, grant.handoff_code)
+
+
+def _forget(note: str) -> None:
+    """Signed out: drop the session, explain why on the login form, clear the cookie."""
+    for key in (state.AUTH_SESSION, state.AUTH_STATUS, state.USER_ID, state.COOKIE_HANDOFF):
+        st.session_state.pop(key, None)
+    st.session_state[state.SIGN_IN_NOTE] = note
+    st.session_state[state.CLEAR_COOKIE] = True
+
+
+def _login_form(ctx: AppContext) -> UserView | None:
+    form_box = st.empty()
+    with form_box.container(), st.form(state.LOGIN_FORM, clear_on_submit=True):
+        st.subheader(LOGIN_TITLE)
+        username = st.text_input(
+            "Username",
+            key=state.LOGIN_USERNAME,
+            max_chars=USERNAME_MAX_CHARS,
+            autocomplete="username",
+        )
+        password = st.text_input(
+            "Password", type="password", key=state.LOGIN_PASSWORD, autocomplete="current-password"
+        )
+        submitted = st.form_submit_button("Sign in")
+    if not submitted:
+        note = st.session_state.get(state.SIGN_IN_NOTE)
+        if note:
+            st.info(note)
+        st.caption(NO_SIGN_UP_CAPTION)
+        _cookie_clear()
+        return None
+    # Passwords never begin or end with a space (``validate_password``): forgive stray ones.
+    grant = ctx.sign_in.attempt(username, password.strip()) if username and password else None
+    if grant is None:
+        st.error(SIGN_IN_FAILED_MESSAGE if username and password else MISSING_CREDENTIALS)
+        _cookie_clear()
+        return None
+    form_box.empty()
+    _granted(grant)
+    st.session_state[state.JUST_SIGNED_IN] = True
+    return grant.user
+
+
+def _cookie_handoff() -> None:
+    """While the new session's cookie is unclaimed: the frame that claims it (same address on
+    every run, so it loads once)."""
+    handoff = st.session_state.get(state.COOKIE_HANDOFF)
+    if handoff is not None:
+        session_id, code = handoff
+        with st.sidebar:
+            _frame(handoff_url(session_id, code))
+
+
+def _cookie_clear() -> None:
+    """Signed out: the frame that clears a login cookie that no longer signs anyone in."""
+    if st.session_state.get(state.CLEAR_COOKIE):
+        _frame(clear_url())
+
+
+def _frame(url: str) -> None:
+    st.iframe(url, width=1, height=1, tab_index=-1, alt=COOKIE_FRAME_TITLE)
+
+
+def _sign_out(ctx: AppContext) -> None:
+    session_id = st.session_state.get(state.AUTH_SESSION)
+    if session_id is not None:
+        ctx.sign_in.sign_out(int(session_id))
+    _forget(SIGNED_OUT_NOTE)
+
+
+def _account_sidebar(ctx: AppContext, user: UserView) -> None:
     with st.sidebar:
         st.markdown(f"**{escape_markdown(user.display_name)}** · {escape_markdown(user.role)}")
         if ctx.settings.ai_provider == "simulated":
             st.caption("AI: Simulated model (offline)")
         if not user.must_change_password:
             with st.expander("Change password"):
-                _password_form(ctx, authenticator, user, ask_current=True)
-        authenticator.logout(
-            "Sign out",
-            location="sidebar",
-            key=state.LOGOUT_BUTTON,
-            callback=lambda info: _sign_out(ctx, info),
-        )
+                _password_form(ctx, ask_current=True)
+        # A callback: the sign-out is done before the next run draws anything.
+        st.button("Sign out", key=state.LOGOUT_BUTTON, on_click=_sign_out, args=(ctx,))
 
 
-def _password_form(
-    ctx: AppContext, authenticator: stauth.Authenticate, user: UserView, *, ask_current: bool
-) -> None:
+def _password_form(ctx: AppContext, *, ask_current: bool) -> None:
     with st.form(state.PASSWORD_FORM, clear_on_submit=True):
         current = ""
         if ask_current:
@@ -193,19 +228,19 @@ def _password_form(
     if new != repeat:
         st.error("The two new passwords differ.")
         return
+    session_id = st.session_state.get(state.AUTH_SESSION)
     try:
-        ctx.users.change_own_password(user.username, current, new, verify_current=ask_current)
+        if session_id is None:
+            raise NexusError("Your sign-in has ended; sign in again to change the password.")
+        grant = ctx.sign_in.change_password(int(session_id), current, new)
     except NexusError as exc:
         st.error(escape_markdown(str(exc)))
         return
-    # Older cookies are now revoked; give this browser a fresh one.
-    write_login_cookie(ctx, user.username)
-    st.success("Password changed. Other browsers signed in as you have been signed out.")
+    _granted(grant)  # every session ended, this one included; this browser carries on in a new one
+    st.success(PASSWORD_CHANGED)
 
 
-def _forced_password_change(
-    ctx: AppContext, authenticator: stauth.Authenticate, user: UserView
-) -> None:
+def _forced_password_change(ctx: AppContext) -> None:
     st.title("Choose a new password")
     st.info("Your account has a temporary password. Choose your own before you continue.")
-    _password_form(ctx, authenticator, user, ask_current=False)
+    _password_form(ctx, ask_current=False)

@@ -20,6 +20,7 @@ from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
 from nexus_core.ui import notices, show, state
+from nexus_core.ui.auth import rerun_if_signed_out
 from nexus_core.users import UserView
 
 USER_AVATAR = "🧑"
@@ -250,6 +251,7 @@ def _show_status(status, item: JobUpdate, label: str) -> None:  # type: ignore[n
 
 @st.fragment(run_every=LIVE_POLL_SECONDS)
 def _poll_elsewhere(ctx: AppContext, job_id: str) -> None:
+    rerun_if_signed_out(ctx)
     try:
         job = ctx.worker.get(job_id)
     except NotFound:

@@ -34,6 +34,7 @@ from nexus_core.settings import Settings
 from nexus_core.triage import TriageService
 from nexus_core.triage_query import FeedbackFilters
 from nexus_core.ui import show
+from nexus_core.ui.auth import rerun_if_signed_out
 from nexus_core.users import UserView
 
 # Widget keys of the dashboard.
@@ -95,6 +96,7 @@ def dashboard(ctx: AppContext, user: UserView) -> None:
 
 
 def _data_part(ctx: AppContext, user: UserView, window_label: str) -> None:
+    rerun_if_signed_out(ctx)
     now = datetime.now(UTC)
     st.caption(f"Last updated {now:%H:%M:%S} UTC")
     if nothing_logged(ctx.settings):

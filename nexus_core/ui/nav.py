@@ -79,11 +79,10 @@ def remember_requested_page() -> None:
 def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> None:  # type: ignore[valid-type]
     """After sign-in: go to the page asked for before it, if this user may open it.
 
-    A rerun that signs a visitor in can land on the default page and drop the query (the login
-    cookie's first read reruns the app before any page is chosen); switch back to both. Not in
-    the run that has just signed someone in through the form: switching would cut that run short
-    before the login cookie's component reaches the browser; the next run switches instead, if
-    the user is still on the page it was deferred on.
+    A run that signs a visitor in can land on the default page and drop the query; switch back to
+    both. Not in the run that has just signed someone in through the form: switching would cut
+    that run short before the login cookie's hand-off frame reaches the browser; the next run
+    switches instead, if the user is still on the page it was deferred on.
     """
     remembered = st.session_state.get(state.RETURN_TO)
     deferred_on = st.session_state.pop(state.RETURN_DEFERRED_ON, None)
@@ -104,13 +103,14 @@ def return_to_requested_page(current: st.Page, user: UserView, *, env: str) -> N
     st.switch_page(page_path(target), query_params=query)
 
 
-def show_not_found(path: str) -> None:
-    """A friendly 404 for a page that does not exist or that this role may not open."""
+def show_not_found(path: str, home: st.Page) -> None:  # type: ignore[valid-type]
+    """A friendly 404 for a page that does not exist or that this role may not open, with a
+    link to ``home`` (the page at the root: Chat)."""
     st.title("🧭 Page not found")
     st.write(
         f"There is no page called “{plain(path)}” here, or it is not available to your account."
     )
-    st.page_link(page_path("chat"), label="Back to Chat", icon="💬")
+    st.page_link(home, label="Back to Chat", icon="💬")
 
 
 def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ignore[valid-type]
@@ -124,8 +124,9 @@ def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ign
     for spec in PAGES:
         if spec.key in allowed:
             sections.setdefault(spec.section, []).append(_page(spec))
+    home = sections[PAGES_BY_KEY["chat"].section][0]
     last = list(sections.values())[-1]
-    last.extend(_catch_all_pages(lambda path: path in allowed))
+    last.extend(_catch_all_pages(lambda path: path in allowed, home))
     return st.navigation(sections)
 
 
@@ -137,7 +138,7 @@ def hide_navigation() -> None:
     the user may open (an unknown address keeps its hidden 404 page until then).
     """
     pages = [_page(spec, visibility="hidden") for spec in PAGES]
-    pages += _catch_all_pages(lambda path: path in PAGES_BY_KEY)
+    pages += _catch_all_pages(lambda path: path in PAGES_BY_KEY, pages[0])
     st.navigation(pages, position="hidden")
 
 
@@ -153,7 +154,7 @@ def _page(spec: PageSpec, *, visibility: str = "visible") -> st.Page:  # type: i
     )
 
 
-def _catch_all_pages(is_page: Callable[[str], bool]) -> list[st.Page]:  # type: ignore[valid-type]
+def _catch_all_pages(is_page: Callable[[str], bool], home: st.Page) -> list[st.Page]:  # type: ignore[valid-type]
     """The hidden pages that answer the root and an unknown address.
 
     Streamlit serves its default page (Chat) at ``/`` only, so ``/chat`` would show Streamlit's
@@ -178,7 +179,7 @@ def _catch_all_pages(is_page: Callable[[str], bool]) -> list[st.Page]:  # type: 
     if path and path != ROOT_URL_PATH and registrable and not is_page(path):
         pages.append(
             st.Page(
-                lambda: show_not_found(path),
+                lambda: show_not_found(path, home),
                 title=NOT_FOUND_TITLE,
                 icon="🧭",
                 url_path=path,

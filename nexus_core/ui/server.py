@@ -1,5 +1,6 @@
-"""The ASGI side of the app: `/health`, `/metrics`, security headers, branded 404 and the
-script error handler that `app.py` hands to ``st.App``."""
+"""The ASGI side of the app: `/health`, `/metrics`, the login cookie's routes
+(``session_cookie``), security headers, branded 404 and the script error handler that `app.py`
+hands to ``st.App``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from nexus_core.errors import ConfigError
 from nexus_core.health import run_health
 from nexus_core.incidents import withhold_exception_text
 from nexus_core.settings import Settings, load_settings
+from nexus_core.ui import session_cookie
 
 log = logging.getLogger("nexus.server")
 
@@ -134,7 +136,7 @@ def withhold_exception_text_from_logs() -> None:
 
 def routes() -> list[Route]:
     """The extra HTTP routes served beside the pages."""
-    return [Route("/health", health), Route("/metrics", metrics)]
+    return [Route("/health", health), Route("/metrics", metrics), *session_cookie.routes()]
 
 
 def middleware() -> list[Middleware]:

@@ -1,25 +1,25 @@
 """Session-state and widget keys, in one place so pages never repeat string literals.
 
 ``st.session_state`` holds ids and UI toggles only; everything else is a database row.
-The authenticator owns ``authentication_status``, ``username``, ``name``, ``email``, ``roles``,
-``logout`` and ``init``: never use those as widget keys.
 """
 
 from __future__ import annotations
 
-# Authenticator-owned keys we read.
-AUTH_STATUS = "authentication_status"
-AUTH_USERNAME = "username"
-AUTH_LOGOUT = "logout"
-
-# Ours.
+# Sign-in: this browser session's sign-in session (an ``AuthSession`` id), checked on every run;
+# while it is valid, ``AUTH_STATUS`` is True and ``USER_ID`` names the user.
+AUTH_STATUS = "nexus_signed_in"
+AUTH_SESSION = "nexus_auth_session"
 USER_ID = "nexus_user_id"
-COOKIE_MANAGER = "nexus_cookie_manager"
-COOKIE_WRITE = "nexus_cookie_write"
+COOKIE_HANDOFF = "nexus_cookie_handoff"  # (session id, one-time code) until the cookie is claimed
+CLEAR_COOKIE = "nexus_clear_cookie"  # signed out: clear a login cookie that no longer works
+COOKIE_READ = "nexus_cookie_read"  # the login cookie of the page load was tried (once per tab)
+SIGN_IN_NOTE = "nexus_sign_in_note"  # why the login form is back (signed out, ended elsewhere)
 LOGIN_FORM = "nexus_login_form"
+LOGIN_USERNAME = "nexus_login_username"
+LOGIN_PASSWORD = "nexus_login_password"
 RETURN_TO = "nexus_return_to"
 RETURN_DEFERRED_ON = "nexus_return_deferred_on"  # the page the switch back waits on
-JUST_SIGNED_IN = "nexus_just_signed_in"  # this run signed someone in (the cookie is being written)
+JUST_SIGNED_IN = "nexus_just_signed_in"  # this run signed someone in through the form
 LOGOUT_BUTTON = "nexus_logout"
 PASSWORD_FORM = "nexus_password_form"
 NEW_PASSWORD = "nexus_new_password"

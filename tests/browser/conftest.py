@@ -22,6 +22,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Response as PlaywrightResponse
+
+from nexus_core.auth import SESSION_COOKIE
+from nexus_core.ui.session_cookie import SESSION_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_SCRIPT = REPO_ROOT / "app.py"
@@ -47,14 +51,17 @@ CLI_TIMEOUT_SECONDS = 60.0
 LOG_TAIL_CHARS = 4000
 PAGE_TEXT_CHARS = 2000
 PAGE_TEXT_TIMEOUT_MS = 2000
-# Streamlit reruns are asynchronous and the login form sleeps 0.7 s on every signed-out run.
+# Streamlit reruns are asynchronous, and slow on a loaded 2-core machine.
 UI_TIMEOUT_MS = 15_000
 # A sidebar click that lands while the previous run is still finishing can be swallowed by it.
 NAVIGATION_ATTEMPTS = 3
 NAVIGATION_WAIT_MS = 5_000
 REOPEN_AFTER_MS = 5_000
-COOKIE_WAIT_MS = 45_000  # the cookie component is slow to load on a busy machine
-LOGIN_COOKIE_JS = "document.cookie.includes('nexus_auth=')"
+COOKIE_WAIT_MS = 45_000  # the cookie's hand-off frame can be slow to load on a busy machine
+COOKIE_POLL_MS = 100
+# The login cookie is HttpOnly (JavaScript cannot see it): tests read the browser context's
+# cookie jar, and the sign-in helper waits for the request that sets it.
+LOGIN_COOKIE = SESSION_COOKIE
 
 
 @dataclass(frozen=True)
@@ -267,17 +274,46 @@ def sign_in(page: Page, url: str, username: str, password: str, *, lands_on: str
     """Sign in through the real form at ``url`` and wait until the app has settled on the page
     titled ``lands_on`` (Chat for the root; a link to a page lands on that page).
 
-    The sign-in run can briefly show the stale heading beside the new one, and the login
-    cookie's component can rerun the app once it has written the cookie; a click made before that
-    rerun can be swallowed by it, so this returns only after the cookie exists and the run ended.
+    The sign-in run can briefly show the stale heading beside the new one, and the login cookie
+    arrives a moment later through its hand-off frame; this returns only after the server has set
+    the cookie and the run ended.
     """
     page.goto(url)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name=lands_on).first).to_be_visible()
-    page.wait_for_function(LOGIN_COOKIE_JS, timeout=COOKIE_WAIT_MS)
+    with page.expect_response(sets_login_cookie, timeout=COOKIE_WAIT_MS) as claimed:
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name=lands_on).first).to_be_visible()
+    assert claimed.value.status == 204, f"the login cookie was refused: {claimed.value.status}"
     wait_until_idle(page)
+
+
+def sets_login_cookie(response: PlaywrightResponse) -> bool:
+    """Whether ``response`` answers the hand-off frame's claim of the login cookie."""
+    return response.url.endswith(SESSION_PATH) and response.request.method == "POST"
+
+
+def login_cookie(context: BrowserContext, name: str = LOGIN_COOKIE) -> dict[str, object] | None:
+    """The login cookie (or cookie ``name``) in the browser's jar, which JavaScript cannot read for
+    an HttpOnly cookie; None when there is none."""
+    found = [c for c in context.cookies() if c["name"] == name]
+    assert len(found) <= 1, found
+    return dict(found[0]) if found else None
+
+
+def wait_for_login_cookie(
+    page: Page, *, present: bool = True, name: str = LOGIN_COOKIE
+) -> dict[str, object] | None:
+    """Wait until the login cookie (or cookie ``name``) is in the browser's jar or, with
+    ``present=False``, gone from it; returns it when present."""
+    deadline = time.monotonic() + COOKIE_WAIT_MS / 1000
+    while True:
+        cookie = login_cookie(page.context, name)
+        if (cookie is not None) == present:
+            return cookie
+        if time.monotonic() > deadline:
+            pytest.fail(f"cookie {name} was {'never set' if present else 'not cleared'}")
+        page.wait_for_timeout(COOKIE_POLL_MS)  # polling the jar: no event tells a cookie changed
 
 
 def open_from_sidebar(page: Page, title: str, heading: str) -> None:
