@@ -112,6 +112,10 @@ REVIEWED: dict[tuple[str, str, str], str] = {
     ("nexus_core/ui/workbench_view.py", "schema_panel", "markdown"): (
         "view and column names come from the code's own schema table (view_schemas)"
     ),
+    ("nexus_core/ui/auth.py", "_frame", "iframe"): (
+        "loads the app's own cookie hand-off or clearing URL (session_cookie), built from a "
+        "random one-time code; the frame shows no text"
+    ),
     ("nexus_core/ui/dashboard_view.py", "feedback_panel", "LinkColumn"): (
         "the links are app paths built from a session UUID or a feedback id, shown as 'Open ↗'"
     ),

@@ -11,7 +11,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.auth import SIGN_IN_FAILED_MESSAGE
 from nexus_core.ui import state
 from nexus_core.ui.auth import ENDED_NOTES, MISSING_CREDENTIALS, PASSWORD_CHANGED, SIGNED_OUT_NOTE
-from tests.apptest import APP, signed_in_app
+from tests.apptest import APP, seen_text, signed_in_app
 
 PASSWORD = "correct-horse-1"
 NEW_PASSWORD = "a-new-password-2"
@@ -48,7 +48,7 @@ def shows_login_form(at: AppTest) -> bool:
 
 
 def notes(at: AppTest) -> list[str]:
-    return [i.value for i in at.info]
+    return [seen_text(i.value) for i in at.info]
 
 
 def test_the_login_form_signs_in_with_a_sign_in_session(app_ctx: AppContext) -> None:
@@ -71,7 +71,7 @@ def test_a_refused_sign_in_keeps_the_form_with_one_message(
     app_ctx: AppContext, username: str, password: str, message: str
 ) -> None:
     at = through_the_form(username, password)
-    assert [e.value for e in at.error] == [message]
+    assert [seen_text(e.value) for e in at.error] == [message]
     assert shows_login_form(at) and "💬 Chat" not in titles(at)
 
 
@@ -101,7 +101,7 @@ def test_a_password_change_keeps_this_browser_and_signs_out_the_others(
     laptop.text_input(key=state.NEW_PASSWORD_REPEAT).input(NEW_PASSWORD)
     button(laptop.sidebar, "Change password").click().run()
 
-    assert [s.value for s in laptop.success] == [PASSWORD_CHANGED]
+    assert [seen_text(s.value) for s in laptop.success] == [PASSWORD_CHANGED]
     assert laptop.session_state[state.AUTH_SESSION] != before  # re-issued
     laptop.run()
     assert "💬 Chat" in titles(laptop) and not shows_login_form(laptop)

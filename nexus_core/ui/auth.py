@@ -25,7 +25,7 @@ from nexus_core.auth import (
 )
 from nexus_core.errors import NexusError
 from nexus_core.rendering import escape_markdown
-from nexus_core.ui import state
+from nexus_core.ui import show, state
 from nexus_core.ui.session_cookie import clear_url, handoff_url
 from nexus_core.users import UserView
 
@@ -157,7 +157,7 @@ def _login_form(ctx: AppContext) -> UserView | None:
     if not submitted:
         note = st.session_state.get(state.SIGN_IN_NOTE)
         if note:
-            st.info(note)
+            show.info(note)
         st.caption(NO_SIGN_UP_CAPTION)
         _cookie_clear()
         return None
