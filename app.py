@@ -45,7 +45,4 @@ else:
     show_report_notice()
     navigation = nav.build_navigation(user, env=ctx.settings.env)  # an unknown path: the 404
     nav.return_to_requested_page(navigation, user, env=ctx.settings.env)
-    if nav.fell_back_to_root(navigation):
-        nav.show_not_found(nav.requested_path(), navigation)
-    else:
-        navigation.run()  # an unknown address has a hidden page of its own: the friendly 404
+    navigation.run()  # an unknown address has a hidden page of its own: the friendly 404

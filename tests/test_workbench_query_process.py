@@ -51,7 +51,9 @@ ONE_LONG_CALL = {
     "edit distance of two long strings": (
         "SELECT levenshtein(repeat('a', 200000), repeat('b', 200000)) AS d"
     ),
-    "a huge repeat": "SELECT length(repeat(repeat('ab', 50000000), 40)) AS n",
+    "a lambda over 20 M elements": (
+        "SELECT list_reduce(range(20000000), lambda a, b: a + b) AS total"
+    ),
     "a scan of 10^11 rows": "SELECT count(*) AS n FROM range(100000000000)",
 }
 # Data-changing statements inside one SELECT, in every position we could think of.

@@ -58,17 +58,6 @@ def requested_path() -> str:
     return unquote(urlparse(st.context.url or "").path).strip("/")
 
 
-def fell_back_to_root(page: st.Page) -> bool:  # type: ignore[valid-type]
-    """Whether ``st.navigation`` chose the root page for an address that names no page.
-
-    That happens only for an address that could not get a page of its own (a nested path such
-    as ``/a/b``); the friendly 404 is then drawn in place of Chat. A page chosen any other way
-    (a link or a switch, which Streamlit resolves itself) is run as it is.
-    """
-    path = requested_path()
-    return page.url_path == "" and path not in ("", ROOT_URL_PATH)
-
-
 def remember_requested_page() -> None:
     """Before sign-in: note which page (and query, e.g. ``?notebook=7``) the visitor asked for."""
     path = requested_path()
@@ -173,8 +162,8 @@ def _catch_all_pages(is_page: Callable[[str], bool], home: st.Page) -> list[st.P
         )
     ]
     path = requested_path()
-    # A page's address holds no "/" and no surrounding blanks; such an address keeps the 404
-    # drawn by ``app.py`` instead (with Streamlit's own notice).
+    # A page's address holds no "/" and no surrounding blanks: such an address (``/a/b``) falls
+    # back to Chat under Streamlit's own "page not found" notice.
     registrable = "/" not in path and path == path.strip()
     if path and path != ROOT_URL_PATH and registrable and not is_page(path):
         pages.append(

@@ -33,7 +33,7 @@ import streamlit as st
 
 from nexus_core.personas import shown_avatar
 from nexus_core.rendering import as_code_block, escape_markdown, safe_markdown
-from nexus_core.ui.resources import get_context
+from nexus_core.settings import load_settings
 
 # Plotly keys whose strings are our own templates (with <br> and %{…}), not data.
 PLOTLY_TEMPLATE_KEYS = frozenset({"hovertemplate", "texttemplate", "template"})
@@ -47,12 +47,18 @@ def plain(text: object) -> str:
 
 def markdown(text: str, *, allowed_image_hosts: Collection[str] | None = None) -> None:
     """Show Markdown someone wrote with only web/mail links and allow-listed images left live."""
-    if allowed_image_hosts is None:  # the pages' settings, read once per process
-        allowed_image_hosts = get_context().settings.allowed_image_hosts
+    if allowed_image_hosts is None:
+        allowed_image_hosts = _image_hosts()
     hosts = allowed_image_hosts
     # Never unsafe_allow_html: Streamlit then shows raw HTML as text, and safe_markdown handles
     # what Markdown itself can do (links, images).
     st.markdown(safe_markdown(text, allowed_image_hosts=hosts))
+
+
+@st.cache_resource(show_spinner=False)
+def _image_hosts() -> tuple[str, ...]:
+    """``NEXUS_IMAGE_HOSTS``, read once per process (not on every message drawn)."""
+    return tuple(load_settings().allowed_image_hosts)
 
 
 def text(body: object) -> None:
