@@ -1,6 +1,6 @@
 """Window metrics of the event log: the numbers of ``nexus metrics --json`` and the dashboard.
 
-Over the events with ``now − window ≤ ts < now`` (see ``../shared/contract.md``, "Metrics"):
+Over the events with ``now − window ≤ ts < now`` (see ``docs/contract.md``, "Metrics"):
 ``requests`` counts ``request_start``; ``successes`` / ``failures`` count ``request_success`` /
 ``request_failure``; ``retries`` counts ``job_retry``; ``success_rate`` is successes over
 outcomes (None without outcomes). Response latency (``p95_latency_ms``, ``avg_latency_ms``, p50,
