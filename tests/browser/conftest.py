@@ -252,9 +252,14 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> It
             _stop(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Browser]:
-    """A headless Chromium; tests open their own ``browser.new_context()``."""
+    """A headless Chromium per module; tests open their own ``browser.new_context()``.
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running in
+    the main thread while it is open, and the tests outside ``tests/browser`` that call
+    ``asyncio.run`` (the Starlette routes) would fail after the browser modules ran first.
+    """
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         expect.set_options(timeout=UI_TIMEOUT_MS)
