@@ -8,8 +8,8 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 if get_script_run_ctx() is None:
-    from nexus_core.ui import server
     from nexus_core.ui.errors_view import on_script_error
+    from nexus_core.web import server
 
     server.refuse_misconfigured_start()
     server.withhold_exception_text_from_logs()

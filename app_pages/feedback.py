@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from nexus_core.triage import can_triage
+from nexus_core.feedback.triage import can_triage
 from nexus_core.ui import feedback_view
 from nexus_core.ui.guard import require_page
 from nexus_core.ui.nav import page_path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nexus_core.events import ApiEventLogger, EventName, log_files
+from nexus_core.ops.events import ApiEventLogger, EventName, log_files
 
 EVENTS_PER_RUN = 40_000
 THREAD_COUNTS = (1, 4)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics, parse_window, timeseries
-from nexus_core.events import DEFAULT_MAX_BYTES, ApiEventLogger, format_ts, log_files
+from nexus_core.ops.events import DEFAULT_MAX_BYTES, ApiEventLogger, format_ts, log_files
 
 EVENTS = 2_000_000
 SMALL_EVENTS = 10_000

@@ -18,10 +18,10 @@ from collections.abc import Generator
 from pathlib import Path
 
 from nexus_core.ai.jobs import ResponseWorker
-from nexus_core.ai.types import GenerationRequest, ProviderResult, Usage
+from nexus_core.ai.protocol import GenerationRequest, ProviderResult, Usage
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import Message
-from nexus_core.events import ApiEventLogger
+from nexus_core.ops.events import ApiEventLogger
 from nexus_core.settings import Settings
 
 

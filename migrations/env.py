@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from alembic import context
 
-import nexus_core.db.notes  # noqa: F401
 from nexus_core.db.engine import make_engine
 from nexus_core.db.models import Base
 

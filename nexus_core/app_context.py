@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from nexus_core.ai.jobs import ResponseWorker
+from nexus_core.ai.protocol import Provider
 from nexus_core.ai.providers import available_providers, build_provider
-from nexus_core.ai.types import Provider
 from nexus_core.auth import SignInService, resolve_cookie_key, session_lifetime
 from nexus_core.chat import ChatService
 from nexus_core.compare.runs import CompareService
@@ -19,10 +19,10 @@ from nexus_core.compare.test_sets import TestSetService
 from nexus_core.compare.variants import LANE_WORKERS
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
-from nexus_core.events import ApiEventLogger, EventSink
 from nexus_core.feedback import FeedbackService
-from nexus_core.incidents import ErrorNotifierService
-from nexus_core.metrics import FanoutSink, MetricsEventSink, NexusMetrics
+from nexus_core.ops.events import ApiEventLogger, EventSink
+from nexus_core.ops.incidents import ErrorNotifierService
+from nexus_core.ops.prometheus import FanoutSink, MetricsEventSink, NexusMetrics
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings, load_settings
 from nexus_core.users import UserService

@@ -19,7 +19,7 @@ Nexus checks passwords itself; the login form only collects them.
   id, and every run of the app checks it (one query by primary key, joined to the user), so
   signing out, a password change or disabling ends every open browser of that user at its next
   interaction. The login cookie holds a random token of its own (only a keyed hash is stored),
-  set HttpOnly by the server in exchange for a one-time code (``nexus_core.ui.session_cookie``).
+  set HttpOnly by the server in exchange for a one-time code (``nexus_core.web.session_cookie``).
   Issue and expiry times are stored when a session is issued, so changing
   ``NEXUS_COOKIE_EXPIRY_DAYS`` later moves no existing session. The old login cookie (a JWT
   holding only its expiry) is never read.
@@ -42,9 +42,9 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuthSession, User
-from nexus_core.db.types import utc_now
 from nexus_core.errors import ConfigError, PermissionDenied
 from nexus_core.settings import Settings
 from nexus_core.users import (

@@ -15,9 +15,9 @@ from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import ChatSession, Message, Persona
-from nexus_core.db.types import utc_now
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.users import UserView
 

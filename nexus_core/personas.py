@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -335,3 +336,21 @@ class PersonaService:
             self.create(**spec)  # type: ignore[arg-type]
             created += 1
         return created
+
+
+DIFF_CONTEXT_LINES = 3
+
+
+def instruction_diff(
+    old: str, new: str, *, old_label: str = "before", new_label: str = "after"
+) -> str:
+    """A unified diff of two system instructions, line by line ("" when they are equal)."""
+    lines = difflib.unified_diff(
+        old.splitlines(),
+        new.splitlines(),
+        fromfile=old_label,
+        tofile=new_label,
+        n=DIFF_CONTEXT_LINES,
+        lineterm="",
+    )
+    return "\n".join(lines)

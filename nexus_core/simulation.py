@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from nexus_core.ai.jobs import ResponseWorker
 from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.app_context import AppContext
-from nexus_core.db.types import utc_now
+from nexus_core.db.columns import utc_now
 from nexus_core.errors import NotFound, ValidationError
-from nexus_core.events import ApiEventLogger
+from nexus_core.ops.events import ApiEventLogger
 from nexus_core.users import UserView
 
 DEMO_USER_PREFIX = "demo-user-"

@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import ROLES, AuthSession, User
-from nexus_core.db.types import utc_now
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
 
 MIN_PASSWORD_CHARS = 10

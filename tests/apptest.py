@@ -10,7 +10,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from nexus_core.rendering import HARD_BREAK, WORD_JOINER
+from nexus_core.markdown.safe import HARD_BREAK, WORD_JOINER
 from nexus_core.ui import state
 from nexus_core.ui.nav import page_path
 from nexus_core.ui.resources import get_context

@@ -22,7 +22,7 @@ from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, Message
-from nexus_core.events import ApiEventLogger, ListEventSink, read_events
+from nexus_core.ops.events import ApiEventLogger, ListEventSink, read_events
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
 from tests.fakes.gated_provider import GatedProvider

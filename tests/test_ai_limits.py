@@ -13,7 +13,7 @@ import pytest
 
 from nexus_core.ai.gemini import GeminiClient
 from nexus_core.ai.openai_compat import OpenAICompatibleClient
-from nexus_core.ai.types import ChatTurn, GenerationRequest, Provider, run_stream
+from nexus_core.ai.protocol import ChatTurn, GenerationRequest, Provider, run_stream
 from nexus_core.ai.wire import MAX_ERROR_BODY_BYTES, ReplyLimits
 from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
 from nexus_core.settings import Settings

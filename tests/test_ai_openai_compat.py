@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from nexus_core.ai.openai_compat import OpenAICompatibleClient
+from nexus_core.ai.protocol import ChatTurn, GenerationRequest, Provider, Usage, run_stream
 from nexus_core.ai.providers import build_provider
-from nexus_core.ai.types import ChatTurn, GenerationRequest, Provider, Usage, run_stream
 from nexus_core.errors import (
     ConfigError,
     PermanentProviderError,

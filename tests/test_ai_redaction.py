@@ -22,11 +22,11 @@ from nexus_core.ai.gemini import GeminiClient
 from nexus_core.ai.jobs import ResponseWorker
 from nexus_core.ai.openai_compat import OpenAICompatibleClient
 from nexus_core.ai.progress import JobUpdate
-from nexus_core.ai.types import Provider
+from nexus_core.ai.protocol import Provider
 from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, Message
-from nexus_core.events import ApiEventLogger, ListEventSink
+from nexus_core.ops.events import ApiEventLogger, ListEventSink
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
 from tests.fakes import ScriptedServer

@@ -6,9 +6,9 @@ from random import Random
 
 import pytest
 
+from nexus_core.ai.protocol import ChatTurn, GenerationRequest, Provider, run_stream
 from nexus_core.ai.providers import build_provider
 from nexus_core.ai.simulated import DEMO_FOOTER, SimulatedProvider, estimate_tokens
-from nexus_core.ai.types import ChatTurn, GenerationRequest, Provider, run_stream
 from nexus_core.errors import ConfigError, TransientProviderError
 from nexus_core.settings import Settings
 

@@ -17,7 +17,7 @@ from nexus_core.analytics.breakdowns import by_model, by_persona, per_minute, to
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics, parse_window, timeseries
 from nexus_core.errors import ValidationError
-from nexus_core.events import ApiEventLogger, format_ts, log_files, read_events
+from nexus_core.ops.events import ApiEventLogger, format_ts, log_files, read_events
 
 NOW = datetime(2026, 11, 27, 12, 0, 30, 250_000)
 CONTRACT_KEYS = [

@@ -21,7 +21,7 @@ from nexus_core.analytics.slo import (
     burn_rate_alerts,
     slo_counts,
 )
-from nexus_core.events import ApiEventLogger, read_events
+from nexus_core.ops.events import ApiEventLogger, read_events
 
 NOW = datetime(2026, 11, 27, 12, 0, 0)
 HEALTHY_MS = 800.0

@@ -306,7 +306,7 @@ def test_metrics_json_follows_the_contract_window(settings: Settings) -> None:
 
     import numpy as np
 
-    from nexus_core.events import ApiEventLogger
+    from nexus_core.ops.events import ApiEventLogger
 
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     moments = iter(

@@ -24,11 +24,11 @@ from nexus_core.compare.runs import CompareService, CompareView
 from nexus_core.compare.scoring import leaderboard_csv, wilson_interval
 from nexus_core.compare.variants import FEATURE_DENIED, LANE_WORKERS, VariantSpec
 from nexus_core.compare.votes import Rating
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import ChatSession, CompareVote
-from nexus_core.db.types import utc_now
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
-from nexus_core.events import ListEventSink, read_events
+from nexus_core.ops.events import ListEventSink, read_events
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings
 from nexus_core.users import UserService, UserView

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
-from nexus_core.events import ApiEventLogger, EventName
+from nexus_core.ops.events import ApiEventLogger, EventName
 from nexus_core.ui import dashboard_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nexus_core.events import (
+from nexus_core.ops.events import (
     ApiEventLogger,
     EventName,
     EventSink,
@@ -383,7 +383,7 @@ CONCURRENT_MAX_BYTES = 512 * 1024
 WRITER_SCRIPT = """
 import random, sys, threading
 from pathlib import Path
-from nexus_core.events import ApiEventLogger
+from nexus_core.ops.events import ApiEventLogger
 
 path, proc, threads, per_thread, big, max_bytes = sys.argv[1:7]
 proc, threads, per_thread, big, max_bytes = map(int, (proc, threads, per_thread, big, max_bytes))

@@ -22,11 +22,11 @@ from nexus_core.ai.lanes import OVERDUE_GRACE_SECONDS
 from nexus_core.ai.providers import build_provider
 from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.chat import ChatService
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, ChatSession
-from nexus_core.db.types import utc_now
-from nexus_core.events import ListEventSink
-from nexus_core.health import (
+from nexus_core.ops.events import ListEventSink
+from nexus_core.ops.health import (
     DATABASE_OK_DETAIL,
     SIMULATED_IN_PRODUCTION,
     CheckResult,
@@ -43,8 +43,8 @@ from nexus_core.health import (
 )
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings
-from nexus_core.ui.server import routes
 from nexus_core.users import UserService, UserView
+from nexus_core.web.server import routes
 from tests.fakes.clock import ManualClock
 from tests.fakes.gated_provider import GatedProvider
 

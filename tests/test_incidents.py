@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from nexus_core.incidents import redacted_frames
+from nexus_core.ops.incidents import redacted_frames
 
 SECRET = "postgresql://nexus:hunter2-db-password@db.internal/nexus"
 KEY = "AIzaSy-gemini-key-0123456789"
@@ -16,7 +16,7 @@ KEY = "AIzaSy-gemini-key-0123456789"
 SERVER_SCRIPT = textwrap.dedent(
     f"""
     import logging, sys
-    from nexus_core.ui import server
+    from nexus_core.web import server
 
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
     server.withhold_exception_text_from_logs()

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from nexus_core.analytics.log_store import EventStore
-from nexus_core.events import ApiEventLogger, log_files, read_events
+from nexus_core.ops.events import ApiEventLogger, log_files, read_events
 
 START = datetime(2026, 11, 27, 9, 0, 0)
 FAR_PAST = datetime(2000, 1, 1)

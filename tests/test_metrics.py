@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nexus_core.events import EventName, ListEventSink
-from nexus_core.metrics import (
+from nexus_core.ops.events import EventName, ListEventSink
+from nexus_core.ops.prometheus import (
     METRIC_NAMES,
     FanoutSink,
     MetricsEventSink,

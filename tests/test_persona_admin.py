@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import func, select
 
 from nexus_core import audit
+from nexus_core.ai.preview import preview_reply
 from nexus_core.ai.simulated import SimulatedProvider, compose_answer
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import Persona, PersonaVersion
 from nexus_core.errors import PermissionDenied, ValidationError
-from nexus_core.persona_admin import instruction_diff, preview_reply
+from nexus_core.personas import instruction_diff
 
 PASSWORD = "correct-horse-1"
 

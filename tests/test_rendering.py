@@ -1,4 +1,4 @@
-"""Safe rendering of user- and model-written Markdown (nexus_core.rendering, OWASP LLM05)."""
+"""Safe rendering of user- and model-written Markdown (nexus_core.markdown.safe, OWASP LLM05)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from streamlit.testing.v1 import AppTest
 
-from nexus_core.rendering import (
+from nexus_core.markdown.safe import (
     IMAGE_HOSTS_DEFAULT,
     IMAGE_MARK,
     NBSP,

@@ -1,4 +1,4 @@
-"""The security headers of every response (nexus_core/ui/server.py): the Content-Security-Policy
+"""The security headers of every response (nexus_core/web/server.py): the Content-Security-Policy
 keeps images, connections and frames to the app itself and the allow-listed image hosts."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from nexus_core.settings import Settings
-from nexus_core.ui.server import SecurityHeaders, security_headers
+from nexus_core.web.server import SecurityHeaders, security_headers
 
 
 def directives(policy: str) -> dict[str, list[str]]:

@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 
 from nexus_core.app_context import AppContext
 from nexus_core.auth import LEGACY_COOKIE, SESSION_COOKIE, SessionGrant
-from nexus_core.ui import session_cookie
-from nexus_core.ui.session_cookie import HANDOFF_PATH, HANDOFF_SCRIPT_PATH, SESSION_PATH
+from nexus_core.web import session_cookie
+from nexus_core.web.session_cookie import HANDOFF_PATH, HANDOFF_SCRIPT_PATH, SESSION_PATH
 
 WEEK_SECONDS = 7 * 24 * 3600
 

@@ -12,7 +12,7 @@ from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ChatSession, Message
 from nexus_core.errors import ValidationError
-from nexus_core.events import read_events
+from nexus_core.ops.events import read_events
 from nexus_core.simulation import DEMO_USER_PREFIX, simulate
 
 

@@ -20,7 +20,7 @@ from nexus_core.compare.test_sets import OWNER_ONLY, TestSetService
 from nexus_core.compare.variants import FEATURE_DENIED, LANE_WORKERS, VariantSpec
 from nexus_core.db.engine import Database
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
-from nexus_core.events import ListEventSink
+from nexus_core.ops.events import ListEventSink
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
 from tests.fakes.gated_provider import GatedProvider

@@ -20,11 +20,10 @@ from nexus_core.analytics.feedback_charts import (
     persona_figure,
 )
 from nexus_core.app_context import AppContext
-from nexus_core.db.models import Feedback, Message, User
-from nexus_core.db.notes import FeedbackNote
+from nexus_core.db.models import Feedback, FeedbackNote, Message, User
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
-from nexus_core.triage import TriageService
-from nexus_core.triage_query import NO_PERSONA, FeedbackFilters
+from nexus_core.feedback.filters import NO_PERSONA, FeedbackFilters
+from nexus_core.feedback.triage import TriageService
 from nexus_core.users import UserView
 
 ALL = FeedbackFilters()

@@ -22,7 +22,7 @@ from nexus_core.compare.checks import TestCase
 from nexus_core.db.engine import Database
 from nexus_core.db.models import User
 from nexus_core.errors import ConfigError, QueryError, QueryRefused, QueryTimeout
-from nexus_core.events import ApiEventLogger, log_files
+from nexus_core.ops.events import ApiEventLogger, log_files
 from nexus_core.workbench.data import view_schemas
 from nexus_core.workbench.notebooks import NotebookService
 from nexus_core.workbench.results import DISPLAY_LIMIT

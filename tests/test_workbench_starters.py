@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ChatSession, Message, User
-from nexus_core.events import read_events
+from nexus_core.ops.events import read_events
 from nexus_core.simulation import simulate
 from nexus_core.workbench.cells import Cell, cells_from_json, cells_to_json
 from nexus_core.workbench.sandbox import Workbench

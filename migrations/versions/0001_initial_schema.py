@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-import nexus_core.db.types
+import nexus_core.db.columns
 
 revision = "0001"
 down_revision = None
@@ -34,8 +34,8 @@ def upgrade() -> None:
         sa.Column("temperature", sa.Float(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_personas")),
         sa.UniqueConstraint("name", name=op.f("uq_personas_name")),
     )
@@ -54,12 +54,12 @@ def upgrade() -> None:
         ),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("must_change_password", sa.Boolean(), nullable=False),
-        sa.Column("cookies_valid_after", nexus_core.db.types.UTCDateTime(), nullable=True),
+        sa.Column("cookies_valid_after", nexus_core.db.columns.UTCDateTime(), nullable=True),
         sa.Column("failed_logins", sa.Integer(), nullable=False),
-        sa.Column("locked_until", nexus_core.db.types.UTCDateTime(), nullable=True),
-        sa.Column("last_login_at", nexus_core.db.types.UTCDateTime(), nullable=True),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("locked_until", nexus_core.db.columns.UTCDateTime(), nullable=True),
+        sa.Column("last_login_at", nexus_core.db.columns.UTCDateTime(), nullable=True),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
@@ -76,7 +76,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["actor_id"],
             ["users.id"],
@@ -97,9 +97,9 @@ def upgrade() -> None:
         sa.Column("persona_version", sa.Integer(), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("deleted_at", nexus_core.db.types.UTCDateTime(), nullable=True),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("deleted_at", nexus_core.db.columns.UTCDateTime(), nullable=True),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["persona_id"], ["personas.id"], name=op.f("fk_chat_sessions_persona_id_personas")
         ),
@@ -129,7 +129,7 @@ def upgrade() -> None:
         sa.Column("model", sa.String(length=80), nullable=True),
         sa.Column("temperature", sa.Float(), nullable=False),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["created_by_id"],
             ["users.id"],
@@ -151,7 +151,7 @@ def upgrade() -> None:
         sa.Column("session_id", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.Column("reply_to_id", sa.Integer(), nullable=True),
         sa.Column("model", sa.String(length=80), nullable=True),
         sa.Column("provider", sa.String(length=32), nullable=True),
@@ -188,7 +188,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("max_attempts", sa.Integer(), nullable=False),
-        sa.Column("next_retry_at", nexus_core.db.types.UTCDateTime(), nullable=True),
+        sa.Column("next_retry_at", nexus_core.db.columns.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("error_type", sa.String(length=64), nullable=True),
         sa.Column("provider", sa.String(length=32), nullable=True),
@@ -196,10 +196,10 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(length=160), nullable=True),
         sa.Column("user_id", sa.Integer(), nullable=True),
         sa.Column("reply_message_id", sa.Integer(), nullable=True),
-        sa.Column("started_at", nexus_core.db.types.UTCDateTime(), nullable=True),
-        sa.Column("finished_at", nexus_core.db.types.UTCDateTime(), nullable=True),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("started_at", nexus_core.db.columns.UTCDateTime(), nullable=True),
+        sa.Column("finished_at", nexus_core.db.columns.UTCDateTime(), nullable=True),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["reply_message_id"],
             ["messages.id"],
@@ -243,8 +243,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("assignee_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["assignee_id"],
             ["users.id"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import nexus_core.db.types
+import nexus_core.db.columns
 
 revision = "0002"
 down_revision = "0001"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("feedback_id", sa.Integer(), nullable=False),
         sa.Column("author_id", sa.Integer(), nullable=True),
         sa.Column("text", sa.Text(), nullable=False),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["author_id"],
             ["users.id"],

@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-import nexus_core.db.types
+import nexus_core.db.columns
 
 revision = "0003"
 down_revision = "0002"
@@ -33,8 +33,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("shared", sa.Boolean(), nullable=False),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["owner_id"],
             ["users.id"],

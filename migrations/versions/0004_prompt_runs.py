@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-import nexus_core.db.types
+import nexus_core.db.columns
 
 revision = "0004"
 down_revision = "0003"
@@ -37,8 +37,8 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("cases", _json(), nullable=False),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["owner_id"], ["users.id"], name=op.f("fk_test_sets_owner_id_users"), ondelete="CASCADE"
         ),
@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column("test_set_id", sa.Integer(), nullable=True),
         sa.Column("test_set_name", sa.String(length=120), nullable=True),
         sa.Column("cases", _json(), nullable=False),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["test_set_id"],
             ["test_sets.id"],
@@ -80,7 +80,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("best_position", sa.Integer(), nullable=True),
         sa.Column("ratings", _json(), nullable=False),
-        sa.Column("created_at", nexus_core.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["prompt_runs.id"],

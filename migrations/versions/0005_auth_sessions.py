@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-import nexus_core.db.types
+import nexus_core.db.columns
 
 revision = "0005"
 down_revision = "0004"
@@ -34,11 +34,11 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=True),
         sa.Column("handoff_hash", sa.String(length=64), nullable=True),
-        sa.Column("handoff_expires_at", nexus_core.db.types.UTCDateTime(), nullable=True),
-        sa.Column("issued_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("last_seen_at", nexus_core.db.types.UTCDateTime(), nullable=False),
-        sa.Column("ended_at", nexus_core.db.types.UTCDateTime(), nullable=True),
+        sa.Column("handoff_expires_at", nexus_core.db.columns.UTCDateTime(), nullable=True),
+        sa.Column("issued_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("last_seen_at", nexus_core.db.columns.UTCDateTime(), nullable=False),
+        sa.Column("ended_at", nexus_core.db.columns.UTCDateTime(), nullable=True),
         sa.Column("end_reason", sa.String(length=16), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"],
@@ -60,7 +60,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.add_column(
         "users",
-        sa.Column("cookies_valid_after", nexus_core.db.types.UTCDateTime(), nullable=True),
+        sa.Column("cookies_valid_after", nexus_core.db.columns.UTCDateTime(), nullable=True),
     )
     # The old code accepts any unexpired cookie after a null cut-off: refuse every earlier one.
     op.get_bind().execute(

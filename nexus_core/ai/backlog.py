@@ -16,8 +16,8 @@ from datetime import timedelta
 from nexus_core.ai.job_statements import OLDEST_QUEUED_CHAT_JOB, OVERDUE_JOB_COUNT
 from nexus_core.ai.jobs import CHAT_LANE
 from nexus_core.ai.lanes import OVERDUE_GRACE_SECONDS, LaneLoad
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
-from nexus_core.db.types import utc_now
 
 
 @dataclass(frozen=True)

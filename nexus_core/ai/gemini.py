@@ -34,8 +34,7 @@ from typing import Any
 import httpx
 
 from nexus_core.ai.deadline import AttemptDeadline
-from nexus_core.ai.sse import iter_events
-from nexus_core.ai.types import (
+from nexus_core.ai.protocol import (
     GenerationRequest,
     ProviderHints,
     ProviderResult,
@@ -45,6 +44,7 @@ from nexus_core.ai.types import (
     invalid_response,
     known_value,
 )
+from nexus_core.ai.sse import iter_events
 from nexus_core.ai.wire import (
     IDENTITY_ENCODING,
     ReplyLimits,

@@ -39,9 +39,9 @@ from nexus_core.ai.job_statements import (
     UPDATE_SESSION,
 )
 from nexus_core.ai.response import HistoryItem, ResponseResult
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import new_uuid
-from nexus_core.db.types import utc_now
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.personas import PersonaView
 from nexus_core.users import UserView

@@ -35,15 +35,15 @@ from tenacity import RetryCallState, Retrying, retry_if_result
 from nexus_core.ai.job_store import JobInput, JobStore, JobView, NewJob, process_owner
 from nexus_core.ai.lanes import LaneLoad, Lanes
 from nexus_core.ai.progress import JobBroker, JobUpdate
+from nexus_core.ai.protocol import GenerationRequest, Provider
 from nexus_core.ai.response import GenerateResponseService, ResponseResult
 from nexus_core.ai.retry_policy import (
     DEFAULT_JOB_DEADLINE_SECONDS,
     MAX_ATTEMPTS,
     RetryPolicy,
 )
-from nexus_core.ai.types import GenerationRequest, Provider
 from nexus_core.db.engine import Database
-from nexus_core.events import EventName, EventSink
+from nexus_core.ops.events import EventName, EventSink
 from nexus_core.users import UserView
 
 log = logging.getLogger("nexus.jobs")

@@ -3,7 +3,7 @@
 ``POST {base}/chat/completions`` with ``stream: true`` answers server-sent events of
 ``chat.completion.chunk`` objects and ends with ``data: [DONE]``; with
 ``stream_options.include_usage`` the last chunk before it carries the token usage. Failures map
-exactly as for Gemini (see `nexus_core.ai.types`); a stream that ends with neither ``[DONE]`` nor
+exactly as for Gemini (see `nexus_core.ai.protocol`); a stream that ends with neither ``[DONE]`` nor
 a ``finish_reason`` is Transient ``incomplete_response`` and a non-JSON payload is Transient
 ``invalid_response``. The key travels only as a bearer token and is never echoed.
 
@@ -21,8 +21,7 @@ from typing import Any
 
 import httpx
 
-from nexus_core.ai.sse import iter_events
-from nexus_core.ai.types import (
+from nexus_core.ai.protocol import (
     GenerationRequest,
     ProviderHints,
     ProviderResult,
@@ -32,6 +31,7 @@ from nexus_core.ai.types import (
     invalid_response,
     known_value,
 )
+from nexus_core.ai.sse import iter_events
 from nexus_core.ai.wire import (
     IDENTITY_ENCODING,
     ReplyLimits,

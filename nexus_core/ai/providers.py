@@ -6,8 +6,8 @@ import httpx
 
 from nexus_core.ai.gemini import GeminiClient
 from nexus_core.ai.openai_compat import OpenAICompatibleClient
+from nexus_core.ai.protocol import Provider
 from nexus_core.ai.simulated import SimulatedProvider
-from nexus_core.ai.types import Provider
 from nexus_core.errors import ConfigError
 from nexus_core.settings import PROVIDERS, Settings
 

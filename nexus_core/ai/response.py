@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from nexus_core.ai.types import ChatTurn, GenerationRequest, Provider, Usage, run_stream
+from nexus_core.ai.protocol import ChatTurn, GenerationRequest, Provider, Usage, run_stream
 from nexus_core.errors import ProviderError, TransientProviderError
 from nexus_core.personas import PersonaView
 

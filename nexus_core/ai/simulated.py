@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Generator
 from random import Random
 
-from nexus_core.ai.types import GenerationRequest, ProviderResult, Usage
+from nexus_core.ai.protocol import GenerationRequest, ProviderResult, Usage
 from nexus_core.errors import ConfigError, TransientProviderError
 from nexus_core.settings import Settings
 

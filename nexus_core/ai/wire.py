@@ -22,13 +22,13 @@ from typing import Final
 import httpx
 
 from nexus_core.ai.deadline import AttemptDeadline
-from nexus_core.ai.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge
-from nexus_core.ai.types import (
+from nexus_core.ai.protocol import (
     GenerationRequest,
     ProviderHints,
     attempt_timed_out,
     error_for_request_failure,
 )
+from nexus_core.ai.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge
 from nexus_core.errors import PermanentProviderError
 from nexus_core.settings import Settings
 

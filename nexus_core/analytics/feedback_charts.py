@@ -1,6 +1,6 @@
 """Chart builders for the feedback explorer: pure functions from Polars frames to plotly figures.
 
-The frames come from ``TriageService.stats`` (see ``nexus_core.triage_export.FeedbackStats``).
+The frames come from ``TriageService.stats`` (see ``nexus_core.feedback.tables.FeedbackStats``).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from nexus_core.analytics.event_snapshot import (
     quote,
 )
 from nexus_core.analytics.live_log import SEGMENT_ROWS, LiveLog
-from nexus_core.events import log_files
+from nexus_core.ops.events import log_files
 
 if TYPE_CHECKING:
     from nexus_core.settings import Settings

@@ -27,7 +27,7 @@ from nexus_core.analytics.event_snapshot import EventSnapshot
 from nexus_core.analytics.log_store import EventStore, snapshot_of
 from nexus_core.analytics.slo import LATENCY, slo_report
 from nexus_core.analytics.windows import format_window, parse_window, window_bounds
-from nexus_core.events import format_ts
+from nexus_core.ops.events import format_ts
 
 __all__ = ["SUMMARY_SQL", "compute_metrics", "parse_window", "summary", "timeseries"]
 

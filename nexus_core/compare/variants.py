@@ -21,7 +21,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nexus_core.ai.types import Provider
+from nexus_core.ai.protocol import Provider
 from nexus_core.db.models import Persona, PersonaVersion
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
 from nexus_core.users import UserView, feature_enabled

@@ -1,6 +1,6 @@
 """Typed SQLAlchemy 2.0 models: users and their sign-in sessions, personas (versioned), chat
 sessions, messages, AI jobs, feedback, workbench notebooks, prompt runs (comparisons, test sets) and
-the audit trail. Every timestamp is UTC."""
+the audit trail, internal notes on feedback. Every timestamp is UTC."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from nexus_core.db.types import JSONType, UTCDateTime, utc_now
+from nexus_core.db.columns import JSONType, UTCDateTime, utc_now
 
 ROLES = ("admin", "analyst", "member")
 MESSAGE_ROLES = ("user", "assistant", "error")
@@ -366,4 +366,18 @@ class CompareVote(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     best_position: Mapped[int | None] = mapped_column(Integer)
     ratings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+# Internal notes on feedback: what the triage team writes about an item, never shown to its author.
+class FeedbackNote(Base):
+    """One internal note on a feedback item, by an analyst or admin."""
+
+    __tablename__ = "feedback_notes"
+    __table_args__ = (Index("ix_feedback_notes_feedback_created", "feedback_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

@@ -8,10 +8,9 @@ from urllib.parse import quote
 
 import streamlit as st
 
-from nexus_core import audit_log
+from nexus_core import audit
 from nexus_core.app_context import AppContext
-from nexus_core.audit import AuditRecord
-from nexus_core.audit_log import AuditQuery
+from nexus_core.audit import AuditQuery, AuditRecord
 from nexus_core.ui import state
 from nexus_core.ui.paging import current_page, pager
 
@@ -52,7 +51,7 @@ def audit_filters(ctx: AppContext) -> AuditQuery:
     """The filter widgets, read into an ``AuditQuery``."""
     first, second, third = st.columns(3)
     actor = first.selectbox(
-        "Actor", audit_log.actors(ctx.db), index=None, placeholder="Anyone", key=ACTOR
+        "Actor", audit.actors(ctx.db), index=None, placeholder="Anyone", key=ACTOR
     )
     kind = second.selectbox(
         "Kind",
@@ -63,7 +62,7 @@ def audit_filters(ctx: AppContext) -> AuditQuery:
         key=KIND,
     )
     actions = third.multiselect(
-        "Actions", audit_log.actions(ctx.db), placeholder="Any action", key=ACTIONS
+        "Actions", audit.actions(ctx.db), placeholder="Any action", key=ACTIONS
     )
     first, second, third = st.columns(3)
     target_type = first.selectbox(
@@ -110,9 +109,9 @@ def _row(event: AuditRecord) -> dict[str, object]:
 
 def audit_table(ctx: AppContext, query: AuditQuery) -> None:
     """One page of matching events, newest first, with previous/next and a CSV of all of them."""
-    total = audit_log.count(ctx.db, query)
+    total = audit.count(ctx.db, query)
     page = current_page(PAGE, query, total, PAGE_SIZE)
-    events = audit_log.search(ctx.db, query, limit=PAGE_SIZE, offset=page.offset)
+    events = audit.search(ctx.db, query, limit=PAGE_SIZE, offset=page.offset)
     if not events:
         st.info("No audit events match these filters.")
     else:
@@ -125,7 +124,7 @@ def audit_table(ctx: AppContext, query: AuditQuery) -> None:
     pager(PAGE, page, "events")
     st.download_button(
         "Download CSV",
-        data=lambda: audit_log.export_csv(ctx.db, query),
+        data=lambda: audit.export_csv(ctx.db, query),
         file_name=f"nexus-audit-{datetime.now(UTC):%Y%m%d-%H%M}.csv",
         mime="text/csv",
         icon="⬇️",

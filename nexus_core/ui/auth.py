@@ -4,7 +4,7 @@ Every run of a signed-in browser session checks its sign-in session first (one q
 key); when it has ended — signed out elsewhere, password changed, account disabled, expired — the
 login form comes back with a short note. A browser session that is not signed in tries, once, the
 login cookie it loaded the page with (read on the server: the cookie is HttpOnly). The cookie of a
-new sign-in reaches the browser through a hand-off frame (``nexus_core.ui.session_cookie``), drawn
+new sign-in reaches the browser through a hand-off frame (``nexus_core.web.session_cookie``), drawn
 on every run until the browser has claimed it.
 """
 
@@ -24,10 +24,10 @@ from nexus_core.auth import (
     SessionGrant,
 )
 from nexus_core.errors import NexusError
-from nexus_core.rendering import escape_markdown
+from nexus_core.markdown.safe import escape_markdown
 from nexus_core.ui import show, state
-from nexus_core.ui.session_cookie import clear_url, handoff_url
 from nexus_core.users import UserView
+from nexus_core.web.session_cookie import clear_url, handoff_url
 
 LOGIN_TITLE = "Sign in to Nexus AI"
 USERNAME_MAX_CHARS = 64

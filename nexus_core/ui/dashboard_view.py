@@ -29,10 +29,10 @@ from nexus_core.analytics.slo import (
 )
 from nexus_core.analytics.windows import bucket_width, parse_window
 from nexus_core.app_context import AppContext
-from nexus_core.events import log_files
+from nexus_core.feedback.filters import FeedbackFilters
+from nexus_core.feedback.triage import TriageService
+from nexus_core.ops.events import log_files
 from nexus_core.settings import Settings
-from nexus_core.triage import TriageService
-from nexus_core.triage_query import FeedbackFilters
 from nexus_core.ui import show
 from nexus_core.ui.auth import rerun_if_signed_out
 from nexus_core.users import UserView

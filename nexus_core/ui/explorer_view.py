@@ -17,14 +17,14 @@ import streamlit as st
 from nexus_core.analytics.feedback_charts import backlog_figure, category_figure, persona_figure
 from nexus_core.app_context import AppContext
 from nexus_core.feedback import CATEGORIES, PRIORITIES
-from nexus_core.triage import (
+from nexus_core.feedback.filters import NO_PERSONA, SORTS, FeedbackFilters, FeedbackRow
+from nexus_core.feedback.triage import (
     EXPORT_MAX_ROWS,
     STATUS_LABELS,
     STATUSES,
     FeedbackDetail,
     TriageService,
 )
-from nexus_core.triage_query import NO_PERSONA, SORTS, FeedbackFilters, FeedbackRow
 from nexus_core.ui import notices, show
 from nexus_core.ui.notices import or_error
 from nexus_core.ui.paging import TablePage, current_page, pager

@@ -10,7 +10,7 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.feedback import CATEGORIES, MAX_DESCRIPTION_CHARS, PRIORITIES, FeedbackView
-from nexus_core.triage import STATUS_LABELS
+from nexus_core.feedback.triage import STATUS_LABELS
 from nexus_core.ui.notices import or_error
 from nexus_core.users import UserView
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from nexus_core.app_context import AppContext
-from nexus_core.health import run_health
+from nexus_core.ops.health import run_health
 from nexus_core.ui.show import plain
 
 TEST_ERROR_BUTTON = "nexus_send_test_error"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from nexus_core.ai.preview import SAMPLE_PROMPT, preview_reply
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
-from nexus_core.persona_admin import SAMPLE_PROMPT, instruction_diff, preview_reply
-from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView
+from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView, instruction_diff
 from nexus_core.ui import show
 from nexus_core.ui.admin_view import attempt, notify
 from nexus_core.ui.chat_view import persona_header, provider_label

@@ -10,8 +10,8 @@ from nexus_core.analytics.charts import session_timeline_figure
 from nexus_core.analytics.session import session_metrics, session_timeline
 from nexus_core.app_context import AppContext
 from nexus_core.chat import SessionView
-from nexus_core.export import export_session
 from nexus_core.personas import PersonaView
+from nexus_core.transcripts import export_session
 from nexus_core.ui import show, state
 from nexus_core.ui.chat_view import open_session
 from nexus_core.ui.show import plain

@@ -15,7 +15,7 @@ So text goes one of two ways:
   Markdown that shows it literally; ``title``, ``caption``, ``error`` … use it, and a label or an
   f-string that mixes our own Markdown with someone's text wraps their part in ``plain``.
 - **Markdown where Markdown is the point** (chat messages, model replies, notebook notes):
-  ``markdown`` shows it through ``nexus_core.rendering.safe_markdown``.
+  ``markdown`` shows it through ``nexus_core.markdown.safe.safe_markdown``.
 
 ``tests/test_architecture.py`` walks the pages and ``nexus_core/ui`` and fails on a Markdown
 rendering call whose text is neither a literal nor made safe here.
@@ -31,8 +31,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from nexus_core.markdown.safe import as_code_block, escape_markdown, safe_markdown
 from nexus_core.personas import shown_avatar
-from nexus_core.rendering import as_code_block, escape_markdown, safe_markdown
 from nexus_core.settings import load_settings
 
 # Plotly keys whose strings are our own templates (with <br> and %{…}), not data.

@@ -55,9 +55,9 @@ from sqlalchemy.types import TypeEngine
 
 from nexus_core.analytics.event_snapshot import EVENT_COLUMNS, events_relation, quote
 from nexus_core.analytics.log_store import EventStore
+from nexus_core.db.columns import UTCDateTime
 from nexus_core.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
 from nexus_core.db.models import AuditEvent, ChatSession, Feedback, Message, Persona, User
-from nexus_core.db.types import UTCDateTime
 from nexus_core.workbench.redaction import public_audit_details
 
 # Database column type -> DuckDB type (first match wins: UTCDateTime before DateTime, ...).

@@ -25,7 +25,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Response as PlaywrightResponse
 
 from nexus_core.auth import SESSION_COOKIE
-from nexus_core.ui.session_cookie import SESSION_PATH
+from nexus_core.web.session_cookie import SESSION_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_SCRIPT = REPO_ROOT / "app.py"

@@ -18,7 +18,7 @@ LEAK_ENV = "NEXUS_CSP_LEAK"
 ALLOWED_ENV = "NEXUS_CSP_ALLOWED"
 
 if get_script_run_ctx() is None:
-    from nexus_core.ui import server
+    from nexus_core.web import server
 
     app = st.App(__file__, middleware=server.middleware())
 else:

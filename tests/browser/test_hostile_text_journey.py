@@ -25,8 +25,8 @@ from nexus_core.app_context import AppContext
 from nexus_core.compare.checks import parse_test_set
 from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
+from nexus_core.feedback.triage import TriageService
 from nexus_core.settings import Settings
-from nexus_core.triage import TriageService
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.notebooks import NotebookService
 from tests.browser.conftest import (

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Generator
 
-from nexus_core.ai.types import GenerationRequest, ProviderResult, Usage
+from nexus_core.ai.protocol import GenerationRequest, ProviderResult, Usage
 from nexus_core.errors import TransientProviderError
 
 GATE_TIMEOUT_SECONDS = 30.0

@@ -1,4 +1,4 @@
-"""Helpers for editing personas: what changed between versions, and a trial reply before saving.
+"""A trial reply of a persona before it is saved.
 
 The preview runs the unsaved form values through the same ``GenerateResponseService`` as a chat,
 so the admin sees what the persona would really say; nothing is written to the database.
@@ -6,32 +6,14 @@ so the admin sees what the persona would really say; nothing is written to the d
 
 from __future__ import annotations
 
-import difflib
-
+from nexus_core.ai.protocol import Provider
 from nexus_core.ai.response import GenerateResponseService, HistoryItem, ResponseResult
-from nexus_core.ai.types import Provider
 from nexus_core.errors import ValidationError
 from nexus_core.personas import PersonaView, validate_fields
 
 SAMPLE_PROMPT = "Introduce yourself in two sentences, then say what you can help me with."
 MAX_PREVIEW_PROMPT_CHARS = 2_000
-DIFF_CONTEXT_LINES = 3
 PREVIEW_ID = 0  # a persona that is not stored has no id
-
-
-def instruction_diff(
-    old: str, new: str, *, old_label: str = "before", new_label: str = "after"
-) -> str:
-    """A unified diff of two system instructions, line by line ("" when they are equal)."""
-    lines = difflib.unified_diff(
-        old.splitlines(),
-        new.splitlines(),
-        fromfile=old_label,
-        tofile=new_label,
-        n=DIFF_CONTEXT_LINES,
-        lineterm="",
-    )
-    return "\n".join(lines)
 
 
 def draft_persona(

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import polars as pl
 
+from nexus_core.feedback.filters import NO_PERSONA, FeedbackRow
 from nexus_core.spreadsheet import neutralised
-from nexus_core.triage_query import NO_PERSONA, FeedbackRow
 
 CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DONE_STATUSES = ("resolved", "closed")

@@ -14,7 +14,7 @@ from markdown_it.common.utils import MD_TRIM_CHARS
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from nexus_core.markdown_reading.collector import ReadingFailed
+from nexus_core.markdown._reading.collector import ReadingFailed
 
 LOCATION = "nexus_location"
 IN_TABLE = "nexus_in_table"

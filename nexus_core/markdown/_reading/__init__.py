@@ -8,7 +8,7 @@ where micromark differs in a way that decides what is a link, an image or code, 
 source, and ``reading`` puts the parser together and returns the spans.
 """
 
-from nexus_core.markdown_reading.collector import ReadingFailed
-from nexus_core.markdown_reading.reading import InlineSpan, Reading, read_markdown
+from nexus_core.markdown._reading.collector import ReadingFailed
+from nexus_core.markdown._reading.reading import InlineSpan, Reading, read_markdown
 
 __all__ = ["InlineSpan", "Reading", "ReadingFailed", "read_markdown"]

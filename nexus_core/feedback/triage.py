@@ -24,21 +24,20 @@ from sqlalchemy.orm import Session
 
 from nexus_core import audit
 from nexus_core.chat import CONTROL_CHARS, MessageView, message_view
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import (
     FEEDBACK_STATUSES,
     AuditEvent,
     ChatSession,
     Feedback,
+    FeedbackNote,
     Message,
     Persona,
     User,
 )
-from nexus_core.db.notes import FeedbackNote
-from nexus_core.db.types import utc_now
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
-from nexus_core.triage_export import FeedbackStats, csv_bytes, feedback_stats, parquet_bytes
-from nexus_core.triage_query import (
+from nexus_core.feedback.filters import (
     FeedbackFilters,
     FeedbackRow,
     filtered,
@@ -47,6 +46,7 @@ from nexus_core.triage_query import (
     row_query,
     to_row,
 )
+from nexus_core.feedback.tables import FeedbackStats, csv_bytes, feedback_stats, parquet_bytes
 from nexus_core.users import UserView
 
 TRIAGE_ROLES = ("analyst", "admin")

@@ -12,8 +12,8 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
-from nexus_core.markdown_reading import literals, locations, micromark
-from nexus_core.markdown_reading.collector import (
+from nexus_core.markdown._reading import literals, locations, micromark
+from nexus_core.markdown._reading.collector import (
     ENV_KEY,
     MAX_NESTING,
     Collector,

@@ -38,7 +38,7 @@ HANDOFF_PAGE = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <body><script src="{HANDOFF_SCRIPT_PATH}"></script></body></html>
 """
 HANDOFF_SCRIPT = f"""// Claims this browser's login cookie (#{CLAIM_FRAGMENT}CODE) or clears a stale
-// one (#{CLEAR_FRAGMENT}); the server sets it, HttpOnly (nexus_core/ui/session_cookie.py).
+// one (#{CLEAR_FRAGMENT}); the server sets it, HttpOnly (nexus_core/web/session_cookie.py).
 (function () {{
   var fragment = window.location.hash.slice(1);
   var claim = fragment.indexOf("{CLAIM_FRAGMENT}") === 0;

@@ -21,8 +21,8 @@ from typing import Any
 
 from nexus_core import audit
 from nexus_core.db.engine import Database
-from nexus_core.events import EventSink
 from nexus_core.feedback import FeedbackService, FeedbackView
+from nexus_core.ops.events import EventSink
 from nexus_core.users import UserView
 
 log = logging.getLogger("nexus.errors")

@@ -17,7 +17,7 @@ from nexus_core import audit
 from nexus_core.db.engine import Database
 from nexus_core.db.models import ChatSession, Feedback, Message, User
 from nexus_core.errors import NotFound, ValidationError
-from nexus_core.events import format_ts
+from nexus_core.ops.events import format_ts
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserView
 

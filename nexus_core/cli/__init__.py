@@ -21,14 +21,14 @@ from nexus_core.ai.progress import JobUpdate
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
+from nexus_core.cli.sql import SQL_FORMATS, cmd_sql
 from nexus_core.db.models import ROLES
 from nexus_core.errors import DatabaseUnavailable, NexusError, ValidationError
-from nexus_core.export import export_session
-from nexus_core.health import run_health
-from nexus_core.incidents import withhold_exception_text
+from nexus_core.ops.health import run_health
+from nexus_core.ops.incidents import withhold_exception_text
 from nexus_core.settings import load_settings
 from nexus_core.simulation import simulate
-from nexus_core.workbench.command import SQL_FORMATS, cmd_sql
+from nexus_core.transcripts import export_session
 
 PROGRESS_WIDTH = 30
 Handler = Callable[[AppContext, argparse.Namespace], int]
@@ -431,7 +431,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ctx is not None:
             ctx.close()
     return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

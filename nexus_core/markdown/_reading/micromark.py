@@ -16,7 +16,7 @@ from markdown_it.rules_block import StateBlock
 from markdown_it.rules_block.fence import make_fence_rule
 from markdown_it.rules_inline import StateInline
 
-from nexus_core.markdown_reading.collector import MAX_NESTING, ReadingFailed, collector_of
+from nexus_core.markdown._reading.collector import MAX_NESTING, ReadingFailed, collector_of
 
 BlockRule = Callable[[StateBlock, int, int, bool], bool]
 InlineRule = Callable[[StateInline, bool], bool]

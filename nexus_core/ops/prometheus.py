@@ -32,7 +32,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from nexus_core.events import EventName, EventSink
+from nexus_core.ops.events import EventName, EventSink
 
 # Around the 3 s p95 SLO, with room for slow tails; seconds.
 RESPONSE_LATENCY_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)

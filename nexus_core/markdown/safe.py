@@ -16,7 +16,7 @@ How, and why this way:
 1. The text is dedented and stripped exactly as ``st.markdown`` does, since that changes what is
    code (an indented line stops being a code block). Without ``[`` or ``<`` Markdown can make no
    link or image, so such text is returned at once.
-2. It is parsed with markdown-it-py (``nexus_core.markdown_reading``), tuned to read Markdown the
+2. It is parsed with markdown-it-py (``nexus_core.markdown._reading``), tuned to read Markdown the
    way Streamlit's browser side (micromark with GFM) does. Every difference that was seen to
    decide links, images or code in a real browser is modelled there rather than guessed at: GFM
    bare-URL literals (which swallow backticks), HTML tags with an unquoted ``/``, footnote
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from markdown_it.token import Token
 
-from nexus_core.markdown_reading import InlineSpan, Reading, ReadingFailed, read_markdown
+from nexus_core.markdown._reading import InlineSpan, Reading, ReadingFailed, read_markdown
 
 IMAGE_HOSTS_DEFAULT: tuple[str, ...] = ()
 """Hosts whose images may load in chat messages; none by default."""

@@ -20,10 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nexus_core.ai.lanes import live_lane_loads
 from nexus_core.errors import ConfigError
-from nexus_core.health import run_health
-from nexus_core.incidents import withhold_exception_text
+from nexus_core.ops.health import run_health
+from nexus_core.ops.incidents import withhold_exception_text
 from nexus_core.settings import Settings, load_settings
-from nexus_core.ui import session_cookie
+from nexus_core.web import session_cookie
 
 log = logging.getLogger("nexus.server")
 

@@ -14,8 +14,8 @@ import unicodedata
 
 from markdown_it.rules_inline import StateInline
 
-from nexus_core.markdown_reading.collector import collector_of
-from nexus_core.markdown_reading.micromark import OPEN_BRACKETS
+from nexus_core.markdown._reading.collector import collector_of
+from nexus_core.markdown._reading.micromark import OPEN_BRACKETS
 
 _TRAIL_MEMO = "nexus_trail_memo"
 # JavaScript's \s, which micromark uses for Unicode whitespace.

@@ -52,8 +52,8 @@ from sqlalchemy.pool import NullPool
 
 from nexus_core.ai.backlog import StoredBacklog, backlog_problems, lane_summary, read_backlog
 from nexus_core.ai.lanes import LaneLoad
+from nexus_core.ai.protocol import Provider
 from nexus_core.ai.providers import build_provider
-from nexus_core.ai.types import Provider
 from nexus_core.db.engine import Database
 from nexus_core.errors import ConfigError
 from nexus_core.settings import Settings
