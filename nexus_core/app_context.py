@@ -77,9 +77,11 @@ class AppContext:
 
     @cached_property
     def metrics(self) -> NexusMetrics:
-        """Prometheus metrics fed by the same events as the log."""
+        """Prometheus metrics fed by the same events as the log; the gauges read the worker pool
+        and the sign-in sessions at every scrape."""
         metrics = NexusMetrics()
         metrics.set_in_flight_source(lambda: float(self.worker.in_flight()))
+        metrics.set_active_sessions_source(lambda: float(self.sign_in.active_sessions()))
         return metrics
 
     @cached_property

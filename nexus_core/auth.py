@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import bcrypt
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
@@ -70,6 +70,9 @@ HANDOFF_SECONDS = 60
 LAST_SEEN_EVERY = timedelta(minutes=5)
 # Ended and expired sessions stay this long, so a browser still holding one can be told why.
 KEEP_ENDED = timedelta(days=1)
+# A valid session seen within this long counts as active (``nexus_active_sessions``); it must be
+# longer than ``LAST_SEEN_EVERY``, how stale a session's last-seen time may be while it is in use.
+ACTIVE_WITHIN = timedelta(minutes=15)
 # Why a session is no longer valid, beyond ``SESSION_END_REASONS``.
 EXPIRED = "expired"
 UNKNOWN = "unknown"
@@ -260,12 +263,6 @@ class SignInService:
     def _locked(self, user: User) -> bool:
         return user.locked_until is not None and user.locked_until > self.clock()
 
-    def is_locked(self, username: str) -> bool:
-        """Whether the account is locked out right now."""
-        with self.db.session() as session:
-            user = session.scalar(select(User).where(User.username == username))
-            return bool(user and self._locked(user))
-
     # --- sessions ---------------------------------------------------------------------------
 
     def open_session(self, user_id: int) -> SessionGrant:
@@ -321,6 +318,24 @@ class SignInService:
                 row.last_seen_at = now
             pending = row.token_hash is None and (row.handoff_expires_at or now) > now
             return SessionCheck(session_id=row.id, user=to_view(user), cookie_pending=pending)
+
+    def active_sessions(self, within: timedelta = ACTIVE_WITHIN) -> int:
+        """How many sign-in sessions are valid (not ended, not expired, user enabled) and were
+        seen in the last ``within``: the ``nexus_active_sessions`` gauge."""
+        now = self.clock()
+        with self.db.session() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(AuthSession)
+                .join(User, AuthSession.user_id == User.id)
+                .where(
+                    AuthSession.ended_at.is_(None),
+                    AuthSession.expires_at > now,
+                    AuthSession.last_seen_at >= now - within,
+                    User.disabled.is_(False),
+                )
+            )
+            return count or 0
 
     def claim_cookie(self, code: str) -> IssuedCookie | None:
         """Exchange a session's one-time code for its login cookie (once, within

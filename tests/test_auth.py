@@ -16,6 +16,7 @@ from sqlalchemy import event, select
 
 from nexus_core import audit
 from nexus_core.auth import (
+    ACTIVE_WITHIN,
     EXPIRED,
     HANDOFF_SECONDS,
     LAST_SEEN_EVERY,
@@ -108,6 +109,13 @@ def failed_logins(db: Database, name: str = "gina") -> int:
         return session.scalar(select(User.failed_logins).where(User.username == name)) or 0
 
 
+def locked_until(db: Database, name: str = "gina") -> datetime | None:
+    with db.session() as session:
+        user = session.scalar(select(User).where(User.username == name))
+        assert user is not None
+        return user.locked_until
+
+
 # --- lock-out -----------------------------------------------------------------------------
 
 
@@ -116,9 +124,10 @@ def test_five_failures_lock_the_account_and_the_lock_refuses_even_the_right_pass
 ) -> None:
     for attempt in range(LOCKOUT_THRESHOLD):
         assert sign_in.attempt("gina", f"wrong-password-{attempt}") is None
-    assert sign_in.is_locked("gina")
+    lock_ends = clock.now + timedelta(minutes=LOCKOUT_MINUTES)
+    assert locked_until(db) == lock_ends
     assert sign_in.attempt("gina", PASSWORD) is None  # right, but the lock is in force
-    assert sign_in.is_locked("gina") and failed_logins(db) == LOCKOUT_THRESHOLD
+    assert locked_until(db) == lock_ends and failed_logins(db) == LOCKOUT_THRESHOLD
     assert [e.action for e in trail(db)][-3:] == [
         audit.SIGN_IN_FAILED,
         audit.LOCKED_OUT,
@@ -132,12 +141,14 @@ def test_five_failures_lock_the_account_and_the_lock_refuses_even_the_right_pass
     assert failed_logins(db) == 0
 
 
-def test_an_expired_lockout_starts_a_fresh_count(sign_in: SignInService, clock: Clock) -> None:
+def test_an_expired_lockout_starts_a_fresh_count(
+    sign_in: SignInService, clock: Clock, db: Database
+) -> None:
     for attempt in range(LOCKOUT_THRESHOLD):
         sign_in.attempt("gina", f"wrong-password-{attempt}")
     clock.now += timedelta(minutes=LOCKOUT_MINUTES + 1)
     assert sign_in.attempt("gina", "wrong-again-1") is None
-    assert not sign_in.is_locked("gina")
+    assert (locked_until(db), failed_logins(db)) == (None, 1)
 
 
 def test_a_success_before_the_threshold_resets_the_count(
@@ -233,7 +244,7 @@ def test_parallel_attempts_are_decided_one_at_a_time_and_none_succeeds_once_lock
         after_lock = events[actions.index(audit.LOCKED_OUT) + 1 :]
         assert {e.action for e in after_lock} <= {audit.SIGN_IN_FAILED}
         assert all(e.details == {"reason": "locked"} for e in after_lock)
-        assert sign_in.is_locked("gina") and failed_logins(db) == LOCKOUT_THRESHOLD
+        assert locked_until(db) is not None and failed_logins(db) == LOCKOUT_THRESHOLD
     else:
         assert failed_logins(db) == (counted[-1] if counted else start_count)
 
@@ -448,6 +459,24 @@ def test_ended_and_expired_sessions_are_pruned_a_day_later(
     assert sign_in.attempt("gina", PASSWORD)
     with db.session() as session:
         assert session.get(AuthSession, old.session_id) is None
+
+
+def test_active_sessions_count_valid_sign_ins_seen_lately(
+    sign_in: SignInService, clock: Clock, db: Database
+) -> None:
+    UserService(db).create("hank", PASSWORD)
+    assert sign_in.active_sessions() == 0
+    laptop, phone, hank = (sign_in.attempt(n, PASSWORD) for n in ("gina", "gina", "hank"))
+    assert laptop and phone and hank
+    assert sign_in.active_sessions() == 3
+
+    clock.now += ACTIVE_WITHIN - LAST_SEEN_EVERY
+    assert sign_in.check_session(laptop.session_id).user  # laptop is in use: seen now
+    clock.now += LAST_SEEN_EVERY + timedelta(seconds=1)
+    assert sign_in.active_sessions() == 1  # phone and hank went quiet
+
+    sign_in.sign_out(laptop.session_id)
+    assert sign_in.active_sessions() == 0
 
 
 def test_a_session_cannot_be_opened_for_a_disabled_user(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nexus_core.app_context import AppContext
 from nexus_core.ops.events import EventName, ListEventSink
 from nexus_core.ops.prometheus import (
     METRIC_NAMES,
@@ -173,6 +174,14 @@ def test_active_sessions_gauge_reads_its_source(metrics: NexusMetrics) -> None:
     metrics.set_active_sessions_source(lambda: 7)
 
     assert sample(metrics, "nexus_active_sessions") == 7
+
+
+def test_the_app_exports_its_sign_in_sessions_seen_lately(ctx: AppContext) -> None:
+    ctx.users.create("gina", "correct-horse-1")
+    for _ in range(2):
+        assert ctx.sign_in.attempt("gina", "correct-horse-1")
+
+    assert sample(ctx.metrics, "nexus_active_sessions") == 2
 
 
 def test_failing_gauge_source_reads_nan_and_rendering_still_works(

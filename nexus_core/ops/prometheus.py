@@ -10,10 +10,12 @@ The app emits every event once, through a `FanoutSink` that hands it to the file
     job_success      -> nexus_ai_jobs_total{outcome="succeeded"}, nexus_ai_response_latency_seconds
     job_failure      -> nexus_ai_jobs_total{outcome="failed"}
 
-Two gauges read their value when scraped, from callables the app supplies: jobs in flight and
-active sessions. Each `NexusMetrics` owns its own ``CollectorRegistry`` (never the global one), so
-tests and several app instances in one process do not collide. Metrics never fail the caller: a
-malformed event is ignored, a failing gauge source reads as NaN.
+Two gauges read their value when scraped, from callables the app supplies: jobs in flight (the
+worker pool) and active sessions (sign-in sessions seen in the last 15 minutes,
+``SignInService.active_sessions``); each reads 0 until its source is set. Each `NexusMetrics`
+owns its own ``CollectorRegistry`` (never the global one), so tests and several app instances in
+one process do not collide. Metrics never fail the caller: a malformed event is ignored, a failing
+gauge source reads as NaN.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from nexus_core.auth import ACTIVE_WITHIN
 from nexus_core.ops.events import EventName, EventSink
 
 # Around the 3 s p95 SLO, with room for slow tails; seconds.
@@ -39,6 +42,7 @@ RESPONSE_LATENCY_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60
 TTFT_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 UNKNOWN_LABEL: Final = "unknown"
 MAX_LABEL_CHARS: Final = 64
+ACTIVE_WITHIN_MINUTES: Final = int(ACTIVE_WITHIN.total_seconds() // 60)
 MS_PER_SECOND: Final = 1000.0
 SUCCEEDED: Final = "succeeded"
 FAILED: Final = "failed"
@@ -111,7 +115,9 @@ class NexusMetrics:
             JOBS_IN_FLIGHT, "AI response jobs queued or running.", registry=self.registry
         )
         self.active_sessions = Gauge(
-            ACTIVE_SESSIONS, "Chat sessions with recent activity.", registry=self.registry
+            ACTIVE_SESSIONS,
+            f"Valid sign-in sessions seen in the last {ACTIVE_WITHIN_MINUTES} minutes.",
+            registry=self.registry,
         )
         self.jobs_in_flight.set_function(_zero)
         self.active_sessions.set_function(_zero)
