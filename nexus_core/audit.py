@@ -95,15 +95,6 @@ def record(
     )
 
 
-def recent(db: Database, *, limit: int = 100, action: str | None = None) -> list[AuditRecord]:
-    """The newest audit events, optionally of one action."""
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
-    if action:
-        query = query.where(AuditEvent.action == action)
-    with db.session() as session:
-        return [to_record(e) for e in session.scalars(query)]
-
-
 def for_target(
     db: Database, target_type: str, target_id: str, *, limit: int = 500
 ) -> list[AuditRecord]:

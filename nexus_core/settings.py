@@ -91,7 +91,7 @@ class Settings:
     max_response_bytes: int = _setting(
         "NEXUS_MAX_RESPONSE_BYTES",
         8_388_608,
-        "Most bytes read from a provider in one attempt (a stream, or a whole JSON body).",
+        "Most bytes of a provider's stream read in one attempt.",
     )
     job_deadline_seconds: float = _setting(
         "NEXUS_JOB_DEADLINE_SECONDS",

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from nexus_core import audit
 from nexus_core.app_context import AppContext
+from nexus_core.audit import AuditQuery
 from nexus_core.ui import admin_view, audit_view, persona_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
@@ -74,7 +75,7 @@ def test_an_admin_creates_a_user_and_sees_the_temporary_password_once(
         True,
     )
     assert "noor" in set(at.dataframe[0].value["Username"])
-    created = audit.recent(app_ctx.db, action=audit.USER_CREATED, limit=1)[0]
+    created = audit.search(app_ctx.db, AuditQuery(actions=(audit.USER_CREATED,)), limit=1)[0]
     assert (created.actor_name, created.target_id) == ("ada", str(noor.id))
     # The password works (and must be changed); it is not shown again.
     app_ctx.users.change_own_password("noor", shown[0], "noor-own-password-1")
@@ -108,7 +109,7 @@ def test_an_admin_disables_changes_role_and_resets_a_password(app_ctx: AppContex
     at.button(key=admin_view.RESET_PREFIX + "mia").click().run()
     password = at.code[0].value
     app_ctx.users.change_own_password("mia", password, "mia-new-password-1")
-    actions = [e.action for e in audit.recent(app_ctx.db, limit=10) if e.actor_name == "ada"]
+    actions = [e.action for e in audit.search(app_ctx.db, AuditQuery(actor="ada"), limit=10)]
     assert actions[:3] == [
         audit.USER_PASSWORD_RESET,
         audit.USER_ROLE_CHANGED,
@@ -127,7 +128,9 @@ def test_a_feature_toggle_is_saved_and_audited(app_ctx: AppContext) -> None:
     assert "pro_session_analytics is on for mia." in successes(at)
     table = at.dataframe[0].value.set_index("Username")
     assert bool(table.loc["mia", "pro_session_analytics"]) is True
-    toggled = audit.recent(app_ctx.db, action=audit.USER_FEATURE_TOGGLED, limit=1)[0]
+    toggled = audit.search(app_ctx.db, AuditQuery(actions=(audit.USER_FEATURE_TOGGLED,)), limit=1)[
+        0
+    ]
     assert toggled.details == {"feature": "pro_session_analytics", "enabled": True}
 
 

@@ -20,7 +20,7 @@ from nexus_core.errors import (
     TransientProviderError,
 )
 from nexus_core.settings import Settings
-from tests.fakes.gemini_server import DEFAULT_USAGE, FakeGeminiServer
+from tests.fakes.gemini_server import FakeGeminiServer
 
 SECRET_KEY = "AIzaSy-NEXUS-TEST-KEY-7f3c9e1d-do-not-leak"
 MODEL = "gemini-test"
@@ -112,16 +112,13 @@ def test_key_is_sent_only_in_the_header_never_in_the_url(
     gemini_server: FakeGeminiServer, gemini: GeminiClient
 ) -> None:
     run_stream(gemini, HELLO)
-    gemini.generate(HELLO)
 
-    stream_call, generate_call = gemini_server.requests
-    assert stream_call.path == f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
-    assert generate_call.path == f"/v1beta/models/{MODEL}:generateContent"
-    for call in gemini_server.requests:
-        assert call.headers["x-goog-api-key"] == SECRET_KEY
-        assert "key=" not in call.path
-        assert SECRET_KEY not in call.path
-        assert SECRET_KEY.encode() not in call.raw_body
+    (call,) = gemini_server.requests
+    assert call.path == f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
+    assert call.headers["x-goog-api-key"] == SECRET_KEY
+    assert "key=" not in call.path
+    assert SECRET_KEY not in call.path
+    assert SECRET_KEY.encode() not in call.raw_body
 
 
 def test_persona_model_replaces_the_default_in_the_path(
@@ -170,19 +167,6 @@ def test_thought_parts_are_not_part_of_the_answer(
 
     assert deltas == ["Answer."]
     assert text == "Answer."
-
-
-def test_generate_returns_the_whole_reply_in_one_response(
-    gemini_server: FakeGeminiServer, gemini: GeminiClient
-) -> None:
-    gemini_server.enqueue(text="All at once — ✓", thoughts=["hidden"])
-
-    result = gemini.generate(HELLO)
-
-    assert result.text == "All at once — ✓"
-    assert result.ttft_ms is None
-    assert result.usage.tokens_in == DEFAULT_USAGE["promptTokenCount"]
-    assert "alt=sse" not in gemini_server.last_request.path
 
 
 def test_503_is_transient_and_carries_the_status_code(
@@ -363,15 +347,6 @@ def test_safety_stop_after_some_text_returns_that_text(
     result = run_stream(gemini, HELLO)
 
     assert (result.text, result.finish_reason) == ("Partial answer", "SAFETY")
-
-
-def test_blocked_prompt_is_also_refused_by_generate(
-    gemini_server: FakeGeminiServer, gemini: GeminiClient
-) -> None:
-    gemini_server.enqueue(block_reason="OTHER")
-
-    with pytest.raises(PermanentProviderError, match="reason: OTHER"):
-        gemini.generate(HELLO)
 
 
 def test_garbled_stream_payload_is_a_transient_invalid_response(

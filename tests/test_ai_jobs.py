@@ -17,6 +17,7 @@ from sqlalchemy import select
 from nexus_core.ai.gemini import GeminiClient
 from nexus_core.ai.job_store import INTERRUPTED_MESSAGE
 from nexus_core.ai.jobs import ResponseWorker
+from nexus_core.ai.progress import JobUpdate
 from nexus_core.ai.retry_policy import MAX_ATTEMPTS, backoff_seconds
 from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.chat import ChatService
@@ -345,12 +346,14 @@ def test_deltas_are_published_while_the_reply_streams(
     updates: list[str] = []
     worker.broker.subscribe(session_id, lambda u: updates.append(u.status))
     job_id = worker.enqueue(message.id, user)
-    pieces = list(worker.broker.follow(job_id, timeout=30))
+    watched = list(worker.broker.watch(job_id, timeout=30))
     worker.wait(job_id, timeout=30)
     worker.shutdown()
+    pieces = [item for item in watched if isinstance(item, str)]
     assert len(pieces) > 5
     assert "".join(pieces) == stored(db, session_id, user)[-1][1]
-    assert updates[0] == "queued" and updates[-1] == "succeeded"
+    assert [item.status for item in watched if isinstance(item, JobUpdate)][-1] == "succeeded"
+    assert (updates[0], updates[-1]) == ("queued", "succeeded")
 
 
 def test_jobs_left_running_by_a_dead_process_are_failed_at_start_up(

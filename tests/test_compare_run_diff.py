@@ -3,7 +3,14 @@ repeated prompts, and the per-variant pass counts and median latencies."""
 
 from __future__ import annotations
 
-from nexus_core.compare.run_diff import STATUSES, CellResult, compare_runs
+from nexus_core.compare.run_diff import (
+    STATUSES,
+    CellResult,
+    DiffRow,
+    RunComparison,
+    Status,
+    compare_runs,
+)
 
 
 def cell(
@@ -20,6 +27,11 @@ def cell(
 
 def statuses(before: list[CellResult], after: list[CellResult]) -> dict[tuple[str, str], str]:
     return {(row.prompt, row.variant): row.status for row in compare_runs(before, after).rows}
+
+
+def rows_with(comparison: RunComparison, status: Status) -> list[DiffRow]:
+    """The comparison's rows with one status, in the order it lists them."""
+    return [row for row in comparison.rows if row.status == status]
 
 
 def test_each_status_from_pass_and_fail_before_and_after() -> None:
@@ -99,7 +111,7 @@ def test_rows_list_regressions_first_then_in_prompt_order_and_keep_both_cells() 
         ("fixed", "z"),
         ("still passing", "x"),
     ]
-    [regression] = comparison.rows_with("regressed")
+    [regression] = rows_with(comparison, "regressed")
     assert (regression.before, regression.after) == (before[1], after[1])
     assert regression.after is not None
     assert regression.after.failures == ("reply does not contain “y”",)
@@ -107,8 +119,8 @@ def test_rows_list_regressions_first_then_in_prompt_order_and_keep_both_cells() 
 
 def test_removed_and_new_rows_have_only_one_side() -> None:
     comparison = compare_runs([cell("old")], [cell("new")])
-    [removed] = comparison.rows_with("removed")
-    [added] = comparison.rows_with("new")
+    [removed] = rows_with(comparison, "removed")
+    [added] = rows_with(comparison, "new")
     assert (removed.before is not None, removed.after) == (True, None)
     assert (added.before, added.after is not None) == (None, True)
     assert (removed.prompt, added.prompt) == ("old", "new")

@@ -18,6 +18,7 @@ from nexus_core.ai.gemini import GeminiClient
 from nexus_core.ai.jobs import PROVIDER_UNAVAILABLE, ResponseWorker
 from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.app_context import AppContext
+from nexus_core.audit import AuditQuery
 from nexus_core.chat import ChatService
 from nexus_core.compare.run_store import ReplyView
 from nexus_core.compare.runs import CompareService, CompareView
@@ -407,7 +408,7 @@ def test_a_vote_is_stored_and_audited_and_a_second_one_is_refused(
         assert session.scalars(select(CompareVote)).one().ratings == {
             str(reviewer): {"good": False, "note": "Too terse"}
         }
-    record = audit.recent(db, action=audit.COMPARE_VOTED)[0]
+    record = audit.search(db, AuditQuery(actions=(audit.COMPARE_VOTED,)), limit=1)[0]
     assert (record.actor_name, record.target_type, record.target_id) == (
         "tess",
         "prompt_run",

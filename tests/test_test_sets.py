@@ -303,11 +303,11 @@ def test_comparing_runs_before_and_after_a_persona_edit_shows_the_regression(
         "fixed": 1,
         "still passing": 1,
     }
-    (regressed,) = comparison.rows_with("regressed")
+    (regressed,) = [r for r in comparison.rows if r.status == "regressed"]
     assert (regressed.prompt, regressed.variant) == ("Who are you?", renamed)
     assert regressed.after is not None
     assert regressed.after.failures == ("reply does not contain “pirate”",)
-    (fixed,) = comparison.rows_with("fixed")
+    (fixed,) = [r for r in comparison.rows if r.status == "fixed"]
     assert fixed.prompt == "Introduce yourself"
     (change,) = comparison.variants
     assert (change.variant, change.passed_before, change.passed_after) == (renamed, 2, 2)

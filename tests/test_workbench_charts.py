@@ -11,7 +11,7 @@ import pytest
 
 from nexus_core.errors import ValidationError
 from nexus_core.workbench.cells import ChartSpec
-from nexus_core.workbench.charts import build_chart, column_choices, default_spec
+from nexus_core.workbench.charts import build_chart
 
 RESULT = pl.DataFrame(
     {
@@ -132,13 +132,3 @@ def test_summing_text_is_refused_with_a_hint_to_count() -> None:
     spec = ChartSpec(kind="bar", x="day", y="persona", aggregation="sum")
     with pytest.raises(ValidationError, match="count rows instead"):
         build_chart(RESULT, spec)
-
-
-def test_column_choices_offer_numeric_columns_for_y_and_default_to_a_bar_of_the_first() -> None:
-    choices = column_choices(RESULT)
-    assert choices.columns == ("day", "persona", "latency_ms", "tokens")
-    assert choices.numeric == ("latency_ms", "tokens")
-    assert default_spec(RESULT) == ChartSpec(kind="bar", x="day", y="latency_ms")
-    assert default_spec(pl.DataFrame({"persona": ["a"]})) == ChartSpec(
-        kind="bar", x="persona", aggregation="count"
-    )

@@ -1,4 +1,4 @@
-"""Google Gemini over its REST API (v1beta): streaming with server-sent events, or one-shot.
+"""Google Gemini over its REST API (v1beta), streamed with server-sent events.
 
 The key travels only in the ``x-goog-api-key`` header: a ``?key=`` query string would end up in
 proxy logs and in httpx's error messages. It never appears in a URL, a message or a ``repr``.
@@ -52,7 +52,6 @@ from nexus_core.ai.wire import (
     attempt_seconds,
     bounded_attempt,
     bounded_chunks,
-    read_body,
     read_error_body,
     wire_bytes,
 )
@@ -64,7 +63,6 @@ DEFAULT_API_BASE = "https://generativelanguage.googleapis.com/v1beta"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 API_KEY_HEADER = "x-goog-api-key"
 STREAM_METHOD = "streamGenerateContent"
-GENERATE_METHOD = "generateContent"
 # Finish reasons that mean "the answer was withheld", mapped to their dashboard error_type.
 BLOCKED_FINISH_REASONS = {
     "SAFETY": "blocked_safety",
@@ -183,30 +181,6 @@ class GeminiClient:
                         ttft_ms = _ms_since(started)
                     yield delta
         return reply.result(model, latency_ms=_ms_since(started), ttft_ms=ttft_ms)
-
-    def generate(self, request: GenerationRequest) -> ProviderResult:
-        """Ask for the whole reply at once via ``:generateContent`` (``ttft_ms`` is None)."""
-        model = self._model_for(request)
-        reply = _Reply(self._hints, self.limits.max_reply_chars)
-        started = time.perf_counter()
-        seconds = attempt_seconds(self.timeout_seconds, request)
-        with (
-            bounded_attempt(seconds, self._hints, self.api_base) as deadline,
-            self._http.stream(
-                "POST",
-                self._url(model, GENERATE_METHOD),
-                headers=self._headers(accept="application/json"),
-                json=_body(request),
-                timeout=deadline.timeout(),
-                extensions=deadline.extensions,
-            ) as response,
-            deadline.watching(response),
-        ):
-            if not response.is_success:
-                raise self._status_error(response, model)
-            body = read_body(response, deadline, self.limits.max_response_bytes, self._hints)
-        reply.add(self._decode(body, model), model)
-        return reply.result(model, latency_ms=_ms_since(started), ttft_ms=None)
 
     def _chunks(self, response: httpx.Response, deadline: AttemptDeadline) -> Iterator[bytes]:
         return bounded_chunks(

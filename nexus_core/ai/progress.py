@@ -1,8 +1,10 @@
 """In-process publication of job progress: text deltas as they arrive, state changes, the end.
 
-The worker publishes; pages follow one job (``follow`` yields deltas for ``st.write_stream``) or
-subscribe to a session. The database stays the source of truth: this only carries what is still
-in flight, so a page that missed it simply reads the stored reply.
+The worker publishes; the chat page follows one job with ``watch`` (reply text and state changes,
+which it re-renders through the safe Markdown renderer, never ``st.write_stream``), the compare
+page reads a running reply's ``text``, and the ``nexus chat`` command subscribes to a session's
+state changes. The database stays the source of truth: this only carries what is still in flight,
+so a page that missed it simply reads the stored reply.
 """
 
 from __future__ import annotations
@@ -99,12 +101,6 @@ class JobBroker:
             progress = self._jobs.get(job_id)
             return "".join(progress.chunks) if progress else ""
 
-    def last_update(self, job_id: str) -> JobUpdate | None:
-        """The newest state change of a job, if this process knows it."""
-        with self._cond:
-            progress = self._jobs.get(job_id)
-            return progress.last if progress else None
-
     def subscribe(self, session_public_id: str, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` on every update of the session's jobs; returns an unsubscribe."""
         with self._cond:
@@ -150,9 +146,3 @@ class JobBroker:
             yield from fresh
             if done or time.monotonic() > deadline:
                 return
-
-    def follow(self, job_id: str, timeout: float = 300.0) -> Iterator[str]:
-        """Yield the reply's text as it arrives until the job ends (or ``timeout`` passes)."""
-        for item in self.watch(job_id, timeout):
-            if isinstance(item, str):
-                yield item

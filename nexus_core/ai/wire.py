@@ -2,8 +2,8 @@
 
 Nothing a provider sends is trusted to be small or quick. Each attempt runs under one
 `AttemptDeadline` (the whole attempt, not each read) and reads at most ``max_response_bytes``
-from the wire — a stream, a whole JSON body — counted as the bytes arrive, so an over-long
-answer is cut off, not read to the end and then refused. A stream line or event may hold at most
+of the stream from the wire, counted as the bytes arrive, so an over-long answer is cut off, not
+read to the end and then refused. A stream line or event may hold at most
 ``max_event_bytes`` (the SSE parser enforces it), the reply's text at most ``max_reply_chars``,
 and an error body is read only up to `MAX_ERROR_BODY_BYTES` (only its codes are used).
 
@@ -165,17 +165,6 @@ def bounded_chunks(
         yield chunk
     if deadline.expired:  # a cut connection can look like the end of the body
         raise attempt_timed_out(hints.who, deadline.seconds)
-
-
-def read_body(
-    response: httpx.Response, deadline: AttemptDeadline, max_bytes: int, hints: ProviderHints
-) -> bytes:
-    """The whole body of ``response``, refusing one longer than ``max_bytes`` (early, when the
-    ``Content-Length`` says so)."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise response_too_large(hints, max_bytes)
-    return b"".join(bounded_chunks(wire_bytes(response, hints), deadline, max_bytes, hints))
 
 
 def read_error_body(response: httpx.Response) -> bytes:

@@ -177,20 +177,6 @@ def timeseries(
     return bucket_series(source, window, now, bucket_width(window))
 
 
-def per_minute(
-    source: EventStore | EventSnapshot, window: timedelta, now: datetime
-) -> pl.DataFrame:
-    """``minute``, ``requests``, ``failures``, ``retries`` for every minute of the window."""
-    start, end = window_bounds(window, now)
-    return snapshot_of(source).query(PER_MINUTE_SQL, start, end)
-
-
-def by_model(source: EventStore | EventSnapshot, window: timedelta, now: datetime) -> pl.DataFrame:
-    """Requests, outcomes, success rate and API p95 latency per model."""
-    start, end = window_bounds(window, now)
-    return snapshot_of(source).query(BY_MODEL_SQL, start, end)
-
-
 def by_persona(
     source: EventStore | EventSnapshot, window: timedelta, now: datetime
 ) -> pl.DataFrame:

@@ -135,7 +135,13 @@ def _exceeds(rate: float | None, threshold: float) -> bool:
 
 
 def burn_rate_alerts(source: EventStore | EventSnapshot, now: datetime) -> dict[str, Any]:
-    """Every burn-rate rule for both SLOs at ``now``, and the overall state ok/ticket/page."""
+    """Every burn-rate rule for both SLOs at ``now``, and the overall state ok/ticket/page.
+
+    Public on purpose: the alert state alone, in one scan, for code that checks alerts without a
+    dashboard window (the planned alert evaluator and ``nexus alerts check``, issue #14). The
+    dashboard and ``nexus metrics`` get the same rules from ``slo_report``, which shares its scan
+    with the window's.
+    """
     end = to_utc_naive(now)
     windows = _alert_windows()
     counts = slo_counts_by_window(source, [end - w for w in windows], end)

@@ -93,10 +93,6 @@ class RunComparison:
     summary: Mapping[Status, int]
     variants: tuple[VariantChange, ...]
 
-    def rows_with(self, status: Status) -> tuple[DiffRow, ...]:
-        """The rows with one status, in prompt order."""
-        return tuple(row for row in self.rows if row.status == status)
-
 
 def compare_runs(before: Sequence[CellResult], after: Sequence[CellResult]) -> RunComparison:
     """How ``after`` differs from ``before``, cell by cell and variant by variant."""

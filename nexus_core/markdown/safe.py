@@ -106,7 +106,12 @@ def safe_markdown(text: str, *, allowed_image_hosts: Collection[str] = IMAGE_HOS
 def find_unsafe(
     text: str, *, allowed_image_hosts: Collection[str] = IMAGE_HOSTS_DEFAULT
 ) -> list[str]:
-    """The links and images in ``text`` that Streamlit would render but the policy forbids."""
+    """The links and images in ``text`` that Streamlit would render but the policy forbids.
+
+    Public on purpose, though the app never calls it: it is the independent check of
+    ``safe_markdown``'s output (every reading, no rewriting), which the tests run on every
+    hostile text and anyone auditing stored messages can run too.
+    """
     hosts = frozenset(host.strip().lower() for host in allowed_image_hosts)
     prepared = _prepare(text)
     found: list[str] = []

@@ -10,7 +10,6 @@ value. A histogram bins x itself and ignores y and the aggregation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 import plotly.graph_objects as go
@@ -47,31 +46,6 @@ AGGREGATION_LABELS: Final[dict[Aggregation, str]] = {
     "min": "min of",
     "max": "max of",
 }
-
-
-@dataclass(frozen=True)
-class ColumnChoices:
-    """The columns a chart can use: any column for x and colour, numeric ones for y."""
-
-    columns: tuple[str, ...]
-    numeric: tuple[str, ...]
-
-
-def column_choices(frame: pl.DataFrame) -> ColumnChoices:
-    """Which columns of ``frame`` suit x and colour (all) and y (numbers)."""
-    return ColumnChoices(
-        columns=tuple(frame.columns),
-        numeric=tuple(name for name, dtype in frame.schema.items() if _summable(dtype)),
-    )
-
-
-def default_spec(frame: pl.DataFrame) -> ChartSpec:
-    """A first guess at a chart: bars of the first numeric column by the first other column."""
-    choices = column_choices(frame)
-    x = next((c for c in choices.columns if c not in choices.numeric), "")
-    x = x or (choices.columns[0] if choices.columns else "")
-    y = next((c for c in choices.numeric if c != x), None)
-    return ChartSpec(kind="bar", x=x, y=y, aggregation="none" if y else "count")
 
 
 def build_chart(frame: pl.DataFrame, spec: ChartSpec, title: str | None = None) -> go.Figure:

@@ -16,6 +16,7 @@ from playwright.sync_api import Locator, Page, expect
 from sqlalchemy import select
 
 from nexus_core import audit
+from nexus_core.audit import AuditQuery
 from nexus_core.auth import LEGACY_COOKIE, resolve_cookie_key
 from nexus_core.db.engine import Database
 from nexus_core.db.models import User
@@ -341,9 +342,9 @@ def test_five_wrong_passwords_lock_the_account(live_app: LiveApp, new_page: NewP
             locked_until = session.scalar(
                 select(User.locked_until).where(User.username == username)
             )
-        lockouts = [
-            r for r in audit.recent(db, action=audit.LOCKED_OUT) if r.actor_name == username
-        ]
+        lockouts = audit.search(
+            db, AuditQuery(actor=username, actions=(audit.LOCKED_OUT,)), limit=100
+        )
     finally:
         db.dispose()
     assert locked_until is not None
