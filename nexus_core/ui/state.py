@@ -1,6 +1,9 @@
-"""Session-state and widget keys, in one place so pages never repeat string literals.
+"""The session-state and widget keys of sign-in, the chat page and error handling.
 
-``st.session_state`` holds ids and UI toggles only; everything else is a database row.
+Most keys are not here: each view names its own keys as constants at its top
+(``admin_view.NOTICE``, ``compare_view.FORM``, ``audit_view.ACTOR``, ...), which its page and its
+tests use, so no key is repeated as a string literal. ``st.session_state`` holds ids and UI
+toggles only; everything else is a database row.
 """
 
 from __future__ import annotations

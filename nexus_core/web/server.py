@@ -129,8 +129,9 @@ def refuse_misconfigured_start() -> None:
 
 
 def withhold_exception_text_from_logs() -> None:
-    """No log line of the server carries an exception's message (``incidents``): Streamlit's
-    own log of script errors, a fallback path with the database down, a library's logger."""
+    """No log line of the server carries an exception's message (see ``nexus_core.ops.incidents``),
+    whether Streamlit's own log of script errors, a fallback path with the database down or a
+    library's logger."""
     withhold_exception_text()
 
 
