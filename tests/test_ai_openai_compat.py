@@ -225,6 +225,29 @@ def test_content_filter_without_text_is_permanent_blocked_safety(
     assert error.error_type == "blocked_safety"
 
 
+@pytest.mark.parametrize(
+    ("finish_reason", "error_class", "named"),
+    [
+        ("length", PermanentProviderError, "before writing any answer (length)"),
+        ("stop", TransientProviderError, "an empty answer (finish reason: stop)"),
+    ],
+)
+def test_an_answer_without_text_is_permanent_only_when_it_ran_out_of_tokens(
+    openai_server: FakeOpenAIServer,
+    openai: OpenAICompatibleClient,
+    finish_reason: str,
+    error_class: type[Exception],
+    named: str,
+) -> None:
+    openai_server.enqueue(chunks=[], finish_reason=finish_reason)
+
+    error = failure_of(openai)
+
+    assert type(error) is error_class
+    assert error.error_type == "empty_response"
+    assert named in str(error)
+
+
 def test_stream_cut_before_done_or_finish_reason_is_transient(
     openai_server: FakeOpenAIServer, openai: OpenAICompatibleClient
 ) -> None:

@@ -22,6 +22,7 @@ from nexus_core.ai.lanes import OVERDUE_GRACE_SECONDS
 from nexus_core.ai.providers import build_provider
 from nexus_core.ai.simulated import SimulatedProvider
 from nexus_core.chat import ChatService
+from nexus_core.credentials import scrub
 from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, ChatSession
@@ -39,7 +40,6 @@ from nexus_core.ops.health import (
     describe_failure,
     health_engine_kwargs,
     run_health,
-    scrub,
 )
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings

@@ -3,12 +3,11 @@
 The key travels only in the ``x-goog-api-key`` header: a ``?key=`` query string would end up in
 proxy logs and in httpx's error messages. It never appears in a URL, a message or a ``repr``.
 
-Judgement calls, all retried by the job unless noted:
+Judgement calls, all retried by the job unless noted (the shared ones are in
+`nexus_core.ai.http_client`):
 
-- a ``data:`` payload that is not a JSON object is `TransientProviderError` ``invalid_response``
-  (a proxy or the connection mangled the stream; a retry is cheap and usually heals it);
-- a stream that ends before any ``finishReason`` is Transient ``incomplete_response``, so a
-  truncated answer is never stored as complete;
+- a ``data:`` payload that is not a JSON object is `TransientProviderError` ``invalid_response``;
+- a stream that ends before any ``finishReason`` is Transient ``incomplete_response``;
 - no text with ``finishReason: STOP`` is Transient ``empty_response`` (Gemini occasionally does
   this; a retry helps), but no text with ``MAX_TOKENS`` is Permanent ``empty_response`` (thinking
   used the whole output budget; retrying with the same limit would fail the same way);
@@ -26,41 +25,35 @@ many threads (``httpx.Client`` is thread-safe).
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 import httpx
 
-from nexus_core.ai.deadline import AttemptDeadline
+from nexus_core.ai.http_client import (
+    DEFAULT_TIMEOUT_SECONDS,
+    Attempt,
+    FinishReasons,
+    HttpProvider,
+    decode_payload,
+    finished_reply,
+    ms_since,
+)
 from nexus_core.ai.protocol import (
     GenerationRequest,
     ProviderHints,
     ProviderResult,
     Usage,
-    error_for_status,
     error_for_stream_error,
-    invalid_response,
     known_value,
 )
-from nexus_core.ai.sse import iter_events
-from nexus_core.ai.wire import (
-    IDENTITY_ENCODING,
-    ReplyLimits,
-    ReplyText,
-    attempt_seconds,
-    bounded_attempt,
-    bounded_chunks,
-    read_error_body,
-    wire_bytes,
-)
-from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
+from nexus_core.ai.wire import IDENTITY_ENCODING, ReplyLimits, ReplyText
+from nexus_core.errors import PermanentProviderError
 from nexus_core.settings import Settings
 
 DEFAULT_MODEL = "gemini-flash-latest"
 DEFAULT_API_BASE = "https://generativelanguage.googleapis.com/v1beta"
-DEFAULT_TIMEOUT_SECONDS = 30.0
 API_KEY_HEADER = "x-goog-api-key"
 STREAM_METHOD = "streamGenerateContent"
 # Finish reasons that mean "the answer was withheld", mapped to their dashboard error_type.
@@ -91,9 +84,10 @@ BLOCK_REASONS = frozenset(
     {"SAFETY", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "IMAGE_SAFETY", "SPII"}
 )
 UNKNOWN_REASON = "OTHER"
+NO_TEXT_REASONS = FinishReasons(BLOCKED_FINISH_REASONS, OUT_OF_TOKENS_FINISH_REASON)
 
 
-class GeminiClient:
+class GeminiClient(HttpProvider):
     """The Gemini provider: one reusable, thread-safe client for the REST API."""
 
     name = "gemini"
@@ -108,19 +102,16 @@ class GeminiClient:
         http: httpx.Client | None = None,
         limits: ReplyLimits | None = None,
     ) -> None:
-        self._api_key = api_key or None
-        self.default_model = _bare_model(model)
-        self.api_base = api_base.rstrip("/")
-        self.timeout_seconds = timeout_seconds
-        self.limits = limits or ReplyLimits()
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client()
-        self._hints = ProviderHints(
+        hints = ProviderHints(
             who="Gemini",
             key_setting="GEMINI_API_KEY",
             base_setting="GEMINI_API_BASE",
             model_setting="GEMINI_MODEL",
         )
+        super().__init__(hints, timeout_seconds, http, limits)
+        self._api_key = api_key or None
+        self.default_model = _bare_model(model)
+        self.api_base = api_base.rstrip("/")
 
     @classmethod
     def from_settings(cls, settings: Settings, http: httpx.Client | None = None) -> GeminiClient:
@@ -142,49 +133,38 @@ class GeminiClient:
         """Whether an API key is set."""
         return self._api_key is not None
 
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> GeminiClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def stream(self, request: GenerationRequest) -> Generator[str, None, ProviderResult]:
         """Stream the reply via ``:streamGenerateContent?alt=sse``, yielding text deltas."""
         model = self._model_for(request)
         reply = _Reply(self._hints, self.limits.max_reply_chars)
         started = time.perf_counter()
         ttft_ms: float | None = None
-        seconds = attempt_seconds(self.timeout_seconds, request)
-        with (
-            bounded_attempt(seconds, self._hints, self.api_base) as deadline,
-            self._http.stream(
-                "POST",
-                self._url(model, STREAM_METHOD),
-                params={"alt": "sse"},
-                headers=self._headers(accept="text/event-stream"),
-                json=_body(request),
-                timeout=deadline.timeout(),
-                extensions=deadline.extensions,
-            ) as response,
-            deadline.watching(response),
-        ):
-            if not response.is_success:
-                raise self._status_error(response, model)
-            for event in iter_events(self._chunks(response, deadline), self.limits.max_event_bytes):
-                for delta in reply.add(self._decode(event.data, model), model):
+        with self._events(
+            request,
+            url=self._url(model, STREAM_METHOD),
+            base_url=self.api_base,
+            model=model,
+            params={"alt": "sse"},
+            headers=self._headers(accept="text/event-stream"),
+            body=_body(request),
+        ) as events:
+            for event in events:
+                for delta in reply.add(decode_payload(event.data, self._hints), model):
                     if ttft_ms is None:
-                        ttft_ms = _ms_since(started)
+                        ttft_ms = ms_since(started)
                     yield delta
-        return reply.result(model, latency_ms=_ms_since(started), ttft_ms=ttft_ms)
-
-    def _chunks(self, response: httpx.Response, deadline: AttemptDeadline) -> Iterator[bytes]:
-        return bounded_chunks(
-            wire_bytes(response, self._hints), deadline, self.limits.max_response_bytes, self._hints
+        return finished_reply(
+            Attempt(
+                model=model,
+                text=reply.text(),
+                finish_reason=reply.finish_reason,
+                complete=reply.finish_reason is not None,
+                usage=reply.usage,
+                latency_ms=ms_since(started),
+                ttft_ms=ttft_ms,
+            ),
+            self._hints,
+            NO_TEXT_REASONS,
         )
 
     def _model_for(self, request: GenerationRequest) -> str:
@@ -201,26 +181,6 @@ class GeminiClient:
 
     def _headers(self, *, accept: str) -> dict[str, str]:
         return {API_KEY_HEADER: self._api_key or "", "accept": accept, **IDENTITY_ENCODING}
-
-    def _decode(self, data: str | bytes, model: str) -> dict[str, Any]:
-        if not data.strip():
-            return {}
-        try:
-            payload = json.loads(data)
-        except ValueError as exc:
-            raise invalid_response(self._hints, "a payload that is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise invalid_response(self._hints, "a payload that is not a JSON object")
-        return payload
-
-    def _status_error(self, response: httpx.Response, model: str) -> ProviderError:
-        return error_for_status(
-            response.status_code,
-            read_error_body(response),
-            response.headers,
-            hints=self._hints,
-            model=model,
-        )
 
 
 class _Reply:
@@ -273,48 +233,9 @@ class _Reply:
             self._text.add(delta)
         return deltas
 
-    def result(self, model: str, *, latency_ms: float, ttft_ms: float | None) -> ProviderResult:
-        """The finished reply, or the error that explains why there is none."""
-        text = self._text.text()
-        reason = self.finish_reason
-        if reason is None:
-            raise TransientProviderError(
-                "Gemini's reply ended before it was complete; try again.",
-                status_code=200,
-                error_type="incomplete_response",
-            )
-        if not text:
-            self._raise_for_empty(reason)
-        return ProviderResult(
-            text=text,
-            finish_reason=reason,
-            usage=self.usage,
-            latency_ms=latency_ms,
-            ttft_ms=ttft_ms,
-            model=model,
-            status_code=200,
-        )
-
-    def _raise_for_empty(self, reason: str) -> None:
-        if reason in BLOCKED_FINISH_REASONS:
-            raise PermanentProviderError(
-                f"Gemini withheld its answer (reason: {reason}). "
-                "Rephrase the message and try again.",
-                status_code=200,
-                error_type=BLOCKED_FINISH_REASONS[reason],
-            )
-        if reason == OUT_OF_TOKENS_FINISH_REASON:
-            raise PermanentProviderError(
-                "Gemini used its whole output budget before writing any answer (MAX_TOKENS); "
-                "raise the output token limit or ask a shorter question.",
-                status_code=200,
-                error_type="empty_response",
-            )
-        raise TransientProviderError(
-            f"Gemini returned an empty answer (finish reason: {reason}); try again.",
-            status_code=200,
-            error_type="empty_response",
-        )
+    def text(self) -> str:
+        """The reply's text so far."""
+        return self._text.text()
 
 
 def _body(request: GenerationRequest) -> dict[str, Any]:
@@ -350,7 +271,3 @@ def _usage(metadata: dict[str, Any]) -> Usage:
 
 def _bare_model(model: str) -> str:
     return model.removeprefix("models/")
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0

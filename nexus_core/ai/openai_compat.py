@@ -3,9 +3,11 @@
 ``POST {base}/chat/completions`` with ``stream: true`` answers server-sent events of
 ``chat.completion.chunk`` objects and ends with ``data: [DONE]``; with
 ``stream_options.include_usage`` the last chunk before it carries the token usage. Failures map
-exactly as for Gemini (see `nexus_core.ai.protocol`); a stream that ends with neither ``[DONE]`` nor
-a ``finish_reason`` is Transient ``incomplete_response`` and a non-JSON payload is Transient
-``invalid_response``. The key travels only as a bearer token and is never echoed.
+exactly as for Gemini (see `nexus_core.ai.protocol`), and so does a reply without text (see
+`nexus_core.ai.http_client`): a stream that ends with neither ``[DONE]`` nor a ``finish_reason``
+is Transient ``incomplete_response``, a non-JSON payload is Transient ``invalid_response``, no text
+with ``content_filter`` is Permanent ``blocked_safety`` and with ``length`` Permanent
+``empty_response``. The key travels only as a bearer token and is never echoed.
 
 ``timeout_seconds`` (``OPENAI_TIMEOUT_SECONDS``) bounds the whole attempt and ``limits`` what is
 read, as for Gemini (see `nexus_core.ai.wire`); finish reasons outside the documented vocabulary
@@ -14,47 +16,43 @@ are recorded as ``other``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Generator
 from typing import Any
 
 import httpx
 
+from nexus_core.ai.http_client import (
+    DEFAULT_TIMEOUT_SECONDS,
+    Attempt,
+    FinishReasons,
+    HttpProvider,
+    decode_payload,
+    finished_reply,
+    ms_since,
+)
 from nexus_core.ai.protocol import (
     GenerationRequest,
     ProviderHints,
     ProviderResult,
     Usage,
-    error_for_status,
     error_for_stream_error,
-    invalid_response,
     known_value,
 )
-from nexus_core.ai.sse import iter_events
-from nexus_core.ai.wire import (
-    IDENTITY_ENCODING,
-    ReplyLimits,
-    ReplyText,
-    attempt_seconds,
-    bounded_attempt,
-    bounded_chunks,
-    read_error_body,
-    wire_bytes,
-)
-from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
+from nexus_core.ai.wire import IDENTITY_ENCODING, ReplyLimits, ReplyText
+from nexus_core.errors import PermanentProviderError
 from nexus_core.settings import Settings
 
-DEFAULT_TIMEOUT_SECONDS = 30.0
 DONE_SENTINEL = "[DONE]"
 BLOCKED_FINISH_REASONS = {"content_filter": "blocked_safety"}
 OUT_OF_TOKENS_FINISH_REASON = "length"
 ROLE_NAMES = {"user": "user", "model": "assistant"}
 FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
 UNKNOWN_REASON = "other"
+NO_TEXT_REASONS = FinishReasons(BLOCKED_FINISH_REASONS, OUT_OF_TOKENS_FINISH_REASON)
 
 
-class OpenAICompatibleClient:
+class OpenAICompatibleClient(HttpProvider):
     """The provider for any server that speaks OpenAI's streaming chat completions API."""
 
     name = "openai"
@@ -69,19 +67,16 @@ class OpenAICompatibleClient:
         http: httpx.Client | None = None,
         limits: ReplyLimits | None = None,
     ) -> None:
-        self.api_base = (api_base or "").rstrip("/")
-        self._api_key = api_key or None
-        self.default_model = model or ""
-        self.timeout_seconds = timeout_seconds
-        self.limits = limits or ReplyLimits()
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client()
-        self._hints = ProviderHints(
+        hints = ProviderHints(
             who="OpenAI-compatible server",
             key_setting="OPENAI_API_KEY",
             base_setting="OPENAI_API_BASE",
             model_setting="OPENAI_MODEL",
         )
+        super().__init__(hints, timeout_seconds, http, limits)
+        self.api_base = (api_base or "").rstrip("/")
+        self._api_key = api_key or None
+        self.default_model = model or ""
 
     @classmethod
     def from_settings(
@@ -109,54 +104,42 @@ class OpenAICompatibleClient:
         """Whether a base URL and a default model are set (the key is optional, e.g. Ollama)."""
         return bool(self.api_base and self.default_model)
 
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> OpenAICompatibleClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def stream(self, request: GenerationRequest) -> Generator[str, None, ProviderResult]:
         """Stream the reply from ``{base}/chat/completions``, yielding text deltas."""
         model = self._model_for(request)
         reply = _Reply(self._hints, model, self.limits.max_reply_chars)
         started = time.perf_counter()
         ttft_ms: float | None = None
-        seconds = attempt_seconds(self.timeout_seconds, request)
-        with (
-            bounded_attempt(seconds, self._hints, self.api_base) as deadline,
-            self._http.stream(
-                "POST",
-                f"{self.api_base}/chat/completions",
-                headers=self._headers(),
-                json=_body(request, model),
-                timeout=deadline.timeout(),
-                extensions=deadline.extensions,
-            ) as response,
-            deadline.watching(response),
-        ):
-            if not response.is_success:
-                raise self._status_error(response, model)
-            chunks = bounded_chunks(
-                wire_bytes(response, self._hints),
-                deadline,
-                self.limits.max_response_bytes,
-                self._hints,
-            )
-            for event in iter_events(chunks, self.limits.max_event_bytes):
+        with self._events(
+            request,
+            url=f"{self.api_base}/chat/completions",
+            base_url=self.api_base,
+            model=model,
+            headers=self._headers(),
+            body=_body(request, model),
+        ) as events:
+            for event in events:
                 data = event.data.strip()
                 if data == DONE_SENTINEL:
                     reply.done = True
                     break
-                for delta in reply.add(self._decode(data)):
+                for delta in reply.add(decode_payload(data, self._hints)):
                     if ttft_ms is None:
-                        ttft_ms = (time.perf_counter() - started) * 1000.0
+                        ttft_ms = ms_since(started)
                     yield delta
-        return reply.result(latency_ms=(time.perf_counter() - started) * 1000.0, ttft_ms=ttft_ms)
+        return finished_reply(
+            Attempt(
+                model=model,
+                text=reply.text(),
+                finish_reason=reply.finish_reason,
+                complete=reply.done or reply.finish_reason is not None,
+                usage=reply.usage,
+                latency_ms=ms_since(started),
+                ttft_ms=ttft_ms,
+            ),
+            self._hints,
+            NO_TEXT_REASONS,
+        )
 
     def _model_for(self, request: GenerationRequest) -> str:
         if not self.api_base:
@@ -179,26 +162,6 @@ class OpenAICompatibleClient:
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
-
-    def _decode(self, data: str) -> dict[str, Any]:
-        if not data:
-            return {}
-        try:
-            payload = json.loads(data)
-        except ValueError as exc:
-            raise invalid_response(self._hints, "a payload that is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise invalid_response(self._hints, "a payload that is not a JSON object")
-        return payload
-
-    def _status_error(self, response: httpx.Response, model: str) -> ProviderError:
-        return error_for_status(
-            response.status_code,
-            read_error_body(response),
-            response.headers,
-            hints=self._hints,
-            model=model,
-        )
 
 
 class _Reply:
@@ -235,46 +198,9 @@ class _Reply:
         self._text.add(content)
         return [content]
 
-    def result(self, *, latency_ms: float, ttft_ms: float | None) -> ProviderResult:
-        """The finished reply, or the error that explains why there is none."""
-        text = self._text.text()
-        who = self._hints.who
-        if not self.done and self.finish_reason is None:
-            raise TransientProviderError(
-                f"{who}'s reply ended before it was complete; try again.",
-                status_code=200,
-                error_type="incomplete_response",
-            )
-        if not text:
-            reason = self.finish_reason
-            if reason in BLOCKED_FINISH_REASONS:
-                raise PermanentProviderError(
-                    f"{who} withheld its answer (reason: {reason}). "
-                    "Rephrase the message and try again.",
-                    status_code=200,
-                    error_type=BLOCKED_FINISH_REASONS[reason],
-                )
-            if reason == OUT_OF_TOKENS_FINISH_REASON:
-                raise PermanentProviderError(
-                    f"{who} used its whole output budget before writing any answer; "
-                    "raise the output token limit or ask a shorter question.",
-                    status_code=200,
-                    error_type="empty_response",
-                )
-            raise TransientProviderError(
-                f"{who} returned an empty answer; try again.",
-                status_code=200,
-                error_type="empty_response",
-            )
-        return ProviderResult(
-            text=text,
-            finish_reason=self.finish_reason,
-            usage=self.usage,
-            latency_ms=latency_ms,
-            ttft_ms=ttft_ms,
-            model=self._model,
-            status_code=200,
-        )
+    def text(self) -> str:
+        """The reply's text so far."""
+        return self._text.text()
 
 
 def _body(request: GenerationRequest, model: str) -> dict[str, Any]:

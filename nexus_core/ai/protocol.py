@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 import httpx
 
+from nexus_core.credentials import safe_url
 from nexus_core.errors import PermanentProviderError, ProviderError, TransientProviderError
 
 RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
@@ -295,18 +295,6 @@ def provider_code(error: Mapping[str, Any] | None) -> str | None:
 def known_value(value: Any, allowed: frozenset[str], fallback: str) -> str:
     """``value`` when it is one of ``allowed``, else ``fallback`` (provider words we repeat)."""
     return value if isinstance(value, str) and value in allowed else fallback
-
-
-def safe_url(url: str) -> str:
-    """``scheme://host[:port]/path`` of ``url``: no user, password, query or fragment."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "(the configured URL)"
-    if not parts.scheme or not parts.hostname:
-        return "(the configured URL)"
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 def retry_after_seconds(

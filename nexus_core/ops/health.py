@@ -20,7 +20,8 @@ queued, the oldest one's wait. Its detail holds numbers and lane names only.
 
 Secrets: a detail is short human text. Failures are described by the exception's class name and
 the first line of its message, scrubbed of ``scheme://user:pass@`` credentials, ``password=…``
-pairs and any password we know from the URL; provider details never name a key.
+pairs and any password we know from the URL (`nexus_core.credentials`); provider details never
+name a key.
 
 Timeouts: the database probe runs on a daemon thread and the check gives up after
 ``timeout_seconds`` even if the driver hangs (the thread finishes or dies on its own). A
@@ -35,13 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Final, Literal
-from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -54,6 +53,7 @@ from nexus_core.ai.backlog import StoredBacklog, backlog_problems, lane_summary,
 from nexus_core.ai.lanes import LaneLoad
 from nexus_core.ai.protocol import Provider
 from nexus_core.ai.providers import build_provider
+from nexus_core.credentials import scrub, url_passwords
 from nexus_core.db.engine import Database
 from nexus_core.errors import ConfigError
 from nexus_core.settings import Settings
@@ -77,13 +77,10 @@ MIN_CONNECT_TIMEOUT_SECONDS = 2  # libpq and psycopg round anything shorter up t
 DRIVER_GRACE_SECONDS = 0.5
 MAX_DETAIL_CHARS = 200
 LATENCY_DECIMALS = 2
-REDACTED = "[redacted]"
 SIMULATED_IN_PRODUCTION = "simulated model in production"
 HTTP_OK = 200
 HTTP_UNAVAILABLE = 503
 
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]*@")
-_PASSWORD_PAIR = re.compile(r"(?i)\b(password|passwd|pwd)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)")
 
 ProviderFactory = Callable[[Settings], Provider]
 Status = Literal["ok", "error"]
@@ -130,15 +127,6 @@ class HealthReport:
         return {"status": self.status, "checks": {k: dict(v) for k, v in self.checks.items()}}
 
 
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` without URL credentials, ``password=`` values or the given secrets."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    text = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", text)
-    return _PASSWORD_PAIR.sub(rf"\1\2{REDACTED}", text)
-
-
 def describe_failure(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
     """``ClassName: first line of the message``, scrubbed and shortened, for a check's detail."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
@@ -161,7 +149,7 @@ def health_engine_kwargs(url: str, timeout_seconds: float = DB_TIMEOUT_SECONDS) 
 
 def check_database(db: Database, timeout_seconds: float = DB_TIMEOUT_SECONDS) -> CheckResult:
     """Run ``SELECT 1`` on ``db``, giving up after ``timeout_seconds``."""
-    secrets = _url_passwords(str(db.url))
+    secrets = url_passwords(str(db.url))
     outcome: list[BaseException | None] = []
     started = perf_counter()
     probe = threading.Thread(
@@ -197,7 +185,7 @@ def _probed_database_url(
         yield CheckResult(DATABASE, False, _elapsed_ms(started), "DATABASE_URL is not valid"), None
         return
     except Exception as exc:  # e.g. a missing driver, or a SQLite folder that cannot be made
-        detail = describe_failure(exc, _url_passwords(url))
+        detail = describe_failure(exc, url_passwords(url))
         yield CheckResult(DATABASE, False, _elapsed_ms(started), detail), None
         return
     # Wait a little past the driver's own timeout so its reason, not ours, reaches the detail.
@@ -214,7 +202,7 @@ def check_redis(
     """PING the Redis at ``url`` with socket timeouts; None when Redis is not configured."""
     if not url:
         return None
-    secrets = _url_passwords(url)
+    secrets = url_passwords(url)
     started = perf_counter()
     try:
         client = redis.Redis.from_url(
@@ -379,17 +367,6 @@ def _probe_database(db: Database, outcome: list[BaseException | None]) -> None:
         outcome.append(exc)
     else:
         outcome.append(None)
-
-
-def _url_passwords(url: str) -> tuple[str, ...]:
-    """The password in ``url`` as written and decoded, so messages can be scrubbed of both."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return ()
-    if not password:
-        return ()
-    return tuple({password, unquote(password)})
 
 
 def _connect_timeout(timeout_seconds: float) -> int:
