@@ -214,8 +214,11 @@ def test_persistent_503_keeps_user_message_and_logs_job_failure(
     assert (job.status, job.attempt, job.error_type) == ("failed", 4, "http_503")
     messages = stored(db, session_id, user)
     assert messages[0] == ("user", "Keep me")
-    assert messages[1][0] == "error"
-    assert "unavailable" in messages[1][1].lower() or "503" in messages[1][1]
+    assert messages[1] == (
+        "error",
+        "Gemini is overloaded or unavailable (HTTP 503); try again in a moment. "
+        f"No reply after {MAX_ATTEMPTS} attempts.",
+    )
     failure = events.named("job_failure")[0]
     assert (failure["attempts"], failure["error_type"]) == (4, "http_503")
 

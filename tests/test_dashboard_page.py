@@ -131,10 +131,16 @@ def test_the_window_selector_and_auto_refresh_toggle_rerender(app_ctx: AppContex
     log_traffic(app_ctx)
     at = open_dashboard("admin")
     assert at.radio(key=dashboard_view.WINDOW_PICK).value == "60m"
+    per_minute = {m.label: m.value for m in at.metric}["Requests/min"]
+    assert per_minute == f"{296 / 60:,.2f}"
     at.toggle(key=dashboard_view.AUTO_REFRESH).set_value(False).run()
+    assert at.toggle(key=dashboard_view.AUTO_REFRESH).value is False
     at.radio(key=dashboard_view.WINDOW_PICK).set_value("24h").run()
     assert not at.exception
+    assert at.radio(key=dashboard_view.WINDOW_PICK).value == "24h"
     assert {m.label for m in at.metric} == KPI_LABELS
+    # The same 296 requests, now spread over a day's minutes.
+    assert {m.label: m.value for m in at.metric}["Requests/min"] == f"{296 / (24 * 60):,.2f}"
     assert len(at.get("plotly_chart")) >= 5
 
 
