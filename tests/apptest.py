@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
@@ -14,8 +13,9 @@ from nexus_core.markdown.safe import HARD_BREAK, WORD_JOINER
 from nexus_core.ui import state
 from nexus_core.ui.nav import page_path
 from nexus_core.ui.resources import get_context
+from tests.constants import ROOT
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(ROOT / "app.py")
 TIMEOUT = 60
 
 

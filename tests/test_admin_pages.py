@@ -3,8 +3,6 @@ stored and audited, and that members browse personas but never reach the admin c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -14,12 +12,8 @@ from nexus_core.audit import AuditQuery
 from nexus_core.ui import admin_view, audit_view, persona_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
-from tests.apptest import seen_text, signed_in_app
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-PASSWORD = "correct-horse-1"
-TIMEOUT = 60
+from tests.apptest import TIMEOUT, seen_text, signed_in_app
+from tests.constants import PASSWORD
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from nexus_core.db.models import AiJob, Message
 from nexus_core.ops.events import ApiEventLogger, ListEventSink, read_events
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
+from tests.constants import PASSWORD
 from tests.fakes.gated_provider import GatedProvider
 from tests.fakes.gemini_server import FakeGeminiServer
 
@@ -49,7 +50,7 @@ def user(db: Database) -> UserView:
     PersonaService(db).create(
         "Tester", "You are a terse test persona.", model="gemini-test-model", temperature=0.3
     )
-    return UserService(db).create("quinn", "correct-horse-1")
+    return UserService(db).create("quinn", PASSWORD)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from nexus_core.db.models import AiJob, Message
 from nexus_core.ops.events import ApiEventLogger, ListEventSink
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
+from tests.constants import PASSWORD
 from tests.fakes import ScriptedServer
 
 KEY = "AIzaSyRedactTest+Key/0123456789=abcdefXYZ"
@@ -95,7 +96,7 @@ def upstream(request: pytest.FixtureRequest) -> Iterator[Upstream]:
 @pytest.fixture
 def user(db: Database) -> UserView:
     PersonaService(db).create("Tester", "You are terse.", model="gemini-test-model")
-    return UserService(db).create("quinn", "correct-horse-1")
+    return UserService(db).create("quinn", PASSWORD)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.constants import ROOT
+
 CORE = ROOT / "nexus_core"
 UI = CORE / "ui"
 PAGE_MAX_LINES = 120

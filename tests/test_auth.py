@@ -32,8 +32,8 @@ from nexus_core.db.models import AuditEvent, AuthSession, User
 from nexus_core.errors import ConfigError, PermissionDenied, ValidationError
 from nexus_core.settings import Settings
 from nexus_core.users import BCRYPT_ROUNDS, UserService
+from tests.constants import PASSWORD
 
-PASSWORD = "correct-horse-1"
 TOKEN_KEY = "a-test-key-for-session-token-hashes"
 WEEK = timedelta(days=7)
 

@@ -12,8 +12,7 @@ from nexus_core.chat import MAX_TITLE_CHARS, clean_message, title_from
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.transcripts import export_session
 from nexus_core.users import UserView
-
-PASSWORD = "correct-horse-1"
+from tests.constants import PASSWORD
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from nexus_core.ops.events import ListEventSink, read_events
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings
 from nexus_core.users import UserService, UserView
+from tests.constants import PASSWORD
 from tests.fakes.gated_provider import GatedProvider
 from tests.fakes.gemini_server import FakeGeminiServer
 
@@ -59,7 +60,7 @@ def member(db: Database) -> UserView:
         "Tester", "You are a terse test persona.", model="gemini-test-model", temperature=0.3
     )
     users = UserService(db)
-    users.create("tess", "correct-horse-1")
+    users.create("tess", PASSWORD)
     return users.set_feature("tess", "prompt_compare", True)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -16,12 +15,9 @@ from nexus_core.ops.events import ApiEventLogger, EventName
 from nexus_core.ui import dashboard_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
-from tests.apptest import seen_text, signed_in_app
+from tests.apptest import TIMEOUT, seen_text, signed_in_app
+from tests.constants import PASSWORD
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-PASSWORD = "correct-horse-1"
-TIMEOUT = 60
 KPI_LABELS = {
     "Requests/min",
     "Failures/min",

@@ -4,8 +4,6 @@ and a member who can neither see nor reach the explorer."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
@@ -18,16 +16,13 @@ from nexus_core.ui import explorer_view, feedback_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.users import hash_password
-from tests.apptest import seen_text, signed_in_app
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-TIMEOUT = 60
+from tests.apptest import TIMEOUT, seen_text, signed_in_app
+from tests.constants import PASSWORD
 
 
 @pytest.fixture(scope="module")
 def password_hash() -> str:
-    return hash_password("correct-horse-1")
+    return hash_password(PASSWORD)
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings
 from nexus_core.users import UserService, UserView
 from nexus_core.web.server import routes
+from tests.constants import PASSWORD
 from tests.fakes.clock import ManualClock
 from tests.fakes.gated_provider import GatedProvider
 
@@ -397,7 +398,7 @@ def test_report_status_is_error_when_any_check_fails() -> None:
 @pytest.fixture
 def member(db: Database) -> UserView:
     PersonaService(db).seed_defaults()
-    return UserService(db).create("quinn", "correct-horse-1")
+    return UserService(db).create("quinn", PASSWORD)
 
 
 def ask_in_new_session(db: Database, worker: ResponseWorker, user: UserView, text: str) -> str:

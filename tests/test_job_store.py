@@ -11,6 +11,7 @@ from nexus_core.db.engine import Database
 from nexus_core.db.models import Message
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
+from tests.constants import PASSWORD
 
 MAX_ATTEMPTS = 4
 
@@ -18,7 +19,7 @@ MAX_ATTEMPTS = 4
 @pytest.fixture
 def user(db: Database) -> UserView:
     PersonaService(db).create("Pirate", "Speak like a pirate.", temperature=0.2)
-    return UserService(db).create("quinn", "correct-horse-1")
+    return UserService(db).create("quinn", PASSWORD)
 
 
 def store(db: Database, budget_chars: int = 24_000) -> JobStore:

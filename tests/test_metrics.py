@@ -17,6 +17,7 @@ from nexus_core.ops.prometheus import (
     MetricsEventSink,
     NexusMetrics,
 )
+from tests.constants import PASSWORD
 
 
 @pytest.fixture
@@ -177,9 +178,9 @@ def test_active_sessions_gauge_reads_its_source(metrics: NexusMetrics) -> None:
 
 
 def test_the_app_exports_its_sign_in_sessions_seen_lately(ctx: AppContext) -> None:
-    ctx.users.create("gina", "correct-horse-1")
+    ctx.users.create("gina", PASSWORD)
     for _ in range(2):
-        assert ctx.sign_in.attempt("gina", "correct-horse-1")
+        assert ctx.sign_in.attempt("gina", PASSWORD)
 
     assert sample(ctx.metrics, "nexus_active_sessions") == 2
 

@@ -12,11 +12,9 @@ from nexus_core.app_context import AppContext
 from nexus_core.ui import state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
-from tests.apptest import signed_in_app
+from tests.apptest import APP, signed_in_app
+from tests.constants import PASSWORD
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-PASSWORD = "correct-horse-1"
 TIMEOUT = 30
 
 

@@ -13,8 +13,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.db.models import Persona, PersonaVersion
 from nexus_core.errors import PermissionDenied, ValidationError
 from nexus_core.personas import instruction_diff
-
-PASSWORD = "correct-horse-1"
+from tests.constants import PASSWORD
 
 
 def test_instruction_diff_is_a_unified_diff_of_lines() -> None:

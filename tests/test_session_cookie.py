@@ -15,6 +15,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.auth import LEGACY_COOKIE, SESSION_COOKIE, SessionGrant
 from nexus_core.web import session_cookie
 from nexus_core.web.session_cookie import HANDOFF_PATH, HANDOFF_SCRIPT_PATH, SESSION_PATH
+from tests.constants import PASSWORD
 
 WEEK_SECONDS = 7 * 24 * 3600
 
@@ -22,7 +23,7 @@ WEEK_SECONDS = 7 * 24 * 3600
 @pytest.fixture
 def app_ctx(app_env: AppContext) -> AppContext:
     app_env.init()
-    app_env.users.create("mia", "correct-horse-1")
+    app_env.users.create("mia", PASSWORD)
     return app_env
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from importlib.metadata import version
-from pathlib import Path
 
 import plotly.express as px
 import polars as pl
@@ -14,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from nexus_core.personas import DEFAULT_AVATAR
 from nexus_core.ui.show import avatar, plain_figure
+from tests.constants import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # The minor versions of Streamlit whose Markdown rendering was checked in Chromium (README,
 # "Safe rendering"). A new one needs that check again, then its place here and in pyproject.
 VERIFIED_STREAMLIT = ("1.67",)

@@ -12,8 +12,8 @@ from nexus_core.auth import SIGN_IN_FAILED_MESSAGE
 from nexus_core.ui import state
 from nexus_core.ui.auth import ENDED_NOTES, MISSING_CREDENTIALS, PASSWORD_CHANGED, SIGNED_OUT_NOTE
 from tests.apptest import APP, seen_text, signed_in_app
+from tests.constants import PASSWORD
 
-PASSWORD = "correct-horse-1"
 NEW_PASSWORD = "a-new-password-2"
 TIMEOUT = 30
 

@@ -23,6 +23,7 @@ from nexus_core.errors import NotFound, PermissionDenied, ValidationError
 from nexus_core.ops.events import ListEventSink
 from nexus_core.personas import PersonaService
 from nexus_core.users import UserService, UserView
+from tests.constants import PASSWORD
 from tests.fakes.gated_provider import GatedProvider
 from tests.fakes.gemini_server import FakeGeminiServer
 
@@ -57,7 +58,7 @@ def member(db: Database) -> UserView:
     PersonaService(db).seed_defaults()
     PersonaService(db).create(PIRATE, "You are a pirate captain. Answer briefly.")
     users = UserService(db)
-    users.create("tess", "correct-horse-1")
+    users.create("tess", PASSWORD)
     return users.set_feature("tess", "prompt_compare", True)
 
 
