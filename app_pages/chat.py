@@ -46,8 +46,7 @@ if writable and chat.status == "active":
     if prompt:
         st.session_state.pop(state.CHAT_REJECTED_DRAFT, None)
         try:
-            message = ctx.chat.add_user_message(chat.public_id, user, prompt)
-            ctx.worker.enqueue(message.id, user)
+            ctx.worker.ask(ctx.chat, chat.public_id, user, prompt)
         except NexusError as exc:
             # Keep the draft visible so nothing typed is lost.
             st.session_state[state.CHAT_REJECTED_DRAFT] = {"reason": str(exc), "text": prompt}

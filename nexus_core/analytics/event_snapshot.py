@@ -44,6 +44,12 @@ EVENT_COLUMNS: Final[dict[str, str]] = {
     "status_code": "INTEGER",
     "tokens_in": "BIGINT",
     "tokens_out": "BIGINT",
+    "channel": "VARCHAR",  # job_success: chat, compare, test_set, eval, cli
+    "input_tokens": "BIGINT",
+    "cached_input_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "reasoning_tokens": "BIGINT",
+    "cost_usd": "DOUBLE",
     "error_type": "VARCHAR",
     "retryable": "BOOLEAN",
     "delay_ms": "DOUBLE",

@@ -21,6 +21,14 @@ from nexus_core.ai.progress import JobUpdate
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
+from nexus_core.cli.cost import (
+    add_cost_commands,
+    cmd_budgets_list,
+    cmd_budgets_set,
+    cmd_prices_list,
+    cmd_prices_set,
+    cmd_usage,
+)
 from nexus_core.cli.sql import SQL_FORMATS, cmd_sql
 from nexus_core.db.models import ROLES
 from nexus_core.errors import DatabaseUnavailable, NexusError, ValidationError
@@ -155,12 +163,14 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
         if not args.persona:
             raise ValidationError("Give --persona NAME for a new session, or --session UUID.")
         chat_session = ctx.chat.create_session(user, args.persona)
-    message = ctx.chat.add_user_message(chat_session.public_id, user, args.message)
     worker = ctx.worker
     unsubscribe = None
     if not args.json and sys.stderr.isatty():
         unsubscribe = worker.broker.subscribe(chat_session.public_id, _print_retry_note)
-    job = worker.wait(worker.enqueue(message.id, user))
+    _message, job_id = worker.ask(
+        ctx.chat, chat_session.public_id, user, args.message, channel="cli"
+    )
+    job = worker.wait(job_id)
     if unsubscribe:
         unsubscribe()
     reply = ctx.chat.message(job.reply_message_id, user) if job.reply_message_id else None
@@ -296,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_personas_commands(sub)
     _add_chat_commands(sub)
     _add_operations_commands(sub)
+    add_cost_commands(sub)
     return parser
 
 
@@ -391,6 +402,11 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("metrics", None): cmd_metrics,
     ("simulate", None): cmd_simulate,
     ("sql", None): cmd_sql,
+    ("prices", "set"): cmd_prices_set,
+    ("prices", "list"): cmd_prices_list,
+    ("usage", None): lambda ctx, args: cmd_usage(ctx, args, _parse_now(args.now)),
+    ("budgets", "set"): cmd_budgets_set,
+    ("budgets", "list"): cmd_budgets_list,
 }
 
 

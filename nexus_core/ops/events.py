@@ -69,7 +69,16 @@ DEFAULT_BACKUPS: Final = 20
 FILE_MODE: Final = 0o644
 LOCK_SUFFIX: Final = ".lock"
 SECRET_MARKERS: Final = ("key", "secret", "password", "token")
-SAFE_FIELD_NAMES: Final = frozenset({"tokens_in", "tokens_out"})
+SAFE_FIELD_NAMES: Final = frozenset(
+    {
+        "tokens_in",
+        "tokens_out",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+    }
+)
 RESERVED_FIELDS: Final = ("ts", "event", "chat_session_id", "user_id")
 FIELD_NAME_CACHE_SIZE: Final = 1024
 
@@ -89,6 +98,7 @@ class EventName:
     JOB_FAILURE: Final = "job_failure"
     ERROR: Final = "error"
     SIGN_IN: Final = "sign_in"
+    BUDGET_REFUSED: Final = "budget_refused"
 
 
 def utc_now() -> datetime:
