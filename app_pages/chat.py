@@ -42,6 +42,8 @@ if st.session_state.get(state.CHAT_REJECTED_DRAFT):
     st.code(st.session_state[state.CHAT_REJECTED_DRAFT]["text"], language=None, wrap_lines=True)
 
 if writable and chat.status == "active":
+    for notice in ctx.budgets.notices(user.id, chat.persona_id):
+        show.warning(notice)
     prompt = st.chat_input(f"Message {persona.name}", key=state.CHAT_INPUT)
     if prompt:
         st.session_state.pop(state.CHAT_REJECTED_DRAFT, None)
