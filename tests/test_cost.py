@@ -4,6 +4,7 @@ real database, real HTTP to the fake Gemini on loopback and the real event log."
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from nexus_core import audit
 from nexus_core.ai.gemini import GeminiClient
 from nexus_core.ai.jobs import ResponseWorker
+from nexus_core.ai.openai_compat import OpenAICompatibleClient
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.chat import ChatService
 from nexus_core.cost.budgets import BudgetService, month_start, next_month
@@ -29,6 +31,7 @@ from nexus_core.settings import Settings
 from nexus_core.users import UserService, UserView
 from tests.fakes.gated_provider import GatedProvider
 from tests.fakes.gemini_server import FakeGeminiServer
+from tests.fakes.openai_server import FakeOpenAIServer
 
 MODEL = "gemini-cost-test"
 USAGE = {
@@ -198,6 +201,49 @@ def test_a_reply_keeps_every_token_count_and_its_cost_in_the_row_and_the_event(
     assert success["cost_usd"] == pytest.approx(expected)
     assert (success["input_tokens"], success["cached_input_tokens"]) == (1_000, 400)
     assert (success["output_tokens"], success["reasoning_tokens"]) == (200, 300)
+
+
+def test_an_openai_compatible_reply_is_costed_without_billing_reasoning_twice(
+    db: Database,
+    people: tuple[UserView, UserView],
+    openai_server: FakeOpenAIServer,
+    event_log: ApiEventLogger,
+) -> None:
+    """OpenAI's completion count includes the reasoning: 500 = 200 visible + 300 reasoning."""
+    PriceService(db).set_price("gpt-x", input_usd=1.25, cached_input_usd=0.3125, output_usd=10.0)
+    openai_server.enqueue(
+        chunks=["Priced ", "too."],
+        usage={
+            "prompt_tokens": 1_000,
+            "prompt_tokens_details": {"cached_tokens": 400},
+            "completion_tokens": 500,
+            "completion_tokens_details": {"reasoning_tokens": 300},
+        },
+    )
+    with httpx.Client() as http:
+        client = OpenAICompatibleClient(openai_server.base_url, "sk-test", "gpt-x", http=http)
+        worker = ResponseWorker(db, client, event_log, sleep=lambda _s: None)
+        try:
+            reply = send(db, worker, people[0])
+        finally:
+            worker.shutdown()
+
+    assert (
+        reply.tokens_in,
+        reply.cached_input_tokens,
+        reply.tokens_out,
+        reply.reasoning_tokens,
+    ) == (
+        1_000,
+        400,
+        200,
+        300,
+    )
+    assert reply.model == openai_server.last_request.body["model"]
+    assert reply.cost_usd == pytest.approx(independent_cost(USAGE, 1.25, 0.3125, 10.0))
+    assert '"stream_options": {"include_usage": true}' in json.dumps(
+        openai_server.last_request.body
+    )
 
 
 def test_a_price_change_costs_new_replies_and_never_rewrites_old_ones(
