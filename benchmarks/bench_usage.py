@@ -39,6 +39,7 @@ from nexus_core.cost.usage import usage_report  # noqa: E402
 REPEATS = 7
 CHANNELS = (("chat", 0.8), ("compare", 0.1), ("test_set", 0.05), ("cli", 0.05))
 PRICES = {"gemini-flash-latest": (0.3, 0.075, 2.5), "gemini-pro-latest": (1.25, 0.31, 10.0)}
+MODELS = (*PRICES, "gpt-4o-mini")  # the last one has no price: its replies are unpriced
 
 
 def add_costs(log: Path, seed: int = 7) -> None:
@@ -50,8 +51,8 @@ def add_costs(log: Path, seed: int = 7) -> None:
             for line in src:
                 if '"job_success"' in line:
                     record = json.loads(line)
-                    model = rng.choice(list(PRICES) + ["gpt-4o-mini"])
-                    inp, cached, outp = rng.randint(50, 4000), 0, rng.randint(20, 1500)
+                    model = rng.choice(MODELS)
+                    inp, outp = rng.randint(50, 4000), rng.randint(20, 1500)
                     cached = rng.randint(0, inp // 2)
                     reasoning = rng.randint(0, 800)
                     price = PRICES.get(model)

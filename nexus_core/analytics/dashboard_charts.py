@@ -148,6 +148,21 @@ def persona_cost_figure(rows: list[dict[str, Any]]) -> go.Figure:
     return _layout(figure, "Cost by persona", yaxis={"title": "USD"})
 
 
+def cost_trend_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """Cost per day (priced replies), with the day's replies on hover."""
+    ordered = sorted(rows, key=lambda r: r["day"])
+    figure = go.Figure(
+        go.Bar(
+            x=[r["day"] for r in ordered],
+            y=[r["cost_usd"] for r in ordered],
+            marker={"color": COLORS["persona"]},
+            customdata=[r["replies"] for r in ordered],
+            hovertemplate="%{x}: $%{y:,.4f} over %{customdata} replies<extra></extra>",
+        )
+    )
+    return _layout(figure, "Cost per day", yaxis={"title": "USD"})
+
+
 def feedback_categories_figure(by_category: pl.DataFrame) -> go.Figure:
     """Feedback items per category (summed over the periods of ``by_category``)."""
     totals = by_category.group_by("category").agg(pl.col("count").sum()).sort("count")

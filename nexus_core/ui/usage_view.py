@@ -9,6 +9,7 @@ from typing import Any, Final
 import polars as pl
 import streamlit as st
 
+from nexus_core.analytics.dashboard_charts import cost_trend_figure
 from nexus_core.app_context import AppContext
 from nexus_core.cost.budgets import BudgetView
 from nexus_core.cost.prices import SIMULATED_NOTE
@@ -117,8 +118,10 @@ def organisation_usage(ctx: AppContext) -> None:
         format_func=KEY_LABELS.get,
         key="usage_by",
     )
-    report = _report(ctx, WINDOWS[label or "Last 30 days"], by or ["user"])
+    window = WINDOWS[label or "Last 30 days"]
+    report = _report(ctx, window, by or ["user"])
     _tiles(report["total"])
+    show.chart(cost_trend_figure(_report(ctx, window, ["day"])["rows"]))
     _table(report["rows"], by or ["user"])
     _budget_lines(ctx.budgets.list_budgets())
 
