@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from nexus_core.ai.progress import JobUpdate
+from nexus_core.analytics.event_snapshot import TRAFFIC_KINDS
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
@@ -231,7 +232,7 @@ def _parse_now(text: str | None) -> datetime:
 def cmd_metrics(ctx: AppContext, args: argparse.Namespace) -> int:
     now = _parse_now(args.now)
     with EventStore.from_settings(ctx.settings) as store:
-        numbers = compute_metrics(store, args.window, now)
+        numbers = compute_metrics(store, args.window, now, traffic=args.traffic)
     if args.json:
         print(json.dumps(numbers))
         return 0
@@ -368,6 +369,13 @@ def _add_operations_commands(sub: Any) -> None:
     metrics = sub.add_parser("metrics", help="the dashboard's numbers from the event log")
     metrics.add_argument("--window", default="60m", help="60m, 24h, 7d, 30d, …")
     metrics.add_argument("--now", help="end of the window (ISO 8601); default now")
+    metrics.add_argument(
+        "--traffic",
+        choices=TRAFFIC_KINDS,
+        default="user",
+        help="user (default): leave out jobs no user waits for (comparisons, test sets); "
+        "synthetic: only those; all: every event",
+    )
     metrics.add_argument("--json", action="store_true", help="print the metrics JSON")
 
     sim = sub.add_parser("simulate", help="demo traffic through the real pipeline (offline)")

@@ -85,6 +85,16 @@ FIELD_NAME_CACHE_SIZE: Final = 1024
 _LOG = logging.getLogger("nexus.events")
 
 
+# Jobs no user waits for (comparisons, test sets, evaluations) are *synthetic* traffic: every
+# event of such a job carries its run's ``run_id``, and ``job_success`` names its ``channel``.
+SYNTHETIC_CHANNELS: Final = ("compare", "test_set", "eval")
+
+
+def is_synthetic(fields: dict[str, Any]) -> bool:
+    """Whether an event's fields mark it as synthetic traffic (no mark: user traffic)."""
+    return fields.get("run_id") is not None or fields.get("channel") in SYNTHETIC_CHANNELS
+
+
 class EventName:
     """The names of events in the log; new kinds of events add a constant here."""
 
