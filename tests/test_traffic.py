@@ -14,8 +14,10 @@ import pytest
 
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
+from nexus_core.app_context import AppContext
 from nexus_core.errors import ValidationError
 from nexus_core.ops.events import ApiEventLogger, EventName
+from nexus_core.workbench.sandbox import Workbench
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 MAX_BYTES = 40_000  # small files: most of the history is rotated and compacted
@@ -156,3 +158,16 @@ def test_a_failing_test_set_run_fires_no_alert_but_failing_users_do(
 def test_an_unknown_traffic_kind_is_refused(stores: dict[str, EventStore]) -> None:
     with pytest.raises(ValidationError, match="user, synthetic, all"):
         compute_metrics(stores["plain"], "60m", NOW, traffic="bots")
+
+
+def test_the_workbench_events_view_marks_each_event_user_or_synthetic(ctx: AppContext) -> None:
+    ctx.init()
+    with ApiEventLogger(ctx.settings.event_log_path) as log:
+        user_job(log, random.Random(1))
+        synthetic_job(log, "compare")
+    with Workbench(ctx.settings, ctx.db) as workbench:
+        result = workbench.run(
+            "SELECT traffic, count(*) AS n FROM events GROUP BY traffic ORDER BY traffic",
+            include_message_content=False,
+        )
+    assert result.frame.rows() == [("synthetic", 5), ("user", 3)]
