@@ -42,12 +42,13 @@ if st.session_state.get(state.CHAT_REJECTED_DRAFT):
     st.code(st.session_state[state.CHAT_REJECTED_DRAFT]["text"], language=None, wrap_lines=True)
 
 if writable and chat.status == "active":
+    for notice in ctx.budgets.notices(user.id, chat.persona_id):
+        show.warning(notice)
     prompt = st.chat_input(f"Message {persona.name}", key=state.CHAT_INPUT)
     if prompt:
         st.session_state.pop(state.CHAT_REJECTED_DRAFT, None)
         try:
-            message = ctx.chat.add_user_message(chat.public_id, user, prompt)
-            ctx.worker.enqueue(message.id, user)
+            ctx.worker.ask(ctx.chat, chat.public_id, user, prompt)
         except NexusError as exc:
             # Keep the draft visible so nothing typed is lost.
             st.session_state[state.CHAT_REJECTED_DRAFT] = {"reason": str(exc), "text": prompt}

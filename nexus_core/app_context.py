@@ -17,6 +17,8 @@ from nexus_core.chat import ChatService
 from nexus_core.compare.runs import CompareService
 from nexus_core.compare.test_sets import TestSetService
 from nexus_core.compare.variants import LANE_WORKERS
+from nexus_core.cost.budgets import BudgetService
+from nexus_core.cost.prices import PriceService
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
 from nexus_core.feedback import FeedbackService
@@ -66,6 +68,14 @@ class AppContext:
     @cached_property
     def chat(self) -> ChatService:
         return ChatService(self.db, max_message_chars=self.settings.max_message_chars)
+
+    @cached_property
+    def prices(self) -> PriceService:
+        return PriceService(self.db)
+
+    @cached_property
+    def budgets(self) -> BudgetService:
+        return BudgetService(self.db)
 
     @cached_property
     def feedback(self) -> FeedbackService:

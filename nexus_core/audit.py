@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Connection, Select, func, insert, select
 from sqlalchemy.orm import Session
 
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuditEvent
 from nexus_core.errors import ValidationError
@@ -41,6 +42,10 @@ SESSION_ARCHIVED = "session.archived"
 SESSION_UNARCHIVED = "session.unarchived"
 SESSION_DELETED = "session.deleted"
 SESSION_EXPORTED = "session.exported"
+PRICE_SET = "price.set"
+BUDGET_SET = "budget.set"
+BUDGET_REMOVED = "budget.removed"
+BUDGET_THRESHOLD = "budget.threshold_reached"
 FEEDBACK_SUBMITTED = "feedback.submitted"
 FEEDBACK_RATED = "feedback.rated"
 FEEDBACK_STATUS_CHANGED = "feedback.status_changed"
@@ -91,6 +96,26 @@ def record(
             target_type=target_type,
             target_id=None if target_id is None else str(target_id),
             details=details or {},
+        )
+    )
+
+
+def record_in(
+    conn: Connection,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | int | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Like ``record``, on a Core connection (the job pipeline's transactions), by the system."""
+    conn.execute(
+        insert(AuditEvent).values(
+            action=action,
+            target_type=target_type,
+            target_id=None if target_id is None else str(target_id),
+            details=details or {},
+            created_at=utc_now(),
         )
     )
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
@@ -77,6 +77,9 @@ class MessageView:
     ttft_ms: float | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None  # None: unpriced (or not a reply)
     finish_reason: str | None = None
 
 
@@ -111,6 +114,9 @@ def message_view(m: Message) -> MessageView:
         ttft_ms=m.ttft_ms,
         tokens_in=m.tokens_in,
         tokens_out=m.tokens_out,
+        cached_input_tokens=m.cached_input_tokens,
+        reasoning_tokens=m.reasoning_tokens,
+        cost_usd=m.cost_usd,
         finish_reason=m.finish_reason,
     )
 
@@ -267,20 +273,26 @@ class ChatService:
 
     def add_user_message(self, public_id: str, user: UserView, text: str) -> MessageView:
         """Store a user message (cleaned and checked); the first one names the session."""
-        content = clean_message(text, self.max_message_chars)
         with self.db.transaction() as conn:
-            chat = conn.execute(WRITABLE_SESSION, {"public_id": public_id}).one_or_none()
-            if chat is None or chat.user_id != user.id:
-                raise NotFound(SESSION_NOT_FOUND)
-            if chat.status != "active":
-                raise ValidationError("This session is archived; unarchive it to continue.")
-            now = utc_now()
-            values = {"session_id": chat.id, "role": "user", "content": content, "created_at": now}
-            message_id = conn.execute(INSERT_MESSAGE, values).inserted_primary_key[0]
-            changes = {"chat_id": chat.id, "updated_at": now}
-            if not chat.has_messages:
-                changes["title"] = title_from(content)
-            conn.execute(UPDATE_SESSION, changes)
+            return self.add_user_message_in(conn, public_id, user, text)
+
+    def add_user_message_in(
+        self, conn: Connection, public_id: str, user: UserView, text: str
+    ) -> MessageView:
+        """Like ``add_user_message``, in the caller's transaction (with the job that answers it)."""
+        content = clean_message(text, self.max_message_chars)
+        chat = conn.execute(WRITABLE_SESSION, {"public_id": public_id}).one_or_none()
+        if chat is None or chat.user_id != user.id:
+            raise NotFound(SESSION_NOT_FOUND)
+        if chat.status != "active":
+            raise ValidationError("This session is archived; unarchive it to continue.")
+        now = utc_now()
+        values = {"session_id": chat.id, "role": "user", "content": content, "created_at": now}
+        message_id = conn.execute(INSERT_MESSAGE, values).inserted_primary_key[0]
+        changes = {"chat_id": chat.id, "updated_at": now}
+        if not chat.has_messages:
+            changes["title"] = title_from(content)
+        conn.execute(UPDATE_SESSION, changes)
         return MessageView(message_id, chat.id, "user", content, now)
 
     def messages(self, public_id: str, user: UserView) -> list[MessageView]:

@@ -94,6 +94,10 @@ class PermissionDenied(NexusError):
     """The caller's role or flags do not allow this action."""
 
 
+class BudgetExceeded(NexusError):
+    """A hard monthly budget is spent: the message is refused before any provider is called."""
+
+
 class ValidationError(NexusError):
     """The input is invalid; the message says what to change."""
 

@@ -43,13 +43,14 @@ PAGE_FEATURES: dict[str, str] = {"compare": "prompt_compare"}
 # Which pages each role may open (the navigation registers only these). Everyone browses
 # personas; only admins may change them (PersonaService checks the actor).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
-    "member": ("chat", "compare", "feedback", "personas"),
-    "analyst": ("chat", "compare", "feedback", "personas", "explorer", "workbench"),
+    "member": ("chat", "compare", "feedback", "personas", "usage"),
+    "analyst": ("chat", "compare", "feedback", "personas", "usage", "explorer", "workbench"),
     "admin": (
         "chat",
         "compare",
         "feedback",
         "personas",
+        "usage",
         "explorer",
         "workbench",
         "dashboard",

@@ -145,17 +145,34 @@ def test_stream_split_at_awkward_byte_boundaries_keeps_multibyte_characters_whol
     assert text == "Grüße aus 東京 🚀🚀 and ça va?"
 
 
-def test_usage_metadata_becomes_tokens_in_out_and_thoughts(
+def test_usage_metadata_keeps_input_cached_output_and_thinking_tokens(
     gemini_server: FakeGeminiServer, gemini: GeminiClient
 ) -> None:
     gemini_server.enqueue(
         text="Fine.",
-        usage={"promptTokenCount": 31, "candidatesTokenCount": 4, "thoughtsTokenCount": 120},
+        usage={
+            "promptTokenCount": 31,
+            "cachedContentTokenCount": 20,
+            "candidatesTokenCount": 4,
+            "thoughtsTokenCount": 120,
+        },
     )
 
     result = run_stream(gemini, HELLO)
 
-    assert result.usage == Usage(tokens_in=31, tokens_out=4, thoughts_tokens=120)
+    assert result.usage == Usage(
+        input_tokens=31, cached_input_tokens=20, output_tokens=4, reasoning_tokens=120
+    )
+
+
+def test_counts_gemini_does_not_send_are_null_not_zero(
+    gemini_server: FakeGeminiServer, gemini: GeminiClient
+) -> None:
+    gemini_server.enqueue(text="Fine.", usage={"promptTokenCount": 7, "candidatesTokenCount": -1})
+
+    result = run_stream(gemini, HELLO)
+
+    assert result.usage == Usage(input_tokens=7)
 
 
 def test_thought_parts_are_not_part_of_the_answer(

@@ -57,6 +57,7 @@ def test_stream_yields_deltas_and_returns_text_finish_reason_and_usage(
         chunks=["Bon", "jour ", "à tous ✓"],
         usage={
             "prompt_tokens": 21,
+            "prompt_tokens_details": {"cached_tokens": 16},
             "completion_tokens": 5,
             "completion_tokens_details": {"reasoning_tokens": 2},
         },
@@ -67,7 +68,10 @@ def test_stream_yields_deltas_and_returns_text_finish_reason_and_usage(
 
     assert deltas == ["Bon", "jour ", "à tous ✓"]
     assert (result.text, result.finish_reason, result.model) == ("Bonjour à tous ✓", "stop", MODEL)
-    assert result.usage == Usage(tokens_in=21, tokens_out=5, thoughts_tokens=2)
+    # completion_tokens includes the reasoning: the visible output is 5 − 2
+    assert result.usage == Usage(
+        input_tokens=21, cached_input_tokens=16, output_tokens=3, reasoning_tokens=2
+    )
     assert result.ttft_ms is not None and result.ttft_ms <= result.latency_ms
 
 

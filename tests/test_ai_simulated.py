@@ -113,8 +113,9 @@ def test_usage_is_estimated_at_four_characters_a_token(simulated: SimulatedProvi
     result = run_stream(simulated, request)
 
     prompt = request.system_instruction + "".join(turn.text for turn in request.turns)
-    assert result.usage.tokens_out == estimate_tokens(result.text) == -(-len(result.text) // 4)
-    assert result.usage.tokens_in == estimate_tokens(prompt)
+    assert result.usage.output_tokens == estimate_tokens(result.text) == -(-len(result.text) // 4)
+    assert result.usage.input_tokens == estimate_tokens(prompt)
+    assert (result.usage.cached_input_tokens, result.usage.reasoning_tokens) == (0, 0)
 
 
 def test_output_token_limit_cuts_the_answer_short(simulated: SimulatedProvider) -> None:

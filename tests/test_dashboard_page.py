@@ -27,7 +27,11 @@ KPI_LABELS = {
     "Success rate (objective 99.5%)",
     "Error budget left",
     "Burn rate",
+    "Cost (window)",
+    "Cost per 1k replies",
+    "Unpriced replies",
 }
+REPLY_COST_USD = 0.002  # each Nexus Assistant reply; Code Reviewer's model has no price
 
 
 @pytest.fixture
@@ -74,7 +78,8 @@ def log_traffic(ctx: AppContext, *, outage: bool = False) -> None:
                     log.emit(EventName.REQUEST_START, request_id=request_id, persona=persona)
                 latency = 2400.0 if persona == "Code Reviewer" else 900.0
                 log.emit(EventName.REQUEST_SUCCESS, request_id=request_id, latency_ms=latency - 99)
-                log.emit(EventName.JOB_SUCCESS, latency_ms=latency, persona=persona)
+                cost = None if persona == "Code Reviewer" else REPLY_COST_USD
+                log.emit(EventName.JOB_SUCCESS, latency_ms=latency, persona=persona, cost_usd=cost)
         if outage:
             for second in range(30):
                 clock.at = now - timedelta(seconds=290 - 9 * second)
@@ -105,6 +110,10 @@ def test_an_admin_sees_kpis_charts_and_the_feedback_panel(app_ctx: AppContext) -
     assert tiles["Requests/min"].value == f"{296 / 60:,.2f}"
     assert tiles["Failures/min"].value == f"{1 / 60:,.2f}"
     assert tiles["Success rate (objective 99.5%)"].value == f"{100 * 295 / 296:.2f} %"
+    # 3 of 5 replies a minute are priced at $0.002, for 59 minutes; the other 2 are unpriced.
+    assert tiles["Cost (window)"].value == f"${59 * 3 * REPLY_COST_USD:,.4f}"
+    assert tiles["Cost per 1k replies"].value == "$2.0000"
+    assert tiles["Unpriced replies"].value == f"{59 * 2:,}"
     assert len(at.get("plotly_chart")) >= 5
     assert any(c.value.startswith("Last updated ") for c in at.caption)
     assert not at.error and not at.warning

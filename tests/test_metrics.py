@@ -41,6 +41,28 @@ def emit_one_of_each(sink: MetricsEventSink) -> None:
     sink.emit(EventName.JOB_RETRY, job_id="j1", attempt=1, delay_ms=1000, error_type="http_503")
     sink.emit(EventName.JOB_SUCCESS, job_id="j1", latency_ms=2500, attempts=2)
     sink.emit(EventName.JOB_FAILURE, job_id="j2", attempts=4, error_type="http_503")
+    sink.emit(EventName.JOB_SUCCESS, job_id="j3", latency_ms=100, attempts=1, run_id="run-1")
+
+
+def test_synthetic_jobs_stay_out_of_the_user_metrics_and_are_counted_apart(
+    metrics: NexusMetrics, sink: MetricsEventSink
+) -> None:
+    run = {"run_id": "run-7"}
+    sink.emit(EventName.REQUEST_START, request_id="r", attempt=1, model="m", provider="g", **run)
+    sink.emit(EventName.REQUEST_FAILURE, request_id="r", attempt=1, error_type="http_500", **run)
+    sink.emit(EventName.JOB_RETRY, job_id="j", attempt=1, delay_ms=10, **run)
+    sink.emit(EventName.JOB_FAILURE, job_id="j", attempts=4, error_type="http_500", **run)
+    sink.emit(EventName.JOB_SUCCESS, job_id="k", latency_ms=9000, attempts=1, channel="test_set")
+    sink.emit(EventName.JOB_SUCCESS, job_id="u", latency_ms=800, attempts=1, channel="chat")
+
+    assert sample(metrics, "nexus_ai_requests_total", provider="g", model="m") is None
+    assert sample(metrics, "nexus_ai_request_failures_total", error_type="http_500") is None
+    assert sample(metrics, "nexus_ai_retries_total") == 0
+    assert sample(metrics, "nexus_ai_jobs_total", outcome="failed") is None
+    assert sample(metrics, "nexus_ai_jobs_total", outcome="succeeded") == 1  # the chat one
+    assert sample(metrics, "nexus_ai_response_latency_seconds_count") == 1
+    assert sample(metrics, "nexus_ai_synthetic_jobs_total", outcome="failed") == 1
+    assert sample(metrics, "nexus_ai_synthetic_jobs_total", outcome="succeeded") == 1
 
 
 def test_request_start_counts_requests_by_provider_and_model(

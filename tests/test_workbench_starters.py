@@ -23,6 +23,7 @@ STARTER_TOPICS = (
     "slowest-sessions",
     "retry-storms",
     "persona-comparison",
+    "cost-by-member-model",
 )
 
 

@@ -47,6 +47,7 @@ from nexus_core.ai.protocol import (
     Usage,
     error_for_stream_error,
     known_value,
+    token_count,
 )
 from nexus_core.ai.wire import IDENTITY_ENCODING, ReplyLimits, ReplyText
 from nexus_core.errors import PermanentProviderError
@@ -258,14 +259,13 @@ def _body(request: GenerationRequest) -> dict[str, Any]:
 
 
 def _usage(metadata: dict[str, Any]) -> Usage:
-    def count(key: str) -> int:
-        value = metadata.get(key)
-        return value if isinstance(value, int) else 0
-
+    """Gemini's ``usageMetadata``: ``promptTokenCount`` includes the cached input and
+    ``candidatesTokenCount`` excludes the thinking (``thoughtsTokenCount``)."""
     return Usage(
-        tokens_in=count("promptTokenCount"),
-        tokens_out=count("candidatesTokenCount"),
-        thoughts_tokens=count("thoughtsTokenCount"),
+        input_tokens=token_count(metadata.get("promptTokenCount")),
+        cached_input_tokens=token_count(metadata.get("cachedContentTokenCount")),
+        output_tokens=token_count(metadata.get("candidatesTokenCount")),
+        reasoning_tokens=token_count(metadata.get("thoughtsTokenCount")),
     )
 
 

@@ -41,7 +41,9 @@ JOBS_OF_SESSION = (
     select(*JOB_COLUMNS).where(AiJob.session_id == bindparam("chat_id")).order_by(AiJob.created_at)
 )
 
-JOB_TO_RETRY = select(AiJob.status, AiJob.user_message_id).where(AiJob.id == bindparam("job_id"))
+JOB_TO_RETRY = select(AiJob.status, AiJob.user_message_id, AiJob.channel).where(
+    AiJob.id == bindparam("job_id")
+)
 
 # The user message a new job answers, with its session (None when the session row is gone) and
 # the session's run and provider override, if it is a hidden session of a prompt run.
@@ -51,6 +53,7 @@ MESSAGE_TO_ANSWER = (
         ChatSession.id.label("chat_id"),
         ChatSession.public_id,
         ChatSession.user_id,
+        ChatSession.persona_id,
         ChatSession.deleted_at,
         ChatSession.run_id,
         ChatSession.provider,
@@ -70,6 +73,7 @@ JOB_TO_START = (
         AiJob.user_message_id,
         AiJob.user_id,
         AiJob.created_at,
+        AiJob.channel,
         ChatSession.id.label("chat_id"),
         ChatSession.public_id,
         ChatSession.persona_version,

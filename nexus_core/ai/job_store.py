@@ -39,9 +39,11 @@ from nexus_core.ai.job_statements import (
     UPDATE_SESSION,
 )
 from nexus_core.ai.response import HistoryItem, ResponseResult
+from nexus_core.cost.budgets import BudgetService
+from nexus_core.cost.prices import TokenCounts, reply_cost
 from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
-from nexus_core.db.models import new_uuid
+from nexus_core.db.models import CHANNELS, new_uuid
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.personas import PersonaView
 from nexus_core.users import UserView
@@ -124,9 +126,19 @@ class JobInput:
     history: list[HistoryItem]
     started_from: datetime  # when the user asked: the message, or the Retry press
     run_id: str | None = None  # the session's prompt run; then its overrides (None: no override)
+    channel: str = "chat"  # where the job came from (models.CHANNELS)
+    persona_id: int | None = None
     provider: str | None = None
     model: str | None = None
     temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """What storing a reply measured: the user's wait and the reply's cost (None: unpriced)."""
+
+    latency_ms: float
+    cost_usd: float | None
 
 
 @dataclass(frozen=True)
@@ -144,15 +156,27 @@ class JobStore:
     """Creates jobs and records their transitions."""
 
     def __init__(
-        self, db: Database, owner: str, max_attempts: int, budget_chars: int = 24_000
+        self,
+        db: Database,
+        owner: str,
+        max_attempts: int,
+        budget_chars: int = 24_000,
+        budgets: BudgetService | None = None,
     ) -> None:
         self.db = db
         self.owner = owner
         self.max_attempts = max_attempts
         self.budget_chars = budget_chars
+        self.budgets = budgets or BudgetService(db)
 
     def create(
-        self, user_message_id: int, user: UserView, provider: str, *, retry_of: str | None = None
+        self,
+        user_message_id: int,
+        user: UserView,
+        provider: str,
+        *,
+        retry_of: str | None = None,
+        channel: str = "chat",
     ) -> NewJob:
         """A queued job answering a user message (``provider`` unless the session overrides it)."""
         with self.db.transaction() as conn:
@@ -162,13 +186,22 @@ class JobStore:
                     raise NotFound("No such reply job.")
                 if old.status != "failed":
                     raise ValidationError("Only a failed reply can be retried.")
-                user_message_id = old.user_message_id
-            return self.create_in(conn, user_message_id, user, provider)
+                user_message_id, channel = old.user_message_id, old.channel
+            return self.create_in(conn, user_message_id, user, provider, channel=channel)
 
     def create_in(
-        self, conn: Connection, user_message_id: int, user: UserView, provider: str
+        self,
+        conn: Connection,
+        user_message_id: int,
+        user: UserView,
+        provider: str,
+        *,
+        channel: str = "chat",
     ) -> NewJob:
-        """Like ``create``, inside the caller's transaction (run the job after it commits)."""
+        """Like ``create``, inside the caller's transaction (run the job after it commits).
+
+        Raises ``BudgetExceeded`` when a hard budget of the user or persona is spent: the caller's
+        transaction rolls back, so nothing of the refused message is stored."""
         asked = conn.execute(MESSAGE_TO_ANSWER, {"message_id": user_message_id}).one_or_none()
         if asked is None or asked.role != "user":
             raise NotFound("There is no such user message to answer.")
@@ -178,7 +211,10 @@ class JobStore:
             or (asked.user_id != user.id and not user.is_admin)
         ):
             raise NotFound("That chat session does not exist or is not yours.")
+        if channel not in CHANNELS:
+            raise ValidationError(f"Unknown channel {channel!r}.")
         job_id, now = new_uuid(), utc_now()
+        self.budgets.admit(conn, asked.user_id, asked.persona_id, now)
         conn.execute(
             INSERT_JOB,
             {
@@ -191,6 +227,7 @@ class JobStore:
                 "owner": self.owner,
                 "user_id": user.id,
                 "provider": asked.provider or provider,
+                "channel": channel,
                 "created_at": now,
                 "updated_at": now,
             },
@@ -232,6 +269,8 @@ class JobStore:
             # A run's job from its start; a chat retry from the Retry press; else the message.
             started_from=now if row.run_id else row.created_at if row.is_retry else row.asked_at,
             run_id=row.run_id,
+            channel=row.channel,
+            persona_id=row.persona_id,
             provider=row.provider_override,
             model=row.model_override,
             temperature=row.temperature_override,
@@ -284,11 +323,21 @@ class JobStore:
                 now=now,
             )
 
-    def succeed(self, job: JobInput, result: ResponseResult, attempts: int, provider: str) -> float:
-        """Store the reply and finish the job; returns the latency the user waited, in ms."""
+    def succeed(
+        self, job: JobInput, result: ResponseResult, attempts: int, provider: str
+    ) -> StoredReply:
+        """Store the reply with its cost and finish the job; note budget crossings."""
         stored_at = utc_now()
         latency_ms = (stored_at - job.started_from).total_seconds() * 1000
+        usage = result.usage
+        tokens = TokenCounts(
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+        )
         with self.db.transaction() as conn:
+            cost = reply_cost(conn, provider, result.model, tokens, stored_at)
             reply_id = _insert_message(
                 conn,
                 session_id=job.chat_id,
@@ -301,8 +350,11 @@ class JobStore:
                 persona_version=job.persona.version,
                 latency_ms=latency_ms,
                 ttft_ms=result.ttft_ms,
-                tokens_in=result.usage.tokens_in,
-                tokens_out=result.usage.tokens_out,
+                tokens_in=usage.input_tokens,
+                tokens_out=usage.output_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_usd=cost,
                 finish_reason=result.finish_reason,
             )
             _update_job(
@@ -317,7 +369,8 @@ class JobStore:
                 now=stored_at,
             )
             conn.execute(UPDATE_SESSION, {"chat_id": job.chat_id, "updated_at": stored_at})
-        return latency_ms
+            self.budgets.record_crossings(conn, job.user_id, job.persona_id, stored_at)
+        return StoredReply(latency_ms, cost)
 
     def fail(
         self, job_id: str, attempts: int, error_type: str, message: str, provider: str | None

@@ -25,8 +25,9 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import replace
 
 from sqlalchemy import Connection
@@ -42,7 +43,9 @@ from nexus_core.ai.retry_policy import (
     MAX_ATTEMPTS,
     RetryPolicy,
 )
+from nexus_core.chat import ChatService, MessageView
 from nexus_core.db.engine import Database
+from nexus_core.errors import BudgetExceeded
 from nexus_core.ops.events import EventName, EventSink
 from nexus_core.users import UserView
 
@@ -112,19 +115,61 @@ class ResponseWorker:
 
     # --- enqueueing -------------------------------------------------------------------------
 
-    def enqueue(self, user_message_id: int, user: UserView, *, lane: str = CHAT_LANE) -> str:
+    def enqueue(
+        self, user_message_id: int, user: UserView, *, lane: str = CHAT_LANE, channel: str = "chat"
+    ) -> str:
         """Queue a reply to a stored user message; returns the job id."""
-        created = self.store.create(user_message_id, user, self.provider.name)
+        with self._refusals(user, channel):
+            created = self.store.create(user_message_id, user, self.provider.name, channel=channel)
         return self._submit(created, user.id, lane)
 
+    def ask(
+        self,
+        chat: ChatService,
+        session_public_id: str,
+        user: UserView,
+        text: str,
+        *,
+        channel: str = "chat",
+        lane: str = CHAT_LANE,
+    ) -> tuple[MessageView, str]:
+        """Store a user message and queue its reply in one transaction; returns both.
+
+        A refusal (a spent hard budget, an archived session, bad text) stores nothing, so the
+        caller keeps the draft."""
+        with self._refusals(user, channel), self.store.db.transaction() as conn:
+            message = chat.add_user_message_in(conn, session_public_id, user, text)
+            created = self.store.create_in(
+                conn, message.id, user, self.provider.name, channel=channel
+            )
+        return message, self._submit(created, user.id, lane)
+
     def create_jobs(
-        self, conn: Connection, user_message_ids: Sequence[int], user: UserView
+        self,
+        conn: Connection,
+        user_message_ids: Sequence[int],
+        user: UserView,
+        *,
+        channel: str = "chat",
     ) -> list[NewJob]:
         """Queued jobs for stored user messages, in the caller's transaction; ``submit`` them
         once it has committed."""
-        return [
-            self.store.create_in(conn, id_, user, self.provider.name) for id_ in user_message_ids
-        ]
+        with self._refusals(user, channel):
+            return [
+                self.store.create_in(conn, id_, user, self.provider.name, channel=channel)
+                for id_ in user_message_ids
+            ]
+
+    @contextmanager
+    def _refusals(self, user: UserView, channel: str) -> Iterator[None]:
+        """Log a budget refusal as a ``budget_refused`` event, then let it reach the caller."""
+        try:
+            yield
+        except BudgetExceeded as refused:
+            self.events.emit(
+                EventName.BUDGET_REFUSED, user_id=user.id, channel=channel, reason=str(refused)
+            )
+            raise
 
     def submit(self, jobs: Sequence[NewJob], user: UserView, *, lane: str = CHAT_LANE) -> list[str]:
         """Run jobs made by ``create_jobs`` on ``lane``; returns their ids."""
@@ -193,15 +238,21 @@ class ResponseWorker:
                 return self.store.get(job_id)
             result, attempts = self._attempts(job, service)
             if result.success:
-                latency_ms = self.store.succeed(job, result, attempts, service.provider.name)
+                stored = self.store.succeed(job, result, attempts, service.provider.name)
                 self._emit(
                     job,
                     EventName.JOB_SUCCESS,
                     job_id=job_id,
-                    latency_ms=round(latency_ms, 3),
+                    latency_ms=round(stored.latency_ms, 3),
                     attempts=attempts,
                     persona=job.persona.name,
                     model=result.model,
+                    channel=job.channel,
+                    input_tokens=result.usage.input_tokens,
+                    cached_input_tokens=result.usage.cached_input_tokens,
+                    output_tokens=result.usage.output_tokens,
+                    reasoning_tokens=result.usage.reasoning_tokens,
+                    cost_usd=stored.cost_usd,
                 )
                 self._publish(job, "succeeded", attempts)
             else:
@@ -303,8 +354,8 @@ class ResponseWorker:
                 job,
                 EventName.REQUEST_SUCCESS,
                 **common,
-                tokens_in=result.usage.tokens_in,
-                tokens_out=result.usage.tokens_out,
+                tokens_in=result.usage.input_tokens,
+                tokens_out=result.usage.output_tokens,
                 ttft_ms=ttft,
             )
         else:

@@ -38,6 +38,7 @@ from nexus_core.ai.protocol import (
     Usage,
     error_for_stream_error,
     known_value,
+    token_count,
 )
 from nexus_core.ai.wire import IDENTITY_ENCODING, ReplyLimits, ReplyText
 from nexus_core.errors import PermanentProviderError
@@ -222,11 +223,21 @@ def _body(request: GenerationRequest, model: str) -> dict[str, Any]:
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
-    details = usage.get("completion_tokens_details")
-    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    """OpenAI's ``usage``: ``prompt_tokens`` includes the cached input and ``completion_tokens``
+    includes the reasoning, so the visible output is completion − reasoning (billed alike)."""
+    prompt_details, completion_details = (
+        usage.get("prompt_tokens_details"),
+        usage.get("completion_tokens_details"),
+    )
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
+    reasoning = (
+        completion_details.get("reasoning_tokens") if isinstance(completion_details, dict) else None
+    )
+    completion, reasoning = token_count(usage.get("completion_tokens")), token_count(reasoning)
+    visible = completion if completion is None or reasoning is None else completion - reasoning
     return Usage(
-        tokens_in=prompt if isinstance(prompt, int) else 0,
-        tokens_out=completion if isinstance(completion, int) else 0,
-        thoughts_tokens=reasoning if isinstance(reasoning, int) else 0,
+        input_tokens=token_count(usage.get("prompt_tokens")),
+        cached_input_tokens=token_count(cached),
+        output_tokens=None if visible is None else max(visible, 0),
+        reasoning_tokens=reasoning,
     )

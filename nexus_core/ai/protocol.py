@@ -99,13 +99,25 @@ class GenerationRequest:
     timeout_seconds: float | None = None  # this attempt's limit; None: the provider's own
 
 
+def token_count(value: object) -> int | None:
+    """A token count from a provider's JSON: a non-negative integer, else None (never a guess)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
 @dataclass(frozen=True)
 class Usage:
-    """Token counts reported (or, offline, estimated) for one reply."""
+    """Token counts a provider reported for one reply (offline: estimated); None: it did not say.
 
-    tokens_in: int = 0
-    tokens_out: int = 0
-    thoughts_tokens: int = 0
+    ``input_tokens`` is all input, cached included; ``cached_input_tokens`` its cached part;
+    ``output_tokens`` the visible output; ``reasoning_tokens`` the thinking, billed as output.
+    """
+
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,12 @@ class SimulatedProvider:
         return ProviderResult(
             text=text,
             finish_reason=finish_reason,
-            usage=Usage(tokens_in=estimate_tokens(prompt), tokens_out=estimate_tokens(text)),
+            usage=Usage(
+                input_tokens=estimate_tokens(prompt),
+                cached_input_tokens=0,
+                output_tokens=estimate_tokens(text),
+                reasoning_tokens=0,
+            ),
             latency_ms=(time.perf_counter() - started) * 1000.0,
             ttft_ms=ttft_ms,
             model=DEFAULT_MODEL,

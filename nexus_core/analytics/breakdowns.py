@@ -111,6 +111,25 @@ GROUP BY model
 ORDER BY requests DESC, model
 """
 
+# What the window's replies cost (``job_success``): priced replies sum their ``cost_usd``;
+# unpriced ones (a model without a price) are counted apart, never as $0.
+COST_SQL: Final = """
+SELECT count(*) AS replies,
+    coalesce(sum(cost_usd), 0.0) AS cost_usd,
+    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'job_success'
+"""
+COST_BY_PERSONA_SQL: Final = """
+SELECT coalesce(persona, 'unknown') AS persona,
+    count(*) AS replies,
+    coalesce(sum(cost_usd), 0.0) AS cost_usd,
+    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'job_success'
+GROUP BY ALL
+ORDER BY cost_usd DESC, replies DESC
+"""
 BY_PERSONA_SQL: Final = """
 WITH requests AS (
     SELECT coalesce(any_value(persona) FILTER (WHERE event = 'request_start'), 'unknown')

@@ -6,7 +6,7 @@ successes, p50_ms, p95_ms, success_rate); the objective lines come from ``slo``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import plotly.graph_objects as go
 import polars as pl
@@ -132,6 +132,35 @@ def persona_latency_figure(personas: pl.DataFrame) -> go.Figure:
         )
     figure.add_hline(y=LATENCY_TARGET_MS, line=SLO_LINE)
     return _layout(figure, "Latency by persona", barmode="group", yaxis={"title": "ms"})
+
+
+def persona_cost_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """What each persona's replies cost in the window (priced replies only)."""
+    figure = go.Figure(
+        go.Bar(
+            x=[r["persona"] for r in rows],
+            y=[r["cost_usd"] for r in rows],
+            marker={"color": COLORS["persona"]},
+            customdata=[r["unpriced_replies"] for r in rows],
+            hovertemplate="%{x}: $%{y:,.4f} (%{customdata} unpriced replies)<extra></extra>",
+        )
+    )
+    return _layout(figure, "Cost by persona", yaxis={"title": "USD"})
+
+
+def cost_trend_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """Cost per day (priced replies), with the day's replies on hover."""
+    ordered = sorted(rows, key=lambda r: r["day"])
+    figure = go.Figure(
+        go.Bar(
+            x=[r["day"] for r in ordered],
+            y=[r["cost_usd"] for r in ordered],
+            marker={"color": COLORS["persona"]},
+            customdata=[r["replies"] for r in ordered],
+            hovertemplate="%{x}: $%{y:,.4f} over %{customdata} replies<extra></extra>",
+        )
+    )
+    return _layout(figure, "Cost per day", yaxis={"title": "USD"})
 
 
 def feedback_categories_figure(by_category: pl.DataFrame) -> go.Figure:

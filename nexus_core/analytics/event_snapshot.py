@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -24,6 +24,8 @@ import duckdb
 import polars as pl
 
 from nexus_core.analytics.windows import to_utc_naive
+from nexus_core.errors import ValidationError
+from nexus_core.ops.events import SYNTHETIC_CHANNELS
 
 # Raw JSON field -> DuckDB type; ``ts`` is read as text and parsed by ``TS_EXPRESSION``.
 EVENT_COLUMNS: Final[dict[str, str]] = {
@@ -44,6 +46,12 @@ EVENT_COLUMNS: Final[dict[str, str]] = {
     "status_code": "INTEGER",
     "tokens_in": "BIGINT",
     "tokens_out": "BIGINT",
+    "channel": "VARCHAR",  # job_success: chat, compare, test_set, eval, cli
+    "input_tokens": "BIGINT",
+    "cached_input_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "reasoning_tokens": "BIGINT",
+    "cost_usd": "DOUBLE",
     "error_type": "VARCHAR",
     "retryable": "BOOLEAN",
     "delay_ms": "DOUBLE",
@@ -68,6 +76,29 @@ TABLE_SCHEMA: Final = ", ".join(
     f"{name} {'TIMESTAMP' if name == 'ts' else kind}" for name, kind in EVENT_COLUMNS.items()
 )
 EVENTS_FRAME_SQL: Final = "SELECT * FROM events WHERE ts >= $start AND ts < $end ORDER BY ts"
+
+# Traffic (``ops.events.is_synthetic`` in SQL): events of jobs no user waits for are
+# *synthetic*; everything else, older logs too, is *user* traffic.
+TRAFFIC_KINDS: Final = ("user", "synthetic", "all")
+SYNTHETIC_SQL: Final = (
+    "(run_id IS NOT NULL OR coalesce(channel IN ("
+    + ", ".join(f"'{c}'" for c in SYNTHETIC_CHANNELS)
+    + "), false))"
+)
+TRAFFIC_FILTERS: Final[dict[str, str | None]] = {
+    "user": f"NOT {SYNTHETIC_SQL}",
+    "synthetic": SYNTHETIC_SQL,
+    "all": None,
+}
+
+
+def traffic_filter(traffic: str) -> str | None:
+    """The SQL condition keeping ``traffic`` (None: keep every event); ValidationError else."""
+    if traffic not in TRAFFIC_FILTERS:
+        raise ValidationError(f"Traffic is one of {', '.join(TRAFFIC_KINDS)}, not {traffic!r}.")
+    return TRAFFIC_FILTERS[traffic]
+
+
 WITH_PATTERN: Final = re.compile(r"^\s*WITH\s+(?!RECURSIVE\b)", re.IGNORECASE)
 
 CursorFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -110,6 +141,22 @@ class EventSnapshot:
     vanished_files: int  # rotated files that disappeared while being read
     cursor: CursorFactory = field(repr=False)
     rollups: RollupCache = field(repr=False, default_factory=dict)
+    traffic: str = "all"  # which events queries see: user, synthetic or all (see TRAFFIC_KINDS)
+
+    def of_traffic(self, traffic: str) -> EventSnapshot:
+        """The same snapshot, its queries seeing only ``traffic`` (the rollup cache is shared:
+        its keys name the filter)."""
+        traffic_filter(traffic)
+        return replace(self, traffic=traffic)
+
+    @property
+    def row_filter(self) -> str | None:
+        """The SQL condition every query's events pass (None: every event)."""
+        return TRAFFIC_FILTERS[self.traffic]
+
+    def relation(self, pieces: list[Piece]) -> str:
+        """The events of ``pieces`` and the hot rows that pass ``row_filter``."""
+        return filtered(events_relation(pieces, self.hot_table), self.row_filter)
 
     @property
     def rows(self) -> int:
@@ -129,7 +176,7 @@ class EventSnapshot:
     ) -> pl.DataFrame:
         """Run ``sql`` (which must use ``$start`` and ``$end``) over the window's ``events``."""
         start, end = to_utc_naive(start), to_utc_naive(end)
-        relation = events_relation(self.overlapping(start, end), self.hot_table)
+        relation = self.relation(self.overlapping(start, end))
         bound = {"start": start, "end": end, **(params or {})}
         with self.cursor() as cur:
             return cur.sql(with_events(sql, relation), params=bound).pl()
@@ -143,7 +190,7 @@ class EventSnapshot:
     ) -> list[dict[str, Any]]:
         """Like ``query`` but plain dicts, skipping the frame (cheaper for a few rows)."""
         start, end = to_utc_naive(start), to_utc_naive(end)
-        relation = events_relation(self.overlapping(start, end), self.hot_table)
+        relation = self.relation(self.overlapping(start, end))
         bound = {"start": start, "end": end, **(params or {})}
         with self.cursor() as cur:
             result = cur.execute(with_events(sql, relation), bound)
@@ -170,6 +217,11 @@ def events_relation(pieces: list[Piece], hot_table: str | None) -> str:
     if not selects:  # an empty relation with the right columns
         selects.append(f"SELECT * FROM (SELECT {_typed_nulls()}) WHERE false")
     return " UNION ALL ".join(selects)
+
+
+def filtered(relation: str, condition: str | None) -> str:
+    """``relation`` keeping the rows that meet ``condition`` (all of them when None)."""
+    return relation if condition is None else f"SELECT * FROM ({relation}) WHERE {condition}"
 
 
 def with_events(sql: str, relation: str) -> str:

@@ -61,8 +61,8 @@ CACHE_DIR_NAME: Final = "analytics"
 MANIFEST_NAME: Final = "manifest.json"
 MANIFEST_LOCK_NAME: Final = "manifest.lock"
 # Bumped whenever ``EVENT_COLUMNS`` changes: parts written with other columns are compacted again
-# (the workbench reads the Parquet files by column name). 2: ``run_id``.
-MANIFEST_VERSION: Final = 2
+# (the workbench reads the Parquet files by column name). 2: ``run_id``. 3: cost and usage.
+MANIFEST_VERSION: Final = 3
 ROW_GROUP_SIZE: Final = 32_768  # small enough that a window edge reads little of a part
 FINGERPRINT_HEAD_BYTES: Final = 4096
 REFRESH_ATTEMPTS: Final = 3

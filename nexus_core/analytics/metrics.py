@@ -18,6 +18,8 @@ from typing import Any, Final
 from nexus_core.analytics.breakdowns import (
     BY_MODEL_SQL,
     BY_PERSONA_SQL,
+    COST_BY_PERSONA_SQL,
+    COST_SQL,
     PER_MINUTE_SQL,
     TOP_ERRORS_LIMIT,
     TOP_ERRORS_SQL,
@@ -87,6 +89,13 @@ def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) 
     return result
 
 
+def _cost(row: dict[str, Any]) -> dict[str, Any]:
+    """The window's cost, and per 1,000 priced replies (None without one)."""
+    priced = row["replies"] - row["unpriced_replies"]
+    per_1k = row["cost_usd"] / priced * 1000 if priced else None
+    return {**row, "cost_per_1k_replies": per_1k}
+
+
 def _percentile(values: list[float] | None, p: int) -> float | None:
     return None if values is None else values[PERCENTILES.index(p)]
 
@@ -99,18 +108,24 @@ def _iso_minutes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def compute_metrics(
-    source: EventStore | EventSnapshot, window: timedelta | str, now: datetime
+    source: EventStore | EventSnapshot,
+    window: timedelta | str,
+    now: datetime,
+    traffic: str = "user",
 ) -> dict[str, Any]:
     """The contract's metrics JSON for the window ending at ``now``, plus breakdowns.
 
     Contract keys first (window, now, requests, successes, failures, retries, success_rate,
     p95_latency_ms, avg_latency_ms, api_p95_latency_ms, top_errors, per_minute, skipped_lines,
     slo), then extras: start, p50/p90/p99 and time-to-first-token percentiles, job counts,
-    by_model and by_persona.
+    traffic (which events were counted: ``user`` by default — jobs no user waits for, marked
+    by ``run_id`` or a synthetic ``channel``, are left out — ``synthetic`` or ``all``), by_model,
+    by_persona, cost (the window's replies, cost, unpriced replies, cost per 1,000
+    priced replies) and cost_by_persona.
     """
     if isinstance(window, str):
         window = parse_window(window)
-    snapshot = snapshot_of(source)
+    snapshot = snapshot_of(source).of_traffic(traffic)
     start, end = window_bounds(window, now)
     numbers = summary(snapshot, start, end)
     slo = slo_report(snapshot, start, end, now)
@@ -125,9 +140,12 @@ def compute_metrics(
         "slo": slo,
     }
     extras = {
+        "traffic": traffic,
         "start": format_ts(start),
         **numbers,
         "by_model": snapshot.records(BY_MODEL_SQL, start, end),
         "by_persona": snapshot.records(BY_PERSONA_SQL, start, end),
+        "cost": _cost(snapshot.records(COST_SQL, start, end)[0]),
+        "cost_by_persona": snapshot.records(COST_BY_PERSONA_SQL, start, end),
     }
     return contract | extras

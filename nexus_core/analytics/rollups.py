@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from nexus_core.analytics.event_snapshot import EventSnapshot, Piece, with_events
+from nexus_core.analytics.event_snapshot import EventSnapshot, Piece, filtered, with_events
 
 MINUTE: Final = timedelta(minutes=1)
 MINUTE_TOTALS_SQL: Final = """
@@ -47,7 +47,7 @@ def minute_totals(
     """The pieces' aggregates per minute (``minute`` then one column each), computed once."""
     if not pieces:
         return None
-    extra = tuple(sorted(params.items()))
+    extra = (*sorted(params.items()), ("_rows", snapshot.row_filter))
     combined_key = (tuple(p.key for p in pieces), aggregates, extra)
     combined = snapshot.rollups.get(combined_key)
     if combined is None:
@@ -56,7 +56,8 @@ def minute_totals(
             key = ((piece.key,), aggregates, extra)
             frame = snapshot.rollups.get(key)
             if frame is None:
-                sql = MINUTE_TOTALS_SQL.format(aggregates=aggregates, relation=piece.from_item)
+                relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
+                sql = MINUTE_TOTALS_SQL.format(aggregates=aggregates, relation=f"({relation})")
                 with snapshot.cursor() as cur:
                     frame = cur.sql(sql, params=dict(params) or None).pl()
                 snapshot.rollups[key] = frame
@@ -107,7 +108,8 @@ def window_sums(
             f"AND ts < $cut_{index} + INTERVAL 1 minute"
             for piece in cut_pieces
         ]
-    sql = with_events(RING_TOTALS_SQL.format(aggregates=aggregates), " UNION ALL ".join(branches))
+    relation = filtered(" UNION ALL ".join(branches), snapshot.row_filter)
+    sql = with_events(RING_TOTALS_SQL.format(aggregates=aggregates), relation)
     bound = {"boundaries": boundaries, "start": oldest, "end": end, **params}
     with snapshot.cursor() as cur:
         result = cur.execute(sql, bound)

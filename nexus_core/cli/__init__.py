@@ -18,9 +18,18 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from nexus_core.ai.progress import JobUpdate
+from nexus_core.analytics.event_snapshot import TRAFFIC_KINDS
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
+from nexus_core.cli.cost import (
+    add_cost_commands,
+    cmd_budgets_list,
+    cmd_budgets_set,
+    cmd_prices_list,
+    cmd_prices_set,
+    cmd_usage,
+)
 from nexus_core.cli.sql import SQL_FORMATS, cmd_sql
 from nexus_core.db.models import ROLES
 from nexus_core.errors import DatabaseUnavailable, NexusError, ValidationError
@@ -155,12 +164,14 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
         if not args.persona:
             raise ValidationError("Give --persona NAME for a new session, or --session UUID.")
         chat_session = ctx.chat.create_session(user, args.persona)
-    message = ctx.chat.add_user_message(chat_session.public_id, user, args.message)
     worker = ctx.worker
     unsubscribe = None
     if not args.json and sys.stderr.isatty():
         unsubscribe = worker.broker.subscribe(chat_session.public_id, _print_retry_note)
-    job = worker.wait(worker.enqueue(message.id, user))
+    _message, job_id = worker.ask(
+        ctx.chat, chat_session.public_id, user, args.message, channel="cli"
+    )
+    job = worker.wait(job_id)
     if unsubscribe:
         unsubscribe()
     reply = ctx.chat.message(job.reply_message_id, user) if job.reply_message_id else None
@@ -221,7 +232,7 @@ def _parse_now(text: str | None) -> datetime:
 def cmd_metrics(ctx: AppContext, args: argparse.Namespace) -> int:
     now = _parse_now(args.now)
     with EventStore.from_settings(ctx.settings) as store:
-        numbers = compute_metrics(store, args.window, now)
+        numbers = compute_metrics(store, args.window, now, traffic=args.traffic)
     if args.json:
         print(json.dumps(numbers))
         return 0
@@ -296,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_personas_commands(sub)
     _add_chat_commands(sub)
     _add_operations_commands(sub)
+    add_cost_commands(sub)
     return parser
 
 
@@ -357,6 +369,13 @@ def _add_operations_commands(sub: Any) -> None:
     metrics = sub.add_parser("metrics", help="the dashboard's numbers from the event log")
     metrics.add_argument("--window", default="60m", help="60m, 24h, 7d, 30d, …")
     metrics.add_argument("--now", help="end of the window (ISO 8601); default now")
+    metrics.add_argument(
+        "--traffic",
+        choices=TRAFFIC_KINDS,
+        default="user",
+        help="user (default): leave out jobs no user waits for (comparisons, test sets); "
+        "synthetic: only those; all: every event",
+    )
     metrics.add_argument("--json", action="store_true", help="print the metrics JSON")
 
     sim = sub.add_parser("simulate", help="demo traffic through the real pipeline (offline)")
@@ -391,6 +410,11 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("metrics", None): cmd_metrics,
     ("simulate", None): cmd_simulate,
     ("sql", None): cmd_sql,
+    ("prices", "set"): cmd_prices_set,
+    ("prices", "list"): cmd_prices_list,
+    ("usage", None): lambda ctx, args: cmd_usage(ctx, args, _parse_now(args.now)),
+    ("budgets", "set"): cmd_budgets_set,
+    ("budgets", "list"): cmd_budgets_list,
 }
 
 

@@ -166,7 +166,9 @@ class RunStore:
                 target_id=run.id,
                 details=details,
             )
-            jobs = self.worker.create_jobs(session.connection(), [m.id for m in asked], user)
+            jobs = self.worker.create_jobs(
+                session.connection(), [m.id for m in asked], user, channel=run.kind
+            )
         self.worker.submit(jobs, user, lane=lane)
 
     def load(self, session: Session, user: UserView, run_id: str, kind: str) -> PromptRun:

@@ -5,11 +5,12 @@ the audit trail, internal notes on feedback. Every timestamp is UTC."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -31,6 +32,8 @@ FEEDBACK_CATEGORIES = ("bug", "performance", "ux", "content", "suggestion", "oth
 FEEDBACK_PRIORITIES = ("low", "medium", "high", "critical")
 FEEDBACK_STATUSES = ("open", "in_progress", "resolved", "closed")
 RUN_KINDS = ("compare", "test_set")
+CHANNELS = ("chat", "compare", "test_set", "eval", "cli")
+BUDGET_SCOPES = ("user", "persona")
 # Why a sign-in session ended: the user signed out, their password changed, or they were disabled.
 SESSION_END_REASONS = ("sign_out", "password", "disabled")
 
@@ -205,8 +208,14 @@ class Message(Base):
     persona_version: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
+    # Token counts as the provider reported them (None: it did not say). ``tokens_in`` is all input
+    # (cached included), ``tokens_out`` the visible output; reasoning is billed as output.
     tokens_in: Mapped[int | None] = mapped_column(Integer)
     tokens_out: Mapped[int | None] = mapped_column(Integer)
+    cached_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    # USD at the price in effect when the reply was stored; None: the model had no price.
+    cost_usd: Mapped[float | None] = mapped_column(Float)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
 
 
@@ -227,6 +236,8 @@ class AiJob(TimestampMixin, Base):
     error_type: Mapped[str | None] = mapped_column(String(64))
     provider: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(80))
+    # Where the job came from: chat, compare, test_set, eval or cli (see CHANNELS).
+    channel: Mapped[str] = mapped_column(String(16), default="chat", server_default="chat")
     # host:pid:token of the process whose worker runs the job (for crash recovery).
     owner: Mapped[str | None] = mapped_column(String(160))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -380,4 +391,56 @@ class FeedbackNote(Base):
     feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class ModelPrice(Base):
+    """One version of a model's price, in USD per million tokens, effective from a day (UTC).
+
+    Rows are only added: a new price is a new row, so the cost stored with each reply (at the
+    price in effect when it ran) is never rewritten. ``model`` is an exact name or a prefix
+    ending in ``*``.
+    """
+
+    __tablename__ = "model_prices"
+    __table_args__ = (
+        UniqueConstraint("model", "effective_from", name="uq_model_prices_model_effective_from"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(120))
+    input_usd: Mapped[float] = mapped_column(Float)
+    cached_input_usd: Mapped[float | None] = mapped_column(Float)
+    output_usd: Mapped[float] = mapped_column(Float)
+    effective_from: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(String(80))
+
+
+class Budget(TimestampMixin, Base):
+    """A monthly spending limit in USD for one user or one persona; ``hard`` stops new messages."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("scope", "target_id", name="uq_budgets_scope_target_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # BUDGET_SCOPES
+    target_id: Mapped[int] = mapped_column(Integer)  # users.id or personas.id
+    monthly_usd: Mapped[float] = mapped_column(Float)
+    hard: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_by: Mapped[str | None] = mapped_column(String(80))
+
+
+class BudgetCrossing(Base):
+    """That a budget's spend reached a share (80 or 100 %) in a month: each is told once."""
+
+    __tablename__ = "budget_crossings"
+    __table_args__ = (
+        UniqueConstraint("budget_id", "month", "percent", name="uq_budget_crossings_once"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM (UTC)
+    percent: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

@@ -69,11 +69,30 @@ DEFAULT_BACKUPS: Final = 20
 FILE_MODE: Final = 0o644
 LOCK_SUFFIX: Final = ".lock"
 SECRET_MARKERS: Final = ("key", "secret", "password", "token")
-SAFE_FIELD_NAMES: Final = frozenset({"tokens_in", "tokens_out"})
+SAFE_FIELD_NAMES: Final = frozenset(
+    {
+        "tokens_in",
+        "tokens_out",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+    }
+)
 RESERVED_FIELDS: Final = ("ts", "event", "chat_session_id", "user_id")
 FIELD_NAME_CACHE_SIZE: Final = 1024
 
 _LOG = logging.getLogger("nexus.events")
+
+
+# Jobs no user waits for (comparisons, test sets, evaluations) are *synthetic* traffic: every
+# event of such a job carries its run's ``run_id``, and ``job_success`` names its ``channel``.
+SYNTHETIC_CHANNELS: Final = ("compare", "test_set", "eval")
+
+
+def is_synthetic(fields: dict[str, Any]) -> bool:
+    """Whether an event's fields mark it as synthetic traffic (no mark: user traffic)."""
+    return fields.get("run_id") is not None or fields.get("channel") in SYNTHETIC_CHANNELS
 
 
 class EventName:
@@ -89,6 +108,7 @@ class EventName:
     JOB_FAILURE: Final = "job_failure"
     ERROR: Final = "error"
     SIGN_IN: Final = "sign_in"
+    BUDGET_REFUSED: Final = "budget_refused"
 
 
 def utc_now() -> datetime:

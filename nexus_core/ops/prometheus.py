@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from nexus_core.auth import ACTIVE_WITHIN
-from nexus_core.ops.events import EventName, EventSink
+from nexus_core.ops.events import EventName, EventSink, is_synthetic
 
 # Around the 3 s p95 SLO, with room for slow tails; seconds.
 RESPONSE_LATENCY_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
@@ -51,6 +51,7 @@ REQUESTS_TOTAL: Final = "nexus_ai_requests_total"
 REQUEST_FAILURES_TOTAL: Final = "nexus_ai_request_failures_total"
 RETRIES_TOTAL: Final = "nexus_ai_retries_total"
 JOBS_TOTAL: Final = "nexus_ai_jobs_total"
+SYNTHETIC_JOBS_TOTAL: Final = "nexus_ai_synthetic_jobs_total"
 RESPONSE_LATENCY_SECONDS: Final = "nexus_ai_response_latency_seconds"
 TTFT_SECONDS: Final = "nexus_ai_time_to_first_token_seconds"
 JOBS_IN_FLIGHT: Final = "nexus_ai_jobs_in_flight"
@@ -60,6 +61,7 @@ METRIC_NAMES: Final = (
     REQUEST_FAILURES_TOTAL,
     RETRIES_TOTAL,
     JOBS_TOTAL,
+    SYNTHETIC_JOBS_TOTAL,
     RESPONSE_LATENCY_SECONDS,
     TTFT_SECONDS,
     JOBS_IN_FLIGHT,
@@ -96,6 +98,12 @@ class NexusMetrics:
         self.jobs = Counter(
             JOBS_TOTAL,
             "AI response jobs finished, by outcome (succeeded or failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.synthetic_jobs = Counter(
+            SYNTHETIC_JOBS_TOTAL,
+            "Jobs no user waits for (comparisons, test sets), by outcome; left out of the rest.",
             ["outcome"],
             registry=self.registry,
         )
@@ -157,9 +165,17 @@ class MetricsEventSink:
         user_id: int | None = None,
         **fields: Any,
     ) -> None:
-        """Count the event; unknown events and malformed fields are ignored, never raised."""
+        """Count the event; unknown events and malformed fields are ignored, never raised.
+
+        Synthetic traffic (comparisons, test sets) is left out of the user-facing metrics and
+        counted in ``nexus_synthetic_jobs_total`` alone."""
         handler = self._handlers.get(event)
         if handler is None:
+            return
+        if is_synthetic(fields):
+            if event in (EventName.JOB_SUCCESS, EventName.JOB_FAILURE):
+                outcome = SUCCEEDED if event == EventName.JOB_SUCCESS else FAILED
+                self.metrics.synthetic_jobs.labels(outcome=outcome).inc()
             return
         try:
             handler(fields)

@@ -109,9 +109,10 @@ def _data_part(ctx: AppContext, user: UserView, window_label: str) -> None:
     previous = compute_metrics(snapshot, window, now - window)
     alert_banner(current["slo"]["alerts"])
     kpi_tiles(current, previous, window)
+    cost_tiles(current["cost"])
     if current["requests"] == 0:
         st.info(f"No requests in the last {WINDOW_LABELS[window_label]}; try a longer window.")
-    _charts(snapshot, window, now)
+    _charts(snapshot, window, now, current["cost_by_persona"])
     feedback_panel(ctx, user, now)
 
 
@@ -212,7 +213,9 @@ def _met(met: bool | None) -> str:
     )
 
 
-def _charts(snapshot: Any, window: timedelta, now: datetime) -> None:
+def _charts(
+    snapshot: Any, window: timedelta, now: datetime, cost_by_persona: list[dict[str, Any]]
+) -> None:
     series = timeseries(snapshot, window, now)
     minutes = bucket_width(window).total_seconds() / 60
     left, right = st.columns(2)
@@ -221,11 +224,23 @@ def _charts(snapshot: Any, window: timedelta, now: datetime) -> None:
     with right:
         show.chart(charts.success_rate_figure(series))
     show.chart(charts.traffic_figure(series, minutes))
+    show.chart(charts.top_errors_figure(top_errors(snapshot, window, now)))
     left, right = st.columns(2)
     with left:
-        show.chart(charts.top_errors_figure(top_errors(snapshot, window, now)))
-    with right:
         show.chart(charts.persona_latency_figure(by_persona(snapshot, window, now)))
+    with right:
+        show.chart(charts.persona_cost_figure(cost_by_persona))
+
+
+def cost_tiles(cost: dict[str, Any]) -> None:
+    """The window's cost and cost per 1,000 replies; unpriced replies are said, not zeroed."""
+    cols = st.columns(4)
+    cols[0].metric("Cost (window)", f"${cost['cost_usd']:,.4f}", help="Priced replies only")
+    per_1k = cost["cost_per_1k_replies"]
+    cols[1].metric("Cost per 1k replies", "—" if per_1k is None else f"${per_1k:,.4f}")
+    cols[2].metric(
+        "Unpriced replies", f"{cost['unpriced_replies']:,}", help="Models without a price"
+    )
 
 
 def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:

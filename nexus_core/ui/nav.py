@@ -36,6 +36,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("compare", "compare.py", "Compare", "⚖️", "Workspace"),
     PageSpec("feedback", "feedback.py", "Feedback", "📝", "Workspace"),
     PageSpec("personas", "personas.py", "Personas", "🎭", "Workspace"),
+    PageSpec("usage", "usage.py", "Usage", "💰", "Workspace"),
     PageSpec("explorer", "explorer.py", "Feedback explorer", "🔎", "Product"),
     PageSpec("workbench", "workbench.py", "Workbench", "🧪", "Product"),
     PageSpec("dashboard", "dashboard.py", "Dashboard", "📈", "Admin"),

@@ -12,7 +12,8 @@ One run of the workbench reads a *snapshot*:
 
 The relations, every time a naive UTC ``TIMESTAMP``:
 
-``events``        every log field (``EVENT_COLUMNS``), ``ts`` a TIMESTAMP
+``events``        every log field (``EVENT_COLUMNS``), ``ts`` a TIMESTAMP, and ``traffic``
+                  ('user', or 'synthetic' for comparisons, test sets and evaluations)
 ``sessions``      chat sessions with their persona's name; ``title`` for admins only (it is the
                   first line of the first message); ``run_id`` set: a comparison's or test
                   set's hidden session, with its provider / model / temperature overrides
@@ -53,7 +54,12 @@ from sqlalchemy import (
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeEngine
 
-from nexus_core.analytics.event_snapshot import EVENT_COLUMNS, events_relation, quote
+from nexus_core.analytics.event_snapshot import (
+    EVENT_COLUMNS,
+    SYNTHETIC_SQL,
+    events_relation,
+    quote,
+)
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.db.columns import UTCDateTime
 from nexus_core.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
@@ -96,7 +102,13 @@ CREATE_TABLE_SQL: Final = "CREATE TABLE {name} ({columns})"
 INSERT_LOADED_SQL: Final = f"INSERT INTO {{name}} SELECT * FROM {LOAD_NAME}"
 PARQUET_EVENTS_SQL: Final = "SELECT {columns} FROM read_parquet([{files}])"
 LIVE_EVENTS_SQL: Final = f"SELECT {_EVENT_SELECT} FROM {LIVE_EVENTS_TABLE}"
-CREATE_EVENTS_VIEW_SQL: Final = "CREATE VIEW events AS {relation}"
+# ``traffic`` marks each event: 'synthetic' for jobs no user waits for (comparisons, test sets,
+# evaluations), 'user' for the rest — what the dashboard's SLOs count by default.
+CREATE_EVENTS_VIEW_SQL: Final = (
+    "CREATE VIEW events AS SELECT *, "
+    f"CASE WHEN {SYNTHETIC_SQL} THEN 'synthetic' ELSE 'user' END AS traffic "
+    "FROM ({relation})"
+)
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,9 @@ MESSAGES: Final = TableView(
         Message.ttft_ms,
         Message.tokens_in,
         Message.tokens_out,
+        Message.cached_input_tokens,
+        Message.reasoning_tokens,
+        Message.cost_usd,
         Message.finish_reason,
     ).order_by(Message.id),
     content_columns=("content",),
@@ -256,7 +271,7 @@ TABLE_VIEWS: Final[tuple[TableView, ...]] = (
 
 def view_schemas(*, include_message_content: bool) -> dict[str, dict[str, str]]:
     """Every relation the workbench offers, with its columns and DuckDB types, ``events`` first."""
-    schemas = {"events": dict(EVENT_TYPES)}
+    schemas = {"events": {**EVENT_TYPES, "traffic": "VARCHAR"}}
     for view in TABLE_VIEWS:
         schemas[view.name] = view.columns(include_message_content=include_message_content)
     return schemas

@@ -214,6 +214,35 @@ GROUP BY s.persona
 ORDER BY thumbs_up_pct DESC NULLS LAST
 """
 
+COST_BY_MEMBER_MODEL_SQL: Final = f"""
+SELECT
+    coalesce(u.username, '#' || e.user_id) AS member,
+    coalesce(e.model, '(unknown)') AS model,
+    count(*) AS replies,
+    round(coalesce(sum(e.cost_usd), 0), 4) AS cost_usd,
+    count(*) FILTER (WHERE e.cost_usd IS NULL) AS unpriced_replies,
+    sum(e.input_tokens) AS input_tokens,
+    sum(e.cached_input_tokens) AS cached_input_tokens,
+    sum(e.output_tokens) + coalesce(sum(e.reasoning_tokens), 0) AS billed_output_tokens
+FROM events e
+LEFT JOIN users u ON u.id = e.user_id
+WHERE e.event = 'job_success' AND e.ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+GROUP BY ALL
+ORDER BY cost_usd DESC, replies DESC
+"""
+COST_DAILY_SQL: Final = f"""
+SELECT
+    date_trunc('day', ts) AS day,
+    coalesce(channel, '(before channels)') AS channel,
+    round(coalesce(sum(cost_usd), 0), 4) AS cost_usd,
+    count(*) AS replies
+FROM events
+WHERE event = 'job_success' AND ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+GROUP BY ALL
+ORDER BY day, channel
+"""
+
+
 STARTER_NOTEBOOKS: Final[tuple[StarterNotebook, ...]] = (
     _notebook(
         "slo",
@@ -302,6 +331,22 @@ and the average reply length in tokens of each persona.
         _sql(PERSONA_LATENCY_SQL, ChartSpec(kind="bar", x="persona", y="p95_ms")),
         _md("### Thumbs per persona\nRatings on replies, by the persona of their session."),
         _sql(PERSONA_THUMBS_SQL, ChartSpec(kind="bar", x="persona", y="thumbs_up_pct")),
+    ),
+    _notebook(
+        "cost-by-member-model",
+        "Cost by team member and model",
+        "Who spends what on which model in the last 30 days, and the daily cost by channel.",
+        _md("""
+## Cost by team member and model
+From the event log: every stored reply's `job_success` carries its token counts and its cost at
+the price in effect when it ran (`cost_usd`, null when the model had no price). Unpriced replies
+are counted apart: their tokens are real, their cost is unknown — add a price on the Usage page.
+"""),
+        _sql(
+            COST_BY_MEMBER_MODEL_SQL, ChartSpec(kind="bar", x="member", y="cost_usd", color="model")
+        ),
+        _md("### Daily cost by channel\nChat, comparisons, test sets and the command line."),
+        _sql(COST_DAILY_SQL, ChartSpec(kind="bar", x="day", y="replies", color="channel")),
     ),
 )
 STARTERS_BY_KEY: Final[dict[str, StarterNotebook]] = {s.key: s for s in STARTER_NOTEBOOKS}

@@ -45,4 +45,12 @@ class GatedProvider:
             raise TransientProviderError("The gate never opened.", error_type="gate_closed")
         yield self.text
         spent = (time.perf_counter() - started) * 1000
-        return ProviderResult(self.text, "STOP", Usage(3, 2), spent, spent, self.default_model, 200)
+        return ProviderResult(
+            self.text,
+            "STOP",
+            Usage(input_tokens=3, output_tokens=2),
+            spent,
+            spent,
+            self.default_model,
+            200,
+        )

@@ -1,0 +1,200 @@
+"""The Usage page: everyone's own usage and budgets; for analysts and admins the organisation's
+cost and tokens by user, persona, model and channel; for admins the price table and budgets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import polars as pl
+import streamlit as st
+
+from nexus_core.analytics.dashboard_charts import cost_trend_figure
+from nexus_core.app_context import AppContext
+from nexus_core.cost.budgets import BudgetView
+from nexus_core.cost.prices import SIMULATED_NOTE
+from nexus_core.cost.usage import USAGE_KEYS, cache_share, per_reply, per_session, usage_report
+from nexus_core.ui import notices, show
+from nexus_core.ui.dashboard_view import event_store
+from nexus_core.users import UserView
+
+WINDOWS: Final = {"Last 24 hours": "24h", "Last 7 days": "7d", "Last 30 days": "30d"}
+NOTICE_KEY: Final = "usage_notice"
+KEY_LABELS: Final = {"user": "User", "persona": "Persona", "model": "Model", "channel": "Channel"}
+
+
+def _report(
+    ctx: AppContext, window: str, by: list[str], user_id: int | None = None
+) -> dict[str, Any]:
+    names = {u.id: u.username for u in ctx.users.list()}
+    return usage_report(
+        event_store(ctx.settings),
+        window,
+        datetime.now(UTC),
+        by,
+        user_names=names.get,
+        user_id=user_id,
+    )
+
+
+def _table(rows: list[dict[str, Any]], keys: list[str]) -> None:
+    if not rows:
+        show.caption("No replies in this window.")
+        return
+    frame = pl.DataFrame(
+        [
+            {KEY_LABELS.get(k, k.title()): row[k] for k in keys}
+            | {
+                "Cost (USD)": row["cost_usd"],
+                "Replies": row["replies"],
+                "Unpriced replies": row["unpriced_replies"],
+                "Input tokens": row["input_tokens"],
+                "Cached input": row["cached_input_tokens"],
+                "Output tokens": row["output_tokens"],
+                "Reasoning tokens": row["reasoning_tokens"],
+                "Cost per reply": per_reply(row),
+                "Cost per session": per_session(row),
+                "Cache hits": cache_share(row),
+            }
+            for row in rows
+        ]
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "Cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
+            "Cost per reply": st.column_config.NumberColumn(format="$%.5f"),
+            "Cost per session": st.column_config.NumberColumn(format="$%.4f"),
+            "Cache hits": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+
+
+def _tiles(total: dict[str, Any]) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Cost", f"${total['cost_usd']:,.4f}")
+    cols[1].metric("Replies", f"{total['replies']:,}")
+    cols[2].metric("Tokens in / out", f"{total['input_tokens']:,} / {total['output_tokens']:,}")
+    cols[3].metric("Unpriced replies", f"{total['unpriced_replies']:,}")
+    if total["unpriced_replies"]:
+        show.warning(
+            f"{total['unpriced_replies']} replies used a model without a price: their tokens are "
+            "counted, their cost is not. An admin can add the price below."
+        )
+
+
+def _budget_lines(budgets: list[BudgetView]) -> None:
+    for budget in budgets:
+        kind = "hard (stops new messages)" if budget.hard else "soft (warns)"
+        show.text(
+            f"{budget.owner.capitalize()} budget: ${budget.spent_usd:,.2f} of "
+            f"${budget.monthly_usd:,.2f} this month ({budget.percent:.0f} %), {kind}; resets "
+            f"{budget.resets_at:%Y-%m-%d}."
+        )
+        st.progress(min(budget.percent / 100, 1.0))
+
+
+def my_usage(ctx: AppContext, user: UserView) -> None:
+    """The signed-in person's own tokens and cost, by persona and day, and their budgets."""
+    show.subheader("My usage")
+    label = st.segmented_control("Window", list(WINDOWS), default="Last 30 days", key="my_window")
+    report = _report(ctx, WINDOWS[label or "Last 30 days"], ["persona", "day"], user_id=user.id)
+    _tiles(report["total"])
+    _table(report["rows"], ["persona", "day"])
+    mine = [b for b in ctx.budgets.list_budgets() if b.scope == "user" and b.target_id == user.id]
+    _budget_lines(mine)
+
+
+def organisation_usage(ctx: AppContext) -> None:
+    """Cost and tokens of everyone, broken down by one or two of user, persona, model, channel."""
+    show.subheader("Organisation")
+    label = st.segmented_control("Window", list(WINDOWS), default="Last 30 days", key="org_window")
+    by = st.multiselect(
+        "Break down by (one or two)",
+        list(USAGE_KEYS),
+        default=["user"],
+        max_selections=2,
+        format_func=KEY_LABELS.get,
+        key="usage_by",
+    )
+    window = WINDOWS[label or "Last 30 days"]
+    report = _report(ctx, window, by or ["user"])
+    _tiles(report["total"])
+    show.chart(cost_trend_figure(_report(ctx, window, ["day"])["rows"]))
+    _table(report["rows"], by or ["user"])
+    _budget_lines(ctx.budgets.list_budgets())
+
+
+def prices_admin(ctx: AppContext, user: UserView) -> None:
+    """The price table with its history, and a form for a new price version."""
+    show.subheader("Prices (USD per million tokens)")
+    show.caption(f"A reply is costed at the price in effect when it ran; {SIMULATED_NOTE}.")
+    notices.show(NOTICE_KEY)
+    with st.form("price_form", clear_on_submit=True):
+        model = st.text_input("Model, or a prefix ending in *", placeholder="gemini-2.5-flash*")
+        cols = st.columns(3)
+        input_usd = cols[0].number_input("Input", min_value=0.0, step=0.05, format="%.4f")
+        cached = cols[1].number_input(
+            "Cached input (empty: input price)", min_value=0.0, value=None, format="%.4f"
+        )
+        output_usd = cols[2].number_input("Output (and reasoning)", min_value=0.0, format="%.4f")
+        start = st.date_input("Effective from (UTC)", value=datetime.now(UTC).date())
+        if st.form_submit_button("Add price"):
+            added = notices.or_error(
+                lambda: ctx.prices.set_price(
+                    model,
+                    input_usd=input_usd,
+                    output_usd=output_usd,
+                    cached_input_usd=cached,
+                    effective_from=start,
+                    actor=user.username,
+                    actor_id=user.id,
+                )
+            )
+            if added is not None:
+                notices.leave(NOTICE_KEY, f"Price for {added.model} added.")
+                st.rerun()
+    prices = ctx.prices.list_prices()
+    if prices:
+        st.dataframe(
+            [
+                {
+                    "Model": p.model,
+                    "From": p.effective_from,
+                    "Input": p.input_usd,
+                    "Cached input": p.cached_input_usd,
+                    "Output": p.output_usd,
+                    "Added by": p.created_by,
+                }
+                for p in prices
+            ],
+            hide_index=True,
+        )
+    else:
+        show.caption("No prices yet: every model but the simulated one is unpriced.")
+
+
+def budgets_admin(ctx: AppContext, user: UserView) -> None:
+    """Set or remove a monthly budget of a user or a persona."""
+    show.subheader("Budgets")
+    with st.form("budget_form"):
+        scope = st.radio("For", ["user", "persona"], horizontal=True)
+        names = (
+            [u.username for u in ctx.users.list()]
+            if scope == "user"
+            else [p.name for p in ctx.personas.list(include_inactive=True)]
+        )
+        name = st.selectbox("Name", names, index=None, placeholder="Choose…")
+        monthly = st.number_input("Monthly budget (USD)", min_value=0.0, step=1.0, format="%.2f")
+        hard = st.checkbox("Hard: refuse new messages once spent (soft only warns)")
+        if st.form_submit_button("Set budget") and (
+            notices.or_error(
+                lambda: ctx.budgets.set_budget(
+                    scope, name or "", monthly, hard=hard, actor=user.username, actor_id=user.id
+                )
+            )
+            is not None
+        ):
+            notices.leave(NOTICE_KEY, f"Budget for {name} set.")
+            st.rerun()
