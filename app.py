@@ -7,7 +7,7 @@ Imported by `streamlit run` (no script context) this file defines the ASGI ``app
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-if get_script_run_ctx() is None:
+if get_script_run_ctx(suppress_warning=True) is None:  # no warning: this check is the point
     from nexus_core.ui.errors_view import on_script_error
     from nexus_core.web import server
 
