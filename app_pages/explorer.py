@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from nexus_core.errors import NexusError
-from nexus_core.ui import explorer_view, show
+from nexus_core.ui import explorer_view, notices
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("explorer")
@@ -12,12 +11,14 @@ triage = explorer_view.triage_service(ctx)
 st.title("🔎 Feedback explorer")
 explorer_view.show_notice()
 filters, sort, bucket = explorer_view.filters_sidebar(ctx, triage, user)
-try:
-    total = triage.count(filters, viewer=user)
-    page = explorer_view.table_page(filters, sort, total)
-    rows = triage.search(filters, viewer=user, sort=sort, limit=page.size, offset=page.offset)
-except NexusError as exc:
-    show.error(exc)
+total = notices.act(lambda: triage.count(filters, viewer=user))
+if total is None:
+    st.stop()
+page = explorer_view.table_page(filters, sort, total)
+rows = notices.act(
+    lambda: triage.search(filters, viewer=user, sort=sort, limit=page.size, offset=page.offset)
+)
+if rows is None:
     st.stop()
 
 items_tab, charts_tab = st.tabs(["Items", "Charts"])

@@ -16,6 +16,8 @@ from nexus_core.chat import SESSION_NOT_FOUND
 from nexus_core.db.engine import Database
 from nexus_core.db.models import Feedback, Message, Persona, PersonaVersion
 from nexus_core.errors import DatabaseUnavailable
+from nexus_core.ops.events import read_events
+from nexus_core.ops.incidents import ERROR_EVENT
 from nexus_core.ui import state
 from tests.apptest import seen_text, signed_in_app
 from tests.fakes.gemini_server import FakeGeminiServer
@@ -121,6 +123,30 @@ def test_thumbs_down_and_a_report_are_stored_as_feedback(app_ctx: AppContext) ->
             (0, "content", "high", "Missed the latency SLO")
         ]
     assert any("feedback was saved" in s.value for s in at.success)
+
+
+def logged_incidents(ctx: AppContext) -> list[dict[str, object]]:
+    events, _ = read_events(ctx.settings.event_log_path)
+    return [event for event in events if event["event"] == ERROR_EVENT]
+
+
+@pytest.mark.parametrize("title", ["", "   "])
+def test_renaming_a_chat_to_an_empty_title_says_why_and_keeps_the_old_title(
+    app_ctx: AppContext, title: str
+) -> None:
+    session_id = new_session(app_ctx, "mia")
+    app_ctx.chat.rename(session_id, app_ctx.users.get("mia"), "Quarterly numbers")
+    at = chat_page(app_ctx, "mia", session_id)
+    rename = next(b for b in at.button if b.form_id == state.CHAT_RENAME)
+    next(t for t in at.text_input if t.form_id == state.CHAT_RENAME).input(title)
+    rename.click().run()
+    assert not at.exception  # a validation error, not the error page
+    assert "A title has 1–200 characters." in [seen_text(e.value) for e in at.error]
+    assert seen_text(at.title[0].value) == "Quarterly numbers"
+    assert app_ctx.chat.get_session(session_id, app_ctx.users.get("mia")).title == (
+        "Quarterly numbers"
+    )
+    assert logged_incidents(app_ctx) == []
 
 
 def test_analytics_panels_follow_the_feature_flag(app_ctx: AppContext) -> None:

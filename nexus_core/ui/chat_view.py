@@ -149,7 +149,7 @@ def conversation(
                 can_retry = writable and job is not None and chat.status == "active"
                 if can_retry and st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
                     retry = partial(ctx.worker.retry, job.id, user)
-                    notices.or_notice(state.CHAT_NOTICE, retry)  # shown after the rerun
+                    notices.act(retry, key=state.CHAT_NOTICE)  # shown after the rerun
                     st.rerun()
     active = [j for j in jobs if j.status in ACTIVE_STATES]
     if active:
@@ -185,23 +185,23 @@ def _feedback_widgets(
         key = state.RATING_PREFIX + str(message.id)
         chosen = st.feedback("thumbs", key=key, default=rating)
         if chosen is not None and chosen != rating:
-            notices.succeeded(lambda: ctx.feedback.rate(user, message.id, chosen))
+            notices.act(lambda: ctx.feedback.rate(user, message.id, chosen))
     form_key = state.REPORT_FORM_PREFIX + str(message.id)
     with right, st.popover("Report", icon="📝"), st.form(form_key, clear_on_submit=True):
         category = st.selectbox("Category", CATEGORIES)
         priority = st.selectbox("Priority", PRIORITIES, index=1)
         description = st.text_area("What happened?", max_chars=5000)
-        sent = st.form_submit_button("Send feedback") and notices.succeeded(
-            lambda: ctx.feedback.submit(
-                user,
-                category=category,
-                priority=priority,
-                description=description,
-                message_id=message.id,
+        if st.form_submit_button("Send feedback"):
+            notices.act(
+                lambda: ctx.feedback.submit(
+                    user,
+                    category=category,
+                    priority=priority,
+                    description=description,
+                    message_id=message.id,
+                ),
+                success="Thanks — your feedback was saved.",
             )
-        )
-        if sent:
-            st.success("Thanks — your feedback was saved.")
 
 
 # --- the reply in flight ------------------------------------------------------------------

@@ -18,7 +18,6 @@ from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
 from nexus_core.errors import ValidationError
 from nexus_core.ui import notices, show
-from nexus_core.ui.notices import or_error
 from nexus_core.users import UserView
 
 RUN_QUERY_PARAM = "run"
@@ -93,7 +92,7 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
         st.button(
             "New comparison", icon=":material/add:", key=NEW_RUN, on_click=_open, args=(None,)
         )
-        runs = or_error(lambda: ctx.compare.list_runs(user)) or []
+        runs = notices.act(lambda: ctx.compare.list_runs(user)) or []
         if not runs:
             st.caption("_None yet._")
         current = st.query_params.get(RUN_QUERY_PARAM)
@@ -192,7 +191,7 @@ def new_comparison(ctx: AppContext, user: UserView) -> None:
     specs = variant_pickers(ctx, VARIANT_PREFIX, int(count))
     if not st.button("Compare", icon=":material/compare_arrows:", type="primary", key=FORM):
         return
-    view = or_error(
+    view = notices.act(
         lambda: ctx.compare.start(
             user, prompt, specs, history=parse_history(history_text), tag=tag, blind=blind
         )
@@ -226,7 +225,7 @@ def parse_history(text: str) -> list[tuple[str, str]]:
 
 def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | None:
     """The prompt and the replies side by side, streaming until every one has finished."""
-    view = or_error(lambda: ctx.compare.get(user, run_id))
+    view = notices.act(lambda: ctx.compare.get(user, run_id))
     if view is None:
         return None
     st.markdown(f"**Prompt** · {view.created_at:%Y-%m-%d %H:%M} UTC")
@@ -251,7 +250,7 @@ def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | No
         if last_pass:
             break
         time.sleep(POLL_SECONDS)
-        following = or_error(lambda: ctx.compare.get(user, run_id))
+        following = notices.act(lambda: ctx.compare.get(user, run_id))
         if following is None:
             return None
         view = following
@@ -299,7 +298,7 @@ def _slot(
 
 
 def _retry(ctx: AppContext, user: UserView, run_id: str, position: int) -> None:
-    notices.or_notice(NOTICE, lambda: ctx.compare.retry(user, run_id, position))
+    notices.act(lambda: ctx.compare.retry(user, run_id, position), key=NOTICE)
 
 
 def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
@@ -341,6 +340,10 @@ def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
         for position, (verdict, note) in ratings.items()
         if verdict is not None
     }
-    if or_error(lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated)) is not None:
-        notices.leave(NOTICE, "Vote recorded.")
+    voted = notices.act(
+        lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated),
+        success="Vote recorded.",
+        key=NOTICE,
+    )
+    if voted is not None:
         st.rerun()

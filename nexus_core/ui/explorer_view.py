@@ -26,7 +26,6 @@ from nexus_core.feedback.triage import (
     TriageService,
 )
 from nexus_core.ui import notices, show
-from nexus_core.ui.notices import or_error
 from nexus_core.ui.paging import TablePage, current_page, pager
 from nexus_core.users import UserView
 
@@ -111,11 +110,6 @@ def filters_sidebar(
 def show_notice() -> None:
     """The outcome of the last change, once, on the run after it."""
     notices.show(NOTICE)
-
-
-def _done(message: str) -> None:
-    notices.leave(NOTICE, message)
-    st.rerun()
 
 
 def _open_item(feedback_id: int | None) -> None:
@@ -219,16 +213,21 @@ def bulk_actions(triage: TriageService, user: UserView, selected: list[int]) -> 
     )
     if not right.button("Apply", key=BULK_APPLY):
         return
-    result = or_error(lambda: triage.bulk_set_status(selected, status, user))
-    if result is None:
-        return
-    changed, refused = result
-    unchanged = len(selected) - len(changed) - len(refused)
-    parts = [f"{len(changed)} moved to {_status_label(status)}"]
-    if unchanged:
-        parts.append(f"{unchanged} already were")
-    parts += [f"#{fid} refused: {reason}" for fid, reason in refused.items()]
-    _done("; ".join(parts) + ".")
+
+    def summary(result: tuple[list[int], dict[int, str]]) -> str:
+        changed, refused = result
+        unchanged = len(selected) - len(changed) - len(refused)
+        parts = [f"{len(changed)} moved to {_status_label(status)}"]
+        if unchanged:
+            parts.append(f"{unchanged} already were")
+        parts += [f"#{fid} refused: {reason}" for fid, reason in refused.items()]
+        return "; ".join(parts) + "."
+
+    moved = notices.act(
+        lambda: triage.bulk_set_status(selected, status, user), success=summary, key=NOTICE
+    )
+    if moved is not None:
+        st.rerun()
 
 
 def downloads(triage: TriageService, user: UserView, filters: FeedbackFilters, total: int) -> None:
@@ -262,7 +261,7 @@ def charts(
     triage: TriageService, user: UserView, filters: FeedbackFilters, bucket: Literal["day", "week"]
 ) -> None:
     """Count by category per day or week, by persona, and open vs resolved over time."""
-    stats = or_error(lambda: triage.stats(filters, viewer=user, bucket=bucket))
+    stats = notices.act(lambda: triage.stats(filters, viewer=user, bucket=bucket))
     if stats is None:
         return
     show.chart(category_figure(stats.by_category, bucket))
@@ -278,7 +277,7 @@ def charts(
 
 def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
     """The item, its linked conversation (read-only), its history and the triage controls."""
-    found = or_error(lambda: triage.detail(feedback_id, user))
+    found = notices.act(lambda: triage.detail(feedback_id, user))
     if found is None:
         return
     item = found.item
@@ -305,7 +304,7 @@ def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
         _note_form(triage, user, item.id)
     with history:
         st.markdown("**History**")
-        entries = or_error(lambda: triage.history(feedback_id, user)) or []
+        entries = notices.act(lambda: triage.history(feedback_id, user)) or []
         st.dataframe(
             [
                 {"When (UTC)": e.at.strftime(TIME_FORMAT), "Who": e.actor or "", "What": e.summary}
@@ -343,9 +342,13 @@ def _status_controls(triage: TriageService, user: UserView, found: FeedbackDetai
         key=f"{STATUS_PICK_PREFIX}{item.id}",
     )
     if right.button("Update status", key=f"{STATUS_APPLY_PREFIX}{item.id}", type="primary"):
-        changed = or_error(lambda: triage.set_status(item.id, new, user))
+        changed = notices.act(
+            lambda: triage.set_status(item.id, new, user),
+            success=lambda changed: f"Feedback #{item.id} is now {_status_label(changed.status)}.",
+            key=NOTICE,
+        )
         if changed is not None:
-            _done(f"Feedback #{item.id} is now {_status_label(changed.status)}.")
+            st.rerun()
 
 
 def _assignee_controls(triage: TriageService, user: UserView, found: FeedbackDetail) -> None:
@@ -356,15 +359,23 @@ def _assignee_controls(triage: TriageService, user: UserView, found: FeedbackDet
     chosen = left.selectbox("Assignee", options, index=current, key=f"{ASSIGNEE_PREFIX}{item.id}")
     if right.button("Assign", key=f"{ASSIGN_PREFIX}{item.id}"):
         assignee = None if chosen == NOBODY else chosen
-        saved = or_error(lambda: triage.assign(item.id, assignee, user))
+        saved = notices.act(
+            lambda: triage.assign(item.id, assignee, user),
+            success=lambda saved: f"Feedback #{item.id} is assigned to {saved.assignee or NOBODY}.",
+            key=NOTICE,
+        )
         if saved is not None:
-            _done(f"Feedback #{item.id} is assigned to {saved.assignee or NOBODY}.")
+            st.rerun()
 
 
 def _note_form(triage: TriageService, user: UserView, feedback_id: int) -> None:
     with st.form(f"{NOTE_FORM_PREFIX}{feedback_id}", clear_on_submit=True):
         text = st.text_area("Internal note", placeholder="Only analysts and admins see notes.")
         if st.form_submit_button("Add note"):
-            added = or_error(lambda: triage.add_note(feedback_id, text, user))
+            added = notices.act(
+                lambda: triage.add_note(feedback_id, text, user),
+                success=f"Note added to feedback #{feedback_id}.",
+                key=NOTICE,
+            )
             if added is not None:
-                _done(f"Note added to feedback #{feedback_id}.")
+                st.rerun()

@@ -15,7 +15,7 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
-from nexus_core.ui import show
+from nexus_core.ui import notices, show
 from nexus_core.ui.show import plain
 from nexus_core.ui.workbench_view import OpenNotebook, change_cells, guarded, init_widget, workbench
 from nexus_core.users import UserView, feature_enabled
@@ -64,7 +64,8 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
         st.info("This notebook has no SQL cells to run.")
         return
     progress = st.progress(0.0, text="Taking a snapshot of the data…")
-    try:
+
+    def run_cells() -> None:
         with workbench(ctx).open(include_message_content=user.is_admin) as session:
             for done, cell in enumerate(sql_cells, start=1):
                 progress.progress(
@@ -76,8 +77,8 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
                     cell,
                     _outcome(source, lambda s=source: session.run(s, keep=DISPLAY_LIMIT)),
                 )
-    except NexusError as exc:
-        show.error(exc)
+
+    notices.act(run_cells)  # a cell's own error stays with the cell; this is the snapshot's
     progress.empty()
 
 

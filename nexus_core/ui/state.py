@@ -41,6 +41,9 @@ RATING_PREFIX = "nexus_rating_"
 REPORT_FORM_PREFIX = "nexus_report_"
 RETRY_PREFIX = "nexus_retry_"
 
+# The admin pages (Users, Personas): the outcome of the last change, shown once.
+ADMIN_NOTICE = "nexus_admin_notice"
+
 # Error handling.
 CURRENT_PAGE = "nexus_current_page"
 ERROR_REPORT_NOTICE = "nexus_error_report_notice"

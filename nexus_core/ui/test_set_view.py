@@ -16,10 +16,8 @@ from nexus_core.compare.run_diff import STATUSES
 from nexus_core.compare.scoring import leaderboard_csv
 from nexus_core.compare.test_results import ResultsMatrix
 from nexus_core.compare.test_sets import TestRunView, TestSetView
-from nexus_core.errors import NexusError
-from nexus_core.ui import show
+from nexus_core.ui import notices, show
 from nexus_core.ui.compare_view import variant_pickers
-from nexus_core.ui.notices import or_error
 from nexus_core.users import UserView
 
 ALL_TAGS = "All tags"
@@ -55,10 +53,10 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
     dates = left.date_input(
         "Votes between", (today - timedelta(days=LEADERBOARD_DAYS), today), key=LB_DATES
     )
-    tags = or_error(lambda: ctx.compare.tags(user)) or []
+    tags = notices.act(lambda: ctx.compare.tags(user)) or []
     tag = right.selectbox("Prompt tag", [ALL_TAGS, *tags], key=LB_TAG)
     start, end = _bounds(dates)
-    rows = or_error(
+    rows = notices.act(
         lambda: ctx.compare.leaderboard(
             user, start=start, end=end, tag=None if tag == ALL_TAGS else tag
         )
@@ -111,7 +109,7 @@ def _bounds(dates: object) -> tuple[datetime | None, datetime | None]:
 
 def test_sets(ctx: AppContext, user: UserView) -> None:
     """Write or pick a test set, run it against variants, read the matrix, compare two runs."""
-    sets = or_error(lambda: ctx.test_sets.list(user)) or []
+    sets = notices.act(lambda: ctx.test_sets.list(user)) or []
     by_id = {s.id: s for s in sets}
     labels = _set_labels(ctx, user, sets)
     if PENDING_PICK in st.session_state:  # chosen by the last save or delete
@@ -140,7 +138,7 @@ def test_sets(ctx: AppContext, user: UserView) -> None:
 def _set_labels(ctx: AppContext, user: UserView, sets: list[TestSetView]) -> dict[int, str]:
     """Each set's name; an admin sees others' sets too, so theirs carry the owner's username."""
     foreign = {s.owner_id for s in sets} - {user.id}
-    owners = {u.id: u.username for u in or_error(ctx.users.list) or []} if foreign else {}
+    owners = {u.id: u.username for u in notices.act(ctx.users.list) or []} if foreign else {}
     labels: dict[int, str] = {}
     for s in sets:
         label = s.name if s.owner_id == user.id else f"{s.name} · {owners.get(s.owner_id, '?')}"
@@ -171,9 +169,9 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
     )
     left, right, _ = st.columns([1, 1, 3])
     if left.button("Save", icon=":material/save:", key=f"{SAVE_SET}_{suffix}"):
-        cases = or_error(lambda: parse_test_set(text))
+        cases = notices.act(lambda: parse_test_set(text))
         if cases is not None:
-            saved = or_error(
+            saved = notices.act(
                 lambda: (
                     ctx.test_sets.update(user, current.id, name=name, cases=cases)
                     if current
@@ -186,10 +184,7 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
     if current is not None and right.button(
         "Delete", icon=":material/delete:", key=f"{DELETE_SET}_{suffix}"
     ):
-        try:
-            ctx.test_sets.delete(user, current.id)
-        except NexusError as exc:
-            show.error(exc)
+        if notices.act(lambda: ctx.test_sets.delete(user, current.id)) is None:
             return
         st.session_state[PENDING_PICK] = NEW_SET_ID
         st.rerun()
@@ -201,13 +196,13 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     specs = variant_pickers(ctx, RUN_VARIANT_PREFIX, int(count))
     if not st.button("Run test set", icon=":material/play_arrow:", type="primary", key=RUN_BUTTON):
         return
-    run = or_error(lambda: ctx.test_sets.run(user, current.id, specs))
+    run = notices.act(lambda: ctx.test_sets.run(user, current.id, specs))
     if run is None:
         return
     bar = st.progress(0.0, text="Starting…")
     deadline = time.monotonic() + FOLLOW_SECONDS
     while True:
-        progress = or_error(lambda: ctx.test_sets.progress(user, run.id))
+        progress = notices.act(lambda: ctx.test_sets.progress(user, run.id))
         if progress is None:
             break
         text = f"{progress.done} of {progress.total} replies"
@@ -225,7 +220,7 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
 
 
 def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
-    runs = or_error(lambda: ctx.test_sets.list_runs(user, current.id)) or []
+    runs = notices.act(lambda: ctx.test_sets.list_runs(user, current.id)) or []
     if not runs:
         st.caption("No runs of this test set yet.")
         return
@@ -233,7 +228,7 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     run_id = st.selectbox(
         "Results of run", list(labels), format_func=labels.__getitem__, key=RUN_PICK
     )
-    matrix = or_error(lambda: ctx.test_sets.results(user, run_id))
+    matrix = notices.act(lambda: ctx.test_sets.results(user, run_id))
     if matrix is not None:
         _matrix(matrix)
     if len(runs) < 2:
@@ -246,7 +241,7 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     after = right.selectbox(
         "After", list(labels), index=0, format_func=labels.__getitem__, key=AFTER_PICK
     )
-    diff = or_error(lambda: ctx.test_sets.compare(user, before, after))
+    diff = notices.act(lambda: ctx.test_sets.compare(user, before, after))
     if diff is None:
         return
     show.caption(" · ".join(f"{status}: {diff.summary[status]}" for status in STATUSES))

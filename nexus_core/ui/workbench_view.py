@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from nexus_core.app_context import AppContext
-from nexus_core.errors import NexusError, NotFound
+from nexus_core.errors import NotFound
 from nexus_core.ui import notices, show
 from nexus_core.ui.dashboard_view import event_store
 from nexus_core.ui.show import plain
@@ -76,7 +76,7 @@ def show_notice() -> None:
 
 def guarded(action: Callable[[], object]) -> None:
     """Run a change from a widget callback; a NexusError becomes the notice on the next run."""
-    notices.or_notice(NOTICE, action)
+    notices.act(action, key=NOTICE)
 
 
 def _open(key: str) -> None:
@@ -98,10 +98,8 @@ def sidebar(service: NotebookService, user: UserView) -> None:
             on_click=guarded,
             args=(lambda: _create(service, user),),
         )
-        try:
-            listed = service.list_for(user)
-        except NexusError as exc:
-            show.error(exc)
+        listed = notices.act(lambda: service.list_for(user))
+        if listed is None:
             return
         mine = [nb for nb in listed if nb.owner_id == user.id]
         others = [nb for nb in listed if nb.owner_id != user.id]
