@@ -8,7 +8,7 @@ reopens it; ``st.session_state`` only holds widget values and a one-shot notice.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Literal
 
@@ -26,6 +26,7 @@ from nexus_core.feedback.triage import (
     TriageService,
 )
 from nexus_core.ui import notices, show
+from nexus_core.ui.dates import day_range
 from nexus_core.ui.paging import TablePage, current_page, pager
 from nexus_core.users import UserView
 
@@ -68,13 +69,6 @@ def _status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
 
 
-def _date_range(picked: object) -> tuple[date | None, date | None]:
-    """The first and last day picked (while a range is half-picked, both are that one day)."""
-    values = picked if isinstance(picked, tuple | list) else [picked]
-    days = [d for d in values if isinstance(d, date)]
-    return (days[0], days[-1]) if days else (None, None)
-
-
 def filters_sidebar(
     ctx: AppContext, triage: TriageService, user: UserView
 ) -> tuple[FeedbackFilters, str, Literal["day", "week"]]:
@@ -87,8 +81,7 @@ def filters_sidebar(
         personas = st.multiselect(
             "Persona", [*triage.personas(user), NO_PERSONA], key=PERSONA_FILTER
         )
-        picked = st.date_input("Created (UTC days)", value=(), key=DATES, format="YYYY-MM-DD")
-        date_from, date_to = _date_range(picked)
+        created = day_range("Created (UTC days)", key=DATES)
         authors = [u.username for u in ctx.users.list()]
         author = st.selectbox("Author", authors, index=None, placeholder="Anyone", key=AUTHOR)
         text = st.text_input("Search descriptions", key=SEARCH, placeholder="Words in the text…")
@@ -99,8 +92,8 @@ def filters_sidebar(
         priorities=tuple(priorities),
         statuses=tuple(statuses),
         personas=tuple(personas),
-        date_from=date_from,
-        date_to=date_to,
+        date_from=created.first,
+        date_to=created.last,
         author=author,
         text=text,
     )

@@ -4,8 +4,7 @@ sets written in a small text format, runs filling a results matrix, and two runs
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import streamlit as st
@@ -18,6 +17,7 @@ from nexus_core.compare.test_results import ResultsMatrix
 from nexus_core.compare.test_sets import TestRunView, TestSetView
 from nexus_core.ui import notices, show
 from nexus_core.ui.compare_view import variant_pickers
+from nexus_core.ui.dates import day_range
 from nexus_core.users import UserView
 
 ALL_TAGS = "All tags"
@@ -50,15 +50,17 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
     """Win rate per variant over the chosen dates and tag, with its 95 % interval; CSV export."""
     today = datetime.now(UTC).date()
     left, right = st.columns(2)
-    dates = left.date_input(
-        "Votes between", (today - timedelta(days=LEADERBOARD_DAYS), today), key=LB_DATES
+    votes = day_range(
+        "Votes between",
+        key=LB_DATES,
+        value=(today - timedelta(days=LEADERBOARD_DAYS), today),
+        where=left,
     )
     tags = notices.act(lambda: ctx.compare.tags(user)) or []
     tag = right.selectbox("Prompt tag", [ALL_TAGS, *tags], key=LB_TAG)
-    start, end = _bounds(dates)
     rows = notices.act(
         lambda: ctx.compare.leaderboard(
-            user, start=start, end=end, tag=None if tag == ALL_TAGS else tag
+            user, start=votes.start, end=votes.end, tag=None if tag == ALL_TAGS else tag
         )
     )
     if rows is None:
@@ -94,17 +96,6 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
         mime="text/csv",
         icon=":material/download:",
     )
-
-
-def _bounds(dates: object) -> tuple[datetime | None, datetime | None]:
-    """The picked dates as ``start ≤ t < end`` in UTC (a single date is one whole day)."""
-    picked = [d for d in (dates if isinstance(dates, tuple) else (dates,)) if isinstance(d, date)]
-    if not picked:
-        return None, None
-    first, last = picked[0], picked[-1]
-    start = datetime.combine(first, clock_time.min, tzinfo=UTC)
-    end = datetime.combine(last + timedelta(days=1), clock_time.min, tzinfo=UTC)
-    return start, end
 
 
 def test_sets(ctx: AppContext, user: UserView) -> None:
