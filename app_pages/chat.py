@@ -3,12 +3,12 @@
 import streamlit as st
 
 from nexus_core.errors import NexusError, NotFound
-from nexus_core.ui import chat_view, show, state
+from nexus_core.ui import chat_view, links, show, state
 from nexus_core.ui.guard import require_page
 from nexus_core.ui.session_panels import analytics_panels, session_actions
 
 ctx, user = require_page("chat")
-public_id = chat_view.current_session_id()
+public_id = links.chat_session()
 chat_view.sessions_sidebar(ctx, user, public_id)
 
 if public_id is None:

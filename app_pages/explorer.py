@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from nexus_core.ui import explorer_view, notices
+from nexus_core.ui import explorer_view, links, notices
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("explorer")
@@ -29,7 +29,7 @@ with items_tab:
 with charts_tab:
     explorer_view.charts(triage, user, filters, bucket)
 
-opened = explorer_view.opened_item()
+opened = links.explorer_item()
 if opened is not None:
     st.divider()
     explorer_view.detail(triage, user, opened)

@@ -18,7 +18,7 @@ from nexus_core.db.models import Feedback, Message, Persona, PersonaVersion
 from nexus_core.errors import DatabaseUnavailable
 from nexus_core.ops.events import read_events
 from nexus_core.ops.incidents import ERROR_EVENT
-from nexus_core.ui import state
+from nexus_core.ui import links, state
 from tests.apptest import seen_text, signed_in_app
 from tests.fakes.gemini_server import FakeGeminiServer
 
@@ -38,7 +38,7 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def chat_page(ctx: AppContext, username: str, session_id: str | None = None) -> AppTest:
-    query = {state.SESSION_QUERY_PARAM: session_id} if session_id else {}
+    query = {links.SESSION_QUERY_PARAM: session_id} if session_id else {}
     return signed_in_app(username, query=query, timeout=TIMEOUT)
 
 
@@ -190,7 +190,7 @@ def test_the_sidebar_lists_my_sessions_and_opens_one(app_ctx: AppContext) -> Non
     picks = [b for b in at.sidebar.button if b.key and b.key.startswith(state.SESSION_PICK_PREFIX)]
     assert [b.label for b in picks] == ["Beta topic", "Alpha topic"]
     picks[1].click().run()
-    assert at.query_params[state.SESSION_QUERY_PARAM] == first
+    assert at.query_params[links.SESSION_QUERY_PARAM] == first
     assert at.title[0].value == "Alpha topic"
 
 

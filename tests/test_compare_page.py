@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
 from nexus_core.compare.checks import TestCase
-from nexus_core.ui import compare_view, state, test_set_view
+from nexus_core.ui import compare_view, links, state, test_set_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from tests.apptest import signed_in_app
@@ -52,7 +52,7 @@ def test_a_blind_comparison_streams_side_by_side_and_a_vote_moves_the_leaderboar
     at.selectbox(key=f"{compare_view.VARIANT_PREFIX}1_persona").set_value("Technical Writer")
     labelled(at, "Compare").click().run()
     assert not at.exception and not at.error
-    run_id = at.query_params[compare_view.RUN_QUERY_PARAM]
+    run_id = at.query_params[links.RUN_QUERY_PARAM]
     tess = app_ctx.users.get("tess")
     view = app_ctx.compare.get(tess, run_id)
     assert view.finished and view.blind and not view.revealed

@@ -14,7 +14,7 @@ from streamlit.testing.v1.element_tree import Dataframe
 from nexus_core import audit
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import Feedback, Message, User
-from nexus_core.ui import explorer_view, feedback_view, state
+from nexus_core.ui import explorer_view, feedback_view, links, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.users import hash_password
@@ -213,7 +213,7 @@ def test_opening_an_item_shows_the_conversation_and_a_status_change_is_audited(
     ids = seed(app_ctx)
     at = signed_in("ana", "explorer")
     at.selectbox(key=explorer_view.OPEN).set_value(ids["slow"]).run()
-    assert at.query_params[explorer_view.ITEM_QUERY_PARAM] == str(ids["slow"])
+    assert at.query_params[links.ITEM_QUERY_PARAM] == str(ids["slow"])
     assert f"Feedback #{ids['slow']}" in [h.value for h in at.subheader]
     conversation = [(m.name, m.markdown[0].value) for m in at.chat_message]
     assert conversation == [
@@ -239,7 +239,7 @@ def test_opening_an_item_shows_the_conversation_and_a_status_change_is_audited(
 def test_an_audit_link_opens_the_item_and_triagers_assign_and_note_it(app_ctx: AppContext) -> None:
     ids = seed(app_ctx)
     at = signed_in_app("ada", timeout=TIMEOUT)
-    at.query_params[explorer_view.ITEM_QUERY_PARAM] = str(ids["idea"])
+    at.query_params[links.ITEM_QUERY_PARAM] = str(ids["idea"])
     at.switch_page(page_path("explorer")).run()
     assert f"Feedback #{ids['idea']}" in [h.value for h in at.subheader]
     assignee = at.selectbox(key=f"{explorer_view.ASSIGNEE_PREFIX}{ids['idea']}")
@@ -254,7 +254,7 @@ def test_an_audit_link_opens_the_item_and_triagers_assign_and_note_it(app_ctx: A
     at.run()
     assert history(at)[-2:] == ["Assigned to ana", "Note: Asked design for a mock-up"]
     at.button(key=explorer_view.CLOSE).click().run()
-    assert explorer_view.ITEM_QUERY_PARAM not in at.query_params
+    assert links.ITEM_QUERY_PARAM not in at.query_params
     assert not [h for h in at.subheader if h.value.startswith("Feedback #")]
 
 

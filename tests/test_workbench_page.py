@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
-from nexus_core.ui import notebook_view, state, workbench_view
+from nexus_core.ui import links, notebook_view, state, workbench_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.workbench.cells import Cell, ChartSpec
@@ -40,7 +40,7 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def open_workbench(username: str, notebook: str | None = None) -> AppTest:
-    query = {} if notebook is None else {workbench_view.NOTEBOOK_QUERY_PARAM: notebook}
+    query = {} if notebook is None else {links.NOTEBOOK_QUERY_PARAM: notebook}
     return signed_in_app(username, page="workbench", query=query, timeout=TIMEOUT)
 
 
@@ -59,7 +59,7 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
     ana = app_ctx.users.get("ana")
     [notebook] = app_ctx_notebooks(app_ctx, ana)
     key = str(notebook.id)
-    assert at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] == key
+    assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == key
 
     # Run the first cell: a table with its row count and run time.
     first = notebook.cells[0]
@@ -131,7 +131,7 @@ def test_a_starter_runs_read_only_and_a_duplicate_is_editable(app_ctx: AppContex
     ana = app_ctx.users.get("ana")
     [copy] = workbench_view.notebook_service(app_ctx).list_for(ana)
     assert copy.title == f"Copy of {starter.title}" and copy.editable
-    assert at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] == str(copy.id)
+    assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == str(copy.id)
     assert len(at.text_area) == len(starter.cells)
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 import streamlit as st
 
 from nexus_core import audit
 from nexus_core.app_context import AppContext
 from nexus_core.audit import AuditQuery, AuditRecord
-from nexus_core.ui import state
+from nexus_core.ui import links
 from nexus_core.ui.dates import day_range
 from nexus_core.ui.paging import current_page, pager
 
@@ -27,7 +26,6 @@ PREVIOUS = f"{PAGE}_previous"
 NEXT = f"{PAGE}_next"
 
 PAGE_SIZE = 50
-FEEDBACK_ITEM_PARAM = "item"
 KINDS = {
     "auth.": "Sign-in and sign-out",
     "session.": "Chat sessions",
@@ -78,9 +76,9 @@ def target_link(event: AuditRecord) -> str | None:
     if not event.target_id:
         return None
     if event.target_type == "session":
-        return f"/chat?{state.SESSION_QUERY_PARAM}={quote(event.target_id)}"
+        return links.chat_url(event.target_id)
     if event.target_type == "feedback":
-        return f"/explorer?{FEEDBACK_ITEM_PARAM}={quote(event.target_id)}"
+        return links.explorer_url(event.target_id)
     return None
 
 

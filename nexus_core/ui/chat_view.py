@@ -1,7 +1,7 @@
 """Widgets of the chat page: the sessions sidebar, the conversation and its live reply.
 
 Everything shown comes from the database; ``st.session_state`` only holds widget values. The
-session being viewed lives in the URL (``?session=<uuid>``) so a link reopens it.
+session being viewed lives in the URL (``links.chat_url``) so a link reopens it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from nexus_core.chat import SESSION_NOT_FOUND, MessageView, SessionView
 from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
-from nexus_core.ui import notices, show, state
+from nexus_core.ui import links, notices, show, state
 from nexus_core.ui.auth import rerun_if_signed_out
 from nexus_core.users import UserView
 
@@ -30,18 +30,9 @@ STREAM_REDRAW_SECONDS = 0.08
 STREAM_CURSOR = " ▌"
 
 
-def current_session_id() -> str | None:
-    """The session named in the URL, if any."""
-    value = st.query_params.get(state.SESSION_QUERY_PARAM)
-    return str(value) if value else None
-
-
 def open_session(public_id: str | None) -> None:
     """Point the URL at a session (or at none) and rerun."""
-    if public_id:
-        st.query_params[state.SESSION_QUERY_PARAM] = public_id
-    else:
-        st.query_params.pop(state.SESSION_QUERY_PARAM, None)
+    links.show_chat_session(public_id)
     st.rerun()
 
 

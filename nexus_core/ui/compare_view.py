@@ -1,9 +1,9 @@
 """Widgets of the Compare page: the variant pickers, a comparison streaming side by side, judging,
 and the page's sections (comparison, leaderboard, test sets).
 
-The open comparison lives in the URL (``?run=<id>``) so a link reopens it; the section in
-``?view=``. Replies are real jobs: the columns follow them through the worker's broker while they
-stream, and show what the database holds once they are done.
+The open comparison lives in the URL (``links.compare_url``) so a link reopens it; the section
+too (``links.compare_section``). Replies are real jobs: the columns follow them through the
+worker's broker while they stream, and show what the database holds once they are done.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from nexus_core.compare.runs import CompareSlot, CompareView
 from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
 from nexus_core.errors import ValidationError
-from nexus_core.ui import notices, show
+from nexus_core.ui import links, notices, show
 from nexus_core.users import UserView
 
-RUN_QUERY_PARAM = "run"
-VIEW_QUERY_PARAM = "view"
 SECTIONS = {"compare": "Compare", "leaderboard": "Leaderboard", "tests": "Test sets"}
 NOTICE = "nexus_cmp_notice"
 SECTION = "nexus_cmp_section"
@@ -61,7 +59,7 @@ def show_notice() -> None:
 
 def section() -> str:
     """The section the URL names (comparison by default), with a switcher."""
-    current = st.query_params.get(VIEW_QUERY_PARAM, "compare")
+    current = links.compare_section() or "compare"
     if current not in SECTIONS:
         current = "compare"
     st.session_state[SECTION] = current
@@ -77,9 +75,7 @@ def section() -> str:
 
 
 def _switch_section() -> None:
-    chosen = st.session_state.get(SECTION) or "compare"
-    st.query_params.clear()
-    st.query_params[VIEW_QUERY_PARAM] = chosen
+    links.show_compare(section=st.session_state.get(SECTION) or "compare")
 
 
 # --- the run list and the new-comparison form ------------------------------------------------
@@ -95,7 +91,7 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
         runs = notices.act(lambda: ctx.compare.list_runs(user)) or []
         if not runs:
             st.caption("_None yet._")
-        current = st.query_params.get(RUN_QUERY_PARAM)
+        current = links.compare_run()
         for run in runs:
             label = run.prompt if len(run.prompt) <= 40 else run.prompt[:39] + "…"
             mark = "" if run.voted else " •"
@@ -110,9 +106,7 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
 
 
 def _open(run_id: str | None) -> None:
-    st.query_params.clear()
-    if run_id:
-        st.query_params[RUN_QUERY_PARAM] = run_id
+    links.show_compare(run_id=run_id)
 
 
 def variant_pickers(ctx: AppContext, prefix: str, count: int) -> list[VariantSpec]:

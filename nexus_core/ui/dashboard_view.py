@@ -33,7 +33,7 @@ from nexus_core.feedback.filters import FeedbackFilters
 from nexus_core.feedback.triage import TriageService
 from nexus_core.ops.events import log_files
 from nexus_core.settings import Settings
-from nexus_core.ui import show
+from nexus_core.ui import links, show
 from nexus_core.ui.auth import rerun_if_signed_out
 from nexus_core.users import UserView
 
@@ -259,9 +259,9 @@ def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
                     "Opened": row.created_at,
                     "Summary": row.description[:120],
                     "Link": (
-                        f"/chat?session={row.session_public_id}"
+                        links.chat_url(row.session_public_id)
                         if row.session_public_id
-                        else f"/explorer?item={row.id}"
+                        else links.explorer_url(row.id)
                     ),
                 }
                 for row in incidents

@@ -1,8 +1,8 @@
 """Widgets of the Feedback explorer: filters, the table with bulk status change, charts, exports
 and the detail view of one item (its conversation, history and triage controls).
 
-The item being viewed lives in the URL (``?item=<id>``, the link the Audit page uses) so a link
-reopens it; ``st.session_state`` only holds widget values and a one-shot notice.
+The item being viewed lives in the URL (``links.explorer_url``, the link the Audit page uses) so
+a link reopens it; ``st.session_state`` only holds widget values and a one-shot notice.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from nexus_core.feedback.triage import (
     FeedbackDetail,
     TriageService,
 )
-from nexus_core.ui import notices, show
+from nexus_core.ui import links, notices, show
 from nexus_core.ui.dates import day_range
 from nexus_core.ui.paging import TablePage, current_page, pager
 from nexus_core.users import UserView
 
 # Widget and session keys of the explorer (per-item controls add the item id).
-ITEM_QUERY_PARAM = "item"
 CATEGORY_FILTER = "nexus_explorer_categories"
 PRIORITY_FILTER = "nexus_explorer_priorities"
 STATUS_FILTER = "nexus_explorer_statuses"
@@ -105,22 +104,9 @@ def show_notice() -> None:
     notices.show(NOTICE)
 
 
-def _open_item(feedback_id: int | None) -> None:
-    if feedback_id is None:
-        st.query_params.pop(ITEM_QUERY_PARAM, None)
-    else:
-        st.query_params[ITEM_QUERY_PARAM] = str(feedback_id)
-
-
 def _close_item() -> None:
     st.session_state[OPEN] = None  # a callback runs before the widget is drawn again
-    _open_item(None)
-
-
-def opened_item() -> int | None:
-    """The item named in the URL, if any."""
-    value = st.query_params.get(ITEM_QUERY_PARAM)
-    return int(value) if value and str(value).isdigit() else None
+    links.show_explorer_item(None)
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -153,7 +139,7 @@ def _table_key(rows: list[FeedbackRow]) -> str:
 def _open_single_selection(key: str, ids: list[int]) -> None:
     rows = st.session_state[key].selection.rows
     if len(rows) == 1:
-        _open_item(ids[rows[0]])
+        links.show_explorer_item(ids[rows[0]])
 
 
 def table_page(filters: FeedbackFilters, sort: str, total: int) -> TablePage:
@@ -188,7 +174,7 @@ def feedback_table(rows: list[FeedbackRow], page: TablePage) -> list[int]:
         format_func=choices.__getitem__,
         placeholder="Pick an item, or select one row",
         key=OPEN,
-        on_change=lambda: _open_item(st.session_state[OPEN]),
+        on_change=lambda: links.show_explorer_item(st.session_state[OPEN]),
     )
     return [ids[i] for i in event.selection.rows]
 

@@ -26,8 +26,7 @@ NEW_PASSWORD = "nexus_new_password"
 NEW_PASSWORD_REPEAT = "nexus_new_password_repeat"
 CURRENT_PASSWORD = "nexus_current_password"
 
-# Chat page.
-SESSION_QUERY_PARAM = "session"
+# Chat page (the open session is in the address: ``links.SESSION_QUERY_PARAM``).
 CHAT_SEARCH = "nexus_chat_search"
 CHAT_SHOW_ARCHIVED = "nexus_chat_show_archived"
 CHAT_INPUT = "nexus_chat_input"

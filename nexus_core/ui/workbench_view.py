@@ -1,6 +1,6 @@
 """Widgets of the Workbench: the notebook list, a notebook's cells (edit, run, chart) and results.
 
-The open notebook lives in the URL (``?notebook=<id>``, or ``?notebook=starter-<key>`` for a
+The open notebook lives in the URL (``links.workbench_url``: its id, or ``starter-<key>`` for a
 starter) so a link reopens it. Every edit of one's own notebook is saved at once, so there is no
 unsaved draft to lose; starter notebooks and notebooks others share are read-only — run them, or
 duplicate one to edit it. Query results live in this browser session only (they can be large and
@@ -16,7 +16,7 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NotFound
-from nexus_core.ui import notices, show
+from nexus_core.ui import links, notices, show
 from nexus_core.ui.dashboard_view import event_store
 from nexus_core.ui.show import plain
 from nexus_core.users import UserView
@@ -27,8 +27,7 @@ from nexus_core.workbench.results import DISPLAY_LIMIT
 from nexus_core.workbench.sandbox import Workbench
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
 
-# The open notebook in the URL; widget and session keys (per-cell keys add notebook and cell).
-NOTEBOOK_QUERY_PARAM = "notebook"
+# Widget and session keys (per-cell keys add notebook and cell).
 STARTER_PREFIX = "starter-"
 NOTICE = "nexus_wb_notice"
 NEW_NOTEBOOK = "nexus_wb_new"
@@ -80,7 +79,7 @@ def guarded(action: Callable[[], object]) -> None:
 
 
 def _open(key: str) -> None:
-    st.query_params[NOTEBOOK_QUERY_PARAM] = key
+    links.show_notebook(key)
 
 
 # --- the notebook list --------------------------------------------------------------------------
@@ -116,7 +115,7 @@ def _links(heading: str, items: list[tuple[str, str]], empty: str) -> None:
     st.caption(plain(heading))
     if not items and empty:
         st.caption(f"_{plain(empty)}_")
-    current = st.query_params.get(NOTEBOOK_QUERY_PARAM)
+    current = links.notebook()
     for key, label in items:
         st.button(
             plain(label),
@@ -138,7 +137,7 @@ def _starter_key(starter: StarterNotebook) -> str:
 
 def opened(service: NotebookService, user: UserView) -> OpenNotebook | None:
     """The notebook the URL names, if the viewer may see it (else a note and None)."""
-    key = st.query_params.get(NOTEBOOK_QUERY_PARAM)
+    key = links.notebook()
     if not key:
         return None
     for starter in STARTER_NOTEBOOKS:
@@ -276,7 +275,7 @@ def _duplicate(service: NotebookService, user: UserView, notebook: OpenNotebook)
 
 def _delete(service: NotebookService, user: UserView, notebook_id: int) -> None:
     service.delete(user, notebook_id)
-    st.query_params.pop(NOTEBOOK_QUERY_PARAM, None)
+    links.show_notebook(None)
     notices.leave(NOTICE, "Notebook deleted.")
 
 
