@@ -6,7 +6,7 @@ from nexus_core.ui import explorer_view, links, notices
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("explorer")
-triage = explorer_view.triage_service(ctx)
+triage = ctx.triage
 
 st.title("🔎 Feedback explorer")
 explorer_view.show_notice()

@@ -102,7 +102,7 @@ def test_general_feedback_is_saved_and_listed_under_my_submissions(app_ctx: AppC
 def test_my_submissions_follow_the_status_the_team_sets(app_ctx: AppContext) -> None:
     mia = app_ctx.users.get("mia")
     item = app_ctx.feedback.submit(mia, category="bug", priority="low", description="Broken")
-    explorer_view.triage_service(app_ctx).set_status(item.id, "resolved", app_ctx.users.get("ana"))
+    app_ctx.triage.set_status(item.id, "resolved", app_ctx.users.get("ana"))
     at = signed_in("mia", "feedback")
     mine = at.dataframe[0].value
     assert mine[["#", "About", "Status"]].values.tolist() == [[item.id, "Nexus AI", "resolved"]]
@@ -262,7 +262,7 @@ def test_bulk_status_change_moves_the_selected_rows_and_reports_refusals(
     app_ctx: AppContext,
 ) -> None:
     ids = seed(app_ctx)
-    triage = explorer_view.triage_service(app_ctx)
+    triage = app_ctx.triage
     triage.set_status(ids["typo"], "closed", app_ctx.users.get("ana"))
     at = signed_in("ana", "explorer")
     table = feedback_table(at)

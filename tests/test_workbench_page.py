@@ -70,7 +70,7 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
 
     # Add a second SQL cell, write a query, chart it.
     at.button(key=notebook_view.ADD_SQL_PREFIX + key).click().run()
-    second = workbench_view.notebook_service(app_ctx).get(ana, notebook.id).cells[1]
+    second = app_ctx.notebooks.get(ana, notebook.id).cells[1]
     sql = "SELECT role, count(*) AS messages FROM messages GROUP BY role ORDER BY role"
     at.text_area(key=f"{notebook_view.SOURCE_PREFIX}{key}_{second.id}").set_value(sql).run()
     cell_button(at, notebook_view.RUN_PREFIX, key, second).click().run()
@@ -83,7 +83,7 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
     assert len(at.get("plotly_chart")) == 1
 
     # Saved as the analyst went: a fresh page shows the same cells, SQL and chart.
-    stored = workbench_view.notebook_service(app_ctx).get(ana, notebook.id)
+    stored = app_ctx.notebooks.get(ana, notebook.id)
     assert [c.source for c in stored.cells] == [first.source, sql]
     assert stored.cells[1].chart == ChartSpec(kind="bar", x="role", y="messages")
     again = open_workbench("ana", key)
@@ -94,12 +94,12 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
 
 
 def app_ctx_notebooks(ctx: AppContext, user):
-    return workbench_view.notebook_service(ctx).list_for(user)
+    return ctx.notebooks.list_for(user)
 
 
 def test_cells_are_reordered_duplicated_and_deleted(app_ctx: AppContext) -> None:
     ana = app_ctx.users.get("ana")
-    service = workbench_view.notebook_service(app_ctx)
+    service = app_ctx.notebooks
     cells = [Cell("sql", "SELECT 1 AS one"), Cell("markdown", "## Notes"), Cell("sql", "SELECT 3")]
     notebook = service.create(ana, "Order", cells)
     key = str(notebook.id)
@@ -129,14 +129,14 @@ def test_a_starter_runs_read_only_and_a_duplicate_is_editable(app_ctx: AppContex
     assert len(at.dataframe) == len(sql_cells)
     button(at, "Duplicate").click().run()
     ana = app_ctx.users.get("ana")
-    [copy] = workbench_view.notebook_service(app_ctx).list_for(ana)
+    [copy] = app_ctx.notebooks.list_for(ana)
     assert copy.title == f"Copy of {starter.title}" and copy.editable
     assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == str(copy.id)
     assert len(at.text_area) == len(starter.cells)
 
 
 def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext) -> None:
-    service = workbench_view.notebook_service(app_ctx)
+    service = app_ctx.notebooks
     ana, bo = app_ctx.users.get("ana"), app_ctx.users.get("bo")
     private = service.create(ana, "Ana's private", [Cell("sql", "SELECT 1")])
     shared = service.create(ana, "Ana's shared", [Cell("sql", "SELECT 42 AS answer")])
@@ -158,7 +158,7 @@ def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext)
 def test_a_refused_query_shows_the_reason_not_a_traceback(app_ctx: AppContext) -> None:
     ana = app_ctx.users.get("ana")
     cell = Cell("sql", "SELECT * FROM read_csv('/etc/passwd')")
-    notebook = workbench_view.notebook_service(app_ctx).create(ana, "Escape", [cell])
+    notebook = app_ctx.notebooks.create(ana, "Escape", [cell])
     at = open_workbench("ana", str(notebook.id))
     cell_button(at, notebook_view.RUN_PREFIX, str(notebook.id), cell).click().run()
     assert not at.exception
@@ -168,7 +168,7 @@ def test_a_refused_query_shows_the_reason_not_a_traceback(app_ctx: AppContext) -
 
 
 def test_message_content_is_for_admins_only(app_ctx: AppContext) -> None:
-    service = workbench_view.notebook_service(app_ctx)
+    service = app_ctx.notebooks
     for username in ("ana", "admin"):
         user = app_ctx.users.get(username)
         cell = Cell("sql", "SELECT content FROM messages WHERE role = 'user'")

@@ -1,7 +1,7 @@
 """The SLO dashboard for admins: window selector, KPI tiles against the previous window, the
 burn-rate banner, the charts, the feedback panel and auto-refresh.
 
-Numbers come from the event log through one ``EventStore`` per process and log path; a window
+Numbers come from the event log through the process's ``EventStore`` (``ctx.event_store``); a window
 ``w`` is compared with the window of the same length just before it (``compute_metrics`` at
 ``now − w``). The data part is a fragment that reruns every ``REFRESH_SECONDS`` when auto-refresh
 is on, so the rest of the page (and its widgets) stays put.
@@ -17,7 +17,6 @@ import streamlit as st
 
 from nexus_core.analytics import dashboard_charts as charts
 from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
-from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.analytics.slo import (
     LATENCY,
@@ -30,7 +29,6 @@ from nexus_core.analytics.slo import (
 from nexus_core.analytics.windows import bucket_width, parse_window
 from nexus_core.app_context import AppContext
 from nexus_core.feedback.filters import FeedbackFilters
-from nexus_core.feedback.triage import TriageService
 from nexus_core.ops.events import log_files
 from nexus_core.settings import Settings
 from nexus_core.ui import links, show
@@ -56,17 +54,6 @@ BANNER: Final = {
     PAGE: "🚨 Page: the {slo} SLO is burning its error budget fast ({detail}). Act now.",
     TICKET: "⚠️ Ticket: the {slo} SLO is burning its error budget steadily ({detail}).",
 }
-
-
-@st.cache_resource(show_spinner=False)
-def _event_store(_settings: Settings, log_path: str) -> EventStore:
-    """The process's store over the event log at ``log_path`` (one per path)."""
-    return EventStore.from_settings(_settings)
-
-
-def event_store(settings: Settings) -> EventStore:
-    """The cached ``EventStore`` of ``settings.event_log_path``."""
-    return _event_store(settings, str(settings.event_log_path))
 
 
 def nothing_logged(settings: Settings) -> bool:
@@ -104,7 +91,7 @@ def _data_part(ctx: AppContext, user: UserView, window_label: str) -> None:
         feedback_panel(ctx, user, now)
         return
     window = parse_window(window_label)
-    snapshot = event_store(ctx.settings).refresh()
+    snapshot = ctx.event_store.refresh()
     current = compute_metrics(snapshot, window, now)
     previous = compute_metrics(snapshot, window, now - window)
     alert_banner(current["slo"]["alerts"])
@@ -231,7 +218,7 @@ def _charts(snapshot: Any, window: timedelta, now: datetime) -> None:
 def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
     """Issues of the last seven days by category, and open high/critical feedback with links."""
     st.subheader("Feedback")
-    triage = TriageService(ctx.db)
+    triage = ctx.triage
     since = (now - timedelta(days=FEEDBACK_DAYS - 1)).date()
     stats = triage.stats(FeedbackFilters(date_from=since), viewer=user)
     incidents = triage.search(

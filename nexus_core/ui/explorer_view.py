@@ -59,11 +59,6 @@ NOBODY = "(nobody)"
 DESCRIPTION_PREVIEW_CHARS = 120
 
 
-def triage_service(ctx: AppContext) -> TriageService:
-    """The triage service on the app's database (cheap: it holds only the database)."""
-    return TriageService(ctx.db)
-
-
 def _status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
 

@@ -17,7 +17,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
 from nexus_core.ui import notices, show
 from nexus_core.ui.show import plain
-from nexus_core.ui.workbench_view import OpenNotebook, change_cells, guarded, init_widget, workbench
+from nexus_core.ui.workbench_view import OpenNotebook, change_cells, guarded, init_widget
 from nexus_core.users import UserView, feature_enabled
 from nexus_core.workbench.cells import (
     AGGREGATIONS,
@@ -66,7 +66,7 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
     progress = st.progress(0.0, text="Taking a snapshot of the data…")
 
     def run_cells() -> None:
-        with workbench(ctx).open(include_message_content=user.is_admin) as session:
+        with ctx.workbench.open(include_message_content=user.is_admin) as session:
             for done, cell in enumerate(sql_cells, start=1):
                 progress.progress(
                     done / len(sql_cells), text=f"Running cell {done:d} of {len(sql_cells)}…"
@@ -168,7 +168,7 @@ def _sql_cell(
         with st.spinner("Running…"):
             outcome = _outcome(
                 source,
-                lambda: workbench(ctx).run(
+                lambda: ctx.workbench.run(
                     source, include_message_content=user.is_admin, keep=DISPLAY_LIMIT
                 ),
             )

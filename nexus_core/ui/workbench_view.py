@@ -14,17 +14,14 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from nexus_core.app_context import AppContext
 from nexus_core.errors import NotFound
 from nexus_core.ui import links, notices, show
-from nexus_core.ui.dashboard_view import event_store
 from nexus_core.ui.show import plain
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.data import view_schemas
 from nexus_core.workbench.notebooks import NotebookService, NotebookView
 from nexus_core.workbench.results import DISPLAY_LIMIT
-from nexus_core.workbench.sandbox import Workbench
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
 
 # Widget and session keys (per-cell keys add notebook and cell).
@@ -56,16 +53,6 @@ class OpenNotebook:
     shared: bool
     owner_name: str
     description: str = ""
-
-
-def notebook_service(ctx: AppContext) -> NotebookService:
-    """The notebook store of this app."""
-    return NotebookService(ctx.db)
-
-
-def workbench(ctx: AppContext) -> Workbench:
-    """The SQL engine over this app's database and event log (sharing the dashboard's store)."""
-    return Workbench(ctx.settings, ctx.db, events=event_store(ctx.settings))
 
 
 def show_notice() -> None:
