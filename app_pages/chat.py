@@ -6,6 +6,7 @@ from nexus_core.errors import NexusError, NotFound
 from nexus_core.ui import chat_view, links, show, state
 from nexus_core.ui.guard import require_page
 from nexus_core.ui.session_panels import analytics_panels, session_actions
+from nexus_core.ui.widgets.persona import persona_header, provider_label
 
 ctx, user = require_page("chat")
 public_id = links.chat_session()
@@ -26,8 +27,8 @@ writable = chat.user_id == user.id
 title, actions = st.columns([5, 1], vertical_alignment="bottom")
 with title:
     show.title(chat.title)
-    chat_view.persona_header(persona, f" · v{persona.version}")
-    show.caption(f"Model: {chat_view.provider_label(ctx)}")
+    persona_header(persona, f" · v{persona.version}")
+    show.caption(f"Model: {provider_label(ctx)}")
 with actions:
     session_actions(ctx, user, chat, writable=writable)
 if not writable:

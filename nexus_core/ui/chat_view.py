@@ -6,7 +6,6 @@ session being viewed lives in the URL (``links.chat_url``) so a link reopens it.
 
 from __future__ import annotations
 
-import html
 import time
 from functools import partial
 
@@ -21,6 +20,7 @@ from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
 from nexus_core.ui import links, notices, show, state
 from nexus_core.ui.auth import rerun_if_signed_out
+from nexus_core.ui.widgets.persona import persona_header, provider_label
 from nexus_core.users import UserView
 
 USER_AVATAR = "🧑"
@@ -34,12 +34,6 @@ def open_session(public_id: str | None) -> None:
     """Point the URL at a session (or at none) and rerun."""
     links.show_chat_session(public_id)
     st.rerun()
-
-
-def provider_label(ctx: AppContext) -> str:
-    """How the UI names the model that answers (the simulated one says so)."""
-    provider = ctx.provider
-    return "Gemini" if provider.name == "gemini" else provider.label
 
 
 # --- sidebar ------------------------------------------------------------------------------
@@ -80,15 +74,6 @@ def new_chat_dialog(ctx: AppContext, user: UserView) -> None:
             if st.button("Chat", key=state.PERSONA_PICK_PREFIX + str(persona.id)):
                 chat = ctx.chat.create_session(user, persona.name)
                 open_session(chat.public_id)
-
-
-def persona_header(persona: PersonaView, suffix: str = "") -> None:
-    """The persona's avatar and name on a bar of its colour (escaped; colours are validated)."""
-    name = html.escape(f"{persona.avatar} {persona.name}{suffix}")
-    st.html(
-        f'<div style="border-left:6px solid {persona.color};padding:2px 10px;'
-        f'font-weight:600">{name}</div>'
-    )
 
 
 def welcome(ctx: AppContext) -> None:

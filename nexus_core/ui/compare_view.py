@@ -14,10 +14,10 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.compare.runs import CompareSlot, CompareView
-from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
 from nexus_core.errors import ValidationError
 from nexus_core.ui import links, notices, show
+from nexus_core.ui.widgets.variants import variant_pickers
 from nexus_core.users import UserView
 
 SECTIONS = {"compare": "Compare", "leaderboard": "Leaderboard", "tests": "Test sets"}
@@ -40,7 +40,6 @@ RETRY_PREFIX = "nexus_cmp_retry_"
 
 NO_BEST = "No single best"
 BLIND_FAILURE = "This variant did not answer."
-DEFAULT = "(default)"
 RATINGS = {"👍 good": True, "👎 bad": False}
 POLL_SECONDS = 0.3
 FOLLOW_SECONDS = 120.0  # then the page reruns and keeps following
@@ -107,58 +106,6 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
 
 def _open(run_id: str | None) -> None:
     links.show_compare(run_id=run_id)
-
-
-def variant_pickers(ctx: AppContext, prefix: str, count: int) -> list[VariantSpec]:
-    """``count`` variant pickers side by side: persona, version, provider, model, temperature."""
-    personas = ctx.personas.list()
-    names = [p.name for p in personas]
-    choices = ctx.compare.provider_choices()
-    providers = {c.name: c for c in choices}
-    specs = []
-    for index, column in enumerate(st.columns(count)):
-        key = f"{prefix}{index}_"
-        with column:
-            st.markdown(f"**Variant {ord('A') + index:c}**")
-            name = st.selectbox(
-                "Persona", names, index=min(index, len(names) - 1), key=key + "persona"
-            )
-            by_version = {v.version: v for v in ctx.personas.versions(name)}
-            version = st.selectbox(
-                "Version",
-                [DEFAULT, *sorted(by_version, reverse=True)],
-                key=key + "version",
-                format_func=lambda v: "current" if v == DEFAULT else f"v{v}",
-            )
-            provider = st.selectbox(
-                "Provider",
-                list(providers),
-                format_func=lambda n: providers[n].label,
-                key=key + "provider",
-            )
-            model = st.text_input(
-                "Model", key=key + "model", placeholder=providers[provider].default_model
-            )
-            persona = next(p for p in personas if p.name == name)
-            chosen = by_version.get(version, persona) if version != DEFAULT else persona
-            temperature = st.slider(
-                "Temperature",
-                0.0,
-                2.0,
-                float(chosen.temperature),
-                0.1,
-                key=f"{key}temperature_{name}_{version}",  # follows the chosen persona version
-            )
-        specs.append(
-            VariantSpec(
-                name,
-                version=None if version == DEFAULT else int(version),
-                provider=provider,
-                model=model.strip() or None,
-                temperature=temperature,
-            )
-        )
-    return specs
 
 
 def new_comparison(ctx: AppContext, user: UserView) -> None:

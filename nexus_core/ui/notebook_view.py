@@ -1,7 +1,7 @@
 """Widgets of one open notebook: each cell's toolbar, editor, run button, result and chart.
 
 Results of runs live in this browser session only (keyed by notebook and cell); editing one's own
-notebook saves the stored cells at once through ``workbench_view.change_cells``.
+notebook saves the stored cells at once through ``widgets.notebook.change_cells``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
 from nexus_core.ui import notices, show
 from nexus_core.ui.show import plain
-from nexus_core.ui.workbench_view import OpenNotebook, change_cells, guarded, init_widget
+from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, change_cells, init_widget
 from nexus_core.users import UserView, feature_enabled
 from nexus_core.workbench.cells import (
     AGGREGATIONS,
@@ -112,7 +112,8 @@ def cells(
                 plain(label),
                 icon=":material/add:",
                 key=prefix + notebook.key,
-                on_click=guarded,
+                on_click=notices.act,
+                kwargs={"key": NOTICE},
                 args=(_adder(service, user, notebook, kind),),
             )
 
@@ -143,7 +144,8 @@ def _toolbar(
             icon,
             key=f"nexus_wb_{help_text.replace(' ', '_').lower()}_{notebook.key}_{cell.id}",
             help=help_text,
-            on_click=guarded,
+            on_click=notices.act,
+            kwargs={"key": NOTICE},
             args=(lambda change=change: change_cells(service, user, notebook, change),),
         )
 
@@ -204,7 +206,8 @@ def _editor(
         height=SQL_EDITOR_HEIGHT,
         label_visibility="collapsed",
         placeholder="SELECT … FROM events" if label == "SQL" else "Notes in markdown",
-        on_change=guarded,
+        on_change=notices.act,
+        kwargs={"key": NOTICE},
         args=(save,),
     )
 
@@ -330,7 +333,12 @@ def _chart_settings(
     with st.expander("📈 Chart", expanded=spec is not None):
         init_widget(prefix + "kind", spec.kind if spec else NO_CHART)
         st.selectbox(
-            "Chart", (NO_CHART, *CHART_KINDS), key=prefix + "kind", on_change=guarded, args=(save,)
+            "Chart",
+            (NO_CHART, *CHART_KINDS),
+            key=prefix + "kind",
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
+            args=(save,),
         )
         if st.session_state[prefix + "kind"] == NO_CHART:
             return
@@ -346,10 +354,16 @@ def _chart_settings(
                 columns,
                 key=prefix + name,
                 accept_new_options=True,
-                on_change=guarded,
+                on_change=notices.act,
+                kwargs={"key": NOTICE},
                 args=(save,),
             )
         init_widget(prefix + "aggregation", spec.aggregation if spec else "none")
         last.selectbox(
-            "Aggregation", AGGREGATIONS, key=prefix + "aggregation", on_change=guarded, args=(save,)
+            "Aggregation",
+            AGGREGATIONS,
+            key=prefix + "aggregation",
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
+            args=(save,),
         )

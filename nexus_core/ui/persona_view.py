@@ -9,8 +9,8 @@ from nexus_core.ai.preview import SAMPLE_PROMPT, preview_reply
 from nexus_core.app_context import AppContext
 from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView, instruction_diff
 from nexus_core.ui import notices, show, state
-from nexus_core.ui.chat_view import persona_header, provider_label
 from nexus_core.ui.show import plain
+from nexus_core.ui.widgets.persona import persona_header, provider_label
 from nexus_core.users import UserView
 
 # Widget keys of the Personas page.

@@ -16,8 +16,8 @@ from nexus_core.compare.scoring import leaderboard_csv
 from nexus_core.compare.test_results import ResultsMatrix
 from nexus_core.compare.test_sets import TestRunView, TestSetView
 from nexus_core.ui import notices, show
-from nexus_core.ui.compare_view import variant_pickers
 from nexus_core.ui.dates import day_range
+from nexus_core.ui.widgets.variants import variant_pickers
 from nexus_core.users import UserView
 
 ALL_TAGS = "All tags"

@@ -9,14 +9,12 @@ are cheap to compute again).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import streamlit as st
 
 from nexus_core.errors import NotFound
 from nexus_core.ui import links, notices, show
 from nexus_core.ui.show import plain
+from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, init_widget
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.data import view_schemas
@@ -26,7 +24,6 @@ from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
 
 # Widget and session keys (per-cell keys add notebook and cell).
 STARTER_PREFIX = "starter-"
-NOTICE = "nexus_wb_notice"
 NEW_NOTEBOOK = "nexus_wb_new"
 OPEN_PREFIX = "nexus_wb_open_"
 TITLE_PREFIX = "nexus_wb_title_"
@@ -41,28 +38,9 @@ NEW_NOTEBOOK_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class OpenNotebook:
-    """The notebook on screen: one of the viewer's, one shared with them, or a starter."""
-
-    key: str  # the URL value; also part of every widget key of the notebook
-    title: str
-    cells: list[Cell]
-    editable: bool
-    notebook_id: int | None
-    shared: bool
-    owner_name: str
-    description: str = ""
-
-
 def show_notice() -> None:
     """The outcome of the last change, once, on the run after it."""
     notices.show(NOTICE)
-
-
-def guarded(action: Callable[[], object]) -> None:
-    """Run a change from a widget callback; a NexusError becomes the notice on the next run."""
-    notices.act(action, key=NOTICE)
 
 
 def _open(key: str) -> None:
@@ -81,7 +59,8 @@ def sidebar(service: NotebookService, user: UserView) -> None:
             icon=":material/add:",
             key=NEW_NOTEBOOK,
             width="stretch",
-            on_click=guarded,
+            on_click=notices.act,
+            kwargs={"key": NOTICE},
             args=(lambda: _create(service, user),),
         )
         listed = notices.act(lambda: service.list_for(user))
@@ -200,7 +179,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
         st.text_input(
             "Title",
             key=TITLE_PREFIX + notebook.key,
-            on_change=guarded,
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
             args=(lambda: _save_title(service, user, notebook),),
         )
     else:
@@ -217,7 +197,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
         "Duplicate",
         icon=":material/content_copy:",
         key=DUPLICATE_PREFIX + notebook.key,
-        on_click=guarded,
+        on_click=notices.act,
+        kwargs={"key": NOTICE},
         args=(lambda: _duplicate(service, user, notebook),),
     )
     if notebook.editable and notebook.notebook_id is not None:
@@ -228,7 +209,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
             "Shared (read-only)",
             key=share_key,
             help="Other analysts and admins can open and run it, not change it.",
-            on_change=guarded,
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
             args=(
                 lambda: service.set_shared(user, notebook_id, bool(st.session_state[share_key])),
             ),
@@ -238,7 +220,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
             st.button(
                 "Delete notebook",
                 key=DELETE_PREFIX + notebook.key,
-                on_click=guarded,
+                on_click=notices.act,
+                kwargs={"key": NOTICE},
                 args=(lambda: _delete(service, user, notebook_id),),
             )
     return run_all
@@ -264,21 +247,3 @@ def _delete(service: NotebookService, user: UserView, notebook_id: int) -> None:
     service.delete(user, notebook_id)
     links.show_notebook(None)
     notices.leave(NOTICE, "Notebook deleted.")
-
-
-def change_cells(
-    service: NotebookService,
-    user: UserView,
-    notebook: OpenNotebook,
-    change: Callable[[list[Cell]], list[Cell]],
-) -> None:
-    """Apply ``change`` to the stored cells (not the ones on screen) and save at once."""
-    assert notebook.notebook_id is not None
-    current = service.get(user, notebook.notebook_id)
-    service.save(user, notebook.notebook_id, current.title, change(list(current.cells)))
-
-
-def init_widget(key: str, value: object) -> None:
-    """Give a widget its stored value the first time it is drawn (later the widget owns it)."""
-    if key not in st.session_state:
-        st.session_state[key] = value
