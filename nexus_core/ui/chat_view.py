@@ -19,7 +19,7 @@ from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
 from nexus_core.ui import links, notices, show, state
-from nexus_core.ui.auth import rerun_if_signed_out
+from nexus_core.ui.widgets.follow import follow
 from nexus_core.ui.widgets.persona import persona_header, provider_label
 from nexus_core.users import UserView
 
@@ -192,7 +192,8 @@ def live_reply(ctx: AppContext, persona: PersonaView, job: JobView) -> None:
     broker = ctx.worker.broker
     with st.chat_message("assistant", avatar=show.avatar(persona.avatar)):
         if not broker.knows(job.id):
-            _poll_elsewhere(ctx, job.id)
+            reply = partial(_reply_elsewhere, ctx, job.id)
+            follow(ctx, reply, running=True, every_seconds=LIVE_POLL_SECONDS)
             return
         status = st.empty()
         body = st.empty()
@@ -225,16 +226,16 @@ def _show_status(status, item: JobUpdate, label: str) -> None:  # type: ignore[n
         status.caption("Thinking…")
 
 
-@st.fragment(run_every=LIVE_POLL_SECONDS)
-def _poll_elsewhere(ctx: AppContext, job_id: str) -> None:
-    rerun_if_signed_out(ctx)
+def _reply_elsewhere(ctx: AppContext, job_id: str) -> bool:
+    """What a reply another process is making is doing; is it still running?"""
     try:
         job = ctx.worker.get(job_id)
     except NotFound:
-        return
+        return False
     if job.status not in ACTIVE_STATES:
-        st.rerun(scope="app")
+        return False
     if job.status == "retrying":
         st.warning(f"Retrying (attempt {job.attempt + 1:d} of {job.max_attempts:d})…")
     else:
         st.caption("Working on a reply…")
+    return True

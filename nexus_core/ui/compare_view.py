@@ -8,8 +8,6 @@ worker's broker while they stream, and show what the database holds once they ar
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from nexus_core.app_context import AppContext
@@ -17,6 +15,7 @@ from nexus_core.compare.runs import CompareSlot, CompareView
 from nexus_core.compare.votes import Rating
 from nexus_core.errors import ValidationError
 from nexus_core.ui import links, notices, show
+from nexus_core.ui.widgets.follow import follow
 from nexus_core.ui.widgets.variants import variant_pickers
 from nexus_core.users import UserView
 
@@ -41,8 +40,7 @@ RETRY_PREFIX = "nexus_cmp_retry_"
 NO_BEST = "No single best"
 BLIND_FAILURE = "This variant did not answer."
 RATINGS = {"👍 good": True, "👎 bad": False}
-POLL_SECONDS = 0.3
-FOLLOW_SECONDS = 120.0  # then the page reruns and keeps following
+FOLLOW_EVERY_SECONDS = 0.5  # how often the replies are redrawn while they stream
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
 STATUS_TEXT = {
     "queued": "Waiting for a worker…",
@@ -178,32 +176,29 @@ def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | No
         )
     if facts:
         show.caption(" · ".join(facts))
-    boxes = {
-        slot.position: column.empty()
-        for slot, column in zip(view.slots, st.columns(len(view.slots)), strict=True)
-    }
-    deadline = time.monotonic() + FOLLOW_SECONDS
-    while True:
-        last_pass = view.finished or time.monotonic() > deadline
-        for slot in view.slots:
-            with boxes[slot.position].container(border=True):
-                _slot(ctx, user, view, slot, actions=last_pass)
-        if last_pass:
-            break
-        time.sleep(POLL_SECONDS)
-        following = notices.act(lambda: ctx.compare.get(user, run_id))
-        if following is None:
-            return None
-        view = following
-    if not view.finished:
-        st.rerun()
+    first = view
+
+    def replies() -> bool:
+        # The first draw shows the view just read; each redraw while following reads it again.
+        nonlocal first
+        now = first or notices.act(lambda: ctx.compare.get(user, run_id))
+        first = None
+        if now is None:
+            return False
+        columns = st.columns(len(now.slots))
+        for slot, column in zip(now.slots, columns, strict=True):
+            with column.container(border=True):
+                _slot(ctx, user, now, slot, actions=now.finished)
+        return not now.finished
+
+    follow(ctx, replies, running=not view.finished, every_seconds=FOLLOW_EVERY_SECONDS)
     return view
 
 
 def _slot(
     ctx: AppContext, user: UserView, view: CompareView, slot: CompareSlot, *, actions: bool
 ) -> None:
-    """One reply column; ``actions`` draws its buttons (once per run: keys must be unique)."""
+    """One reply column; ``actions`` draws its buttons (once every reply is done)."""
     st.markdown(f"### {show.plain(slot.letter)}")
     if slot.variant is not None:
         show.caption(slot.variant.label)

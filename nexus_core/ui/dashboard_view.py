@@ -4,13 +4,13 @@ burn-rate banner, the charts, the feedback panel and auto-refresh.
 Numbers come from the event log through the process's ``EventStore`` (``ctx.event_store``); a window
 ``w`` is compared with the window of the same length just before it (``compute_metrics`` at
 ``now − w``). The data part is a fragment that reruns every ``REFRESH_SECONDS`` when auto-refresh
-is on, so the rest of the page (and its widgets) stays put.
+is on (``widgets.follow``), so the rest of the page (and its widgets) stays put.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import streamlit as st
@@ -32,7 +32,7 @@ from nexus_core.feedback.filters import FeedbackFilters
 from nexus_core.ops.events import log_files
 from nexus_core.settings import Settings
 from nexus_core.ui import links, show
-from nexus_core.ui.auth import rerun_if_signed_out
+from nexus_core.ui.widgets.follow import follow
 from nexus_core.users import UserView
 
 # Widget keys of the dashboard.
@@ -75,15 +75,17 @@ def dashboard(ctx: AppContext, user: UserView) -> None:
     auto = right.toggle(
         "Auto-refresh", value=True, key=AUTO_REFRESH, help=f"Every {REFRESH_SECONDS} s"
     )
-    run_every = timedelta(seconds=REFRESH_SECONDS) if auto else None
-    data_part: Callable[[AppContext, UserView, str], None] = st.fragment(run_every=run_every)(
-        _data_part
-    )
-    data_part(ctx, user, window_label or DEFAULT_WINDOW)
+    data = partial(_data_part, ctx, user, window_label or DEFAULT_WINDOW)
+    follow(ctx, data, running=auto, every_seconds=REFRESH_SECONDS)
 
 
-def _data_part(ctx: AppContext, user: UserView, window_label: str) -> None:
-    rerun_if_signed_out(ctx)
+def _data_part(ctx: AppContext, user: UserView, window_label: str) -> bool:
+    """The numbers, charts and feedback; always worth refreshing (the log keeps growing)."""
+    _numbers(ctx, user, window_label)
+    return True
+
+
+def _numbers(ctx: AppContext, user: UserView, window_label: str) -> None:
     now = datetime.now(UTC)
     st.caption(f"Last updated {now:%H:%M:%S} UTC")
     if nothing_logged(ctx.settings):

@@ -3,7 +3,6 @@ sets written in a small text format, runs filling a results matrix, and two runs
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -17,6 +16,7 @@ from nexus_core.compare.test_results import ResultsMatrix
 from nexus_core.compare.test_sets import TestRunView, TestSetView
 from nexus_core.ui import notices, show
 from nexus_core.ui.dates import day_range
+from nexus_core.ui.widgets.follow import follow
 from nexus_core.ui.widgets.variants import variant_pickers
 from nexus_core.users import UserView
 
@@ -38,8 +38,7 @@ BEFORE_PICK = "nexus_ts_before"
 AFTER_PICK = "nexus_ts_after"
 LB_DATES = "nexus_lb_dates"
 LB_TAG = "nexus_lb_tag"
-POLL_SECONDS = 0.5
-FOLLOW_SECONDS = 300.0  # then the page stops waiting; the run goes on
+FOLLOW_EVERY = 0.5  # seconds between redraws of a running test set's progress
 EXAMPLE = (
     "What is your refund policy?\ncontains: refund\nmax latency ms: 3000\n---\n"
     "Say hello in French.\ncontains: bonjour"
@@ -190,24 +189,7 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     run = notices.act(lambda: ctx.test_sets.run(user, current.id, specs))
     if run is None:
         return
-    bar = st.progress(0.0, text="Starting…")
-    deadline = time.monotonic() + FOLLOW_SECONDS
-    while True:
-        progress = notices.act(lambda: ctx.test_sets.progress(user, run.id))
-        if progress is None:
-            break
-        text = f"{progress.done} of {progress.total} replies"
-        bar.progress(progress.done / max(progress.total, 1), text=show.plain(text))
-        if progress.done >= progress.total:
-            break
-        if time.monotonic() >= deadline:
-            st.info(
-                "Still running: the replies go on in the background and fill in the results "
-                "below as they finish — reload the page to see more."
-            )
-            break
-        time.sleep(POLL_SECONDS)
-    st.session_state[RUN_PICK] = run.id
+    st.session_state[RUN_PICK] = run.id  # its results are shown below, filling in as they come
 
 
 def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
@@ -219,9 +201,13 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     run_id = st.selectbox(
         "Results of run", list(labels), format_func=labels.__getitem__, key=RUN_PICK
     )
-    matrix = notices.act(lambda: ctx.test_sets.results(user, run_id))
-    if matrix is not None:
-        _matrix(matrix)
+    picked = next(r for r in runs if r.id == run_id)
+    follow(
+        ctx,
+        lambda: _results(ctx, user, run_id),
+        running=picked.done < picked.total,
+        every_seconds=FOLLOW_EVERY,
+    )
     if len(runs) < 2:
         return
     st.markdown("**Compare two runs** (what changed after a persona edit)")
@@ -249,6 +235,21 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+def _results(ctx: AppContext, user: UserView, run_id: str) -> bool:
+    """A run's progress while it runs and its results matrix; is it still running?"""
+    progress = notices.act(lambda: ctx.test_sets.progress(user, run_id))
+    if progress is None:
+        return False
+    running = progress.done < progress.total
+    if running:
+        text = f"{progress.done} of {progress.total} replies"
+        st.progress(progress.done / max(progress.total, 1), text=show.plain(text))
+    matrix = notices.act(lambda: ctx.test_sets.results(user, run_id))
+    if matrix is not None:
+        _matrix(matrix)
+    return running
 
 
 def _run_label(run: TestRunView) -> str:
