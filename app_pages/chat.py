@@ -3,12 +3,13 @@
 import streamlit as st
 
 from nexus_core.errors import NexusError, NotFound
-from nexus_core.ui import chat_view, show, state
+from nexus_core.ui import chat_view, links, show, state
 from nexus_core.ui.guard import require_page
 from nexus_core.ui.session_panels import analytics_panels, session_actions
+from nexus_core.ui.widgets.persona import persona_header, provider_label
 
 ctx, user = require_page("chat")
-public_id = chat_view.current_session_id()
+public_id = links.chat_session()
 chat_view.sessions_sidebar(ctx, user, public_id)
 
 if public_id is None:
@@ -26,8 +27,8 @@ writable = chat.user_id == user.id
 title, actions = st.columns([5, 1], vertical_alignment="bottom")
 with title:
     show.title(chat.title)
-    chat_view.persona_header(persona, f" · v{persona.version}")
-    show.caption(f"Model: {chat_view.provider_label(ctx)}")
+    persona_header(persona, f" · v{persona.version}")
+    show.caption(f"Model: {provider_label(ctx)}")
 with actions:
     session_actions(ctx, user, chat, writable=writable)
 if not writable:

@@ -3,7 +3,7 @@ side, judged (optionally blind); the leaderboard; test sets run against variants
 
 import streamlit as st
 
-from nexus_core.ui import compare_view, test_set_view
+from nexus_core.ui import compare_view, links, test_set_view
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("compare")
@@ -17,7 +17,7 @@ elif section == "tests":
     test_set_view.test_sets(ctx, user)
 else:
     compare_view.sidebar(ctx, user)
-    run_id = st.query_params.get(compare_view.RUN_QUERY_PARAM)
+    run_id = links.compare_run()
     if not run_id:
         compare_view.new_comparison(ctx, user)
     else:

@@ -2,22 +2,23 @@
 
 import streamlit as st
 
-from nexus_core.errors import NexusError
-from nexus_core.ui import explorer_view, show
+from nexus_core.ui import explorer_view, links, notices
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("explorer")
-triage = explorer_view.triage_service(ctx)
+triage = ctx.triage
 
 st.title("🔎 Feedback explorer")
 explorer_view.show_notice()
 filters, sort, bucket = explorer_view.filters_sidebar(ctx, triage, user)
-try:
-    total = triage.count(filters, viewer=user)
-    page = explorer_view.table_page(filters, sort, total)
-    rows = triage.search(filters, viewer=user, sort=sort, limit=page.size, offset=page.offset)
-except NexusError as exc:
-    show.error(exc)
+total = notices.act(lambda: triage.count(filters, viewer=user))
+if total is None:
+    st.stop()
+page = explorer_view.table_page(filters, sort, total)
+rows = notices.act(
+    lambda: triage.search(filters, viewer=user, sort=sort, limit=page.size, offset=page.offset)
+)
+if rows is None:
     st.stop()
 
 items_tab, charts_tab = st.tabs(["Items", "Charts"])
@@ -28,7 +29,7 @@ with items_tab:
 with charts_tab:
     explorer_view.charts(triage, user, filters, bucket)
 
-opened = explorer_view.opened_item()
+opened = links.explorer_item()
 if opened is not None:
     st.divider()
     explorer_view.detail(triage, user, opened)

@@ -2,14 +2,13 @@
 
 import streamlit as st
 
-from nexus_core.ui import persona_view
-from nexus_core.ui.admin_view import show_notice
+from nexus_core.ui import notices, persona_view, state
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("personas")
 
 st.title("🎭 Personas")
-show_notice()
+notices.show(state.ADMIN_NOTICE)
 personas = ctx.personas.list(include_inactive=user.is_admin)
 if user.is_admin:
     st.caption(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from nexus_core.ui import admin_view
+from nexus_core.ui import admin_view, notices, state
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("users")
@@ -12,7 +12,7 @@ st.caption(
     "New users get a temporary password they must change at first sign-in. "
     "The last active admin cannot be disabled or demoted. Every change is audited."
 )
-admin_view.show_notice()
+notices.show(state.ADMIN_NOTICE)
 users = ctx.users.list()
 admin_view.users_table(users)
 create, change = st.columns(2, gap="large")

@@ -6,7 +6,7 @@ from nexus_core.ui import notebook_view, workbench_view
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("workbench")
-notebooks = workbench_view.notebook_service(ctx)
+notebooks = ctx.notebooks
 
 st.title("🧪 Workbench")
 workbench_view.show_notice()

@@ -12,6 +12,7 @@ from functools import cached_property
 from nexus_core.ai.jobs import ResponseWorker
 from nexus_core.ai.protocol import Provider
 from nexus_core.ai.providers import available_providers, build_provider
+from nexus_core.analytics.log_store import EventStore
 from nexus_core.auth import SignInService, resolve_cookie_key, session_lifetime
 from nexus_core.chat import ChatService
 from nexus_core.compare.runs import CompareService
@@ -22,12 +23,15 @@ from nexus_core.cost.prices import PriceService
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
 from nexus_core.feedback import FeedbackService
+from nexus_core.feedback.triage import TriageService
 from nexus_core.ops.events import ApiEventLogger, EventSink
 from nexus_core.ops.incidents import ErrorNotifierService
 from nexus_core.ops.prometheus import FanoutSink, MetricsEventSink, NexusMetrics
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings, load_settings
 from nexus_core.users import UserService
+from nexus_core.workbench.notebooks import NotebookService
+from nexus_core.workbench.sandbox import Workbench
 
 
 @dataclass
@@ -80,6 +84,31 @@ class AppContext:
     @cached_property
     def feedback(self) -> FeedbackService:
         return FeedbackService(self.db)
+
+    @cached_property
+    def triage(self) -> TriageService:
+        """Exploring, triaging and exporting everyone's feedback (analysts and admins)."""
+        return TriageService(self.db)
+
+    @cached_property
+    def notebooks(self) -> NotebookService:
+        """The workbench's stored notebooks."""
+        return NotebookService(self.db)
+
+    @cached_property
+    def event_store(self) -> EventStore:
+        """The event log as DuckDB reads it, one per process: the dashboard and the workbench."""
+        return EventStore.from_settings(self.settings)
+
+    @cached_property
+    def workbench(self) -> Workbench:
+        """The workbench's query engine over the database and ``event_store``.
+
+        It holds no query process itself: each run opens a ``WorkbenchSession`` (a snapshot and
+        a query process of its own) and closes it when done, so one engine serves every browser
+        session. Refused settings raise ``ConfigError`` on every use (nothing is cached).
+        """
+        return Workbench(self.settings, self.db, events=self.event_store)
 
     @cached_property
     def event_log(self) -> ApiEventLogger:
@@ -164,5 +193,7 @@ class AppContext:
                 close()
         if "event_log" in self.__dict__:
             self.event_log.close()
+        if "event_store" in self.__dict__:
+            self.event_store.close()
         if "db" in self.__dict__:
             self.db.dispose()

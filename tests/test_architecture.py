@@ -67,9 +67,43 @@ def test_pages_and_the_frame_stay_thin() -> None:
     assert too_long == {}
 
 
+def _view_imports(path: Path) -> list[str]:
+    """The ``*_view`` modules that ``path`` imports, however the import is written."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.rsplit(".", 1)[-1] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.rsplit(".", 1)[-1])
+            names.update(alias.name for alias in node.names)  # from nexus_core.ui import x_view
+    return sorted(name for name in names if name.endswith("_view") and name != path.stem)
+
+
+def test_no_view_imports_another_view() -> None:
+    """What two views share lives in ``nexus_core/ui/widgets/``, not in one of them."""
+    offenders = {path.name: _view_imports(path) for path in UI.rglob("*_view.py")}
+    assert {name: views for name, views in offenders.items() if views} == {}
+
+
+def test_the_view_import_rule_sees_every_form_of_import(tmp_path: Path) -> None:
+    view = tmp_path / "one_view.py"
+    for line in (
+        "from nexus_core.ui.chat_view import open_session",
+        "from nexus_core.ui import chat_view",
+        "import nexus_core.ui.chat_view",
+    ):
+        view.write_text(line + "\n")
+        assert _view_imports(view) == ["chat_view"], line
+
+
 # --- every place text is shown goes through the safe renderer (nexus_core/ui/show.py) -----------
 
-UI_SOURCES = (ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py")), *sorted(UI.glob("*.py")))
+UI_SOURCES = (
+    ROOT / "app.py",
+    *sorted((ROOT / "app_pages").glob("*.py")),
+    *sorted(UI.rglob("*.py")),
+)
 # What Streamlit 1.67 renders as Markdown, checked in Chromium (README, "Safe rendering").
 MARKDOWN_BODIES = frozenset(
     {"title", "header", "subheader", "caption", "markdown", "write", "error", "warning", "info",
@@ -97,7 +131,7 @@ NAMED_CONSTANT = re.compile(r"_?[A-Z][A-Z0-9_]*")
 # A format spec a str would refuse: the value is a number or a date.
 NUMERIC_OR_DATE_SPEC = re.compile(r"[bcdeEfFgGnoxX%]$|[,_]|%[A-Za-z]")
 REVIEWED: dict[tuple[str, str, str], str] = {
-    ("nexus_core/ui/chat_view.py", "persona_header", "html"): (
+    ("nexus_core/ui/widgets/persona.py", "persona_header", "html"): (
         "the persona's name is html.escape'd; its colour is validated as #RRGGBB by the service"
     ),
     ("nexus_core/ui/audit_view.py", "audit_table", "LinkColumn"): (

@@ -16,7 +16,9 @@ from nexus_core.chat import SESSION_NOT_FOUND
 from nexus_core.db.engine import Database
 from nexus_core.db.models import Feedback, Message, Persona, PersonaVersion
 from nexus_core.errors import DatabaseUnavailable
-from nexus_core.ui import state
+from nexus_core.ops.events import read_events
+from nexus_core.ops.incidents import ERROR_EVENT
+from nexus_core.ui import links, state
 from tests.apptest import seen_text, signed_in_app
 from tests.fakes.gemini_server import FakeGeminiServer
 
@@ -36,7 +38,7 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def chat_page(ctx: AppContext, username: str, session_id: str | None = None) -> AppTest:
-    query = {state.SESSION_QUERY_PARAM: session_id} if session_id else {}
+    query = {links.SESSION_QUERY_PARAM: session_id} if session_id else {}
     return signed_in_app(username, query=query, timeout=TIMEOUT)
 
 
@@ -123,6 +125,30 @@ def test_thumbs_down_and_a_report_are_stored_as_feedback(app_ctx: AppContext) ->
     assert any("feedback was saved" in s.value for s in at.success)
 
 
+def logged_incidents(ctx: AppContext) -> list[dict[str, object]]:
+    events, _ = read_events(ctx.settings.event_log_path)
+    return [event for event in events if event["event"] == ERROR_EVENT]
+
+
+@pytest.mark.parametrize("title", ["", "   "])
+def test_renaming_a_chat_to_an_empty_title_says_why_and_keeps_the_old_title(
+    app_ctx: AppContext, title: str
+) -> None:
+    session_id = new_session(app_ctx, "mia")
+    app_ctx.chat.rename(session_id, app_ctx.users.get("mia"), "Quarterly numbers")
+    at = chat_page(app_ctx, "mia", session_id)
+    rename = next(b for b in at.button if b.form_id == state.CHAT_RENAME)
+    next(t for t in at.text_input if t.form_id == state.CHAT_RENAME).input(title)
+    rename.click().run()
+    assert not at.exception  # a validation error, not the error page
+    assert "A title has 1–200 characters." in [seen_text(e.value) for e in at.error]
+    assert seen_text(at.title[0].value) == "Quarterly numbers"
+    assert app_ctx.chat.get_session(session_id, app_ctx.users.get("mia")).title == (
+        "Quarterly numbers"
+    )
+    assert logged_incidents(app_ctx) == []
+
+
 def test_analytics_panels_follow_the_feature_flag(app_ctx: AppContext) -> None:
     session_id = new_session(app_ctx, "mia")
     at = chat_page(app_ctx, "mia", session_id)
@@ -164,7 +190,7 @@ def test_the_sidebar_lists_my_sessions_and_opens_one(app_ctx: AppContext) -> Non
     picks = [b for b in at.sidebar.button if b.key and b.key.startswith(state.SESSION_PICK_PREFIX)]
     assert [b.label for b in picks] == ["Beta topic", "Alpha topic"]
     picks[1].click().run()
-    assert at.query_params[state.SESSION_QUERY_PARAM] == first
+    assert at.query_params[links.SESSION_QUERY_PARAM] == first
     assert at.title[0].value == "Alpha topic"
 
 

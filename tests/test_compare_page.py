@@ -4,6 +4,8 @@ matrix; and people without the prompt_compare feature never reach the page."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,15 +13,28 @@ from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
 from nexus_core.compare.checks import TestCase
-from nexus_core.ui import compare_view, state, test_set_view
+from nexus_core.ui import compare_view, links, state, test_set_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
+from nexus_core.ui.resources import get_context
 from tests.apptest import signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 PASSWORD = "correct-horse-1"
 TIMEOUT = 60
+POLL = 0.05
+
+
+def until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Wait for the background work a page follows (the page redraws it in a fragment, which
+    AppTest does not rerun on its own; the test reruns the page once it is done). Ask the app's
+    own context (``get_context``): the test's context would start a second worker, which fails
+    the jobs the first one is running as interrupted by a restart."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(POLL)
 
 
 @pytest.fixture
@@ -52,8 +67,11 @@ def test_a_blind_comparison_streams_side_by_side_and_a_vote_moves_the_leaderboar
     at.selectbox(key=f"{compare_view.VARIANT_PREFIX}1_persona").set_value("Technical Writer")
     labelled(at, "Compare").click().run()
     assert not at.exception and not at.error
-    run_id = at.query_params[compare_view.RUN_QUERY_PARAM]
+    run_id = at.query_params[links.RUN_QUERY_PARAM]
     tess = app_ctx.users.get("tess")
+    until(lambda: get_context().compare.get(tess, run_id).finished)
+    at.run()
+    assert not at.exception and not at.error
     view = app_ctx.compare.get(tess, run_id)
     assert view.finished and view.blind and not view.revealed
     headings = [m.value for m in at.markdown]
@@ -91,6 +109,11 @@ def test_a_test_set_is_written_run_and_shown_as_a_matrix(app_ctx: AppContext) ->
     [saved] = app_ctx.test_sets.list(app_ctx.users.get("tess"))
     assert [case.prompt for case in saved.cases] == ["Say hello.", "Name a colour."]
     labelled(at, "Run test set").click().run()
+    assert not at.exception and not at.error
+    tess = app_ctx.users.get("tess")
+    runs = get_context().test_sets  # the app's own: another worker would fail its running jobs
+    until(lambda: all(r.done >= r.total for r in runs.list_runs(tess, saved.id)))
+    at.run()
     assert not at.exception and not at.error
     matrix = at.dataframe[0].value
     assert matrix["Prompt"].to_list() == ["Say hello.", "Name a colour."]

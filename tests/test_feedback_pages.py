@@ -12,7 +12,7 @@ from streamlit.testing.v1.element_tree import Dataframe
 from nexus_core import audit
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import Feedback, Message, User
-from nexus_core.ui import explorer_view, feedback_view, state
+from nexus_core.ui import explorer_view, feedback_view, links, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.users import hash_password
@@ -87,7 +87,7 @@ def test_general_feedback_is_saved_and_listed_under_my_submissions(app_ctx: AppC
         row = session.scalars(select(Feedback)).one()
         saved = (row.category, row.priority, row.status, row.description, row.context)
     assert saved == ("ux", "high", "open", "The sidebar hides my chats", {"session": public_id})
-    assert any(f"feedback #{row.id} was saved" in s.value for s in at.success)
+    assert any(f"feedback #{row.id} was saved" in seen_text(s.value) for s in at.success)
     mine = at.dataframe[0].value
     assert mine[["#", "About", "Category", "Status", "Feedback"]].values.tolist() == [
         [row.id, "a chat", "ux", "open", "The sidebar hides my chats"]
@@ -97,7 +97,7 @@ def test_general_feedback_is_saved_and_listed_under_my_submissions(app_ctx: AppC
 def test_my_submissions_follow_the_status_the_team_sets(app_ctx: AppContext) -> None:
     mia = app_ctx.users.get("mia")
     item = app_ctx.feedback.submit(mia, category="bug", priority="low", description="Broken")
-    explorer_view.triage_service(app_ctx).set_status(item.id, "resolved", app_ctx.users.get("ana"))
+    app_ctx.triage.set_status(item.id, "resolved", app_ctx.users.get("ana"))
     at = signed_in("mia", "feedback")
     mine = at.dataframe[0].value
     assert mine[["#", "About", "Status"]].values.tolist() == [[item.id, "Nexus AI", "resolved"]]
@@ -208,7 +208,7 @@ def test_opening_an_item_shows_the_conversation_and_a_status_change_is_audited(
     ids = seed(app_ctx)
     at = signed_in("ana", "explorer")
     at.selectbox(key=explorer_view.OPEN).set_value(ids["slow"]).run()
-    assert at.query_params[explorer_view.ITEM_QUERY_PARAM] == str(ids["slow"])
+    assert at.query_params[links.ITEM_QUERY_PARAM] == str(ids["slow"])
     assert f"Feedback #{ids['slow']}" in [h.value for h in at.subheader]
     conversation = [(m.name, m.markdown[0].value) for m in at.chat_message]
     assert conversation == [
@@ -234,7 +234,7 @@ def test_opening_an_item_shows_the_conversation_and_a_status_change_is_audited(
 def test_an_audit_link_opens_the_item_and_triagers_assign_and_note_it(app_ctx: AppContext) -> None:
     ids = seed(app_ctx)
     at = signed_in_app("ada", timeout=TIMEOUT)
-    at.query_params[explorer_view.ITEM_QUERY_PARAM] = str(ids["idea"])
+    at.query_params[links.ITEM_QUERY_PARAM] = str(ids["idea"])
     at.switch_page(page_path("explorer")).run()
     assert f"Feedback #{ids['idea']}" in [h.value for h in at.subheader]
     assignee = at.selectbox(key=f"{explorer_view.ASSIGNEE_PREFIX}{ids['idea']}")
@@ -249,7 +249,7 @@ def test_an_audit_link_opens_the_item_and_triagers_assign_and_note_it(app_ctx: A
     at.run()
     assert history(at)[-2:] == ["Assigned to ana", "Note: Asked design for a mock-up"]
     at.button(key=explorer_view.CLOSE).click().run()
-    assert explorer_view.ITEM_QUERY_PARAM not in at.query_params
+    assert links.ITEM_QUERY_PARAM not in at.query_params
     assert not [h for h in at.subheader if h.value.startswith("Feedback #")]
 
 
@@ -257,7 +257,7 @@ def test_bulk_status_change_moves_the_selected_rows_and_reports_refusals(
     app_ctx: AppContext,
 ) -> None:
     ids = seed(app_ctx)
-    triage = explorer_view.triage_service(app_ctx)
+    triage = app_ctx.triage
     triage.set_status(ids["typo"], "closed", app_ctx.users.get("ana"))
     at = signed_in("ana", "explorer")
     table = feedback_table(at)

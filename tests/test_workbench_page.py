@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
-from nexus_core.ui import notebook_view, state, workbench_view
+from nexus_core.ui import links, notebook_view, state, workbench_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.workbench.cells import Cell, ChartSpec
@@ -41,7 +41,7 @@ def app_ctx(app_env: AppContext) -> AppContext:
 
 
 def open_workbench(username: str, notebook: str | None = None) -> AppTest:
-    query = {} if notebook is None else {workbench_view.NOTEBOOK_QUERY_PARAM: notebook}
+    query = {} if notebook is None else {links.NOTEBOOK_QUERY_PARAM: notebook}
     return signed_in_app(username, page="workbench", query=query, timeout=TIMEOUT)
 
 
@@ -60,7 +60,7 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
     ana = app_ctx.users.get("ana")
     [notebook] = app_ctx_notebooks(app_ctx, ana)
     key = str(notebook.id)
-    assert at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] == key
+    assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == key
 
     # Run the first cell: a table with its row count and run time.
     first = notebook.cells[0]
@@ -71,7 +71,7 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
 
     # Add a second SQL cell, write a query, chart it.
     at.button(key=notebook_view.ADD_SQL_PREFIX + key).click().run()
-    second = workbench_view.notebook_service(app_ctx).get(ana, notebook.id).cells[1]
+    second = app_ctx.notebooks.get(ana, notebook.id).cells[1]
     sql = "SELECT role, count(*) AS messages FROM messages GROUP BY role ORDER BY role"
     at.text_area(key=f"{notebook_view.SOURCE_PREFIX}{key}_{second.id}").set_value(sql).run()
     cell_button(at, notebook_view.RUN_PREFIX, key, second).click().run()
@@ -84,7 +84,7 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
     assert len(at.get("plotly_chart")) == 1
 
     # Saved as the analyst went: a fresh page shows the same cells, SQL and chart.
-    stored = workbench_view.notebook_service(app_ctx).get(ana, notebook.id)
+    stored = app_ctx.notebooks.get(ana, notebook.id)
     assert [c.source for c in stored.cells] == [first.source, sql]
     assert stored.cells[1].chart == ChartSpec(kind="bar", x="role", y="messages")
     again = open_workbench("ana", key)
@@ -95,12 +95,12 @@ def test_an_analyst_builds_a_notebook_that_is_saved_and_comes_back(app_ctx: AppC
 
 
 def app_ctx_notebooks(ctx: AppContext, user):
-    return workbench_view.notebook_service(ctx).list_for(user)
+    return ctx.notebooks.list_for(user)
 
 
 def test_cells_are_reordered_duplicated_and_deleted(app_ctx: AppContext) -> None:
     ana = app_ctx.users.get("ana")
-    service = workbench_view.notebook_service(app_ctx)
+    service = app_ctx.notebooks
     cells = [Cell("sql", "SELECT 1 AS one"), Cell("markdown", "## Notes"), Cell("sql", "SELECT 3")]
     notebook = service.create(ana, "Order", cells)
     key = str(notebook.id)
@@ -130,14 +130,14 @@ def test_a_starter_runs_read_only_and_a_duplicate_is_editable(app_ctx: AppContex
     assert len(at.dataframe) == len(sql_cells)
     button(at, "Duplicate").click().run()
     ana = app_ctx.users.get("ana")
-    [copy] = workbench_view.notebook_service(app_ctx).list_for(ana)
+    [copy] = app_ctx.notebooks.list_for(ana)
     assert copy.title == f"Copy of {starter.title}" and copy.editable
-    assert at.query_params[workbench_view.NOTEBOOK_QUERY_PARAM] == str(copy.id)
+    assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == str(copy.id)
     assert len(at.text_area) == len(starter.cells)
 
 
 def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext) -> None:
-    service = workbench_view.notebook_service(app_ctx)
+    service = app_ctx.notebooks
     ana, bo = app_ctx.users.get("ana"), app_ctx.users.get("bo")
     private = service.create(ana, "Ana's private", [Cell("sql", "SELECT 1")])
     shared = service.create(ana, "Ana's shared", [Cell("sql", "SELECT 42 AS answer")])
@@ -159,7 +159,7 @@ def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext)
 def test_a_refused_query_shows_the_reason_not_a_traceback(app_ctx: AppContext) -> None:
     ana = app_ctx.users.get("ana")
     cell = Cell("sql", "SELECT * FROM read_csv('/etc/passwd')")
-    notebook = workbench_view.notebook_service(app_ctx).create(ana, "Escape", [cell])
+    notebook = app_ctx.notebooks.create(ana, "Escape", [cell])
     at = open_workbench("ana", str(notebook.id))
     cell_button(at, notebook_view.RUN_PREFIX, str(notebook.id), cell).click().run()
     assert not at.exception
@@ -171,7 +171,7 @@ def test_a_refused_query_shows_the_reason_not_a_traceback(app_ctx: AppContext) -
 
 
 def test_message_content_is_for_admins_only(app_ctx: AppContext) -> None:
-    service = workbench_view.notebook_service(app_ctx)
+    service = app_ctx.notebooks
     for username in ("ana", "admin"):
         user = app_ctx.users.get(username)
         cell = Cell("sql", "SELECT content FROM messages WHERE role = 'user'")

@@ -1,26 +1,24 @@
-"""Widgets of the Users page, and the one-shot notices the admin pages share.
+"""Widgets of the Users page.
 
 Every change runs in a widget callback, before the script draws the page, so the table and the
-controls always show what is stored. A callback leaves its outcome as a notice that the next
-draw shows once and forgets (a temporary password is never shown twice).
+controls always show what is stored. A callback leaves its outcome as a notice
+(``state.ADMIN_NOTICE``, shared with the Personas page) that the next draw shows once and forgets
+(a temporary password is never shown twice).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import streamlit as st
 
 from nexus_core.app_context import AppContext
-from nexus_core.errors import NexusError
-from nexus_core.ui import notices, show
+from nexus_core.ui import notices, show, state
 from nexus_core.users import KNOWN_FEATURES, ROLE_PAGES, UserView
 
-# Widget and session keys of the admin pages.
-NOTICE = "nexus_admin_notice"
+# Widget and session keys of the Users page.
+NOTICE = state.ADMIN_NOTICE
 CREATE_FORM = "nexus_users_create"
 NEW_USERNAME = "nexus_users_new_username"
 NEW_DISPLAY_NAME = "nexus_users_new_display_name"
@@ -36,27 +34,6 @@ FEATURE_PREFIX = "nexus_users_feature_"
 TEMPORARY_PASSWORD_BYTES = 12
 ROLE_NAMES = tuple(ROLE_PAGES)
 NEVER = "never"
-
-
-# --- notices ------------------------------------------------------------------------------
-
-
-def notify(kind: notices.Kind, text: str, secret: str | None = None) -> None:
-    """Leave a message ("success" or "error") for the next draw of the page."""
-    notices.leave(NOTICE, text, kind=kind, secret=secret)
-
-
-def show_notice() -> None:
-    """Show the pending notice once, then forget it."""
-    notices.show(NOTICE)
-
-
-def attempt(action: Callable[[], Any], success: str) -> bool:
-    """Run a service call; leave its success text or the NexusError's message as the notice."""
-    if not notices.or_notice(NOTICE, action):
-        return False
-    notify("success", success)
-    return True
 
 
 def temporary_password() -> str:
@@ -112,8 +89,8 @@ def create_user_form(ctx: AppContext, actor: UserView) -> None:
 def _create_user(ctx: AppContext, actor: UserView) -> None:
     password = temporary_password()
     username = st.session_state[NEW_USERNAME]
-    try:
-        created = ctx.users.create(
+    created = notices.act(
+        lambda: ctx.users.create(
             username,
             password,
             role=st.session_state[NEW_ROLE],
@@ -121,14 +98,15 @@ def _create_user(ctx: AppContext, actor: UserView) -> None:
             email=st.session_state[NEW_EMAIL].strip() or None,
             must_change_password=True,
             actor=actor,
-        )
-    except NexusError as exc:
-        notify("error", str(exc))
+        ),
+        key=NOTICE,
+    )
+    if created is None:
         return
     for key in (NEW_USERNAME, NEW_DISPLAY_NAME, NEW_EMAIL):
         st.session_state[key] = ""
-    notify(
-        "success",
+    notices.leave(
+        NOTICE,
         f"Created {created.username} ({created.role}). Give them this temporary password; "
         "it is shown only now and must be changed at first sign-in:",
         secret=password,
@@ -185,31 +163,35 @@ def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> Non
 
 
 def _set_disabled(ctx: AppContext, actor: UserView, username: str, disabled: bool) -> None:
-    attempt(
+    notices.act(
         lambda: ctx.users.set_disabled(username, disabled, actor=actor),
-        f"{username} is {'disabled' if disabled else 'enabled'}.",
+        success=f"{username} is {'disabled' if disabled else 'enabled'}.",
+        key=NOTICE,
     )
 
 
 def _set_role(ctx: AppContext, actor: UserView, target: UserView) -> None:
     key = ROLE_PREFIX + target.username
     role = st.session_state[key]
-    if not attempt(
+    changed = notices.act(
         lambda: ctx.users.set_role(target.username, role, actor=actor),
-        f"{target.username} is now {role}.",
-    ):
+        success=f"{target.username} is now {role}.",
+        key=NOTICE,
+    )
+    if changed is None:
         st.session_state[key] = target.role
 
 
 def _reset_password(ctx: AppContext, actor: UserView, username: str) -> None:
     password = temporary_password()
-    try:
-        ctx.users.set_password(username, password, actor=actor, must_change=True)
-    except NexusError as exc:
-        notify("error", str(exc))
+    changed = notices.act(
+        lambda: ctx.users.set_password(username, password, actor=actor, must_change=True),
+        key=NOTICE,
+    )
+    if changed is None:
         return
-    notify(
-        "success",
+    notices.leave(
+        NOTICE,
         f"New temporary password for {username}; it is shown only now and must be changed "
         "at the next sign-in:",
         secret=password,
@@ -218,7 +200,8 @@ def _reset_password(ctx: AppContext, actor: UserView, username: str) -> None:
 
 def _set_feature(ctx: AppContext, actor: UserView, username: str, feature: str, key: str) -> None:
     enabled = bool(st.session_state[key])
-    attempt(
+    notices.act(
         lambda: ctx.users.set_feature(username, feature, enabled, actor=actor),
-        f"{feature} is {'on' if enabled else 'off'} for {username}.",
+        success=f"{feature} is {'on' if enabled else 'off'} for {username}.",
+        key=NOTICE,
     )

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
-from urllib.parse import quote
+from datetime import UTC, datetime
 
 import streamlit as st
 
 from nexus_core import audit
 from nexus_core.app_context import AppContext
 from nexus_core.audit import AuditQuery, AuditRecord
-from nexus_core.ui import state
+from nexus_core.ui import links
+from nexus_core.ui.dates import day_range
 from nexus_core.ui.paging import current_page, pager
 
 # Widget and session keys of the Audit page.
@@ -26,7 +26,6 @@ PREVIOUS = f"{PAGE}_previous"
 NEXT = f"{PAGE}_next"
 
 PAGE_SIZE = 50
-FEEDBACK_ITEM_PARAM = "item"
 KINDS = {
     "auth.": "Sign-in and sign-out",
     "session.": "Chat sessions",
@@ -36,15 +35,6 @@ KINDS = {
     "error.": "Error reports",
 }
 TARGET_TYPES = ("session", "feedback", "user", "persona")
-
-
-def _range(picked: tuple[date, ...]) -> tuple[datetime | None, datetime | None]:
-    """UTC bounds of the picked days: from the first day's start to the end of the last day."""
-    if not picked:
-        return None, None
-    start = datetime.combine(picked[0], time.min, tzinfo=UTC)
-    end = datetime.combine(picked[-1], time.min, tzinfo=UTC) + timedelta(days=1)
-    return start, (end if len(picked) > 1 else None)
 
 
 def audit_filters(ctx: AppContext) -> AuditQuery:
@@ -69,16 +59,15 @@ def audit_filters(ctx: AppContext) -> AuditQuery:
         "Target type", TARGET_TYPES, index=None, placeholder="Any", key=TARGET_TYPE
     )
     target_id = second.text_input("Target id", key=TARGET_ID, placeholder="Session id, user id…")
-    picked = third.date_input("Days (UTC)", value=(), key=DATES, format="YYYY-MM-DD")
-    created_from, created_to = _range(tuple(picked) if isinstance(picked, tuple) else (picked,))
+    days = day_range("Days (UTC)", key=DATES, where=third)
     return AuditQuery(
         actor=actor,
         actions=tuple(actions),
         action_prefix=kind,
         target_type=target_type,
         target_id=target_id.strip() or None,
-        created_from=created_from,
-        created_to=created_to,
+        created_from=days.start,
+        created_to=days.end,
     )
 
 
@@ -87,9 +76,9 @@ def target_link(event: AuditRecord) -> str | None:
     if not event.target_id:
         return None
     if event.target_type == "session":
-        return f"/chat?{state.SESSION_QUERY_PARAM}={quote(event.target_id)}"
+        return links.chat_url(event.target_id)
     if event.target_type == "feedback":
-        return f"/explorer?{FEEDBACK_ITEM_PARAM}={quote(event.target_id)}"
+        return links.explorer_url(event.target_id)
     return None
 
 

@@ -23,9 +23,8 @@ from nexus_core.auth import (
     SessionCheck,
     SessionGrant,
 )
-from nexus_core.errors import NexusError
 from nexus_core.markdown.safe import escape_markdown
-from nexus_core.ui import show, state
+from nexus_core.ui import notices, show, state
 from nexus_core.users import UserView
 from nexus_core.web.session_cookie import clear_url, handoff_url
 
@@ -229,12 +228,11 @@ def _password_form(ctx: AppContext, *, ask_current: bool) -> None:
         st.error("The two new passwords differ.")
         return
     session_id = st.session_state.get(state.AUTH_SESSION)
-    try:
-        if session_id is None:
-            raise NexusError("Your sign-in has ended; sign in again to change the password.")
-        grant = ctx.sign_in.change_password(int(session_id), current, new)
-    except NexusError as exc:
-        st.error(escape_markdown(str(exc)))
+    if session_id is None:
+        show.error("Your sign-in has ended; sign in again to change the password.")
+        return
+    grant = notices.act(lambda: ctx.sign_in.change_password(int(session_id), current, new))
+    if grant is None:
         return
     _granted(grant)  # every session ended, this one included; this browser carries on in a new one
     st.success(PASSWORD_CHANGED)

@@ -1,12 +1,11 @@
 """Widgets of the chat page: the sessions sidebar, the conversation and its live reply.
 
 Everything shown comes from the database; ``st.session_state`` only holds widget values. The
-session being viewed lives in the URL (``?session=<uuid>``) so a link reopens it.
+session being viewed lives in the URL (``links.chat_url``) so a link reopens it.
 """
 
 from __future__ import annotations
 
-import html
 import time
 from functools import partial
 
@@ -19,8 +18,9 @@ from nexus_core.chat import SESSION_NOT_FOUND, MessageView, SessionView
 from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
-from nexus_core.ui import notices, show, state
-from nexus_core.ui.auth import rerun_if_signed_out
+from nexus_core.ui import links, notices, show, state
+from nexus_core.ui.widgets.follow import follow
+from nexus_core.ui.widgets.persona import persona_header, provider_label
 from nexus_core.users import UserView
 
 USER_AVATAR = "🧑"
@@ -30,25 +30,10 @@ STREAM_REDRAW_SECONDS = 0.08
 STREAM_CURSOR = " ▌"
 
 
-def current_session_id() -> str | None:
-    """The session named in the URL, if any."""
-    value = st.query_params.get(state.SESSION_QUERY_PARAM)
-    return str(value) if value else None
-
-
 def open_session(public_id: str | None) -> None:
     """Point the URL at a session (or at none) and rerun."""
-    if public_id:
-        st.query_params[state.SESSION_QUERY_PARAM] = public_id
-    else:
-        st.query_params.pop(state.SESSION_QUERY_PARAM, None)
+    links.show_chat_session(public_id)
     st.rerun()
-
-
-def provider_label(ctx: AppContext) -> str:
-    """How the UI names the model that answers (the simulated one says so)."""
-    provider = ctx.provider
-    return "Gemini" if provider.name == "gemini" else provider.label
 
 
 # --- sidebar ------------------------------------------------------------------------------
@@ -89,15 +74,6 @@ def new_chat_dialog(ctx: AppContext, user: UserView) -> None:
             if st.button("Chat", key=state.PERSONA_PICK_PREFIX + str(persona.id)):
                 chat = ctx.chat.create_session(user, persona.name)
                 open_session(chat.public_id)
-
-
-def persona_header(persona: PersonaView, suffix: str = "") -> None:
-    """The persona's avatar and name on a bar of its colour (escaped; colours are validated)."""
-    name = html.escape(f"{persona.avatar} {persona.name}{suffix}")
-    st.html(
-        f'<div style="border-left:6px solid {persona.color};padding:2px 10px;'
-        f'font-weight:600">{name}</div>'
-    )
 
 
 def welcome(ctx: AppContext) -> None:
@@ -149,7 +125,7 @@ def conversation(
                 can_retry = writable and job is not None and chat.status == "active"
                 if can_retry and st.button("Retry", key=state.RETRY_PREFIX + job.id, icon="🔁"):
                     retry = partial(ctx.worker.retry, job.id, user)
-                    notices.or_notice(state.CHAT_NOTICE, retry)  # shown after the rerun
+                    notices.act(retry, key=state.CHAT_NOTICE)  # shown after the rerun
                     st.rerun()
     active = [j for j in jobs if j.status in ACTIVE_STATES]
     if active:
@@ -185,23 +161,23 @@ def _feedback_widgets(
         key = state.RATING_PREFIX + str(message.id)
         chosen = st.feedback("thumbs", key=key, default=rating)
         if chosen is not None and chosen != rating:
-            notices.succeeded(lambda: ctx.feedback.rate(user, message.id, chosen))
+            notices.act(lambda: ctx.feedback.rate(user, message.id, chosen))
     form_key = state.REPORT_FORM_PREFIX + str(message.id)
     with right, st.popover("Report", icon="📝"), st.form(form_key, clear_on_submit=True):
         category = st.selectbox("Category", CATEGORIES)
         priority = st.selectbox("Priority", PRIORITIES, index=1)
         description = st.text_area("What happened?", max_chars=5000)
-        sent = st.form_submit_button("Send feedback") and notices.succeeded(
-            lambda: ctx.feedback.submit(
-                user,
-                category=category,
-                priority=priority,
-                description=description,
-                message_id=message.id,
+        if st.form_submit_button("Send feedback"):
+            notices.act(
+                lambda: ctx.feedback.submit(
+                    user,
+                    category=category,
+                    priority=priority,
+                    description=description,
+                    message_id=message.id,
+                ),
+                success="Thanks — your feedback was saved.",
             )
-        )
-        if sent:
-            st.success("Thanks — your feedback was saved.")
 
 
 # --- the reply in flight ------------------------------------------------------------------
@@ -216,7 +192,8 @@ def live_reply(ctx: AppContext, persona: PersonaView, job: JobView) -> None:
     broker = ctx.worker.broker
     with st.chat_message("assistant", avatar=show.avatar(persona.avatar)):
         if not broker.knows(job.id):
-            _poll_elsewhere(ctx, job.id)
+            reply = partial(_reply_elsewhere, ctx, job.id)
+            follow(ctx, reply, running=True, every_seconds=LIVE_POLL_SECONDS)
             return
         status = st.empty()
         body = st.empty()
@@ -249,16 +226,16 @@ def _show_status(status, item: JobUpdate, label: str) -> None:  # type: ignore[n
         status.caption("Thinking…")
 
 
-@st.fragment(run_every=LIVE_POLL_SECONDS)
-def _poll_elsewhere(ctx: AppContext, job_id: str) -> None:
-    rerun_if_signed_out(ctx)
+def _reply_elsewhere(ctx: AppContext, job_id: str) -> bool:
+    """What a reply another process is making is doing; is it still running?"""
     try:
         job = ctx.worker.get(job_id)
     except NotFound:
-        return
+        return False
     if job.status not in ACTIVE_STATES:
-        st.rerun(scope="app")
+        return False
     if job.status == "retrying":
         st.warning(f"Retrying (attempt {job.attempt + 1:d} of {job.max_attempts:d})…")
     else:
         st.caption("Working on a reply…")
+    return True

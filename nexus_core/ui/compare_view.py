@@ -1,28 +1,24 @@
 """Widgets of the Compare page: the variant pickers, a comparison streaming side by side, judging,
 and the page's sections (comparison, leaderboard, test sets).
 
-The open comparison lives in the URL (``?run=<id>``) so a link reopens it; the section in
-``?view=``. Replies are real jobs: the columns follow them through the worker's broker while they
-stream, and show what the database holds once they are done.
+The open comparison lives in the URL (``links.compare_url``) so a link reopens it; the section
+too (``links.compare_section``). Replies are real jobs: the columns follow them through the
+worker's broker while they stream, and show what the database holds once they are done.
 """
 
 from __future__ import annotations
-
-import time
 
 import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.compare.runs import CompareSlot, CompareView
-from nexus_core.compare.variants import VariantSpec
 from nexus_core.compare.votes import Rating
 from nexus_core.errors import ValidationError
-from nexus_core.ui import notices, show
-from nexus_core.ui.notices import or_error
+from nexus_core.ui import links, notices, show
+from nexus_core.ui.widgets.follow import follow
+from nexus_core.ui.widgets.variants import variant_pickers
 from nexus_core.users import UserView
 
-RUN_QUERY_PARAM = "run"
-VIEW_QUERY_PARAM = "view"
 SECTIONS = {"compare": "Compare", "leaderboard": "Leaderboard", "tests": "Test sets"}
 NOTICE = "nexus_cmp_notice"
 SECTION = "nexus_cmp_section"
@@ -43,10 +39,8 @@ RETRY_PREFIX = "nexus_cmp_retry_"
 
 NO_BEST = "No single best"
 BLIND_FAILURE = "This variant did not answer."
-DEFAULT = "(default)"
 RATINGS = {"👍 good": True, "👎 bad": False}
-POLL_SECONDS = 0.3
-FOLLOW_SECONDS = 120.0  # then the page reruns and keeps following
+FOLLOW_EVERY_SECONDS = 0.5  # how often the replies are redrawn while they stream
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
 STATUS_TEXT = {
     "queued": "Waiting for a worker…",
@@ -62,7 +56,7 @@ def show_notice() -> None:
 
 def section() -> str:
     """The section the URL names (comparison by default), with a switcher."""
-    current = st.query_params.get(VIEW_QUERY_PARAM, "compare")
+    current = links.compare_section() or "compare"
     if current not in SECTIONS:
         current = "compare"
     st.session_state[SECTION] = current
@@ -78,9 +72,7 @@ def section() -> str:
 
 
 def _switch_section() -> None:
-    chosen = st.session_state.get(SECTION) or "compare"
-    st.query_params.clear()
-    st.query_params[VIEW_QUERY_PARAM] = chosen
+    links.show_compare(section=st.session_state.get(SECTION) or "compare")
 
 
 # --- the run list and the new-comparison form ------------------------------------------------
@@ -93,10 +85,10 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
         st.button(
             "New comparison", icon=":material/add:", key=NEW_RUN, on_click=_open, args=(None,)
         )
-        runs = or_error(lambda: ctx.compare.list_runs(user)) or []
+        runs = notices.act(lambda: ctx.compare.list_runs(user)) or []
         if not runs:
             st.caption("_None yet._")
-        current = st.query_params.get(RUN_QUERY_PARAM)
+        current = links.compare_run()
         for run in runs:
             label = run.prompt if len(run.prompt) <= 40 else run.prompt[:39] + "…"
             mark = "" if run.voted else " •"
@@ -111,61 +103,7 @@ def sidebar(ctx: AppContext, user: UserView) -> None:
 
 
 def _open(run_id: str | None) -> None:
-    st.query_params.clear()
-    if run_id:
-        st.query_params[RUN_QUERY_PARAM] = run_id
-
-
-def variant_pickers(ctx: AppContext, prefix: str, count: int) -> list[VariantSpec]:
-    """``count`` variant pickers side by side: persona, version, provider, model, temperature."""
-    personas = ctx.personas.list()
-    names = [p.name for p in personas]
-    choices = ctx.compare.provider_choices()
-    providers = {c.name: c for c in choices}
-    specs = []
-    for index, column in enumerate(st.columns(count)):
-        key = f"{prefix}{index}_"
-        with column:
-            st.markdown(f"**Variant {ord('A') + index:c}**")
-            name = st.selectbox(
-                "Persona", names, index=min(index, len(names) - 1), key=key + "persona"
-            )
-            by_version = {v.version: v for v in ctx.personas.versions(name)}
-            version = st.selectbox(
-                "Version",
-                [DEFAULT, *sorted(by_version, reverse=True)],
-                key=key + "version",
-                format_func=lambda v: "current" if v == DEFAULT else f"v{v}",
-            )
-            provider = st.selectbox(
-                "Provider",
-                list(providers),
-                format_func=lambda n: providers[n].label,
-                key=key + "provider",
-            )
-            model = st.text_input(
-                "Model", key=key + "model", placeholder=providers[provider].default_model
-            )
-            persona = next(p for p in personas if p.name == name)
-            chosen = by_version.get(version, persona) if version != DEFAULT else persona
-            temperature = st.slider(
-                "Temperature",
-                0.0,
-                2.0,
-                float(chosen.temperature),
-                0.1,
-                key=f"{key}temperature_{name}_{version}",  # follows the chosen persona version
-            )
-        specs.append(
-            VariantSpec(
-                name,
-                version=None if version == DEFAULT else int(version),
-                provider=provider,
-                model=model.strip() or None,
-                temperature=temperature,
-            )
-        )
-    return specs
+    links.show_compare(run_id=run_id)
 
 
 def new_comparison(ctx: AppContext, user: UserView) -> None:
@@ -192,7 +130,7 @@ def new_comparison(ctx: AppContext, user: UserView) -> None:
     specs = variant_pickers(ctx, VARIANT_PREFIX, int(count))
     if not st.button("Compare", icon=":material/compare_arrows:", type="primary", key=FORM):
         return
-    view = or_error(
+    view = notices.act(
         lambda: ctx.compare.start(
             user, prompt, specs, history=parse_history(history_text), tag=tag, blind=blind
         )
@@ -226,7 +164,7 @@ def parse_history(text: str) -> list[tuple[str, str]]:
 
 def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | None:
     """The prompt and the replies side by side, streaming until every one has finished."""
-    view = or_error(lambda: ctx.compare.get(user, run_id))
+    view = notices.act(lambda: ctx.compare.get(user, run_id))
     if view is None:
         return None
     st.markdown(f"**Prompt** · {view.created_at:%Y-%m-%d %H:%M} UTC")
@@ -238,32 +176,29 @@ def comparison(ctx: AppContext, user: UserView, run_id: str) -> CompareView | No
         )
     if facts:
         show.caption(" · ".join(facts))
-    boxes = {
-        slot.position: column.empty()
-        for slot, column in zip(view.slots, st.columns(len(view.slots)), strict=True)
-    }
-    deadline = time.monotonic() + FOLLOW_SECONDS
-    while True:
-        last_pass = view.finished or time.monotonic() > deadline
-        for slot in view.slots:
-            with boxes[slot.position].container(border=True):
-                _slot(ctx, user, view, slot, actions=last_pass)
-        if last_pass:
-            break
-        time.sleep(POLL_SECONDS)
-        following = or_error(lambda: ctx.compare.get(user, run_id))
-        if following is None:
-            return None
-        view = following
-    if not view.finished:
-        st.rerun()
+    first = view
+
+    def replies() -> bool:
+        # The first draw shows the view just read; each redraw while following reads it again.
+        nonlocal first
+        now = first or notices.act(lambda: ctx.compare.get(user, run_id))
+        first = None
+        if now is None:
+            return False
+        columns = st.columns(len(now.slots))
+        for slot, column in zip(now.slots, columns, strict=True):
+            with column.container(border=True):
+                _slot(ctx, user, now, slot, actions=now.finished)
+        return not now.finished
+
+    follow(ctx, replies, running=not view.finished, every_seconds=FOLLOW_EVERY_SECONDS)
     return view
 
 
 def _slot(
     ctx: AppContext, user: UserView, view: CompareView, slot: CompareSlot, *, actions: bool
 ) -> None:
-    """One reply column; ``actions`` draws its buttons (once per run: keys must be unique)."""
+    """One reply column; ``actions`` draws its buttons (once every reply is done)."""
     st.markdown(f"### {show.plain(slot.letter)}")
     if slot.variant is not None:
         show.caption(slot.variant.label)
@@ -299,7 +234,7 @@ def _slot(
 
 
 def _retry(ctx: AppContext, user: UserView, run_id: str, position: int) -> None:
-    notices.or_notice(NOTICE, lambda: ctx.compare.retry(user, run_id, position))
+    notices.act(lambda: ctx.compare.retry(user, run_id, position), key=NOTICE)
 
 
 def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
@@ -341,6 +276,10 @@ def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
         for position, (verdict, note) in ratings.items()
         if verdict is not None
     }
-    if or_error(lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated)) is not None:
-        notices.leave(NOTICE, "Vote recorded.")
+    voted = notices.act(
+        lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated),
+        success="Vote recorded.",
+        key=NOTICE,
+    )
+    if voted is not None:
         st.rerun()

@@ -1,23 +1,22 @@
 """The SLO dashboard for admins: window selector, KPI tiles against the previous window, the
 burn-rate banner, the charts, the feedback panel and auto-refresh.
 
-Numbers come from the event log through one ``EventStore`` per process and log path; a window
+Numbers come from the event log through the process's ``EventStore`` (``ctx.event_store``); a window
 ``w`` is compared with the window of the same length just before it (``compute_metrics`` at
 ``now − w``). The data part is a fragment that reruns every ``REFRESH_SECONDS`` when auto-refresh
-is on, so the rest of the page (and its widgets) stays put.
+is on (``widgets.follow``), so the rest of the page (and its widgets) stays put.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import streamlit as st
 
 from nexus_core.analytics import dashboard_charts as charts
 from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
-from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.analytics.slo import (
     LATENCY,
@@ -30,11 +29,10 @@ from nexus_core.analytics.slo import (
 from nexus_core.analytics.windows import bucket_width, parse_window
 from nexus_core.app_context import AppContext
 from nexus_core.feedback.filters import FeedbackFilters
-from nexus_core.feedback.triage import TriageService
 from nexus_core.ops.events import log_files
 from nexus_core.settings import Settings
-from nexus_core.ui import show
-from nexus_core.ui.auth import rerun_if_signed_out
+from nexus_core.ui import links, show
+from nexus_core.ui.widgets.follow import follow
 from nexus_core.users import UserView
 
 # Widget keys of the dashboard.
@@ -58,17 +56,6 @@ BANNER: Final = {
 }
 
 
-@st.cache_resource(show_spinner=False)
-def _event_store(_settings: Settings, log_path: str) -> EventStore:
-    """The process's store over the event log at ``log_path`` (one per path)."""
-    return EventStore.from_settings(_settings)
-
-
-def event_store(settings: Settings) -> EventStore:
-    """The cached ``EventStore`` of ``settings.event_log_path``."""
-    return _event_store(settings, str(settings.event_log_path))
-
-
 def nothing_logged(settings: Settings) -> bool:
     """Whether the event log has no content at all (no file, or only empty ones)."""
     return all(path.stat().st_size == 0 for path in log_files(settings.event_log_path))
@@ -88,15 +75,17 @@ def dashboard(ctx: AppContext, user: UserView) -> None:
     auto = right.toggle(
         "Auto-refresh", value=True, key=AUTO_REFRESH, help=f"Every {REFRESH_SECONDS} s"
     )
-    run_every = timedelta(seconds=REFRESH_SECONDS) if auto else None
-    data_part: Callable[[AppContext, UserView, str], None] = st.fragment(run_every=run_every)(
-        _data_part
-    )
-    data_part(ctx, user, window_label or DEFAULT_WINDOW)
+    data = partial(_data_part, ctx, user, window_label or DEFAULT_WINDOW)
+    follow(ctx, data, running=auto, every_seconds=REFRESH_SECONDS)
 
 
-def _data_part(ctx: AppContext, user: UserView, window_label: str) -> None:
-    rerun_if_signed_out(ctx)
+def _data_part(ctx: AppContext, user: UserView, window_label: str) -> bool:
+    """The numbers, charts and feedback; always worth refreshing (the log keeps growing)."""
+    _numbers(ctx, user, window_label)
+    return True
+
+
+def _numbers(ctx: AppContext, user: UserView, window_label: str) -> None:
     now = datetime.now(UTC)
     st.caption(f"Last updated {now:%H:%M:%S} UTC")
     if nothing_logged(ctx.settings):
@@ -104,7 +93,7 @@ def _data_part(ctx: AppContext, user: UserView, window_label: str) -> None:
         feedback_panel(ctx, user, now)
         return
     window = parse_window(window_label)
-    snapshot = event_store(ctx.settings).refresh()
+    snapshot = ctx.event_store.refresh()
     current = compute_metrics(snapshot, window, now)
     previous = compute_metrics(snapshot, window, now - window)
     alert_banner(current["slo"]["alerts"])
@@ -246,7 +235,7 @@ def cost_tiles(cost: dict[str, Any]) -> None:
 def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
     """Issues of the last seven days by category, and open high/critical feedback with links."""
     st.subheader("Feedback")
-    triage = TriageService(ctx.db)
+    triage = ctx.triage
     since = (now - timedelta(days=FEEDBACK_DAYS - 1)).date()
     stats = triage.stats(FeedbackFilters(date_from=since), viewer=user)
     incidents = triage.search(
@@ -274,9 +263,9 @@ def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
                     "Opened": row.created_at,
                     "Summary": row.description[:120],
                     "Link": (
-                        f"/chat?session={row.session_public_id}"
+                        links.chat_url(row.session_public_id)
                         if row.session_public_id
-                        else f"/explorer?item={row.id}"
+                        else links.explorer_url(row.id)
                     ),
                 }
                 for row in incidents

@@ -12,7 +12,7 @@ import logging
 import streamlit as st
 
 from nexus_core.errors import NexusError
-from nexus_core.ui import show, state
+from nexus_core.ui import links, show, state
 from nexus_core.ui.show import plain
 
 log = logging.getLogger("nexus.errors")
@@ -61,7 +61,7 @@ def on_script_error(exc: Exception) -> bool:
     keep_submitted_draft("The message was not sent: the page failed. Here it is to send again.")
 
     page = st.session_state.get(state.CURRENT_PAGE)
-    session_id = st.query_params.get(state.SESSION_QUERY_PARAM)
+    session_id = links.chat_session()
     try:
         ctx = get_context()
         user = current_user(ctx)

@@ -1,14 +1,14 @@
 """Widgets of the Feedback explorer: filters, the table with bulk status change, charts, exports
 and the detail view of one item (its conversation, history and triage controls).
 
-The item being viewed lives in the URL (``?item=<id>``, the link the Audit page uses) so a link
-reopens it; ``st.session_state`` only holds widget values and a one-shot notice.
+The item being viewed lives in the URL (``links.explorer_url``, the link the Audit page uses) so
+a link reopens it; ``st.session_state`` only holds widget values and a one-shot notice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Literal
 
@@ -25,13 +25,12 @@ from nexus_core.feedback.triage import (
     FeedbackDetail,
     TriageService,
 )
-from nexus_core.ui import notices, show
-from nexus_core.ui.notices import or_error
+from nexus_core.ui import links, notices, show
+from nexus_core.ui.dates import day_range
 from nexus_core.ui.paging import TablePage, current_page, pager
 from nexus_core.users import UserView
 
 # Widget and session keys of the explorer (per-item controls add the item id).
-ITEM_QUERY_PARAM = "item"
 CATEGORY_FILTER = "nexus_explorer_categories"
 PRIORITY_FILTER = "nexus_explorer_priorities"
 STATUS_FILTER = "nexus_explorer_statuses"
@@ -60,20 +59,8 @@ NOBODY = "(nobody)"
 DESCRIPTION_PREVIEW_CHARS = 120
 
 
-def triage_service(ctx: AppContext) -> TriageService:
-    """The triage service on the app's database (cheap: it holds only the database)."""
-    return TriageService(ctx.db)
-
-
 def _status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
-
-
-def _date_range(picked: object) -> tuple[date | None, date | None]:
-    """The first and last day picked (while a range is half-picked, both are that one day)."""
-    values = picked if isinstance(picked, tuple | list) else [picked]
-    days = [d for d in values if isinstance(d, date)]
-    return (days[0], days[-1]) if days else (None, None)
 
 
 def filters_sidebar(
@@ -88,8 +75,7 @@ def filters_sidebar(
         personas = st.multiselect(
             "Persona", [*triage.personas(user), NO_PERSONA], key=PERSONA_FILTER
         )
-        picked = st.date_input("Created (UTC days)", value=(), key=DATES, format="YYYY-MM-DD")
-        date_from, date_to = _date_range(picked)
+        created = day_range("Created (UTC days)", key=DATES)
         authors = [u.username for u in ctx.users.list()]
         author = st.selectbox("Author", authors, index=None, placeholder="Anyone", key=AUTHOR)
         text = st.text_input("Search descriptions", key=SEARCH, placeholder="Words in the text…")
@@ -100,8 +86,8 @@ def filters_sidebar(
         priorities=tuple(priorities),
         statuses=tuple(statuses),
         personas=tuple(personas),
-        date_from=date_from,
-        date_to=date_to,
+        date_from=created.first,
+        date_to=created.last,
         author=author,
         text=text,
     )
@@ -113,27 +99,9 @@ def show_notice() -> None:
     notices.show(NOTICE)
 
 
-def _done(message: str) -> None:
-    notices.leave(NOTICE, message)
-    st.rerun()
-
-
-def _open_item(feedback_id: int | None) -> None:
-    if feedback_id is None:
-        st.query_params.pop(ITEM_QUERY_PARAM, None)
-    else:
-        st.query_params[ITEM_QUERY_PARAM] = str(feedback_id)
-
-
 def _close_item() -> None:
     st.session_state[OPEN] = None  # a callback runs before the widget is drawn again
-    _open_item(None)
-
-
-def opened_item() -> int | None:
-    """The item named in the URL, if any."""
-    value = st.query_params.get(ITEM_QUERY_PARAM)
-    return int(value) if value and str(value).isdigit() else None
+    links.show_explorer_item(None)
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -166,7 +134,7 @@ def _table_key(rows: list[FeedbackRow]) -> str:
 def _open_single_selection(key: str, ids: list[int]) -> None:
     rows = st.session_state[key].selection.rows
     if len(rows) == 1:
-        _open_item(ids[rows[0]])
+        links.show_explorer_item(ids[rows[0]])
 
 
 def table_page(filters: FeedbackFilters, sort: str, total: int) -> TablePage:
@@ -201,7 +169,7 @@ def feedback_table(rows: list[FeedbackRow], page: TablePage) -> list[int]:
         format_func=choices.__getitem__,
         placeholder="Pick an item, or select one row",
         key=OPEN,
-        on_change=lambda: _open_item(st.session_state[OPEN]),
+        on_change=lambda: links.show_explorer_item(st.session_state[OPEN]),
     )
     return [ids[i] for i in event.selection.rows]
 
@@ -219,16 +187,21 @@ def bulk_actions(triage: TriageService, user: UserView, selected: list[int]) -> 
     )
     if not right.button("Apply", key=BULK_APPLY):
         return
-    result = or_error(lambda: triage.bulk_set_status(selected, status, user))
-    if result is None:
-        return
-    changed, refused = result
-    unchanged = len(selected) - len(changed) - len(refused)
-    parts = [f"{len(changed)} moved to {_status_label(status)}"]
-    if unchanged:
-        parts.append(f"{unchanged} already were")
-    parts += [f"#{fid} refused: {reason}" for fid, reason in refused.items()]
-    _done("; ".join(parts) + ".")
+
+    def summary(result: tuple[list[int], dict[int, str]]) -> str:
+        changed, refused = result
+        unchanged = len(selected) - len(changed) - len(refused)
+        parts = [f"{len(changed)} moved to {_status_label(status)}"]
+        if unchanged:
+            parts.append(f"{unchanged} already were")
+        parts += [f"#{fid} refused: {reason}" for fid, reason in refused.items()]
+        return "; ".join(parts) + "."
+
+    moved = notices.act(
+        lambda: triage.bulk_set_status(selected, status, user), success=summary, key=NOTICE
+    )
+    if moved is not None:
+        st.rerun()
 
 
 def downloads(triage: TriageService, user: UserView, filters: FeedbackFilters, total: int) -> None:
@@ -262,7 +235,7 @@ def charts(
     triage: TriageService, user: UserView, filters: FeedbackFilters, bucket: Literal["day", "week"]
 ) -> None:
     """Count by category per day or week, by persona, and open vs resolved over time."""
-    stats = or_error(lambda: triage.stats(filters, viewer=user, bucket=bucket))
+    stats = notices.act(lambda: triage.stats(filters, viewer=user, bucket=bucket))
     if stats is None:
         return
     show.chart(category_figure(stats.by_category, bucket))
@@ -278,7 +251,7 @@ def charts(
 
 def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
     """The item, its linked conversation (read-only), its history and the triage controls."""
-    found = or_error(lambda: triage.detail(feedback_id, user))
+    found = notices.act(lambda: triage.detail(feedback_id, user))
     if found is None:
         return
     item = found.item
@@ -305,7 +278,7 @@ def detail(triage: TriageService, user: UserView, feedback_id: int) -> None:
         _note_form(triage, user, item.id)
     with history:
         st.markdown("**History**")
-        entries = or_error(lambda: triage.history(feedback_id, user)) or []
+        entries = notices.act(lambda: triage.history(feedback_id, user)) or []
         st.dataframe(
             [
                 {"When (UTC)": e.at.strftime(TIME_FORMAT), "Who": e.actor or "", "What": e.summary}
@@ -343,9 +316,13 @@ def _status_controls(triage: TriageService, user: UserView, found: FeedbackDetai
         key=f"{STATUS_PICK_PREFIX}{item.id}",
     )
     if right.button("Update status", key=f"{STATUS_APPLY_PREFIX}{item.id}", type="primary"):
-        changed = or_error(lambda: triage.set_status(item.id, new, user))
+        changed = notices.act(
+            lambda: triage.set_status(item.id, new, user),
+            success=lambda changed: f"Feedback #{item.id} is now {_status_label(changed.status)}.",
+            key=NOTICE,
+        )
         if changed is not None:
-            _done(f"Feedback #{item.id} is now {_status_label(changed.status)}.")
+            st.rerun()
 
 
 def _assignee_controls(triage: TriageService, user: UserView, found: FeedbackDetail) -> None:
@@ -356,15 +333,23 @@ def _assignee_controls(triage: TriageService, user: UserView, found: FeedbackDet
     chosen = left.selectbox("Assignee", options, index=current, key=f"{ASSIGNEE_PREFIX}{item.id}")
     if right.button("Assign", key=f"{ASSIGN_PREFIX}{item.id}"):
         assignee = None if chosen == NOBODY else chosen
-        saved = or_error(lambda: triage.assign(item.id, assignee, user))
+        saved = notices.act(
+            lambda: triage.assign(item.id, assignee, user),
+            success=lambda saved: f"Feedback #{item.id} is assigned to {saved.assignee or NOBODY}.",
+            key=NOTICE,
+        )
         if saved is not None:
-            _done(f"Feedback #{item.id} is assigned to {saved.assignee or NOBODY}.")
+            st.rerun()
 
 
 def _note_form(triage: TriageService, user: UserView, feedback_id: int) -> None:
     with st.form(f"{NOTE_FORM_PREFIX}{feedback_id}", clear_on_submit=True):
         text = st.text_area("Internal note", placeholder="Only analysts and admins see notes.")
         if st.form_submit_button("Add note"):
-            added = or_error(lambda: triage.add_note(feedback_id, text, user))
+            added = notices.act(
+                lambda: triage.add_note(feedback_id, text, user),
+                success=f"Note added to feedback #{feedback_id}.",
+                key=NOTICE,
+            )
             if added is not None:
-                _done(f"Note added to feedback #{feedback_id}.")
+                st.rerun()

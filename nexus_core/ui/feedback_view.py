@@ -11,7 +11,7 @@ import streamlit as st
 from nexus_core.app_context import AppContext
 from nexus_core.feedback import CATEGORIES, MAX_DESCRIPTION_CHARS, PRIORITIES, FeedbackView
 from nexus_core.feedback.triage import STATUS_LABELS
-from nexus_core.ui.notices import or_error
+from nexus_core.ui import notices
 from nexus_core.users import UserView
 
 # Widget and session keys of the Feedback page.
@@ -52,17 +52,18 @@ def general_form(ctx: AppContext, user: UserView) -> None:
         )
         if not st.form_submit_button("Send feedback", key=SEND, type="primary"):
             return
-    saved = or_error(
+    notices.act(
         lambda: ctx.feedback.submit(
             user,
             category=category,
             priority=priority,
             description=description,
             session_public_id=linked,
-        )
+        ),
+        success=lambda saved: (
+            f"Thanks — feedback #{saved.id:d} was saved. Follow its status below."
+        ),
     )
-    if saved is not None:
-        st.success(f"Thanks — feedback #{saved.id:d} was saved. Follow its status below.")
 
 
 def _about(item: FeedbackView) -> str:

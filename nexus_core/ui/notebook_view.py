@@ -1,7 +1,7 @@
 """Widgets of one open notebook: each cell's toolbar, editor, run button, result and chart.
 
 Results of runs live in this browser session only (keyed by notebook and cell); editing one's own
-notebook saves the stored cells at once through ``workbench_view.change_cells``.
+notebook saves the stored cells at once through ``widgets.notebook.change_cells``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.errors import NexusError
-from nexus_core.ui import show
+from nexus_core.ui import notices, show
 from nexus_core.ui.show import plain
-from nexus_core.ui.workbench_view import OpenNotebook, change_cells, guarded, init_widget, workbench
+from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, change_cells, init_widget
 from nexus_core.users import UserView, feature_enabled
 from nexus_core.workbench.cells import (
     AGGREGATIONS,
@@ -64,8 +64,9 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
         st.info("This notebook has no SQL cells to run.")
         return
     progress = st.progress(0.0, text="Taking a snapshot of the data…")
-    try:
-        with workbench(ctx).open(include_message_content=user.is_admin) as session:
+
+    def run_cells() -> None:
+        with ctx.workbench.open(include_message_content=user.is_admin) as session:
             for done, cell in enumerate(sql_cells, start=1):
                 progress.progress(
                     done / len(sql_cells), text=f"Running cell {done:d} of {len(sql_cells)}…"
@@ -76,8 +77,8 @@ def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
                     cell,
                     _outcome(source, lambda s=source: session.run(s, keep=DISPLAY_LIMIT)),
                 )
-    except NexusError as exc:
-        show.error(exc)
+
+    notices.act(run_cells)  # a cell's own error stays with the cell; this is the snapshot's
     progress.empty()
 
 
@@ -111,7 +112,8 @@ def cells(
                 plain(label),
                 icon=":material/add:",
                 key=prefix + notebook.key,
-                on_click=guarded,
+                on_click=notices.act,
+                kwargs={"key": NOTICE},
                 args=(_adder(service, user, notebook, kind),),
             )
 
@@ -142,7 +144,8 @@ def _toolbar(
             icon,
             key=f"nexus_wb_{help_text.replace(' ', '_').lower()}_{notebook.key}_{cell.id}",
             help=help_text,
-            on_click=guarded,
+            on_click=notices.act,
+            kwargs={"key": NOTICE},
             args=(lambda change=change: change_cells(service, user, notebook, change),),
         )
 
@@ -167,7 +170,7 @@ def _sql_cell(
         with st.spinner("Running…"):
             outcome = _outcome(
                 source,
-                lambda: workbench(ctx).run(
+                lambda: ctx.workbench.run(
                     source, include_message_content=user.is_admin, keep=DISPLAY_LIMIT
                 ),
             )
@@ -203,7 +206,8 @@ def _editor(
         height=SQL_EDITOR_HEIGHT,
         label_visibility="collapsed",
         placeholder="SELECT … FROM events" if label == "SQL" else "Notes in markdown",
-        on_change=guarded,
+        on_change=notices.act,
+        kwargs={"key": NOTICE},
         args=(save,),
     )
 
@@ -329,7 +333,12 @@ def _chart_settings(
     with st.expander("📈 Chart", expanded=spec is not None):
         init_widget(prefix + "kind", spec.kind if spec else NO_CHART)
         st.selectbox(
-            "Chart", (NO_CHART, *CHART_KINDS), key=prefix + "kind", on_change=guarded, args=(save,)
+            "Chart",
+            (NO_CHART, *CHART_KINDS),
+            key=prefix + "kind",
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
+            args=(save,),
         )
         if st.session_state[prefix + "kind"] == NO_CHART:
             return
@@ -345,10 +354,16 @@ def _chart_settings(
                 columns,
                 key=prefix + name,
                 accept_new_options=True,
-                on_change=guarded,
+                on_change=notices.act,
+                kwargs={"key": NOTICE},
                 args=(save,),
             )
         init_widget(prefix + "aggregation", spec.aggregation if spec else "none")
         last.selectbox(
-            "Aggregation", AGGREGATIONS, key=prefix + "aggregation", on_change=guarded, args=(save,)
+            "Aggregation",
+            AGGREGATIONS,
+            key=prefix + "aggregation",
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
+            args=(save,),
         )

@@ -7,12 +7,10 @@ import streamlit as st
 
 from nexus_core.ai.preview import SAMPLE_PROMPT, preview_reply
 from nexus_core.app_context import AppContext
-from nexus_core.errors import NexusError
 from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView, instruction_diff
-from nexus_core.ui import show
-from nexus_core.ui.admin_view import attempt, notify
-from nexus_core.ui.chat_view import persona_header, provider_label
+from nexus_core.ui import notices, show, state
 from nexus_core.ui.show import plain
+from nexus_core.ui.widgets.persona import persona_header, provider_label
 from nexus_core.users import UserView
 
 # Widget keys of the Personas page.
@@ -148,11 +146,11 @@ def _fields_of(persona: PersonaView) -> dict[str, object]:
 
 
 def _show_preview(ctx: AppContext, values: dict[str, object], prompt: str) -> None:
-    try:
-        with st.spinner(plain(f"Asking {provider_label(ctx)}…")):
-            result = preview_reply(ctx.provider, prompt=prompt, **values)  # type: ignore[arg-type]
-    except NexusError as exc:
-        show.error(exc)
+    with st.spinner(plain(f"Asking {provider_label(ctx)}…")):
+        result = notices.act(
+            lambda: preview_reply(ctx.provider, prompt=prompt, **values)  # type: ignore[arg-type]
+        )
+    if result is None:
         return
     show.caption(f"Preview from {provider_label(ctx)} · not saved")
     with st.chat_message("assistant", avatar=show.avatar(str(values["avatar"]))):
@@ -166,10 +164,12 @@ def _save(ctx: AppContext, actor: UserView, current: PersonaView | None, slot: s
     values = _form_values(slot)
     if current is None:
         name = str(values.pop("name"))
-        if attempt(
+        created = notices.act(
             lambda: ctx.personas.create(name, actor=actor, **values),  # type: ignore[arg-type]
-            f"Created {name.strip()} (version 1).",
-        ):
+            success=f"Created {name.strip()} (version 1).",
+            key=state.ADMIN_NOTICE,
+        )
+        if created is not None:
             st.session_state[PENDING_PICK] = name.strip()
             for field in DEFAULTS:
                 st.session_state.pop(_key(slot, field), None)
@@ -179,18 +179,22 @@ def _save(ctx: AppContext, actor: UserView, current: PersonaView | None, slot: s
     before["model"] = current.model
     changes = {field: value for field, value in values.items() if value != before[field]}
     if not changes:
-        notify("error", "Nothing changed, so no new version was saved.")
+        notices.leave(
+            state.ADMIN_NOTICE, "Nothing changed, so no new version was saved.", kind="error"
+        )
         return
-    attempt(
+    notices.act(
         lambda: ctx.personas.edit(current.name, actor=actor, **changes),
-        f"Saved {current.name} version {current.version + 1}.",
+        success=f"Saved {current.name} version {current.version + 1}.",
+        key=state.ADMIN_NOTICE,
     )
 
 
 def _set_active(ctx: AppContext, actor: UserView, name: str, active: bool) -> None:
-    attempt(
+    notices.act(
         lambda: ctx.personas.set_active(name, active, actor=actor),
-        f"{name} is {'active again' if active else 'deactivated'}.",
+        success=f"{name} is {'active again' if active else 'deactivated'}.",
+        key=state.ADMIN_NOTICE,
     )
 
 

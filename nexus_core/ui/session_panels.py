@@ -3,6 +3,8 @@ panels (timeline, insights, run metrics, audit trail)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from nexus_core import audit
@@ -12,7 +14,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.chat import SessionView
 from nexus_core.personas import PersonaView
 from nexus_core.transcripts import export_session
-from nexus_core.ui import show, state
+from nexus_core.ui import notices, show, state
 from nexus_core.ui.chat_view import open_session
 from nexus_core.ui.show import plain
 from nexus_core.users import UserView, feature_enabled
@@ -27,11 +29,14 @@ def session_actions(ctx: AppContext, user: UserView, chat: SessionView, *, writa
             with st.form(state.CHAT_RENAME):
                 title = st.text_input("Title", value=chat.title, max_chars=200)
                 if st.form_submit_button("Rename"):
-                    ctx.chat.rename(chat.public_id, user, title)
+                    # An empty title is refused with a message above the conversation.
+                    rename = partial(ctx.chat.rename, chat.public_id, user, title)
+                    notices.act(rename, key=state.CHAT_NOTICE)
                     st.rerun()
             archived = chat.status == "archived"
             if st.button("Unarchive" if archived else "Archive", icon="🗄️"):
-                ctx.chat.set_archived(chat.public_id, user, not archived)
+                archive = partial(ctx.chat.set_archived, chat.public_id, user, not archived)
+                notices.act(archive, key=state.CHAT_NOTICE)
                 st.rerun()
             if st.button("Delete…", icon="🗑️"):
                 confirm_delete(ctx, user, chat)
@@ -53,8 +58,9 @@ def session_actions(ctx: AppContext, user: UserView, chat: SessionView, *, writa
 def confirm_delete(ctx: AppContext, user: UserView, chat: SessionView) -> None:
     """Ask before a soft delete."""
     st.write(f"“{plain(chat.title)}” disappears from your chats. It cannot be undone from the app.")
-    if st.button("Delete", type="primary"):
-        ctx.chat.delete(chat.public_id, user)
+    if st.button("Delete", type="primary") and notices.act(
+        lambda: ctx.chat.delete(chat.public_id, user)
+    ):
         open_session(None)
 
 

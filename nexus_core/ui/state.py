@@ -29,8 +29,7 @@ NEW_PASSWORD = "nexus_new_password"
 NEW_PASSWORD_REPEAT = "nexus_new_password_repeat"
 CURRENT_PASSWORD = "nexus_current_password"
 
-# Chat page.
-SESSION_QUERY_PARAM = "session"
+# Chat page (the open session is in the address: ``links.SESSION_QUERY_PARAM``).
 CHAT_SEARCH = "nexus_chat_search"
 CHAT_SHOW_ARCHIVED = "nexus_chat_show_archived"
 CHAT_INPUT = "nexus_chat_input"
@@ -43,6 +42,9 @@ SESSION_PICK_PREFIX = "nexus_open_session_"
 RATING_PREFIX = "nexus_rating_"
 REPORT_FORM_PREFIX = "nexus_report_"
 RETRY_PREFIX = "nexus_retry_"
+
+# The admin pages (Users, Personas): the outcome of the last change, shown once.
+ADMIN_NOTICE = "nexus_admin_notice"
 
 # Error handling.
 CURRENT_PAGE = "nexus_current_page"

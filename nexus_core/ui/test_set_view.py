@@ -3,9 +3,7 @@ sets written in a small text format, runs filling a results matrix, and two runs
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import streamlit as st
@@ -16,10 +14,10 @@ from nexus_core.compare.run_diff import STATUSES
 from nexus_core.compare.scoring import leaderboard_csv
 from nexus_core.compare.test_results import ResultsMatrix
 from nexus_core.compare.test_sets import TestRunView, TestSetView
-from nexus_core.errors import NexusError
-from nexus_core.ui import show
-from nexus_core.ui.compare_view import variant_pickers
-from nexus_core.ui.notices import or_error
+from nexus_core.ui import notices, show
+from nexus_core.ui.dates import day_range
+from nexus_core.ui.widgets.follow import follow
+from nexus_core.ui.widgets.variants import variant_pickers
 from nexus_core.users import UserView
 
 ALL_TAGS = "All tags"
@@ -40,8 +38,7 @@ BEFORE_PICK = "nexus_ts_before"
 AFTER_PICK = "nexus_ts_after"
 LB_DATES = "nexus_lb_dates"
 LB_TAG = "nexus_lb_tag"
-POLL_SECONDS = 0.5
-FOLLOW_SECONDS = 300.0  # then the page stops waiting; the run goes on
+FOLLOW_EVERY = 0.5  # seconds between redraws of a running test set's progress
 EXAMPLE = (
     "What is your refund policy?\ncontains: refund\nmax latency ms: 3000\n---\n"
     "Say hello in French.\ncontains: bonjour"
@@ -52,15 +49,17 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
     """Win rate per variant over the chosen dates and tag, with its 95 % interval; CSV export."""
     today = datetime.now(UTC).date()
     left, right = st.columns(2)
-    dates = left.date_input(
-        "Votes between", (today - timedelta(days=LEADERBOARD_DAYS), today), key=LB_DATES
+    votes = day_range(
+        "Votes between",
+        key=LB_DATES,
+        value=(today - timedelta(days=LEADERBOARD_DAYS), today),
+        where=left,
     )
-    tags = or_error(lambda: ctx.compare.tags(user)) or []
+    tags = notices.act(lambda: ctx.compare.tags(user)) or []
     tag = right.selectbox("Prompt tag", [ALL_TAGS, *tags], key=LB_TAG)
-    start, end = _bounds(dates)
-    rows = or_error(
+    rows = notices.act(
         lambda: ctx.compare.leaderboard(
-            user, start=start, end=end, tag=None if tag == ALL_TAGS else tag
+            user, start=votes.start, end=votes.end, tag=None if tag == ALL_TAGS else tag
         )
     )
     if rows is None:
@@ -98,20 +97,9 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
     )
 
 
-def _bounds(dates: object) -> tuple[datetime | None, datetime | None]:
-    """The picked dates as ``start ≤ t < end`` in UTC (a single date is one whole day)."""
-    picked = [d for d in (dates if isinstance(dates, tuple) else (dates,)) if isinstance(d, date)]
-    if not picked:
-        return None, None
-    first, last = picked[0], picked[-1]
-    start = datetime.combine(first, clock_time.min, tzinfo=UTC)
-    end = datetime.combine(last + timedelta(days=1), clock_time.min, tzinfo=UTC)
-    return start, end
-
-
 def test_sets(ctx: AppContext, user: UserView) -> None:
     """Write or pick a test set, run it against variants, read the matrix, compare two runs."""
-    sets = or_error(lambda: ctx.test_sets.list(user)) or []
+    sets = notices.act(lambda: ctx.test_sets.list(user)) or []
     by_id = {s.id: s for s in sets}
     labels = _set_labels(ctx, user, sets)
     if PENDING_PICK in st.session_state:  # chosen by the last save or delete
@@ -140,7 +128,7 @@ def test_sets(ctx: AppContext, user: UserView) -> None:
 def _set_labels(ctx: AppContext, user: UserView, sets: list[TestSetView]) -> dict[int, str]:
     """Each set's name; an admin sees others' sets too, so theirs carry the owner's username."""
     foreign = {s.owner_id for s in sets} - {user.id}
-    owners = {u.id: u.username for u in or_error(ctx.users.list) or []} if foreign else {}
+    owners = {u.id: u.username for u in notices.act(ctx.users.list) or []} if foreign else {}
     labels: dict[int, str] = {}
     for s in sets:
         label = s.name if s.owner_id == user.id else f"{s.name} · {owners.get(s.owner_id, '?')}"
@@ -171,9 +159,9 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
     )
     left, right, _ = st.columns([1, 1, 3])
     if left.button("Save", icon=":material/save:", key=f"{SAVE_SET}_{suffix}"):
-        cases = or_error(lambda: parse_test_set(text))
+        cases = notices.act(lambda: parse_test_set(text))
         if cases is not None:
-            saved = or_error(
+            saved = notices.act(
                 lambda: (
                     ctx.test_sets.update(user, current.id, name=name, cases=cases)
                     if current
@@ -186,10 +174,7 @@ def _editor(ctx: AppContext, user: UserView, current: TestSetView | None) -> Non
     if current is not None and right.button(
         "Delete", icon=":material/delete:", key=f"{DELETE_SET}_{suffix}"
     ):
-        try:
-            ctx.test_sets.delete(user, current.id)
-        except NexusError as exc:
-            show.error(exc)
+        if notices.act(lambda: ctx.test_sets.delete(user, current.id)) is None:
             return
         st.session_state[PENDING_PICK] = NEW_SET_ID
         st.rerun()
@@ -201,31 +186,14 @@ def _runner(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     specs = variant_pickers(ctx, RUN_VARIANT_PREFIX, int(count))
     if not st.button("Run test set", icon=":material/play_arrow:", type="primary", key=RUN_BUTTON):
         return
-    run = or_error(lambda: ctx.test_sets.run(user, current.id, specs))
+    run = notices.act(lambda: ctx.test_sets.run(user, current.id, specs))
     if run is None:
         return
-    bar = st.progress(0.0, text="Starting…")
-    deadline = time.monotonic() + FOLLOW_SECONDS
-    while True:
-        progress = or_error(lambda: ctx.test_sets.progress(user, run.id))
-        if progress is None:
-            break
-        text = f"{progress.done} of {progress.total} replies"
-        bar.progress(progress.done / max(progress.total, 1), text=show.plain(text))
-        if progress.done >= progress.total:
-            break
-        if time.monotonic() >= deadline:
-            st.info(
-                "Still running: the replies go on in the background and fill in the results "
-                "below as they finish — reload the page to see more."
-            )
-            break
-        time.sleep(POLL_SECONDS)
-    st.session_state[RUN_PICK] = run.id
+    st.session_state[RUN_PICK] = run.id  # its results are shown below, filling in as they come
 
 
 def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
-    runs = or_error(lambda: ctx.test_sets.list_runs(user, current.id)) or []
+    runs = notices.act(lambda: ctx.test_sets.list_runs(user, current.id)) or []
     if not runs:
         st.caption("No runs of this test set yet.")
         return
@@ -233,9 +201,13 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     run_id = st.selectbox(
         "Results of run", list(labels), format_func=labels.__getitem__, key=RUN_PICK
     )
-    matrix = or_error(lambda: ctx.test_sets.results(user, run_id))
-    if matrix is not None:
-        _matrix(matrix)
+    picked = next(r for r in runs if r.id == run_id)
+    follow(
+        ctx,
+        lambda: _results(ctx, user, run_id),
+        running=picked.done < picked.total,
+        every_seconds=FOLLOW_EVERY,
+    )
     if len(runs) < 2:
         return
     st.markdown("**Compare two runs** (what changed after a persona edit)")
@@ -246,7 +218,7 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
     after = right.selectbox(
         "After", list(labels), index=0, format_func=labels.__getitem__, key=AFTER_PICK
     )
-    diff = or_error(lambda: ctx.test_sets.compare(user, before, after))
+    diff = notices.act(lambda: ctx.test_sets.compare(user, before, after))
     if diff is None:
         return
     show.caption(" · ".join(f"{status}: {diff.summary[status]}" for status in STATUSES))
@@ -263,6 +235,21 @@ def _runs(ctx: AppContext, user: UserView, current: TestSetView) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+def _results(ctx: AppContext, user: UserView, run_id: str) -> bool:
+    """A run's progress while it runs and its results matrix; is it still running?"""
+    progress = notices.act(lambda: ctx.test_sets.progress(user, run_id))
+    if progress is None:
+        return False
+    running = progress.done < progress.total
+    if running:
+        text = f"{progress.done} of {progress.total} replies"
+        st.progress(progress.done / max(progress.total, 1), text=show.plain(text))
+    matrix = notices.act(lambda: ctx.test_sets.results(user, run_id))
+    if matrix is not None:
+        _matrix(matrix)
+    return running
 
 
 def _run_label(run: TestRunView) -> str:

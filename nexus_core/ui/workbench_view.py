@@ -1,6 +1,6 @@
 """Widgets of the Workbench: the notebook list, a notebook's cells (edit, run, chart) and results.
 
-The open notebook lives in the URL (``?notebook=<id>``, or ``?notebook=starter-<key>`` for a
+The open notebook lives in the URL (``links.workbench_url``: its id, or ``starter-<key>`` for a
 starter) so a link reopens it. Every edit of one's own notebook is saved at once, so there is no
 unsaved draft to lose; starter notebooks and notebooks others share are read-only — run them, or
 duplicate one to edit it. Query results live in this browser session only (they can be large and
@@ -9,28 +9,21 @@ are cheap to compute again).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import streamlit as st
 
-from nexus_core.app_context import AppContext
-from nexus_core.errors import NexusError, NotFound
-from nexus_core.ui import notices, show
-from nexus_core.ui.dashboard_view import event_store
+from nexus_core.errors import NotFound
+from nexus_core.ui import links, notices, show
 from nexus_core.ui.show import plain
+from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, init_widget
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.data import view_schemas
 from nexus_core.workbench.notebooks import NotebookService, NotebookView
 from nexus_core.workbench.results import DISPLAY_LIMIT
-from nexus_core.workbench.sandbox import Workbench
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
 
-# The open notebook in the URL; widget and session keys (per-cell keys add notebook and cell).
-NOTEBOOK_QUERY_PARAM = "notebook"
+# Widget and session keys (per-cell keys add notebook and cell).
 STARTER_PREFIX = "starter-"
-NOTICE = "nexus_wb_notice"
 NEW_NOTEBOOK = "nexus_wb_new"
 OPEN_PREFIX = "nexus_wb_open_"
 TITLE_PREFIX = "nexus_wb_title_"
@@ -45,42 +38,13 @@ NEW_NOTEBOOK_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class OpenNotebook:
-    """The notebook on screen: one of the viewer's, one shared with them, or a starter."""
-
-    key: str  # the URL value; also part of every widget key of the notebook
-    title: str
-    cells: list[Cell]
-    editable: bool
-    notebook_id: int | None
-    shared: bool
-    owner_name: str
-    description: str = ""
-
-
-def notebook_service(ctx: AppContext) -> NotebookService:
-    """The notebook store of this app."""
-    return NotebookService(ctx.db)
-
-
-def workbench(ctx: AppContext) -> Workbench:
-    """The SQL engine over this app's database and event log (sharing the dashboard's store)."""
-    return Workbench(ctx.settings, ctx.db, events=event_store(ctx.settings))
-
-
 def show_notice() -> None:
     """The outcome of the last change, once, on the run after it."""
     notices.show(NOTICE)
 
 
-def guarded(action: Callable[[], object]) -> None:
-    """Run a change from a widget callback; a NexusError becomes the notice on the next run."""
-    notices.or_notice(NOTICE, action)
-
-
 def _open(key: str) -> None:
-    st.query_params[NOTEBOOK_QUERY_PARAM] = key
+    links.show_notebook(key)
 
 
 # --- the notebook list --------------------------------------------------------------------------
@@ -95,13 +59,12 @@ def sidebar(service: NotebookService, user: UserView) -> None:
             icon=":material/add:",
             key=NEW_NOTEBOOK,
             width="stretch",
-            on_click=guarded,
+            on_click=notices.act,
+            kwargs={"key": NOTICE},
             args=(lambda: _create(service, user),),
         )
-        try:
-            listed = service.list_for(user)
-        except NexusError as exc:
-            show.error(exc)
+        listed = notices.act(lambda: service.list_for(user))
+        if listed is None:
             return
         mine = [nb for nb in listed if nb.owner_id == user.id]
         others = [nb for nb in listed if nb.owner_id != user.id]
@@ -118,7 +81,7 @@ def _links(heading: str, items: list[tuple[str, str]], empty: str) -> None:
     st.caption(plain(heading))
     if not items and empty:
         st.caption(f"_{plain(empty)}_")
-    current = st.query_params.get(NOTEBOOK_QUERY_PARAM)
+    current = links.notebook()
     for key, label in items:
         st.button(
             plain(label),
@@ -140,7 +103,7 @@ def _starter_key(starter: StarterNotebook) -> str:
 
 def opened(service: NotebookService, user: UserView) -> OpenNotebook | None:
     """The notebook the URL names, if the viewer may see it (else a note and None)."""
-    key = st.query_params.get(NOTEBOOK_QUERY_PARAM)
+    key = links.notebook()
     if not key:
         return None
     for starter in STARTER_NOTEBOOKS:
@@ -216,7 +179,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
         st.text_input(
             "Title",
             key=TITLE_PREFIX + notebook.key,
-            on_change=guarded,
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
             args=(lambda: _save_title(service, user, notebook),),
         )
     else:
@@ -233,7 +197,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
         "Duplicate",
         icon=":material/content_copy:",
         key=DUPLICATE_PREFIX + notebook.key,
-        on_click=guarded,
+        on_click=notices.act,
+        kwargs={"key": NOTICE},
         args=(lambda: _duplicate(service, user, notebook),),
     )
     if notebook.editable and notebook.notebook_id is not None:
@@ -244,7 +209,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
             "Shared (read-only)",
             key=share_key,
             help="Other analysts and admins can open and run it, not change it.",
-            on_change=guarded,
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
             args=(
                 lambda: service.set_shared(user, notebook_id, bool(st.session_state[share_key])),
             ),
@@ -254,7 +220,8 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
             st.button(
                 "Delete notebook",
                 key=DELETE_PREFIX + notebook.key,
-                on_click=guarded,
+                on_click=notices.act,
+                kwargs={"key": NOTICE},
                 args=(lambda: _delete(service, user, notebook_id),),
             )
     return run_all
@@ -278,23 +245,5 @@ def _duplicate(service: NotebookService, user: UserView, notebook: OpenNotebook)
 
 def _delete(service: NotebookService, user: UserView, notebook_id: int) -> None:
     service.delete(user, notebook_id)
-    st.query_params.pop(NOTEBOOK_QUERY_PARAM, None)
+    links.show_notebook(None)
     notices.leave(NOTICE, "Notebook deleted.")
-
-
-def change_cells(
-    service: NotebookService,
-    user: UserView,
-    notebook: OpenNotebook,
-    change: Callable[[list[Cell]], list[Cell]],
-) -> None:
-    """Apply ``change`` to the stored cells (not the ones on screen) and save at once."""
-    assert notebook.notebook_id is not None
-    current = service.get(user, notebook.notebook_id)
-    service.save(user, notebook.notebook_id, current.title, change(list(current.cells)))
-
-
-def init_widget(key: str, value: object) -> None:
-    """Give a widget its stored value the first time it is drawn (later the widget owns it)."""
-    if key not in st.session_state:
-        st.session_state[key] = value

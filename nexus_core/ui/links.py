@@ -1,0 +1,112 @@
+"""Page addresses: the one place that builds a link to a page and reads or writes the query
+parameters that name what a page shows, so a link reopens it.
+
+- Chat: ``/chat?session=<uuid>``, the open chat session.
+- Feedback explorer: ``/explorer?item=<id>``, the open feedback item.
+- Compare: ``/compare?run=<id>`` (an open comparison) or ``?view=<section>`` (leaderboard, tests).
+- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook.
+
+The builders quote every value; the readers and writers act on ``st.query_params`` of the page
+being run (only ``nav`` also reads it whole, to bring a visitor back after sign-in).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import streamlit as st
+
+SESSION_QUERY_PARAM = "session"
+ITEM_QUERY_PARAM = "item"
+RUN_QUERY_PARAM = "run"
+VIEW_QUERY_PARAM = "view"
+NOTEBOOK_QUERY_PARAM = "notebook"
+
+
+def page_url(page: str, **query: str | int) -> str:
+    """The app path of the page keyed ``page`` (see ``nav.PAGES``) with ``query``, quoted."""
+    params = urlencode({name: str(value) for name, value in query.items()})
+    return f"/{page}?{params}" if params else f"/{page}"
+
+
+def chat_url(session_id: str) -> str:
+    """The link that opens a chat session."""
+    return page_url("chat", **{SESSION_QUERY_PARAM: session_id})
+
+
+def explorer_url(feedback_id: int | str) -> str:
+    """The link that opens a feedback item in the explorer."""
+    return page_url("explorer", **{ITEM_QUERY_PARAM: feedback_id})
+
+
+def compare_url(run_id: str) -> str:
+    """The link that opens a comparison."""
+    return page_url("compare", **{RUN_QUERY_PARAM: run_id})
+
+
+def workbench_url(notebook_key: str) -> str:
+    """The link that opens a notebook (its id, or ``starter-<key>``)."""
+    return page_url("workbench", **{NOTEBOOK_QUERY_PARAM: notebook_key})
+
+
+# --- the query of the page being run ---------------------------------------------------------
+
+
+def _read(name: str) -> str | None:
+    value = st.query_params.get(name)
+    return str(value) if value else None
+
+
+def _write(name: str, value: str | int | None) -> None:
+    if value is None or value == "":
+        st.query_params.pop(name, None)
+    else:
+        st.query_params[name] = str(value)
+
+
+def chat_session() -> str | None:
+    """The chat session the address names, if any."""
+    return _read(SESSION_QUERY_PARAM)
+
+
+def show_chat_session(public_id: str | None) -> None:
+    """Point the address at a chat session (or at none)."""
+    _write(SESSION_QUERY_PARAM, public_id)
+
+
+def explorer_item() -> int | None:
+    """The feedback item the address names, if it is a number."""
+    value = _read(ITEM_QUERY_PARAM)
+    return int(value) if value and value.isdigit() else None
+
+
+def show_explorer_item(feedback_id: int | None) -> None:
+    """Point the address at a feedback item (or at none)."""
+    _write(ITEM_QUERY_PARAM, feedback_id)
+
+
+def compare_run() -> str | None:
+    """The comparison the address names, if any."""
+    return _read(RUN_QUERY_PARAM)
+
+
+def compare_section() -> str | None:
+    """The Compare section the address names, if any."""
+    return _read(VIEW_QUERY_PARAM)
+
+
+def show_compare(*, run_id: str | None = None, section: str | None = None) -> None:
+    """Point the address at one comparison, or one section, or (neither) a new comparison."""
+    st.query_params.clear()
+    _write(RUN_QUERY_PARAM, run_id)
+    _write(VIEW_QUERY_PARAM, section)
+
+
+def notebook() -> str | None:
+    """The notebook the address names (an id or ``starter-<key>``), if any."""
+    return _read(NOTEBOOK_QUERY_PARAM)
+
+
+def show_notebook(key: str | None) -> None:
+    """Point the address at a notebook (or at none)."""
+    _write(NOTEBOOK_QUERY_PARAM, key)

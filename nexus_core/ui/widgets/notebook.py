@@ -1,0 +1,51 @@
+"""The open notebook as the Workbench's views share it: what is on screen, how an edit is saved,
+and where a change's outcome is reported.
+
+Every edit of one's own notebook is saved at once (``change_cells``) from a widget callback run
+through ``notices.act`` with ``key=NOTICE``, so a refused change is the next run's notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from nexus_core.users import UserView
+from nexus_core.workbench.cells import Cell
+from nexus_core.workbench.notebooks import NotebookService
+
+NOTICE = "nexus_wb_notice"
+
+
+@dataclass(frozen=True)
+class OpenNotebook:
+    """The notebook on screen: one of the viewer's, one shared with them, or a starter."""
+
+    key: str  # the URL value; also part of every widget key of the notebook
+    title: str
+    cells: list[Cell]
+    editable: bool
+    notebook_id: int | None
+    shared: bool
+    owner_name: str
+    description: str = ""
+
+
+def change_cells(
+    service: NotebookService,
+    user: UserView,
+    notebook: OpenNotebook,
+    change: Callable[[list[Cell]], list[Cell]],
+) -> None:
+    """Apply ``change`` to the stored cells (not the ones on screen) and save at once."""
+    assert notebook.notebook_id is not None
+    current = service.get(user, notebook.notebook_id)
+    service.save(user, notebook.notebook_id, current.title, change(list(current.cells)))
+
+
+def init_widget(key: str, value: object) -> None:
+    """Give a widget its stored value the first time it is drawn (later the widget owns it)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
