@@ -11,7 +11,7 @@ from nexus_core import audit
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ChatSession, Message
 from nexus_core.ops.events import EventName
-from nexus_core.ui import state
+from nexus_core.ui import links, state
 from tests.apptest import seen_text, signed_in_app
 
 PASSWORD = "correct-horse-1"
@@ -119,7 +119,7 @@ def test_a_bad_price_shows_its_message_and_adds_nothing(app_ctx: AppContext) -> 
 def test_a_member_over_a_hard_budget_is_refused_with_the_draft_kept(app_ctx: AppContext) -> None:
     session_id = spend(app_ctx, "mia", 6.0)
     app_ctx.budgets.set_budget("user", "mia", 5.0, hard=True)
-    at = signed_in_app("mia", query={state.SESSION_QUERY_PARAM: session_id})
+    at = signed_in_app("mia", query={links.SESSION_QUERY_PARAM: session_id})
     assert "monthly hard budget is 120 % used" in all_text(at)
 
     at.chat_input(key=state.CHAT_INPUT).set_value("Please keep this draft").run()

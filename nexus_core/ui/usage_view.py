@@ -3,8 +3,9 @@ cost and tokens by user, persona, model and channel; for admins the price table 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import polars as pl
 import streamlit as st
@@ -15,9 +16,9 @@ from nexus_core.cost.budgets import BudgetView
 from nexus_core.cost.prices import SIMULATED_NOTE
 from nexus_core.cost.usage import USAGE_KEYS, cache_share, per_reply, per_session, usage_report
 from nexus_core.ui import notices, show
-from nexus_core.ui.dashboard_view import event_store
 from nexus_core.users import UserView
 
+T = TypeVar("T")
 WINDOWS: Final = {"Last 24 hours": "24h", "Last 7 days": "7d", "Last 30 days": "30d"}
 NOTICE_KEY: Final = "usage_notice"
 KEY_LABELS: Final = {"user": "User", "persona": "Persona", "model": "Model", "channel": "Channel"}
@@ -28,7 +29,7 @@ def _report(
 ) -> dict[str, Any]:
     names = {u.id: u.username for u in ctx.users.list()}
     return usage_report(
-        event_store(ctx.settings),
+        ctx.event_store,
         window,
         datetime.now(UTC),
         by,
@@ -126,6 +127,14 @@ def organisation_usage(ctx: AppContext) -> None:
     _budget_lines(ctx.budgets.list_budgets())
 
 
+def _saved(action: Callable[[], T], success: Callable[[T], str]) -> bool:
+    """Run an admin change: its success is told after the rerun that shows it, its error now."""
+    if notices.act(action, success=success, key=NOTICE_KEY) is None:
+        notices.show(NOTICE_KEY)
+        return False
+    return True
+
+
 def prices_admin(ctx: AppContext, user: UserView) -> None:
     """The price table with its history, and a form for a new price version."""
     show.subheader("Prices (USD per million tokens)")
@@ -141,7 +150,7 @@ def prices_admin(ctx: AppContext, user: UserView) -> None:
         output_usd = cols[2].number_input("Output (and reasoning)", min_value=0.0, format="%.4f")
         start = st.date_input("Effective from (UTC)", value=datetime.now(UTC).date())
         if st.form_submit_button("Add price"):
-            added = notices.or_error(
+            added = _saved(
                 lambda: ctx.prices.set_price(
                     model,
                     input_usd=input_usd,
@@ -150,10 +159,10 @@ def prices_admin(ctx: AppContext, user: UserView) -> None:
                     effective_from=start,
                     actor=user.username,
                     actor_id=user.id,
-                )
+                ),
+                lambda price: f"Price for {price.model} added.",
             )
-            if added is not None:
-                notices.leave(NOTICE_KEY, f"Price for {added.model} added.")
+            if added:
                 st.rerun()
     prices = ctx.prices.list_prices()
     if prices:
@@ -188,13 +197,10 @@ def budgets_admin(ctx: AppContext, user: UserView) -> None:
         name = st.selectbox("Name", names, index=None, placeholder="Choose…")
         monthly = st.number_input("Monthly budget (USD)", min_value=0.0, step=1.0, format="%.2f")
         hard = st.checkbox("Hard: refuse new messages once spent (soft only warns)")
-        if st.form_submit_button("Set budget") and (
-            notices.or_error(
-                lambda: ctx.budgets.set_budget(
-                    scope, name or "", monthly, hard=hard, actor=user.username, actor_id=user.id
-                )
-            )
-            is not None
+        if st.form_submit_button("Set budget") and _saved(
+            lambda: ctx.budgets.set_budget(
+                scope, name or "", monthly, hard=hard, actor=user.username, actor_id=user.id
+            ),
+            lambda _budget: f"Budget for {name} set.",
         ):
-            notices.leave(NOTICE_KEY, f"Budget for {name} set.")
             st.rerun()
