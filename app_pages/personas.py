@@ -22,6 +22,6 @@ else:
     st.caption("The personas you can chat with. Admins create and edit them.")
     browse, history = st.tabs(["Browse", "History"])
 with browse:
-    persona_view.persona_cards(personas)
+    persona_view.persona_cards(personas, ctx.budgets.by_target("persona"))
 with history:
     persona_view.version_history(ctx, personas)

@@ -14,7 +14,7 @@ st.caption(
 )
 notices.show(state.ADMIN_NOTICE)
 users = ctx.users.list()
-admin_view.users_table(users)
+admin_view.users_table(users, ctx.budgets.by_target("user"))
 create, change = st.columns(2, gap="large")
 with create:
     admin_view.create_user_form(ctx, user)

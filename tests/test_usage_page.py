@@ -153,3 +153,20 @@ def test_my_usage_shows_my_cost_and_the_organisation_view_is_for_analysts(
     frames = [f.value for f in analyst.dataframe]
     org = frames[-1]
     assert sorted(zip(org["User"], org["Cost (USD)"], strict=True)) == [("ana", 1.5), ("mia", 0.25)]
+
+
+def test_budgets_and_spend_show_on_the_users_and_personas_pages(app_ctx: AppContext) -> None:
+    spend(app_ctx, "mia", 6.0)
+    app_ctx.budgets.set_budget("user", "mia", 5.0, hard=True)
+    app_ctx.budgets.set_budget("persona", "Nexus Assistant", 20.0)
+
+    users = signed_in_app("ada", page="users")
+    assert not users.exception
+    table = users.dataframe[0].value
+    budgets = dict(zip(table["Username"], table["Budget"], strict=True))
+    assert budgets["mia"] == "$6.00 of $5.00 this month (120 %), hard"
+    assert budgets["ana"] == "—"
+
+    personas = signed_in_app("mia", page="personas")
+    assert not personas.exception
+    assert "Budget: $6.00 of $20.00 this month (30 %), soft" in all_text(personas)

@@ -66,6 +66,14 @@ class BudgetView:
             f"{self.target_name}'s" if self.scope == "user" else f"the {self.target_name} persona's"
         )
 
+    def summary(self) -> str:
+        """``$1.20 of $5.00 this month (24 %), hard`` — for tables and cards."""
+        kind = "hard" if self.hard else "soft"
+        return (
+            f"${self.spent_usd:,.2f} of ${self.monthly_usd:,.2f} this month "
+            f"({self.percent:.0f} %), {kind}"
+        )
+
     def notice(self) -> str:
         """What the chat says at 80 % and more."""
         kind = "hard" if self.hard else "soft"
@@ -204,6 +212,10 @@ class BudgetService:
         with self.db.transaction() as conn:
             views = self._views(conn, select(Budget.__table__), now or datetime.now(UTC))
         return sorted(views, key=lambda b: (b.scope != "user", b.target_name.lower()))
+
+    def by_target(self, scope: str) -> dict[int, BudgetView]:
+        """The budgets of every user (or persona), by its id, with this month's spend."""
+        return {b.target_id: b for b in self.list_budgets() if b.scope == scope}
 
     def get(self, budget_id: int, now: datetime | None = None) -> BudgetView:
         with self.db.transaction() as conn:

@@ -14,6 +14,7 @@ from datetime import datetime
 import streamlit as st
 
 from nexus_core.app_context import AppContext
+from nexus_core.cost.budgets import BudgetView
 from nexus_core.ui import notices, show, state
 from nexus_core.users import KNOWN_FEATURES, ROLE_PAGES, UserView
 
@@ -54,8 +55,9 @@ def _status(user: UserView) -> str:
     return "must change password" if user.must_change_password else "active"
 
 
-def users_table(users: list[UserView]) -> None:
-    """Every account with its role, status, last sign-in and feature flags."""
+def users_table(users: list[UserView], budgets: dict[int, BudgetView] | None = None) -> None:
+    """Every account with its role, status, last sign-in, monthly budget and feature flags."""
+    budgets = budgets or {}
     rows = [
         {
             "Username": u.username,
@@ -63,6 +65,7 @@ def users_table(users: list[UserView]) -> None:
             "Role": u.role,
             "Status": _status(u),
             "Last sign-in": _when(u.last_login_at),
+            "Budget": budgets[u.id].summary() if u.id in budgets else "—",
             **{name: bool(u.features.get(name, False)) for name in KNOWN_FEATURES},
         }
         for u in users

@@ -7,6 +7,7 @@ import streamlit as st
 
 from nexus_core.ai.preview import SAMPLE_PROMPT, preview_reply
 from nexus_core.app_context import AppContext
+from nexus_core.cost.budgets import BudgetView
 from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaView, instruction_diff
 from nexus_core.ui import notices, show, state
 from nexus_core.ui.show import plain
@@ -37,8 +38,11 @@ DEFAULTS = {
 }
 
 
-def persona_cards(personas: list[PersonaView]) -> None:
-    """A card per persona: avatar, name, description, version and instruction."""
+def persona_cards(
+    personas: list[PersonaView], budgets: dict[int, BudgetView] | None = None
+) -> None:
+    """A card per persona: avatar, name, description, version, budget and instruction."""
+    budgets = budgets or {}
     columns = st.columns(CARD_COLUMNS)
     for index, persona in enumerate(personas):
         with columns[index % CARD_COLUMNS].container(border=True):
@@ -46,6 +50,8 @@ def persona_cards(personas: list[PersonaView]) -> None:
             show.caption(persona.description or "No description.")
             model = persona.model or "default model"
             show.caption(f"v{persona.version} · {model} · temperature {persona.temperature:g}")
+            if persona.id in budgets:
+                show.caption(f"Budget: {budgets[persona.id].summary()}")
             with st.expander("System instruction"):
                 st.text(persona.system_instruction)
 

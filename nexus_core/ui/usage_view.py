@@ -87,12 +87,8 @@ def _tiles(total: dict[str, Any]) -> None:
 
 def _budget_lines(budgets: list[BudgetView]) -> None:
     for budget in budgets:
-        kind = "hard (stops new messages)" if budget.hard else "soft (warns)"
-        show.text(
-            f"{budget.owner.capitalize()} budget: ${budget.spent_usd:,.2f} of "
-            f"${budget.monthly_usd:,.2f} this month ({budget.percent:.0f} %), {kind}; resets "
-            f"{budget.resets_at:%Y-%m-%d}."
-        )
+        what = "stops new messages" if budget.hard else "warns"
+        show.text(f"{budget.owner.capitalize()} budget ({what}): {budget.summary()}.")
         st.progress(min(budget.percent / 100, 1.0))
 
 
