@@ -31,6 +31,7 @@ KPI_LABELS = {
     "Cost per 1k replies",
     "Unpriced replies",
 }
+SYNTHETIC_LABELS = {"Synthetic jobs", "Failed jobs", "Request success", "Cost"}
 REPLY_COST_USD = 0.002  # each Nexus Assistant reply; Code Reviewer's model has no price
 
 
@@ -106,7 +107,8 @@ def test_an_admin_sees_kpis_charts_and_the_feedback_panel(app_ctx: AppContext) -
     assert not at.exception
     assert "📈 Dashboard" in [t.value for t in at.title]
     tiles = {m.label: m for m in at.metric}
-    assert set(tiles) == KPI_LABELS
+    assert set(tiles) == KPI_LABELS | SYNTHETIC_LABELS
+    assert tiles["Synthetic jobs"].value == "0"
     assert tiles["Requests/min"].value == f"{296 / 60:,.2f}"
     assert tiles["Failures/min"].value == f"{1 / 60:,.2f}"
     assert tiles["Success rate (objective 99.5%)"].value == f"{100 * 295 / 296:.2f} %"
@@ -143,7 +145,7 @@ def test_the_window_selector_and_auto_refresh_toggle_rerender(app_ctx: AppContex
     at.radio(key=dashboard_view.WINDOW_PICK).set_value("24h").run()
     assert not at.exception
     assert at.radio(key=dashboard_view.WINDOW_PICK).value == "24h"
-    assert {m.label for m in at.metric} == KPI_LABELS
+    assert {m.label for m in at.metric} == KPI_LABELS | SYNTHETIC_LABELS
     # The same 296 requests, now spread over a day's minutes.
     assert {m.label: m.value for m in at.metric}["Requests/min"] == f"{296 / (24 * 60):,.2f}"
     assert len(at.get("plotly_chart")) >= 5
@@ -174,3 +176,39 @@ def test_a_member_opening_the_page_script_directly_is_refused(app_ctx: AppContex
     at.run()
     assert [e.value for e in at.error] == [ACCESS_DENIED]
     assert not at.metric and not at.get("plotly_chart")
+
+
+def log_failing_test_set(ctx: AppContext, jobs: int = 30) -> None:
+    """A test-set run against a broken model in the last five minutes: every request fails."""
+    clock = Clock()
+    now = clock.at
+    with ApiEventLogger(ctx.settings.event_log_path, clock=clock) as log:
+        for k in range(jobs):
+            clock.at = now - timedelta(seconds=290 - 9 * k)
+            run = {"run_id": "run-broken"}
+            request_id = str(uuid.uuid4())
+            log.emit(EventName.REQUEST_START, request_id=request_id, persona="Tester", **run)
+            log.emit(EventName.REQUEST_FAILURE, request_id=request_id, error_type="http_500", **run)
+            log.emit(EventName.JOB_FAILURE, job_id=request_id, attempts=4, error_type="x", **run)
+
+
+def test_a_failing_test_set_run_is_left_out_of_the_slos_and_shown_apart(
+    app_ctx: AppContext,
+) -> None:
+    log_traffic(app_ctx)
+    log_failing_test_set(app_ctx)
+    at = open_dashboard("admin")
+    assert not at.exception
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Requests/min"] == f"{296 / 60:,.2f}"  # the test set is not in it
+    assert tiles["Success rate (objective 99.5%)"] == f"{100 * 295 / 296:.2f} %"
+    assert not at.error  # no page banner for a test run
+    assert (tiles["Synthetic jobs"], tiles["Failed jobs"]) == ("30", "30")
+    assert any("User traffic:" in c.value for c in at.caption)
+
+    at.radio(key=dashboard_view.TRAFFIC_PICK).set_value("all").run()
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Requests/min"] == f"{(296 + 30) / 60:,.2f}"
+    assert "Synthetic jobs" not in tiles
+    assert any("All traffic:" in c.value for c in at.caption)
+    assert any("page" in e.value.lower() or "burn" in e.value.lower() for e in at.error)

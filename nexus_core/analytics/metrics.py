@@ -31,7 +31,14 @@ from nexus_core.analytics.slo import LATENCY, slo_report
 from nexus_core.analytics.windows import format_window, parse_window, window_bounds
 from nexus_core.ops.events import format_ts
 
-__all__ = ["SUMMARY_SQL", "compute_metrics", "parse_window", "summary", "timeseries"]
+__all__ = [
+    "SUMMARY_SQL",
+    "compute_metrics",
+    "parse_window",
+    "summary",
+    "timeseries",
+    "traffic_summary",
+]
 
 PERCENTILES: Final = (50, 90, 95, 99)
 _QUANTILES: Final = "[" + ", ".join(str(p / 100) for p in PERCENTILES) + "]"
@@ -87,6 +94,27 @@ def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) 
     for p in PERCENTILES:
         result[f"ttft_p{p}_ms"] = _percentile(row["ttft"], p)
     return result
+
+
+def traffic_summary(
+    source: EventStore | EventSnapshot, window: timedelta | str, now: datetime, traffic: str
+) -> dict[str, Any]:
+    """One kind of traffic's volume, failures and cost over the window (no SLO maths): the
+    dashboard's small panel for the traffic it does not show."""
+    if isinstance(window, str):
+        window = parse_window(window)
+    snapshot = snapshot_of(source).of_traffic(traffic)
+    start, end = window_bounds(window, now)
+    numbers = summary(snapshot, start, end)
+    return {
+        "traffic": traffic,
+        "requests": numbers["requests"],
+        "failures": numbers["failures"],
+        "success_rate": numbers["success_rate"],
+        "jobs_succeeded": numbers["jobs_succeeded"],
+        "jobs_failed": numbers["jobs_failed"],
+        "cost": _cost(snapshot.records(COST_SQL, start, end)[0]),
+    }
 
 
 def _cost(row: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import streamlit as st
 
 from nexus_core.analytics import dashboard_charts as charts
 from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
-from nexus_core.analytics.metrics import compute_metrics
+from nexus_core.analytics.metrics import compute_metrics, traffic_summary
 from nexus_core.analytics.slo import (
     LATENCY,
     LATENCY_TARGET_MS,
@@ -42,6 +42,14 @@ AUTO_REFRESH: Final = "nexus_dashboard_auto_refresh"
 WINDOWS: Final = ("60m", "6h", "24h", "7d", "30d")
 WINDOW_LABELS: Final = {"60m": "60 min", "6h": "6 h", "24h": "24 h", "7d": "7 d", "30d": "30 d"}
 DEFAULT_WINDOW: Final = "60m"
+TRAFFIC_PICK: Final = "nexus_dashboard_traffic"
+TRAFFIC_LABELS: Final = {"user": "Users", "synthetic": "Synthetic (tests)", "all": "All"}
+TRAFFIC_NOTES: Final = {
+    "user": "User traffic: comparisons and test sets are left out of every number and alert "
+    "below (they have their own panel at the end).",
+    "synthetic": "Synthetic traffic only: comparisons and test sets, which no user waited for.",
+    "all": "All traffic: user traffic and comparisons and test sets together.",
+}
 REFRESH_SECONDS: Final = 30
 FEEDBACK_DAYS: Final = 7
 INCIDENT_PRIORITIES: Final = ("high", "critical")
@@ -63,7 +71,7 @@ def nothing_logged(settings: Settings) -> bool:
 
 def dashboard(ctx: AppContext, user: UserView) -> None:
     """The whole dashboard: controls, then the data part (auto-refreshing when asked)."""
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left, middle, right = st.columns([3, 2, 1], vertical_alignment="bottom")
     window_label = left.radio(
         "Window",
         WINDOWS,
@@ -72,37 +80,61 @@ def dashboard(ctx: AppContext, user: UserView) -> None:
         horizontal=True,
         key=WINDOW_PICK,
     )
+    traffic = middle.radio(
+        "Traffic",
+        list(TRAFFIC_LABELS),
+        format_func=TRAFFIC_LABELS.__getitem__,
+        horizontal=True,
+        key=TRAFFIC_PICK,
+    )
     auto = right.toggle(
         "Auto-refresh", value=True, key=AUTO_REFRESH, help=f"Every {REFRESH_SECONDS} s"
     )
-    data = partial(_data_part, ctx, user, window_label or DEFAULT_WINDOW)
+    data = partial(_data_part, ctx, user, window_label or DEFAULT_WINDOW, traffic or "user")
     follow(ctx, data, running=auto, every_seconds=REFRESH_SECONDS)
 
 
-def _data_part(ctx: AppContext, user: UserView, window_label: str) -> bool:
+def _data_part(ctx: AppContext, user: UserView, window_label: str, traffic: str) -> bool:
     """The numbers, charts and feedback; always worth refreshing (the log keeps growing)."""
-    _numbers(ctx, user, window_label)
+    _numbers(ctx, user, window_label, traffic)
     return True
 
 
-def _numbers(ctx: AppContext, user: UserView, window_label: str) -> None:
+def _numbers(ctx: AppContext, user: UserView, window_label: str, traffic: str) -> None:
     now = datetime.now(UTC)
-    st.caption(f"Last updated {now:%H:%M:%S} UTC")
+    st.caption(f"Last updated {now:%H:%M:%S} UTC · {TRAFFIC_NOTES[traffic]}")
     if nothing_logged(ctx.settings):
         st.info(EMPTY_STATE, icon="👋")
         feedback_panel(ctx, user, now)
         return
     window = parse_window(window_label)
-    snapshot = ctx.event_store.refresh()
-    current = compute_metrics(snapshot, window, now)
-    previous = compute_metrics(snapshot, window, now - window)
+    snapshot = ctx.event_store.refresh().of_traffic(traffic)
+    current = compute_metrics(snapshot, window, now, traffic=traffic)
+    previous = compute_metrics(snapshot, window, now - window, traffic=traffic)
     alert_banner(current["slo"]["alerts"])
     kpi_tiles(current, previous, window)
     cost_tiles(current["cost"])
     if current["requests"] == 0:
         st.info(f"No requests in the last {WINDOW_LABELS[window_label]}; try a longer window.")
     _charts(snapshot, window, now, current["cost_by_persona"])
+    if traffic == "user":
+        synthetic_panel(traffic_summary(snapshot, window, now, "synthetic"), window_label)
     feedback_panel(ctx, user, now)
+
+
+def synthetic_panel(numbers: dict[str, Any], window_label: str) -> None:
+    """Comparisons and test sets, outside the SLOs but in sight: a broken run still shows."""
+    st.subheader("Synthetic traffic")
+    show.caption(
+        f"Comparisons and test sets in the last {WINDOW_LABELS[window_label]}: no user waited "
+        "for them, so they are left out of the numbers above."
+    )
+    cols = st.columns(4)
+    jobs = numbers["jobs_succeeded"] + numbers["jobs_failed"]
+    cols[0].metric("Synthetic jobs", f"{jobs:,}")
+    cols[1].metric("Failed jobs", f"{numbers['jobs_failed']:,}")
+    cols[2].metric("Request success", _fmt(_pct(numbers["success_rate"]), "{:.2f} %"))
+    cols[3].metric("Cost", f"${numbers['cost']['cost_usd']:,.4f}")
 
 
 def alert_banner(alerts: dict[str, Any]) -> None:
