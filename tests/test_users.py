@@ -98,7 +98,8 @@ def test_unknown_feature_names_are_an_error_not_false(users: UserService) -> Non
 
 def test_roles_see_their_pages_only() -> None:
     # Everyone browses personas; only admins may change them (the service checks the actor).
-    assert pages_for_role("member") == ("chat", "compare", "feedback", "personas")
+    assert pages_for_role("member") == ("chat", "compare", "feedback", "personas", "usage")
+    assert "usage" in pages_for_role("analyst") and "usage" in pages_for_role("admin")
     assert "workbench" in pages_for_role("analyst") and "personas" in pages_for_role("analyst")
     admin_only = {"dashboard", "audit", "users"}
     assert not admin_only & set(pages_for_role("analyst") + pages_for_role("member"))
