@@ -451,3 +451,30 @@ def test_budgets_are_checked_and_listed_with_their_spend(
         2026, 12, 1, tzinfo=UTC
     )
     assert next_month(datetime(2026, 12, 31, 23, 0, tzinfo=UTC)) == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_a_retry_under_a_spent_hard_budget_is_refused_and_logged(
+    db: Database,
+    worker: ResponseWorker,
+    people: tuple[UserView, UserView],
+    gemini_server: FakeGeminiServer,
+    settings: Settings,
+) -> None:
+    mia = people[0]
+    set_price(db)
+    chat = ChatService(db)
+    session = chat.create_session(mia, "Costly")
+    gemini_server.enqueue(status=400, error_message="bad request")  # permanent: no retries
+    failed = worker.wait(worker.ask(chat, session.public_id, mia, "Fails")[1], timeout=30)
+    assert failed.status == "failed"
+    gemini_server.enqueue(text="Costly.", usage=USAGE)
+    send(db, worker, mia)
+    BudgetService(db).set_budget("user", "mia", 0.001, hard=True)
+    asked = len(gemini_server.requests)
+
+    with pytest.raises(BudgetExceeded, match="is spent"):
+        worker.retry(failed.id, mia)
+
+    assert len(gemini_server.requests) == asked
+    events = (settings.data_dir / "logs" / "api_events.log").read_text()
+    assert events.count('"budget_refused"') == 1

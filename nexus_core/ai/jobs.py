@@ -161,8 +161,9 @@ class ResponseWorker:
             ]
 
     @contextmanager
-    def _refusals(self, user: UserView, channel: str) -> Iterator[None]:
-        """Log a budget refusal as a ``budget_refused`` event, then let it reach the caller."""
+    def _refusals(self, user: UserView, channel: str | None) -> Iterator[None]:
+        """Log a budget refusal as a ``budget_refused`` event (``channel`` None: a retry, on the
+        failed job's channel), then let it reach the caller."""
         try:
             yield
         except BudgetExceeded as refused:
@@ -176,8 +177,10 @@ class ResponseWorker:
         return [self._submit(job, user.id, lane) for job in jobs]
 
     def retry(self, job_id: str, user: UserView, *, lane: str = CHAT_LANE) -> str:
-        """Answer the same user message again after a failed job (no duplicate message)."""
-        created = self.store.create(0, user, self.provider.name, retry_of=job_id)
+        """Answer the same user message again after a failed job (no duplicate message), on the
+        failed job's channel."""
+        with self._refusals(user, None):
+            created = self.store.create(0, user, self.provider.name, retry_of=job_id)
         return self._submit(created, user.id, lane)
 
     def _submit(self, job: NewJob, user_id: int, lane: str) -> str:
