@@ -22,6 +22,9 @@ from nexus_core.cost.budgets import BudgetService
 from nexus_core.cost.prices import PriceService
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import upgrade_to_head
+from nexus_core.eval.freeze import FreezeService
+from nexus_core.eval.runs import LANE_WORKERS as EVAL_LANE_WORKERS
+from nexus_core.eval.runs import EvalService
 from nexus_core.feedback import FeedbackService
 from nexus_core.feedback.triage import TriageService
 from nexus_core.ops.events import ApiEventLogger, EventSink
@@ -151,7 +154,7 @@ class AppContext:
             self.provider,
             self.events,
             providers=self.providers,
-            lanes=LANE_WORKERS,
+            lanes=LANE_WORKERS | EVAL_LANE_WORKERS,
             retry_base_seconds=self.settings.retry_base_seconds,
             budget_chars=self.settings.context_budget_chars,
             max_workers=self.settings.worker_threads,
@@ -172,6 +175,16 @@ class AppContext:
     @cached_property
     def test_sets(self) -> TestSetService:
         return TestSetService(self.db, self.worker, env=self.settings.env)
+
+    @cached_property
+    def freezer(self) -> FreezeService:
+        return FreezeService(
+            self.db, self.test_sets, budget_chars=self.settings.context_budget_chars
+        )
+
+    @cached_property
+    def evals(self) -> EvalService:
+        return EvalService(self.db, self.worker, self.test_sets, env=self.settings.env)
 
     def init(self) -> InitReport:
         """Create or upgrade the schema, seed personas, make sure an admin exists."""

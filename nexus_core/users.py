@@ -38,13 +38,22 @@ KNOWN_FEATURES: dict[str, str] = {
 }
 
 # Pages that also need a feature flag on for the user (the menu leaves them out otherwise).
-PAGE_FEATURES: dict[str, str] = {"compare": "prompt_compare"}
+PAGE_FEATURES: dict[str, str] = {"compare": "prompt_compare", "evals": "prompt_compare"}
 
 # Which pages each role may open (the navigation registers only these). Everyone browses
 # personas; only admins may change them (PersonaService checks the actor).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
     "member": ("chat", "compare", "feedback", "personas", "usage"),
-    "analyst": ("chat", "compare", "feedback", "personas", "usage", "explorer", "workbench"),
+    "analyst": (
+        "chat",
+        "compare",
+        "feedback",
+        "personas",
+        "usage",
+        "explorer",
+        "workbench",
+        "evals",
+    ),
     "admin": (
         "chat",
         "compare",
@@ -53,6 +62,7 @@ ROLE_PAGES: dict[str, tuple[str, ...]] = {
         "usage",
         "explorer",
         "workbench",
+        "evals",
         "dashboard",
         "audit",
         "users",

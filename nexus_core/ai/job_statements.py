@@ -65,9 +65,9 @@ MESSAGE_TO_ANSWER = (
 _earlier = aliased(AiJob)
 
 # Everything a job needs to start, in one row: the session (with its run and its overrides of
-# provider, model and temperature), the persona at the session's version (``version_id`` is None
-# when that version is not stored: the persona's own columns hold it), when the user asked, and
-# whether this job retries an earlier one for the same message.
+# provider, model, temperature and system instruction), the persona at the session's version
+# (``version_id`` is None when that version is not stored: the persona's own columns hold it),
+# when the user asked, and whether this job retries an earlier one for the same message.
 JOB_TO_START = (
     select(
         AiJob.user_message_id,
@@ -81,6 +81,7 @@ JOB_TO_START = (
         ChatSession.provider.label("provider_override"),
         ChatSession.model.label("model_override"),
         ChatSession.temperature.label("temperature_override"),
+        ChatSession.instruction.label("instruction_override"),
         Persona.id.label("persona_id"),
         Persona.name,
         Persona.active,

@@ -93,15 +93,18 @@ def job_view(row: Row[Any]) -> JobView:
 
 
 def persona_view(row: Row[Any]) -> PersonaView:
-    """The persona of a ``JOB_TO_START`` row at the session's version."""
+    """The persona of a ``JOB_TO_START`` row at the session's version (with the session's own
+    system instruction, when it sets one: an eval judge's)."""
     prefix = "version_" if row.version_id is not None else ""
-    fields = row._mapping
+    fields = {name: row._mapping[prefix + name] for name in PERSONA_FIELDS}
+    if row.instruction_override is not None:
+        fields["system_instruction"] = row.instruction_override
     return PersonaView(
         id=row.persona_id,
         name=row.name,
         version=row.persona_version,
         active=row.active,
-        **{name: fields[prefix + name] for name in PERSONA_FIELDS},
+        **fields,
     )
 
 

@@ -3,11 +3,18 @@
 The answer is a pure function of the system instruction and the last user message (through a
 SHA-256 digest), so tests and demos are repeatable; only the injected ``random`` decides the
 simulated 503s, and only the injected ``sleep`` spends time.
+
+It also judges offline. A system instruction holding ``JUDGE_TAG`` asks for a pairwise verdict on
+the two replies between the ``REPLY_A`` / ``REPLY_B`` markers of the message (see
+``nexus_core.eval.judge``); the simulated judge scores each reply from its digest alone and picks
+the higher score, calls equal scores a tie, and — like real judges — favours the reply shown first
+when the scores are within ``CLOSE_CALL`` of each other, so swapping the order can change its mind.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Generator
@@ -56,6 +63,11 @@ ACTIONS = (
     "try the simplest option first and measure the result",
     "sketch two alternatives and keep the one that is easier to undo",
 )
+JUDGE_TAG = "[nexus pairwise judge]"
+REPLY_A = ("<reply_a>", "</reply_a>")
+REPLY_B = ("<reply_b>", "</reply_b>")
+JUDGE_SCORES = 10  # a reply's simulated quality is 0–9
+CLOSE_CALL = 1  # scores this close: the reply shown first wins (position bias)
 _WORD = re.compile(r"\S+\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
 _YOU_ARE = re.compile(r"^(you are|you're)\s+", re.IGNORECASE)
@@ -117,7 +129,7 @@ class SimulatedProvider:
                 status_code=503,
                 error_type="http_503",
             )
-        words = _WORD.findall(compose_answer(request.system_instruction, _last_user_text(request)))
+        words = _WORD.findall(_answer(request))
         finish_reason = FINISHED
         if request.max_output_tokens is not None:
             budget = request.max_output_tokens * CHARS_PER_TOKEN
@@ -174,6 +186,28 @@ def compose_answer(system_instruction: str, user_message: str) -> str:
     return "\n".join(lines)
 
 
+def compose_verdict(judge_prompt: str) -> str:
+    """The simulated judge's JSON verdict on the replies marked in ``judge_prompt``."""
+    first, second = _between(judge_prompt, REPLY_A), _between(judge_prompt, REPLY_B)
+    score_a, score_b = judge_score(first), judge_score(second)
+    if score_a == score_b:
+        winner = "tie"
+    elif abs(score_a - score_b) <= CLOSE_CALL:
+        winner = "A"
+    else:
+        winner = "A" if score_a > score_b else "B"
+    reason = (
+        f"Reply A scores {score_a}/{JUDGE_SCORES - 1} and reply B {score_b}/{JUDGE_SCORES - 1} "
+        "on helpfulness, correctness, following the instruction and safety (simulated judge)."
+    )
+    return json.dumps({"winner": winner, "reason": reason})
+
+
+def judge_score(reply: str) -> int:
+    """The simulated quality of a reply, 0–9: a pure function of its text."""
+    return hashlib.sha256(reply.strip().encode()).digest()[0] % JUDGE_SCORES
+
+
 def key_words(message: str) -> list[str]:
     """Up to ``MAX_KEYWORDS`` distinctive words of a message, in order of first appearance."""
     seen: list[str] = []
@@ -200,6 +234,18 @@ def _persona_voice(system_instruction: str) -> str:
     if role != sentence:
         return f"As {role},"
     return f"Following my brief (“{sentence}”),"
+
+
+def _answer(request: GenerationRequest) -> str:
+    if JUDGE_TAG in request.system_instruction:
+        return compose_verdict(_last_user_text(request))
+    return compose_answer(request.system_instruction, _last_user_text(request))
+
+
+def _between(text: str, markers: tuple[str, str]) -> str:
+    start, end = markers
+    _head, found, rest = text.partition(start)
+    return rest.partition(end)[0] if found else ""
 
 
 def _last_user_text(request: GenerationRequest) -> str:

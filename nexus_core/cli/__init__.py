@@ -30,6 +30,7 @@ from nexus_core.cli.cost import (
     cmd_prices_set,
     cmd_usage,
 )
+from nexus_core.cli.eval import add_eval_commands, cmd_eval_run, cmd_freeze
 from nexus_core.cli.sql import SQL_FORMATS, cmd_sql
 from nexus_core.db.models import ROLES
 from nexus_core.errors import DatabaseUnavailable, NexusError, ValidationError
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat_commands(sub)
     _add_operations_commands(sub)
     add_cost_commands(sub)
+    add_eval_commands(sub)
     return parser
 
 
@@ -415,6 +417,9 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("usage", None): lambda ctx, args: cmd_usage(ctx, args, _parse_now(args.now)),
     ("budgets", "set"): cmd_budgets_set,
     ("budgets", "list"): cmd_budgets_list,
+    ("testsets", "freeze"): cmd_freeze,
+    ("eval", "freeze"): cmd_freeze,
+    ("eval", "run"): cmd_eval_run,
 }
 
 

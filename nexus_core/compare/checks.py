@@ -8,8 +8,11 @@ A test case is a prompt and up to ten checks. A check is one of
                      pattern says ``(?i)``
     max_latency_ms   the reply took at most this many milliseconds (exactly the limit passes)
 
-A reply that failed (no text) fails every check. Test sets are stored as JSON (``cases_to_json``)
-and typed into one text area in this form, one case per block, blocks separated by a line ``---``::
+A reply that failed (no text) fails every check. A case frozen from a real conversation also keeps
+the history before its prompt, the original reply (its baseline) and where it came from; the text
+form below shows only the prompt and checks (``TestSetService.update`` keeps the rest). Test sets
+are stored as JSON (``cases_to_json``) and typed into one text area in this form, one case per
+block, blocks separated by a line ``---``::
 
     What is your refund policy?
     contains: refund
@@ -30,6 +33,7 @@ pattern that backtracks catastrophically can still be slow on a long reply.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -38,6 +42,7 @@ from typing import Any, Final, Literal, cast
 
 import regex
 
+from nexus_core.ai.response import HistoryItem
 from nexus_core.errors import ValidationError
 
 CheckKind = Literal["contains", "not_contains", "regex", "max_latency_ms"]
@@ -63,6 +68,7 @@ CHECK_LINE: Final = re.compile(
     re.IGNORECASE,
 )
 LINE_BREAKS: Final = ("\r", "\n")
+HISTORY_ROLES: Final = ("user", "assistant")
 
 
 @dataclass(frozen=True)
@@ -114,16 +120,72 @@ class CheckOutcome:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The reply a frozen case was first given: what a new version's reply is judged against."""
+
+    text: str
+    message_id: int | None = None
+    model: str | None = None
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The baseline as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Baseline:
+        """A baseline from its JSON form; raises ``ValidationError`` when it is malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            raise ValidationError("A case's baseline must be an object with the reply's text.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a frozen case came from: the conversation, the user message, the persona version."""
+
+    session_id: str
+    message_id: int
+    persona: str
+    persona_version: int
+    user_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The origin as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Origin:
+        """An origin from its JSON form; raises ``ValidationError`` when it is malformed."""
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValidationError("A case's origin is malformed.") from exc
+
+
+@dataclass(frozen=True)
 class TestCase:
-    """One prompt of a test set and the checks its replies must pass."""
+    """One prompt of a test set and the checks its replies must pass.
+
+    A case frozen from a real conversation (``nexus_core.eval.freeze``) also holds the history
+    before the prompt as the model saw it, the original reply (``baseline``) and its ``origin``.
+    """
 
     __test__ = False  # tells pytest this is not a test class, despite its name
 
     prompt: str
     checks: tuple[Check, ...] = ()
+    history: tuple[HistoryItem, ...] = ()
+    baseline: Baseline | None = None
+    origin: Origin | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checks", tuple(self.checks))
+        object.__setattr__(self, "history", tuple(HistoryItem(*item) for item in self.history))
+        if any(item.role not in HISTORY_ROLES for item in self.history):
+            raise ValidationError("A case's history holds only user and assistant messages.")
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValidationError("A test case needs a prompt.")
         if len(self.prompt) > MAX_PROMPT_CHARS:
@@ -139,9 +201,24 @@ class TestCase:
         if not all(isinstance(check, Check) for check in self.checks):
             raise ValidationError("A test case's checks must be checks.")
 
+    @property
+    def frozen(self) -> bool:
+        """Whether the case was frozen from a real conversation (it has a baseline reply)."""
+        return self.baseline is not None
+
     def to_json(self) -> dict[str, Any]:
-        """The case as a JSON-ready dict."""
-        return {"prompt": self.prompt, "checks": [check.to_json() for check in self.checks]}
+        """The case as a JSON-ready dict (the frozen context only when there is one)."""
+        data: dict[str, Any] = {
+            "prompt": self.prompt,
+            "checks": [check.to_json() for check in self.checks],
+        }
+        if self.history:
+            data["history"] = [item._asdict() for item in self.history]
+        if self.baseline is not None:
+            data["baseline"] = self.baseline.to_json()
+        if self.origin is not None:
+            data["origin"] = self.origin.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> TestCase:
@@ -152,7 +229,19 @@ class TestCase:
         if not isinstance(checks, list):
             raise ValidationError("A test case's checks must be a list.")
         prompt = cast(str, data.get("prompt"))  # __post_init__ refuses anything but text
-        return cls(prompt=prompt, checks=tuple(Check.from_json(check) for check in checks))
+        history = data.get("history", [])
+        if not isinstance(history, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("content"), str) for item in history
+        ):
+            raise ValidationError("A test case's history must be a list of messages.")
+        baseline, origin = data.get("baseline"), data.get("origin")
+        return cls(
+            prompt=prompt,
+            checks=tuple(Check.from_json(check) for check in checks),
+            history=tuple(HistoryItem(item.get("role", ""), item["content"]) for item in history),
+            baseline=None if baseline is None else Baseline.from_json(baseline),
+            origin=None if origin is None else Origin.from_json(origin),
+        )
 
 
 def evaluate(

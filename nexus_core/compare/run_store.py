@@ -143,12 +143,16 @@ class RunStore:
         lane: str,
         action: str,
         details: dict[str, Any],
+        extras: Sequence[object] = (),
     ) -> None:
-        """Store ``run`` (its ``id`` set) with everything it needs, then start its jobs."""
+        """Store ``run`` (its ``id`` set) with everything it needs, and the ``extras`` rows that
+        belong to it (an eval run's), then start its jobs."""
         by_position = {variant.position: variant for variant in variants}
         with self.db.session() as session:
             session.add(run)
             session.add_all(_variant_row(run.id, variant) for variant in variants)
+            session.flush()
+            session.add_all(extras)
             chats = [_hidden_session(user, run.id, by_position[s.position], s) for s in sessions]
             session.add_all(chats)
             session.flush()

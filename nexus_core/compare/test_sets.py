@@ -10,6 +10,7 @@ are matched.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,17 +119,20 @@ class TestSetService:
         name: str | None = None,
         cases: Sequence[TestCase] | None = None,
     ) -> TestSetView:
-        """Rename a test set and/or replace its cases (its owner only)."""
+        """Rename a test set and/or replace its cases (its owner only).
+
+        A new case with the prompt of a frozen case keeps that case's history, baseline and
+        origin (the text form shows only prompts and checks), see ``keep_frozen``."""
         require_feature(user, self.env)
         new_name = None if name is None else _clean_name(name)
-        new_cases = None if cases is None else _stored_cases(cases)
         try:
             with self.db.session() as session:
                 row = self._owned(session, user, test_set_id)
                 if new_name is not None:
                     row.name = new_name
-                if new_cases is not None:
-                    row.cases = new_cases
+                if cases is not None:
+                    kept = keep_frozen(cases_from_json(row.cases), cases)
+                    row.cases = _stored_cases(kept)
                 session.flush()
                 _audit(session, user, audit.TEST_SET_EDITED, row, cases=len(row.cases))
                 return _set_view(row)
@@ -183,7 +187,7 @@ class TestSetService:
             cases=cases_to_json(cases),
         )
         sessions = [
-            NewSession(variant.position, index, case.prompt)
+            NewSession(variant.position, index, case.prompt, case.history)
             for index, case in enumerate(cases)
             for variant in resolved
         ]
@@ -284,6 +288,28 @@ class TestSetService:
         if row.owner_id != user.id:
             raise ValidationError(OWNER_ONLY)
         return row
+
+
+def keep_frozen(old: Sequence[TestCase], new: Sequence[TestCase]) -> list[TestCase]:
+    """``new`` where a case without frozen context takes it from an unused frozen case of ``old``
+    with the same prompt (the first one, so repeated prompts pair up in order)."""
+    spare: dict[str, list[TestCase]] = {}
+    for item in old:
+        if item.frozen:
+            spare.setdefault(item.prompt, []).append(item)
+    kept = []
+    for item in new:
+        source = spare.get(item.prompt)
+        if item.frozen or not source:
+            kept.append(item)
+            continue
+        frozen = source.pop(0)
+        kept.append(
+            dataclasses.replace(
+                item, history=frozen.history, baseline=frozen.baseline, origin=frozen.origin
+            )
+        )
+    return kept
 
 
 def _clean_name(name: str) -> str:

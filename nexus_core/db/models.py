@@ -1,6 +1,7 @@
 """Typed SQLAlchemy 2.0 models: users and their sign-in sessions, personas (versioned), chat
 sessions, messages, AI jobs, feedback, workbench notebooks, prompt runs (comparisons, test sets) and
-the audit trail, internal notes on feedback. Every timestamp is UTC."""
+the audit trail, internal notes on feedback, evaluations (eval runs, their per-case verdicts, the
+judge's calibration against people's votes). Every timestamp is UTC."""
 
 from __future__ import annotations
 
@@ -31,7 +32,10 @@ JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
 FEEDBACK_CATEGORIES = ("bug", "performance", "ux", "content", "suggestion", "other")
 FEEDBACK_PRIORITIES = ("low", "medium", "high", "critical")
 FEEDBACK_STATUSES = ("open", "in_progress", "resolved", "closed")
-RUN_KINDS = ("compare", "test_set")
+RUN_KINDS = ("compare", "test_set", "eval")
+# An eval case's outcome: the new reply won, tied or lost against the baseline, or was not judged.
+EVAL_OUTCOMES = ("win", "tie", "loss", "unjudged")
+EVAL_STATUSES = ("replaying", "judging", "finished", "failed")
 CHANNELS = ("chat", "compare", "test_set", "eval", "cli")
 BUDGET_SCOPES = ("user", "persona")
 # Why a sign-in session ended: the user signed out, their password changed, or they were disabled.
@@ -159,7 +163,8 @@ class ChatSession(TimestampMixin, Base):
     A session with a ``run_id`` (a ``PromptRun``) is hidden: it holds one variant's answer in a
     comparison, or in one case of a test set, and never shows in the chat page. Its ``provider``,
     ``model`` and ``temperature`` override the app's provider and the persona's settings for its
-    replies (null: no override).
+    replies (null: no override); ``instruction`` replaces the persona's system instruction (an eval
+    judge's session).
     """
 
     __tablename__ = "chat_sessions"
@@ -185,6 +190,7 @@ class ChatSession(TimestampMixin, Base):
     provider: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(80))
     temperature: Mapped[float | None] = mapped_column(Float)
+    instruction: Mapped[str | None] = mapped_column(Text)
 
     persona: Mapped[Persona] = relationship()
     user: Mapped[User] = relationship()
@@ -317,7 +323,8 @@ class TestSet(TimestampMixin, Base):
 
 
 class PromptRun(Base):
-    """One comparison (a prompt sent to several variants) or one run of a test set."""
+    """One comparison (a prompt sent to several variants), one run of a test set, or one eval run
+    (a test set replayed and judged against its baselines, see ``EvalRun``)."""
 
     __tablename__ = "prompt_runs"
     __table_args__ = (
@@ -443,4 +450,78 @@ class BudgetCrossing(Base):
     budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
     month: Mapped[str] = mapped_column(String(7))  # YYYY-MM (UTC)
     percent: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class EvalRun(Base):
+    """What an eval run (a ``PromptRun`` of kind ``eval``) adds: its baseline, its judge, how far
+    it has got and its aggregate verdict.
+
+    Variant 0 of the run is the version under test; variants 1 and 2 are the judge asked with the
+    new reply shown first and second. ``baseline`` is null for the frozen original replies, else
+    the id of the run whose replies are the baseline. ``summary`` holds the aggregate
+    (``nexus_core.eval.runs``), ``calibration`` the blind-vote pairs judged along with the cases.
+    """
+
+    __tablename__ = "eval_runs"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("prompt_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    baseline: Mapped[str | None] = mapped_column(String(36))
+    judge_provider: Mapped[str] = mapped_column(String(32))
+    judge_model: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16), default="replaying")  # EVAL_STATUSES
+    error: Mapped[str | None] = mapped_column(Text)
+    calibration: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EvalVerdict(Base):
+    """The judged outcome of one case of an eval run, both orders' answers and the judge's reasons.
+
+    ``first`` and ``second`` are the judge's pick with the new reply shown first and second
+    (``new``, ``baseline``, ``tie``, or null when that call failed or was unreadable).
+    """
+
+    __tablename__ = "eval_verdicts"
+    __table_args__ = (UniqueConstraint("run_id", "case_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("prompt_runs.id", ondelete="CASCADE"))
+    case_index: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))  # EVAL_OUTCOMES
+    order_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    first: Mapped[str | None] = mapped_column(String(16))
+    second: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    passed: Mapped[bool] = mapped_column(Boolean, default=False)
+    baseline_passed: Mapped[bool | None] = mapped_column(Boolean)
+    failures: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+
+
+class JudgeCalibration(Base):
+    """A judge's verdict on one pair of replies of a blind comparison (positions ``first`` <
+    ``second``), kept so that its agreement with people's votes is computed without asking again.
+
+    ``judge`` names the judge (``provider · model``); ``verdict`` is ``first``, ``second``,
+    ``tie`` or ``none`` (a call failed).
+    """
+
+    __tablename__ = "judge_calibrations"
+    __table_args__ = (
+        UniqueConstraint(
+            "compare_run_id", "first", "second", "judge", name="uq_judge_calibrations_pair"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    compare_run_id: Mapped[str] = mapped_column(ForeignKey("prompt_runs.id", ondelete="CASCADE"))
+    first: Mapped[int] = mapped_column(Integer)
+    second: Mapped[int] = mapped_column(Integer)
+    judge: Mapped[str] = mapped_column(String(120))
+    verdict: Mapped[str] = mapped_column(String(16))
+    order_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    reasons: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

@@ -39,6 +39,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("usage", "usage.py", "Usage", "💰", "Workspace"),
     PageSpec("explorer", "explorer.py", "Feedback explorer", "🔎", "Product"),
     PageSpec("workbench", "workbench.py", "Workbench", "🧪", "Product"),
+    PageSpec("evals", "evals.py", "Evals", "🎯", "Product"),
     PageSpec("dashboard", "dashboard.py", "Dashboard", "📈", "Admin"),
     PageSpec("audit", "audit.py", "Audit", "🧾", "Admin"),
     PageSpec("users", "users.py", "Users", "👥", "Admin"),
