@@ -137,6 +137,9 @@ REVIEWED: dict[tuple[str, str, str], str] = {
     ("nexus_core/ui/audit_view.py", "audit_table", "LinkColumn"): (
         "the links are app paths built by target_link from quoted ids, shown as 'Open ↗'"
     ),
+    ("nexus_core/ui/dashboard_view.py", "synthetic_panel", "metric"): (
+        "constant labels; values are counts, a rate and a cost formatted here from numbers"
+    ),
     ("nexus_core/ui/dashboard_view.py", "kpi_tiles", "metric"): (
         "labels, values and deltas are formatted here from numbers and constant labels; the "
         "delta must stay unescaped for Streamlit to read its sign"

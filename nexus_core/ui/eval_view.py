@@ -4,6 +4,7 @@ traffic"."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
 import polars as pl
@@ -12,6 +13,7 @@ import streamlit as st
 from nexus_core.app_context import AppContext
 from nexus_core.eval.runs import EvalRunView, EvalSpec
 from nexus_core.ui import notices, show
+from nexus_core.ui.widgets.follow import follow
 from nexus_core.users import UserView
 
 POLL_SECONDS: Final = 2.0
@@ -23,7 +25,7 @@ DEFAULT_JUDGE: Final = "(the server's provider)"
 def start_form(ctx: AppContext, user: UserView) -> None:
     """Start an eval run of one of the user's test sets against a persona version."""
     notices.show(NOTICE_KEY)
-    sets = notices.or_error(lambda: ctx.test_sets.list(user)) or []
+    sets = notices.act(lambda: ctx.test_sets.list(user)) or []
     if not sets:
         show.info(
             "No test sets yet: freeze real conversations into one (`nexus testsets freeze`), "
@@ -47,21 +49,27 @@ def start_form(ctx: AppContext, user: UserView) -> None:
         judge_provider=None if judge == DEFAULT_JUDGE else str(judge),
         judge_model=model.strip() or None,
     )
-    started = notices.or_error(lambda: ctx.evals.start(user, spec))
+    started = notices.act(lambda: ctx.evals.start(user, spec))
     if started is not None:
         notices.leave(NOTICE_KEY, "Started: the replies are on their way; the verdict follows.")
         st.rerun()
 
 
-@st.fragment(run_every=POLL_SECONDS)
 def runs_table(ctx: AppContext, user: UserView) -> None:
-    """Every eval run the user may see, newest first, with its verdict; runs still going are
-    moved on at every refresh."""
-    runs = notices.or_error(lambda: ctx.evals.list_runs(user)) or []
+    """Every eval run the user may see, newest first, with its verdict; followed (redrawn, and
+    runs still going moved on) while any is unfinished."""
+    runs = notices.act(lambda: ctx.evals.list_runs(user)) or []
+    running = any(not r.finished for r in runs)
+    follow(ctx, partial(_runs_part, ctx, user), running=running, every_seconds=POLL_SECONDS)
+
+
+def _runs_part(ctx: AppContext, user: UserView) -> bool:
+    """Draw the runs; whether any is still going."""
+    runs = notices.act(lambda: ctx.evals.list_runs(user)) or []
     runs = [ctx.evals.advance(user, r.id) if not r.finished else r for r in runs]
     if not runs:
         show.caption("No eval runs yet.")
-        return
+        return False
     st.dataframe(pl.DataFrame([_row(run) for run in runs]), hide_index=True)
     show.caption(
         "Win rate counts a tie as half a win, with its 95% Wilson interval. Order-sensitive: "
@@ -69,14 +77,15 @@ def runs_table(ctx: AppContext, user: UserView) -> None:
         "often the judge agrees with people's blind votes on the Compare page (kappa corrects "
         "for chance; n pairs)."
     )
+    return any(not r.finished for r in runs)
 
 
 def _row(run: EvalRunView) -> dict[str, object]:
     row: dict[str, object] = {
         "Started": run.created_at.strftime("%Y-%m-%d %H:%M"),
-        "Test set": show.plain(run.test_set_name),
-        "Variant": show.plain(run.variant.label),
-        "Judge": show.plain(run.judge),
+        "Test set": run.test_set_name,  # dataframe cells are plain text
+        "Variant": run.variant.label,
+        "Judge": run.judge,
         "Status": run.status if run.error is None else f"failed: {run.error}",
     }
     summary = run.summary
