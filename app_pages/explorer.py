@@ -25,6 +25,7 @@ items_tab, charts_tab = st.tabs(["Items", "Charts"])
 with items_tab:
     selected = explorer_view.feedback_table(rows, page)
     explorer_view.bulk_actions(triage, user, selected)
+    explorer_view.freeze_selected(ctx, user, rows, selected)
     explorer_view.downloads(triage, user, filters, total)
 with charts_tab:
     explorer_view.charts(triage, user, filters, bucket)

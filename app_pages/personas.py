@@ -24,4 +24,4 @@ else:
 with browse:
     persona_view.persona_cards(personas, ctx.budgets.by_target("persona"))
 with history:
-    persona_view.version_history(ctx, personas)
+    persona_view.version_history(ctx, user, personas)

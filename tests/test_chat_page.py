@@ -3,18 +3,19 @@ analytics behind their flag, and the same "not found" for other people's session
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import streamlit as st
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
 from nexus_core.app_context import AppContext
 from nexus_core.chat import SESSION_NOT_FOUND
 from nexus_core.db.engine import Database
-from nexus_core.db.models import Feedback, Message, Persona, PersonaVersion
+from nexus_core.db.models import AiJob, Feedback, Message, Persona, PersonaVersion
 from nexus_core.errors import DatabaseUnavailable
 from nexus_core.ops.events import read_events
 from nexus_core.ops.incidents import ERROR_EVENT
@@ -55,6 +56,33 @@ def stored(ctx: AppContext) -> list[tuple[str, str]]:
         return [(m.role, m.content) for m in session.scalars(select(Message).order_by(Message.id))]
 
 
+ACTIVE_JOB_STATES = ("queued", "running", "retrying")
+SETTLE_SECONDS = 30.0
+
+
+def send(at: AppTest, ctx: AppContext, text: str) -> AppTest:
+    """Type ``text`` into the chat box and show the page once its reply job has ended."""
+    at.chat_input(key=state.CHAT_INPUT).set_value(text).run()
+    return settled(at, ctx)
+
+
+def settled(at: AppTest, ctx: AppContext) -> AppTest:
+    """Wait until no reply job is still going, then run the page again. The page streams a
+    reply its own worker makes and polls one it does not know with a self-refreshing fragment,
+    which AppTest does not rerun: the test waits for the condition (the jobs ended in the
+    database), never for a fixed time."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        with ctx.db.session() as session:
+            going = session.scalar(
+                select(func.count()).select_from(AiJob).where(AiJob.status.in_(ACTIVE_JOB_STATES))
+            )
+        if not going:
+            return at.run()
+        assert time.monotonic() < deadline, "a reply job never ended"
+        time.sleep(0.05)  # polling the database for the condition
+
+
 def new_session(ctx: AppContext, username: str, persona: str = "Nexus Assistant") -> str:
     return ctx.chat.create_session(ctx.users.get(username), persona).public_id
 
@@ -62,7 +90,7 @@ def new_session(ctx: AppContext, username: str, persona: str = "Nexus Assistant"
 def test_sending_a_message_stores_and_shows_the_reply(app_ctx: AppContext) -> None:
     at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
     assert "Model: Simulated model (offline)" in [seen_text(c.value) for c in at.caption]
-    at.chat_input(key=state.CHAT_INPUT).set_value("How do burn rates work?").run()
+    send(at, app_ctx, "How do burn rates work?")
     rows = stored(app_ctx)
     assert [r[0] for r in rows] == ["user", "assistant"]
     shown = bubbles(at)
@@ -91,13 +119,13 @@ def test_a_failed_reply_shows_an_error_bubble_and_retry_answers_the_same_message
     for _ in range(4):
         gemini_server.enqueue(status=503)
     at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
-    at.chat_input(key=state.CHAT_INPUT).set_value("Are you up?").run()
+    send(at, app_ctx, "Are you up?")
     assert [r[0] for r in stored(app_ctx)] == ["user", "error"]
     assert bubbles(at)[-1][0] == "error" and "503" in bubbles(at)[-1][1]
     gemini_server.enqueue(text="Up and running.")
     retry = [b for b in at.button if b.key and b.key.startswith(state.RETRY_PREFIX)]
     assert len(retry) == 1
-    retry[0].click().run()
+    settled(retry[0].click().run(), app_ctx)
     rows = stored(app_ctx)
     assert [r for r in rows if r[0] == "user"] == [("user", "Are you up?")]
     assert rows[-1] == ("assistant", "Up and running.")
@@ -107,7 +135,7 @@ def test_a_failed_reply_shows_an_error_bubble_and_retry_answers_the_same_message
 
 def test_thumbs_down_and_a_report_are_stored_as_feedback(app_ctx: AppContext) -> None:
     at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
-    at.chat_input(key=state.CHAT_INPUT).set_value("Summarise our SLOs").run()
+    send(at, app_ctx, "Summarise our SLOs")
     at.feedback[0].set_value(0).run()
     form_key = next(
         f.form_id for f in at.text_area if f.form_id.startswith(state.REPORT_FORM_PREFIX)
@@ -152,7 +180,7 @@ def test_renaming_a_chat_to_an_empty_title_says_why_and_keeps_the_old_title(
 def test_analytics_panels_follow_the_feature_flag(app_ctx: AppContext) -> None:
     session_id = new_session(app_ctx, "mia")
     at = chat_page(app_ctx, "mia", session_id)
-    at.chat_input(key=state.CHAT_INPUT).set_value("Hi").run()
+    send(at, app_ctx, "Hi")
     assert not at.tabs
     assert any("Pro session analytics" in c.value for c in at.caption)
     app_ctx.users.set_feature("mia", "pro_session_analytics", True)
@@ -201,7 +229,7 @@ def test_a_persona_whose_stored_avatar_is_a_file_name_still_chats_with_the_defau
         session.execute(update(Persona).values(avatar="app.py"))
         session.execute(update(PersonaVersion).values(avatar="app.py"))
     at = chat_page(app_ctx, "mia", new_session(app_ctx, "mia"))
-    at.chat_input(key=state.CHAT_INPUT).set_value("Still there?").run()
+    send(at, app_ctx, "Still there?")
     assert not at.exception
     assert [r[0] for r in stored(app_ctx)] == ["user", "assistant"]
     assert [m.avatar for m in at.chat_message if m.name == "assistant"] == ["🤖"]

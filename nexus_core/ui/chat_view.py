@@ -21,7 +21,7 @@ from nexus_core.personas import PersonaView
 from nexus_core.ui import links, notices, show, state
 from nexus_core.ui.widgets.follow import follow
 from nexus_core.ui.widgets.persona import persona_header, provider_label
-from nexus_core.users import UserView
+from nexus_core.users import UserView, pages_for
 
 USER_AVATAR = "🧑"
 ERROR_AVATAR = "⚠️"
@@ -156,7 +156,7 @@ def _reply_meta(message: MessageView) -> None:
 def _feedback_widgets(
     ctx: AppContext, user: UserView, message: MessageView, rating: int | None
 ) -> None:
-    left, right = st.columns([1, 5], vertical_alignment="center")
+    left, right, freeze = st.columns([1, 2, 3], vertical_alignment="center")
     with left:
         key = state.RATING_PREFIX + str(message.id)
         chosen = st.feedback("thumbs", key=key, default=rating)
@@ -177,6 +177,28 @@ def _feedback_widgets(
                     message_id=message.id,
                 ),
                 success="Thanks — your feedback was saved.",
+            )
+    if "compare" in pages_for(user, env=ctx.settings.env):  # test sets come with prompt testing
+        with freeze:
+            freeze_form(ctx, user, message)
+
+
+DEFAULT_FROZEN_SET = "Frozen from chat"
+
+
+def freeze_form(ctx: AppContext, user: UserView, message: MessageView) -> None:
+    """Add this turn (the question, its history and this reply as the baseline) to a test set,
+    to replay it against a persona change on the Evals page."""
+    form_key = state.FREEZE_FORM_PREFIX + str(message.id)
+    with st.popover("Add to test set", icon="🧊"), st.form(form_key, clear_on_submit=True):
+        name = st.text_input("Test set", value=DEFAULT_FROZEN_SET, max_chars=120)
+        if st.form_submit_button("Add"):
+            notices.act(
+                lambda: ctx.freezer.freeze(user, name, message_ids=[message.id]),
+                success=lambda done: (
+                    f"Added to the test set {done.test_set.name} "
+                    f"({len(done.test_set.cases)} cases)."
+                ),
             )
 
 

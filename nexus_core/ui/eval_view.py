@@ -14,6 +14,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.eval.runs import EvalRunView, EvalSpec
 from nexus_core.ui import notices, show
 from nexus_core.ui.widgets.follow import follow
+from nexus_core.ui.widgets.scorecard import agreement_text
 from nexus_core.users import UserView
 
 POLL_SECONDS: Final = 2.0
@@ -97,15 +98,8 @@ def _row(run: EvalRunView) -> dict[str, object]:
         "Win / tie / loss": f"{judge.wins} / {judge.ties} / {judge.losses}",
         "Win rate (95% CI)": f"{rate} ({judge.ci_low:.0%}–{judge.ci_high:.0%})",
         "Order-sensitive": judge.order_sensitive,
-        "Agreement (κ, n)": _agreement(agreement.agreement, agreement.kappa, agreement.pairs),
+        "Agreement (κ, n)": agreement_text(agreement),
         "Regressions": summary.regressions,
         "Checks passed": f"{summary.passed} of {summary.cases}",
         "Run id": run.id,
     }
-
-
-def _agreement(share: float | None, kappa: float | None, pairs: int) -> str:
-    if not pairs or share is None:
-        return "no votes yet"
-    shown_kappa = "undefined" if kappa is None else f"{kappa:.2f}"
-    return f"{share:.0%} (κ {shown_kappa}, n={pairs})"

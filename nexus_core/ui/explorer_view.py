@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from functools import partial
-from typing import Literal
+from typing import Final, Literal
 
 import streamlit as st
 
@@ -202,6 +202,31 @@ def bulk_actions(triage: TriageService, user: UserView, selected: list[int]) -> 
     )
     if moved is not None:
         st.rerun()
+
+
+FREEZE_FORM: Final = "nexus_explorer_freeze"
+
+
+def freeze_selected(
+    ctx: AppContext, user: UserView, rows: list[FeedbackRow], selected: list[int]
+) -> None:
+    """Turn the replies the selected items are about into test-set cases (admins may freeze
+    anyone's; others only their own — the service says which it refused)."""
+    message_ids = [r.message_id for r in rows if r.id in selected and r.message_id is not None]
+    if not message_ids:
+        return
+    with st.form(FREEZE_FORM, clear_on_submit=True):
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        name = left.text_input(
+            f"Add the {len(message_ids)} replies they are about to a test set",
+            value="Frozen from feedback",
+            max_chars=120,
+        )
+        if right.form_submit_button("Add to test set"):
+            notices.act(
+                lambda: ctx.freezer.freeze(user, name, message_ids=message_ids),
+                success=lambda done: f"Added {done.added} cases to {done.test_set.name}.",
+            )
 
 
 def downloads(triage: TriageService, user: UserView, filters: FeedbackFilters, total: int) -> None:

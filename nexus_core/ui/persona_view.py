@@ -12,7 +12,8 @@ from nexus_core.personas import MAX_INSTRUCTION_CHARS, MAX_NAME_CHARS, PersonaVi
 from nexus_core.ui import notices, show, state
 from nexus_core.ui.show import plain
 from nexus_core.ui.widgets.persona import persona_header, provider_label
-from nexus_core.users import UserView
+from nexus_core.ui.widgets.scorecard import scorecard_text
+from nexus_core.users import UserView, pages_for
 
 # Widget keys of the Personas page.
 EDIT_PICK = "nexus_personas_edit_pick"
@@ -207,8 +208,9 @@ def _set_active(ctx: AppContext, actor: UserView, name: str, active: bool) -> No
 # --- history ------------------------------------------------------------------------------
 
 
-def version_history(ctx: AppContext, personas: list[PersonaView]) -> None:
-    """Every version of one persona, newest first, with what changed in its instruction."""
+def version_history(ctx: AppContext, user: UserView, personas: list[PersonaView]) -> None:
+    """Every version of one persona, newest first, with what changed in its instruction and,
+    for those who run evals, the version's latest eval scorecard."""
     names = [p.name for p in personas]
     name = st.selectbox("Persona", names, key=HISTORY_PICK)
     if name is None:
@@ -219,6 +221,8 @@ def version_history(ctx: AppContext, personas: list[PersonaView]) -> None:
         with st.expander(
             f"Version {newer.version:d} · {plain(when)}", expanded=newer is versions[-1]
         ):
+            if "evals" in pages_for(user, env=ctx.settings.env):
+                _scorecard(ctx, user, name, newer.version)
             if older is None:
                 st.caption("First version.")
                 st.text(newer.system_instruction)
@@ -235,6 +239,16 @@ def version_history(ctx: AppContext, personas: list[PersonaView]) -> None:
                 st.code(diff, language="diff")
             else:
                 st.caption("The system instruction did not change.")
+
+
+def _scorecard(ctx: AppContext, user: UserView, persona: str, version: int) -> None:
+    """The version's newest finished eval run, in one line, with the run it came from."""
+    run = ctx.evals.latest_for_version(user, persona, version)
+    if run is None or run.summary is None:
+        show.caption("No eval run of this version yet (Evals page).")
+        return
+    show.info(f"Eval of {run.test_set_name} against {run.baseline}: {scorecard_text(run.summary)}")
+    show.caption(f"Run {run.id} · judge {run.judge}")
 
 
 def _differs(older: PersonaView, newer: PersonaView, field: str) -> bool:

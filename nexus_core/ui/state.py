@@ -41,6 +41,7 @@ PERSONA_PICK_PREFIX = "nexus_pick_persona_"
 SESSION_PICK_PREFIX = "nexus_open_session_"
 RATING_PREFIX = "nexus_rating_"
 REPORT_FORM_PREFIX = "nexus_report_"
+FREEZE_FORM_PREFIX = "nexus_freeze_"
 RETRY_PREFIX = "nexus_retry_"
 
 # The admin pages (Users, Personas): the outcome of the last change, shown once.

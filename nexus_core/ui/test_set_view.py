@@ -17,6 +17,7 @@ from nexus_core.compare.test_sets import TestRunView, TestSetView
 from nexus_core.ui import notices, show
 from nexus_core.ui.dates import day_range
 from nexus_core.ui.widgets.follow import follow
+from nexus_core.ui.widgets.scorecard import agreement_text
 from nexus_core.ui.widgets.variants import variant_pickers
 from nexus_core.users import UserView
 
@@ -64,6 +65,7 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
     )
     if rows is None:
         return
+    _judge_agreement(ctx, user)
     if not rows:
         st.info("No judged comparisons in this range yet. Compare some variants and vote.")
         return
@@ -95,6 +97,17 @@ def leaderboard(ctx: AppContext, user: UserView) -> None:
         mime="text/csv",
         icon=":material/download:",
     )
+
+
+def _judge_agreement(ctx: AppContext, user: UserView) -> None:
+    """How far the eval judge agrees with these blind votes (all of them, not only the range)."""
+    judge = (ctx.provider.name, ctx.provider.default_model)
+    agreement = notices.act(lambda: ctx.evals.agreement(user, *judge))
+    if agreement is not None:
+        show.caption(
+            f"These votes calibrate the eval judge. The default judge ({judge[0]}, {judge[1]}) "
+            f"against people's votes: {agreement_text(agreement)}."
+        )
 
 
 def test_sets(ctx: AppContext, user: UserView) -> None:
