@@ -216,7 +216,12 @@ def test_the_sidebar_lists_my_sessions_and_opens_one(app_ctx: AppContext) -> Non
     app_ctx.chat.add_user_message(second, mia, "Beta topic")
     at = chat_page(app_ctx, "mia")
     picks = [b for b in at.sidebar.button if b.key and b.key.startswith(state.SESSION_PICK_PREFIX)]
-    assert [b.label for b in picks] == ["Beta topic", "Alpha topic"]
+    day = f"{app_ctx.chat.get_session(second, mia).updated_at:%d %b}"
+    # The same day for both: persona and day tell chats with one title apart.
+    assert [seen_text(b.label) for b in picks] == [
+        f"Beta topic · Code Reviewer · {day}",
+        f"Alpha topic · Nexus Assistant · {day}",
+    ]
     picks[1].click().run()
     assert at.query_params[links.SESSION_QUERY_PARAM] == first
     assert at.title[0].value == "Alpha topic"

@@ -168,8 +168,10 @@ def test_the_explorer_filters_by_category_search_and_persona(app_ctx: AppContext
     assert table_ids(at) == [ids["idea"], ids["typo"], ids["slow"]]
     at.multiselect(key=explorer_view.CATEGORY_FILTER).set_value(["performance", "content"]).run()
     assert table_ids(at) == [ids["typo"], ids["slow"]]
+    assert any(seen_text(c.value).startswith("2 items ·") for c in at.caption)
     at.text_input(key=explorer_view.SEARCH).input("TYPO").run()
     assert table_ids(at) == [ids["typo"]]
+    assert any(seen_text(c.value).startswith("1 item ·") for c in at.caption)  # not "1 items"
     at.text_input(key=explorer_view.SEARCH).input("").run()
     at.multiselect(key=explorer_view.CATEGORY_FILTER).set_value([]).run()
     at.multiselect(key=explorer_view.PERSONA_FILTER).set_value(["(no conversation)"]).run()

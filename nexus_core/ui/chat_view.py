@@ -50,8 +50,9 @@ def sessions_sidebar(ctx: AppContext, user: UserView, current: str | None) -> No
         sessions = ctx.chat.list_sessions(user, search=search, include_archived=show_archived)
         if not sessions:
             st.caption("No chats yet." if not search else "No chat matches that search.")
+        personas = {p.id: p.name for p in ctx.personas.list(include_inactive=True)}
         for chat in sessions:
-            label = ("🗄️ " if chat.status == "archived" else "") + chat.title
+            label = ("🗄️ " if chat.status == "archived" else "") + session_label(chat, personas)
             kind = "primary" if chat.public_id == current else "tertiary"
             if st.button(
                 show.plain(label),
@@ -60,6 +61,12 @@ def sessions_sidebar(ctx: AppContext, user: UserView, current: str | None) -> No
                 width="stretch",
             ):
                 open_session(chat.public_id)
+
+
+def session_label(chat: SessionView, personas: dict[int, str]) -> str:
+    """``Title · Persona · 03 Dec``: chats with the same title told apart by persona and day."""
+    persona = personas.get(chat.persona_id, "?")
+    return f"{chat.title} · {persona} · {chat.updated_at:%d %b}"
 
 
 @st.dialog("Start a new chat", width="large")

@@ -145,7 +145,8 @@ def table_page(filters: FeedbackFilters, sort: str, total: int) -> TablePage:
 def feedback_table(rows: list[FeedbackRow], page: TablePage) -> list[int]:
     """One page of the matching items (sortable by any column); the ids of the selected rows."""
     shown = f"{len(rows):,} of {page.total:,}" if page.total > len(rows) else f"{page.total:,}"
-    show.caption(f"{shown} items · select rows to change their status together")
+    noun = "item" if page.total == 1 else "items"
+    show.caption(f"{shown} {noun} · select rows to change their status together")
     if not rows:
         st.info("No feedback matches these filters.")
         return []
