@@ -17,7 +17,7 @@ from nexus_core.ui import compare_view, links, state, test_set_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.ui.resources import get_context
-from tests.apptest import signed_in_app
+from tests.apptest import seen_text, signed_in_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -87,6 +87,10 @@ def test_a_blind_comparison_streams_side_by_side_and_a_vote_moves_the_leaderboar
     assert not at.exception
     after = app_ctx.compare.get(tess, run_id)
     assert after.revealed and after.my_vote is not None
+    # One banner for one vote.
+    assert [seen_text(s.value) for s in at.success] == [
+        f"Your vote is in: {best.letter} is best. Thanks!"
+    ]
     captions = " ".join(c.value for c in at.caption)
     assert "Code Reviewer" in captions and "Technical Writer" in captions
 

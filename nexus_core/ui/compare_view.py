@@ -276,10 +276,8 @@ def judging(ctx: AppContext, user: UserView, view: CompareView) -> None:
         for position, (verdict, note) in ratings.items()
         if verdict is not None
     }
-    voted = notices.act(
-        lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated),
-        success="Vote recorded.",
-        key=NOTICE,
-    )
+    # No success text here: after the rerun "Your vote is in" says it (one banner, not two);
+    # a refused vote says why in place.
+    voted = notices.act(lambda: ctx.compare.vote(user, view.id, best=chosen, ratings=rated))
     if voted is not None:
         st.rerun()
