@@ -76,7 +76,7 @@ def test_an_analyst_filters_opens_and_resolves_an_item_and_the_audit_shows_it(
     page.get_by_label("Category").click()
     page.get_by_role("option", name="performance").click()
     page.keyboard.press("Escape")
-    expect(page.get_by_text("1 items · select rows")).to_be_visible()
+    expect(page.get_by_text("1 item · select rows")).to_be_visible()
 
     # Open it: the fields, the linked conversation (read-only) and the history.
     pick(page, "Open an item", re.compile(rf"^#{item} · performance"))
