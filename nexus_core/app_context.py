@@ -1,40 +1,41 @@
 """Wiring of the real objects for one process: settings, database and services.
 
 The Streamlit UI caches one ``AppContext`` per process (``nexus_core.ui.resources``); the CLI builds
-its own. Tests build one around a temporary data dir.
+its own. Tests build one around a temporary data dir. A service's module is imported when the
+service is first built, so a command that needs two services does not import the job pipeline,
+Alembic or the workbench (``nexus usage`` starts in a fraction of the time).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from nexus_core.ai.jobs import ResponseWorker
-from nexus_core.ai.protocol import Provider
-from nexus_core.ai.providers import available_providers, build_provider
-from nexus_core.analytics.log_store import EventStore
-from nexus_core.auth import SignInService, resolve_cookie_key, session_lifetime
-from nexus_core.chat import ChatService
-from nexus_core.compare.runs import CompareService
-from nexus_core.compare.test_sets import TestSetService
-from nexus_core.compare.variants import LANE_WORKERS
-from nexus_core.cost.budgets import BudgetService
-from nexus_core.cost.prices import PriceService
-from nexus_core.db.engine import Database
-from nexus_core.db.migrate import upgrade_to_head
-from nexus_core.eval.freeze import FreezeService
-from nexus_core.eval.runs import LANE_WORKERS as EVAL_LANE_WORKERS
-from nexus_core.eval.runs import EvalService
-from nexus_core.feedback import FeedbackService
-from nexus_core.feedback.triage import TriageService
-from nexus_core.ops.events import ApiEventLogger, EventSink
-from nexus_core.ops.incidents import ErrorNotifierService
-from nexus_core.ops.prometheus import FanoutSink, MetricsEventSink, NexusMetrics
-from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings, load_settings
-from nexus_core.users import UserService
-from nexus_core.workbench.notebooks import NotebookService
-from nexus_core.workbench.sandbox import Workbench
+
+if TYPE_CHECKING:
+    from nexus_core.ai.jobs import ResponseWorker
+    from nexus_core.ai.protocol import Provider
+    from nexus_core.analytics.log_store import EventStore
+    from nexus_core.auth import SignInService
+    from nexus_core.chat import ChatService
+    from nexus_core.compare.runs import CompareService
+    from nexus_core.compare.test_sets import TestSetService
+    from nexus_core.cost.budgets import BudgetService
+    from nexus_core.cost.prices import PriceService
+    from nexus_core.db.engine import Database
+    from nexus_core.eval.freeze import FreezeService
+    from nexus_core.eval.runs import EvalService
+    from nexus_core.feedback import FeedbackService
+    from nexus_core.feedback.triage import TriageService
+    from nexus_core.ops.events import ApiEventLogger, EventSink
+    from nexus_core.ops.incidents import ErrorNotifierService
+    from nexus_core.ops.prometheus import NexusMetrics
+    from nexus_core.personas import PersonaService
+    from nexus_core.users import UserService
+    from nexus_core.workbench.notebooks import NotebookService
+    from nexus_core.workbench.sandbox import Workbench
 
 
 @dataclass
@@ -54,14 +55,20 @@ class AppContext:
 
     @cached_property
     def db(self) -> Database:
+        from nexus_core.db.engine import Database
+
         return Database(self.settings.database_url)
 
     @cached_property
     def users(self) -> UserService:
+        from nexus_core.users import UserService
+
         return UserService(self.db)
 
     @cached_property
     def sign_in(self) -> SignInService:
+        from nexus_core.auth import SignInService, resolve_cookie_key, session_lifetime
+
         return SignInService(
             self.db,
             token_key=resolve_cookie_key(self.settings),
@@ -70,37 +77,53 @@ class AppContext:
 
     @cached_property
     def personas(self) -> PersonaService:
+        from nexus_core.personas import PersonaService
+
         return PersonaService(self.db)
 
     @cached_property
     def chat(self) -> ChatService:
+        from nexus_core.chat import ChatService
+
         return ChatService(self.db, max_message_chars=self.settings.max_message_chars)
 
     @cached_property
     def prices(self) -> PriceService:
+        from nexus_core.cost.prices import PriceService
+
         return PriceService(self.db)
 
     @cached_property
     def budgets(self) -> BudgetService:
+        from nexus_core.cost.budgets import BudgetService
+
         return BudgetService(self.db)
 
     @cached_property
     def feedback(self) -> FeedbackService:
+        from nexus_core.feedback import FeedbackService
+
         return FeedbackService(self.db)
 
     @cached_property
     def triage(self) -> TriageService:
         """Exploring, triaging and exporting everyone's feedback (analysts and admins)."""
+        from nexus_core.feedback.triage import TriageService
+
         return TriageService(self.db)
 
     @cached_property
     def notebooks(self) -> NotebookService:
         """The workbench's stored notebooks."""
+        from nexus_core.workbench.notebooks import NotebookService
+
         return NotebookService(self.db)
 
     @cached_property
     def event_store(self) -> EventStore:
         """The event log as DuckDB reads it, one per process: the dashboard and the workbench."""
+        from nexus_core.analytics.log_store import EventStore
+
         return EventStore.from_settings(self.settings)
 
     @cached_property
@@ -111,16 +134,22 @@ class AppContext:
         a query process of its own) and closes it when done, so one engine serves every browser
         session. Refused settings raise ``ConfigError`` on every use (nothing is cached).
         """
+        from nexus_core.workbench.sandbox import Workbench
+
         return Workbench(self.settings, self.db, events=self.event_store)
 
     @cached_property
     def event_log(self) -> ApiEventLogger:
+        from nexus_core.ops.events import ApiEventLogger
+
         return ApiEventLogger.from_settings(self.settings)
 
     @cached_property
     def metrics(self) -> NexusMetrics:
         """Prometheus metrics fed by the same events as the log; the gauges read the worker pool
         and the sign-in sessions at every scrape."""
+        from nexus_core.ops.prometheus import NexusMetrics
+
         metrics = NexusMetrics()
         metrics.set_in_flight_source(lambda: float(self.worker.in_flight()))
         metrics.set_active_sessions_source(lambda: float(self.sign_in.active_sessions()))
@@ -129,26 +158,38 @@ class AppContext:
     @cached_property
     def events(self) -> EventSink:
         """Every event goes to the JSON-lines log and to the Prometheus metrics."""
+        from nexus_core.ops.prometheus import FanoutSink, MetricsEventSink
+
         return FanoutSink(self.event_log, MetricsEventSink(self.metrics))
 
     @cached_property
     def incidents(self) -> ErrorNotifierService:
+        from nexus_core.ops.incidents import ErrorNotifierService
+
         return ErrorNotifierService(self.db, self.events)
 
     @cached_property
     def provider(self) -> Provider:
         """The app's provider (``NEXUS_AI_PROVIDER``): chat replies use it."""
+        from nexus_core.ai.providers import build_provider
+
         return build_provider(self.settings)
 
     @cached_property
     def providers(self) -> dict[str, Provider]:
         """Every provider the settings make available, by name, built once (the app's among
         them): the choices of prompt comparisons and test-set runs."""
+        from nexus_core.ai.providers import available_providers
+
         return available_providers(self.settings, self.provider)
 
     @cached_property
     def worker(self) -> ResponseWorker:
         """The process's job pools; jobs a dead process left unfinished are failed first."""
+        from nexus_core.ai.jobs import ResponseWorker
+        from nexus_core.compare.variants import LANE_WORKERS
+        from nexus_core.eval.runs import LANE_WORKERS as EVAL_LANE_WORKERS
+
         worker = ResponseWorker(
             self.db,
             self.provider,
@@ -165,6 +206,8 @@ class AppContext:
 
     @cached_property
     def compare(self) -> CompareService:
+        from nexus_core.compare.runs import CompareService
+
         return CompareService(
             self.db,
             self.worker,
@@ -174,20 +217,28 @@ class AppContext:
 
     @cached_property
     def test_sets(self) -> TestSetService:
+        from nexus_core.compare.test_sets import TestSetService
+
         return TestSetService(self.db, self.worker, env=self.settings.env)
 
     @cached_property
     def freezer(self) -> FreezeService:
+        from nexus_core.eval.freeze import FreezeService
+
         return FreezeService(
             self.db, self.test_sets, budget_chars=self.settings.context_budget_chars
         )
 
     @cached_property
     def evals(self) -> EvalService:
+        from nexus_core.eval.runs import EvalService
+
         return EvalService(self.db, self.worker, self.test_sets, env=self.settings.env)
 
     def init(self) -> InitReport:
         """Create or upgrade the schema, seed personas, make sure an admin exists."""
+        from nexus_core.db.migrate import upgrade_to_head
+
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade_to_head(self.db.engine)
         created = self.personas.seed_defaults()

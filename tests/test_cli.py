@@ -15,6 +15,11 @@ from nexus_core.settings import Settings
 
 
 def run_nexus(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return run_python(settings, "-m", "nexus_core.cli", *args, stdin=stdin)
+
+
+def run_python(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a new process with ``settings``' data dir and database (no API key)."""
     env = {
         **os.environ,
         "NEXUS_DATA_DIR": str(settings.data_dir),
@@ -23,7 +28,7 @@ def run_nexus(settings: Settings, *args: str, stdin: str = "") -> subprocess.Com
     }
     env.pop("GEMINI_API_KEY", None)
     return subprocess.run(
-        [sys.executable, "-m", "nexus_core.cli", *args],
+        [sys.executable, *args],
         input=stdin,
         capture_output=True,
         text=True,

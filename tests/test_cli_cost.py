@@ -7,7 +7,7 @@ import json
 
 from nexus_core.settings import Settings
 from tests.fakes.gemini_server import FakeGeminiServer
-from tests.test_cli import assert_one_line_error, chat_env, run_chat, run_nexus
+from tests.test_cli import assert_one_line_error, chat_env, run_chat, run_nexus, run_python
 
 USAGE = {
     "promptTokenCount": 2_000,
@@ -120,3 +120,25 @@ def test_a_spent_hard_budget_stops_nexus_chat_before_the_provider(
         run_nexus(settings, "budgets", "set", "--persona", "Nobody", "--monthly-usd", "5"),
         "no persona named 'Nobody'",
     )
+
+
+# Modules `nexus usage` has no use for; importing them cost it most of a second.
+HEAVY_FOR_USAGE = ("nexus_core.ai.jobs", "nexus_core.workbench.sandbox", "alembic", "httpx")
+
+
+def test_nexus_usage_imports_neither_the_job_pipeline_nor_the_workbench(
+    settings: Settings,
+) -> None:
+    assert run_nexus(settings, "init").returncode == 0
+    probe = (
+        "import sys\n"
+        "from nexus_core.cli import main\n"
+        "code = main(['usage', '--json'])\n"
+        f"print(sorted(m for m in {HEAVY_FOR_USAGE!r} if m in sys.modules), file=sys.stderr)\n"
+        "raise SystemExit(code)\n"
+    )
+    result = run_python(settings, "-c", probe)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["total"]["replies"] == 0
+    assert result.stderr.strip() == "[]"

@@ -369,3 +369,84 @@ def test_concurrent_refreshes_and_queries_while_writing_and_rotating(
 
         assert errors == []
         assert stored_request_ids(store) == logged_request_ids(log_path)
+
+
+# --- the live file's parsed stretches, shared across processes -------------------------------
+
+
+def live_stretch_files(cache: Path) -> list[Path]:
+    return sorted(cache.glob("live-*.parquet"))
+
+
+def test_a_new_store_adopts_the_live_file_stretches_and_parses_only_the_rest(
+    log_path: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    with ApiEventLogger(log_path, clock=StepClock()) as logger:
+        emit_requests(logger, 30)
+        with EventStore(log_path, cache, segment_rows=8) as first:
+            first.refresh()
+            assert first.live_bytes_parsed == log_path.stat().st_size
+        assert live_stretch_files(cache)  # frozen rows were written as Parquet
+        emit_requests(logger, 3, offset=30)  # appended after the first store stopped
+
+        with EventStore(log_path, cache, segment_rows=8) as second:
+            assert stored_request_ids(second) == logged_request_ids(log_path)
+            assert second.refresh().rows == 66
+            # Only the bytes after the last stretch, not the whole file, were parsed again.
+            assert 0 < second.live_bytes_parsed < log_path.stat().st_size / 2
+
+
+def test_stretches_of_a_rewritten_file_are_not_adopted(log_path: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with ApiEventLogger(log_path, clock=StepClock()) as logger:
+        emit_requests(logger, 30)
+    with EventStore(log_path, cache, segment_rows=8) as first:
+        first.refresh()
+    # The same inode, truncated and written again with other events at least as long.
+    with ApiEventLogger(log_path, clock=StepClock(start=START + timedelta(days=1))) as logger:
+        log_path.write_bytes(b"")
+        emit_requests(logger, 31, offset=100)
+
+    with EventStore(log_path, cache, segment_rows=8) as second:
+        assert stored_request_ids(second) == [f"r{n}" for n in range(100, 131)]
+        assert second.live_bytes_parsed == log_path.stat().st_size
+
+
+def test_a_missing_or_unreadable_stretch_record_means_parsing_again(
+    log_path: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    with ApiEventLogger(log_path, clock=StepClock()) as logger:
+        emit_requests(logger, 30)
+    with EventStore(log_path, cache, segment_rows=8) as first:
+        first.refresh()
+    live_stretch_files(cache)[0].unlink()  # the first stretch: nothing can be adopted
+    with EventStore(log_path, cache, segment_rows=8) as second:
+        assert stored_request_ids(second) == logged_request_ids(log_path)
+        assert second.live_bytes_parsed == log_path.stat().st_size
+
+    (cache / "live.json").write_text("{not json")
+    with EventStore(log_path, cache, segment_rows=8) as third:
+        assert stored_request_ids(third) == logged_request_ids(log_path)
+        assert third.live_bytes_parsed == log_path.stat().st_size
+
+
+def test_a_rotated_file_is_compacted_from_its_stretches_which_are_then_deleted(
+    log_path: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    logger = ApiEventLogger(log_path, max_bytes=6_000, clock=StepClock())
+    with EventStore(log_path, cache, segment_rows=4, orphan_grace_seconds=0) as store:
+        emit_requests(logger, 10)
+        store.refresh()
+        before_rotation = set(live_stretch_files(cache))
+        assert before_rotation
+        emit_requests(logger, 30, offset=10)  # rotates: the old live file becomes .1, ...
+        assert len(log_files(log_path)) > 1
+        assert stored_request_ids(store) == logged_request_ids(log_path)
+        store.refresh()  # a second change of file: retired stretches past the grace go
+        emit_requests(logger, 30, offset=40)
+        assert stored_request_ids(store) == logged_request_ids(log_path)
+    logger.close()
+    assert not before_rotation & set(live_stretch_files(cache))

@@ -64,12 +64,12 @@ def app(ctx: AppContext) -> AppContext:
 
 @pytest.fixture
 def store(app: AppContext) -> Iterator[EventStore]:
-    """History in three shapes: compacted Parquet files, frozen live segments, hot live rows."""
+    """History in three shapes: compacted Parquet files, frozen live stretches, hot live rows."""
     logger = ApiEventLogger(app.settings.event_log_path, max_bytes=ROTATE_BYTES, clock=StepClock())
     emit_requests(logger, 40)
     cache = app.settings.data_dir / CACHE_DIR_NAME
     with EventStore(app.settings.event_log_path, cache, segment_rows=2) as event_store:
-        event_store.refresh()  # the live rows so far become frozen segments
+        event_store.refresh()  # the live rows so far become frozen stretches
         logger.emit("job_start", job_id="late")  # one hot row
         logger.close()
         yield event_store
@@ -99,7 +99,8 @@ def test_events_read_compacted_history_and_the_live_log_as_one_typed_relation(
 ) -> None:
     assert len(log_files(app.settings.event_log_path)) > 2  # rotated files plus the live one
     snapshot = store.refresh()
-    assert {piece.parquet for piece in snapshot.pieces} == {True, False}  # and live segments
+    live = {piece.key.startswith("live-") for piece in snapshot.pieces}
+    assert live == {True, False}  # compacted files and the live file's frozen stretches
     assert snapshot.hot_rows == 1
     result = session.run("SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY event")
     assert result.frame.rows() == [("job_start", 1), ("request_start", 40), ("request_success", 40)]

@@ -3,8 +3,10 @@
 Each refresh reads the bytes appended since the last one, up to the last newline, copies exactly
 those into a scratch file (DuckDB reading the live file itself would also see lines appended
 meanwhile) and appends their events to a *hot* DuckDB table. When the hot table reaches
-``SEGMENT_ROWS`` it is frozen into immutable segments of that size, sorted by ``ts``, which
-window queries can skip by their ``[min_ts, max_ts]`` and whose per-minute totals are cached.
+``SEGMENT_ROWS`` it is frozen: written, sorted by ``ts``, to a Parquet *stretch* in the cache
+(``live_checkpoints``) that window queries can skip by its ``[min_ts, max_ts]`` and whose
+per-minute totals are cached. Stretches outlive the process: the next one to open the store — a new
+``nexus`` command, a restarted app — adopts them and parses only the bytes after the last.
 A new inode or a shrunk file (rotation, truncation) starts afresh. An unterminated last line is
 counted as skipped until its newline arrives.
 """
@@ -22,7 +24,9 @@ from nexus_core.analytics.event_snapshot import (
     TABLE_SCHEMA,
     CursorFactory,
     Piece,
+    quote,
 )
+from nexus_core.analytics.live_checkpoints import Identity, LiveCheckpoints, Stretch
 
 SEGMENT_ROWS: Final = 16_384
 SCAN_BLOCK_BYTES: Final = 65_536
@@ -39,32 +43,32 @@ SELECT count(*) FILTER (WHERE ts IS NULL OR event IS NULL) AS skipped,
 FROM stage
 """
 STAGE_EVENTS_SQL: Final = "SELECT * FROM stage WHERE ts IS NOT NULL AND event IS NOT NULL"
-FREEZE_SQL: Final = """
-CREATE OR REPLACE TEMP TABLE freezing AS
-SELECT *, (row_number() OVER (ORDER BY ts) - 1) // $segment_rows AS segment FROM {hot}
-"""
-SEGMENT_SQL: Final = """
-CREATE TABLE {segment} AS
-SELECT * EXCLUDE (segment) FROM freezing WHERE segment = $segment ORDER BY ts
-"""
-SEGMENT_STATS_SQL: Final = "SELECT count(*), min(ts), max(ts) FROM {segment}"
+FREEZE_SQL: Final = (
+    "COPY (SELECT * FROM {hot} ORDER BY ts) TO {target} (FORMAT parquet, ROW_GROUP_SIZE {rows})"
+)
+HOT_STATS_SQL: Final = "SELECT count(*), min(ts), max(ts) FROM {hot}"
 
 
 @dataclass
 class LiveLog:
-    """What has been read of the live file: frozen segments, the hot table and counters."""
+    """What has been read of the live file: frozen stretches, the hot table and counters."""
 
     path: Path
     scratch_dir: Path
     cursor: CursorFactory
+    checkpoints: LiveCheckpoints
     segment_rows: int = SEGMENT_ROWS
-    identity: tuple[int, int] | None = None
+    identity: Identity | None = None
     offset: int = 0
     skipped: int = 0
     pending: bool = False
     segments: list[Piece] = field(default_factory=list)
     hot: str = ""
     hot_rows: int = 0
+    hot_start: int = 0  # the byte the hot table's first line starts at
+    hot_skipped: int = 0  # lines since ``hot_start`` that were not events
+    adopted: int = 0  # stretches taken over from earlier processes
+    parsed_bytes: int = 0  # bytes of live files this object parsed itself
     _tables: int = 0
     _retired: list[tuple[str, float]] = field(default_factory=list)
 
@@ -86,10 +90,10 @@ class LiveLog:
         return self.identity == (stat.st_dev, stat.st_ino) and self.offset == stat.st_size
 
     def relations(self) -> list[str]:
-        """FROM items holding everything read so far (segments, then the hot table)."""
-        return [s.source for s in self.segments] + [self.hot]
+        """FROM items holding everything read so far (stretches, then the hot table)."""
+        return [s.from_item for s in self.segments] + [self.hot]
 
-    def read(self) -> tuple[int, int] | None:
+    def read(self) -> Identity | None:
         """Take in the new complete lines; the identity of the file read, or None if absent."""
         self._drop_retired()
         try:
@@ -104,6 +108,7 @@ class LiveLog:
             identity = (stat.st_dev, stat.st_ino)
             if identity != self.identity or stat.st_size < self.offset:
                 self._start_over(identity)
+                self._adopt(fd, identity, stat.st_size)
             end = _last_line_end(fd, self.offset, stat.st_size)
             while self.offset < end:  # in chunks, so a big first read stays small in memory
                 stop = end
@@ -112,6 +117,8 @@ class LiveLog:
                     stop = stop if stop > self.offset else end  # one huge line
                 self._load(fd, self.offset, stop)
                 self.offset = stop
+                if self.hot_rows >= self.segment_rows:
+                    self._freeze(fd)
             self.pending = stat.st_size > self.offset
             return identity
         finally:
@@ -135,39 +142,69 @@ class LiveLog:
                 cur.execute("DROP TABLE stage")
         finally:
             chunk.unlink(missing_ok=True)
+        self.parsed_bytes += end - start
         self.skipped += skipped
+        self.hot_skipped += skipped
         self.hot_rows += rows
-        if self.hot_rows >= self.segment_rows:
-            self._freeze()
 
-    def _freeze(self) -> None:
-        """Turn the hot table into sorted segments of ``segment_rows`` and start a new one."""
+    def _freeze(self, fd: int) -> None:
+        """Write the hot table to a Parquet stretch, record it, and start a new hot table."""
+        assert self.identity is not None  # a file was read
+        target = self.checkpoints.target(self.identity, self.hot_start, self.offset)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}-{id(self):x}.tmp")
         with self.cursor() as cur:
-            cur.execute(FREEZE_SQL.format(hot=self.hot), {"segment_rows": self.segment_rows})
-            count = -(-self.hot_rows // self.segment_rows)
-            for number in range(count):
-                name = self._new_table("segment", create=False)
-                cur.execute(SEGMENT_SQL.format(segment=name), {"segment": number})
-                rows, min_ts, max_ts = cur.execute(
-                    SEGMENT_STATS_SQL.format(segment=name)
-                ).fetchall()[0]
-                self.segments.append(Piece(name, name, rows, min_ts, max_ts, parquet=False))
-            cur.execute("DROP TABLE freezing")
+            rows, min_ts, max_ts = cur.execute(HOT_STATS_SQL.format(hot=self.hot)).fetchall()[0]
+            cur.execute(
+                FREEZE_SQL.format(
+                    hot=self.hot, target=quote(str(temporary)), rows=self.segment_rows
+                )
+            )
+        os.replace(temporary, target)  # another process may have written the same stretch
+        stretch = Stretch(
+            dev=self.identity[0],
+            ino=self.identity[1],
+            start=self.hot_start,
+            end=self.offset,
+            head=self.checkpoints.head(fd, self.offset),
+            parquet=target.name,
+            rows=rows,
+            skipped=self.hot_skipped,
+            min_ts=min_ts.isoformat() if min_ts else None,
+            max_ts=max_ts.isoformat() if max_ts else None,
+        )
+        self.checkpoints.record(stretch)
+        self._add_stretch(stretch)
         self._retire([self.hot])
         self.hot, self.hot_rows = self._new_table("live"), 0
+        self.hot_start, self.hot_skipped = self.offset, 0
 
-    def _start_over(self, identity: tuple[int, int] | None) -> None:
-        self._retire([s.source for s in self.segments] + [self.hot])
+    def _adopt(self, fd: int, identity: Identity, size: int) -> None:
+        """Take over the stretches earlier processes parsed of this file."""
+        for stretch in self.checkpoints.chain(fd, identity, size):
+            self._add_stretch(stretch)
+            self.skipped += stretch.skipped
+            self.offset = self.hot_start = stretch.end
+            self.adopted += 1
+
+    def _add_stretch(self, stretch: Stretch) -> None:
+        times = stretch.times()
+        if times is not None:
+            path = str(self.checkpoints.cache_dir / stretch.parquet)
+            self.segments.append(Piece(stretch.key, path, stretch.rows, *times, parquet=True))
+
+    def _start_over(self, identity: Identity | None) -> None:
+        self._retire([self.hot])
         self.segments = []
         self.hot, self.hot_rows = self._new_table("live"), 0
         self.identity, self.offset, self.skipped, self.pending = identity, 0, 0, False
+        self.hot_start, self.hot_skipped = 0, 0
+        self.checkpoints.retire_others(identity)
 
-    def _new_table(self, prefix: str, *, create: bool = True) -> str:
+    def _new_table(self, prefix: str) -> str:
         self._tables += 1
         name = f"{prefix}_{self._tables}"
-        if create:
-            with self.cursor() as cur:
-                cur.execute(f"CREATE TABLE {name} ({TABLE_SCHEMA})")
+        with self.cursor() as cur:
+            cur.execute(f"CREATE TABLE {name} ({TABLE_SCHEMA})")
         return name
 
     def _retire(self, tables: list[str]) -> None:

@@ -6,11 +6,12 @@ each part's row count, skipped-line count and ``[min_ts, max_ts]``. Rotation ren
 ``.2`` …, so a part is keyed by a content fingerprint (size, mtime and the first 4 KiB), never by
 its name: renames cost nothing. A manifest of another format version (parts with other
 columns) is ignored, so its files are compacted once more. The live file is tailed
-(``live_log``): only bytes appended since the last refresh are parsed, into in-memory DuckDB
-tables. When the file we have read to its end is rotated, its Parquet is written from memory
-instead of parsing it again. A refresh
-therefore costs the new bytes plus a few ``stat`` calls, whatever the size of the history; the
-SLO's long windows read cached per-minute totals (``rollups``).
+(``live_log``): only bytes appended since the last refresh are parsed, into an in-memory DuckDB
+table frozen now and then into Parquet *stretches* that later processes adopt instead of parsing
+the file again (``live_checkpoints``). When the file we have read to its end is rotated, its
+Parquet is written from those instead of parsing it again. A refresh therefore costs the new bytes
+plus a few ``stat`` calls, whatever the size of the history, and so does a new process's first
+refresh; the SLO's long windows read cached per-minute totals (``rollups``).
 
 Lines that are not events (garbage, a torn line, JSON that is not an object, no parseable
 ``ts``/``event``) are counted, never fatal; ``read_json(ignore_errors=true)`` returns them as
@@ -51,6 +52,7 @@ from nexus_core.analytics.event_snapshot import (
     RollupCache,
     quote,
 )
+from nexus_core.analytics.live_checkpoints import LiveCheckpoints
 from nexus_core.analytics.live_log import SEGMENT_ROWS, LiveLog
 from nexus_core.ops.events import log_files
 
@@ -137,7 +139,10 @@ class EventStore:
                 "temp_directory": str(self.cache_dir / "duckdb_tmp"),
             }
         )
-        self._live = LiveLog(self.log_path, self.cache_dir, self._cursor, segment_rows)
+        checkpoints = LiveCheckpoints(
+            self.cache_dir, version=MANIFEST_VERSION, grace_seconds=orphan_grace_seconds
+        )
+        self._live = LiveLog(self.log_path, self.cache_dir, self._cursor, checkpoints, segment_rows)
         self._parts: dict[str, CompactedPart] = self._load_manifest()
         self._removed: set[str] = set()
         self._missing_since: dict[str, float] = {}
@@ -147,6 +152,11 @@ class EventStore:
     def from_settings(cls, settings: Settings) -> EventStore:
         """The store over ``settings.event_log_path`` with its cache under the data dir."""
         return cls(settings.event_log_path, settings.data_dir / CACHE_DIR_NAME)
+
+    @property
+    def live_bytes_parsed(self) -> int:
+        """Bytes of the live log this store parsed itself (not adopted from another process)."""
+        return self._live.parsed_bytes
 
     def refresh(self) -> EventSnapshot:
         """Compact new rotated files, read what the live file gained, and return a snapshot."""

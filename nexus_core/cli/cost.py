@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from typing import TYPE_CHECKING, Any
 
 from nexus_core.analytics.log_store import EventStore
+from nexus_core.cli.parser import parse_now
 from nexus_core.cost.budgets import BudgetView
 from nexus_core.cost.prices import SIMULATED_NOTE, PriceView
 from nexus_core.cost.usage import parse_keys, usage_report
@@ -72,7 +73,8 @@ def cmd_prices_list(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_usage(ctx: AppContext, args: argparse.Namespace, now: datetime) -> int:
+def cmd_usage(ctx: AppContext, args: argparse.Namespace) -> int:
+    now = parse_now(args.now)
     names = {u.id: u.username for u in ctx.users.list()}
     with EventStore.from_settings(ctx.settings) as store:
         report = usage_report(store, args.window, now, parse_keys(args.by), user_names=names.get)
@@ -132,34 +134,3 @@ def cmd_budgets_list(ctx: AppContext, args: argparse.Namespace) -> int:
     if not budgets:
         print("No budgets.")
     return 0
-
-
-def add_cost_commands(sub: Any) -> None:
-    """`prices`, `usage` and `budgets` on the `nexus` parser."""
-    prices = sub.add_parser("prices", help="the price table (USD per million tokens)")
-    prices_sub = prices.add_subparsers(dest="prices_command", required=True)
-    pset = prices_sub.add_parser("set", help="add a price version for a model or prefix*")
-    pset.add_argument("model", metavar="MODEL", help="an exact model name or a prefix ending in *")
-    pset.add_argument("--input", type=float, required=True, metavar="USD")
-    pset.add_argument("--output", type=float, required=True, metavar="USD")
-    pset.add_argument("--cached-input", type=float, metavar="USD")
-    pset.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD", help="default today (UTC)")
-    plist = prices_sub.add_parser("list", help="every price version")
-    plist.add_argument("--json", action="store_true")
-
-    usage = sub.add_parser("usage", help="tokens and cost from the event log")
-    usage.add_argument("--window", default="30d", help="60m, 24h, 7d, 30d, …")
-    usage.add_argument("--now", help="end of the window (ISO 8601); default now")
-    usage.add_argument("--by", default="user", help="user,persona,model,channel (any of them)")
-    usage.add_argument("--json", action="store_true")
-
-    budgets = sub.add_parser("budgets", help="monthly budgets per user or persona")
-    budgets_sub = budgets.add_subparsers(dest="budgets_command", required=True)
-    bset = budgets_sub.add_parser("set", help="set a monthly budget")
-    who = bset.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", metavar="NAME")
-    who.add_argument("--persona", metavar="NAME")
-    bset.add_argument("--monthly-usd", type=float, required=True, metavar="X")
-    bset.add_argument("--hard", action="store_true", help="refuse new messages once spent")
-    blist = budgets_sub.add_parser("list", help="every budget with this month's spend")
-    blist.add_argument("--json", action="store_true")

@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nexus_core.errors import ValidationError
 from nexus_core.eval.junit import junit_xml
 from nexus_core.eval.runs import ORIGINAL, EvalRunView, EvalSpec, contract_json
-from nexus_core.users import ADMIN_USERNAME
 
 if TYPE_CHECKING:
     from nexus_core.app_context import AppContext
@@ -46,7 +45,7 @@ def cmd_eval_run(ctx: AppContext, args: argparse.Namespace) -> int:
         temperature=args.temperature,
         judge_provider=args.judge_provider,
         judge_model=args.judge_model,
-        baseline=args.baseline,
+        baseline=args.baseline or ORIGINAL,
     )
     view = ctx.evals.run(user, spec, timeout=args.timeout)
     if view.status == "failed":
@@ -91,62 +90,3 @@ def summary_lines(view: EvalRunView) -> list[str]:
 
 def _number(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.2f}"
-
-
-def add_eval_commands(sub: Any) -> None:
-    """`testsets freeze`, `eval freeze` (the same) and `eval run` on the `nexus` parser."""
-    testsets = sub.add_parser("testsets", help="test sets from real conversations")
-    testsets_sub = testsets.add_subparsers(dest="testsets_command", required=True)
-    _freeze_arguments(testsets_sub.add_parser("freeze", help=FREEZE_HELP))
-
-    evals = sub.add_parser("eval", help="evaluate a persona version on frozen real traffic")
-    evals_sub = evals.add_subparsers(dest="eval_command", required=True)
-    _freeze_arguments(evals_sub.add_parser("freeze", help=FREEZE_HELP + " (= testsets freeze)"))
-    run = evals_sub.add_parser("run", help="replay a test set, judge it against the baseline")
-    run.add_argument("--test-set", required=True, metavar="NAME|ID")
-    run.add_argument("--persona", required=True, metavar="NAME")
-    run.add_argument("--version", type=int, metavar="N", help="default: the current version")
-    run.add_argument("--provider", metavar="P", help="default: the server's provider")
-    run.add_argument("--model", metavar="M")
-    run.add_argument("--temperature", type=float, help="default: the persona version's")
-    run.add_argument("--judge-provider", metavar="P", help="default: the server's provider")
-    run.add_argument("--judge-model", metavar="M", help="default: the judge provider's model")
-    run.add_argument("--baseline", default=ORIGINAL, metavar="original|RUN_ID")
-    run.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per case")
-    run.add_argument(
-        "--fail-on-regression",
-        action="store_true",
-        help="exit 1 when a check went from pass to fail or the win rate's interval is below 0.5",
-    )
-    run.add_argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after")
-    run.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
-    _user_argument(run)
-
-
-FREEZE_HELP = "turn real user turns into test-set cases with their original replies"
-
-
-def _freeze_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", "--test-set", dest="name", required=True, metavar="NAME")
-    parser.add_argument(
-        "--message-id",
-        "--message",
-        dest="message_ids",
-        action="append",
-        type=int,
-        metavar="ID",
-        help="a user message or its reply (repeatable)",
-    )
-    parser.add_argument(
-        "--session", dest="sessions", action="append", metavar="UUID", help="(repeatable)"
-    )
-    _user_argument(parser)
-
-
-def _user_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--user",
-        default=ADMIN_USERNAME,
-        metavar="NAME",
-        help=f"act as this account (default {ADMIN_USERNAME}, which may freeze anyone's turns)",
-    )

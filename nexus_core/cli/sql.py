@@ -19,7 +19,7 @@ from nexus_core.workbench.sandbox import Workbench
 if TYPE_CHECKING:
     from nexus_core.app_context import AppContext
 
-SQL_FORMATS: Final = ("table", "csv", "json")
+
 TABLE_CELL_CHARS: Final = 60  # longer values are cut with an ellipsis in the table
 NULL_TEXT: Final = "NULL"
 

@@ -3,7 +3,8 @@
 Counted over ``job_success`` events (one per stored reply) with DuckDB, like the dashboard: the
 database is not scanned per request. ``cost_usd`` sums the priced replies; ``unpriced_replies``
 counts the replies whose model had no price (their tokens are still counted). Token sums skip the
-replies whose provider did not report that count.
+replies whose provider did not report that count. Costs are summed as decimals and rows tied on cost
+and replies are ordered by their keys, so the same log always gives the same report.
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ MEASURES: Final = """
     coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,
     coalesce(sum(output_tokens), 0) AS output_tokens,
     coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
-    coalesce(sum(cost_usd), 0.0) AS cost_usd,
+    CAST(coalesce(sum(CAST(cost_usd AS DECIMAL(38, 12))), 0) AS DOUBLE) AS cost_usd,
     count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies,
     count(DISTINCT chat_session_id) AS sessions
 """
 WHERE: Final = "event = 'job_success' AND ts >= $start AND ts < $end"
-TOTAL_SQL: Final = f"SELECT {MEASURES} FROM events WHERE {WHERE}"
+# One pass gives the rows and the total: the grouping set () is the total (its GROUPING() ≠ 0).
+REPORT_SQL: Final = """
+SELECT {columns}, GROUPING({names}) <> 0 AS is_total, {measures} FROM events WHERE {where}
+GROUP BY GROUPING SETS (({names}), ())
+ORDER BY is_total DESC, cost_usd DESC, replies DESC, {names} NULLS LAST
+"""
 NUMBER_FIELDS: Final = (
     "replies",
     "input_tokens",
@@ -64,12 +70,12 @@ def parse_keys(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _rows_sql(keys: Sequence[str], only_user: bool) -> str:
-    columns = ", ".join(f"{KEY_COLUMNS[k]} AS {k}" for k in keys)
-    where = WHERE + (" AND user_id = $user_id" if only_user else "")
-    return (
-        f"SELECT {columns}, {MEASURES} FROM events WHERE {where} "
-        f"GROUP BY ALL ORDER BY cost_usd DESC, replies DESC"
+def _report_sql(keys: Sequence[str], only_user: bool) -> str:
+    return REPORT_SQL.format(
+        columns=", ".join(f"{KEY_COLUMNS[k]} AS {k}" for k in keys),
+        names=", ".join(keys),
+        measures=MEASURES,
+        where=WHERE + (" AND user_id = $user_id" if only_user else ""),
     )
 
 
@@ -102,11 +108,11 @@ def usage_report(
     snapshot = snapshot_of(source)
     start, end = window_bounds(window, now)
     params = {} if user_id is None else {"user_id": user_id}
-    where_total = TOTAL_SQL + (" AND user_id = $user_id" if user_id is not None else "")
-    total = _clean(snapshot.records(where_total, start, end, params)[0])
+    total, *found = snapshot.records(_report_sql(keys, user_id is not None), start, end, params)
+    total = _clean({k: v for k, v in total.items() if k not in keys and k != "is_total"})
     rows = []
-    for row in snapshot.records(_rows_sql(keys, user_id is not None), start, end, params):
-        row = _clean(row)
+    for found_row in found:
+        row = _clean({k: v for k, v in found_row.items() if k != "is_total"})
         if "user" in row:
             row["user"] = (
                 None if row["user"] is None else user_names(row["user"]) or f"#{row['user']}"

@@ -1,0 +1,120 @@
+"""`nexus init`, `nexus users …` and `nexus personas …`: setting up and administering accounts."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from typing import TYPE_CHECKING
+
+from nexus_core.errors import ValidationError
+
+if TYPE_CHECKING:
+    from nexus_core.app_context import AppContext
+
+
+def _read_password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
+    """The password from stdin, a prompt, or a generated one; returns (password, generated)."""
+    if args.password_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise ValidationError("--password-stdin was given but standard input was empty.")
+        return line, False
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if first != getpass.getpass("Repeat: "):
+            raise ValidationError("The two passwords differ.")
+        return first, False
+    return secrets.token_urlsafe(12), True
+
+
+def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
+    report = ctx.init()
+    print(f"Database ready at {ctx.db.engine.url.render_as_string(hide_password=True)}.")
+    print(f"Default personas created: {report.personas_created}.")
+    if report.admin_created and report.admin_password:
+        print(f"Created user 'admin' with password: {report.admin_password}")
+        print("It is shown only this once; change it after signing in.")
+    elif report.admin_created:
+        print("Created user 'admin' with the password from NEXUS_ADMIN_PASSWORD.")
+    return 0
+
+
+def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> int:
+    role = "admin" if args.admin else args.role
+    password, generated = _read_password(args, f"Password for {args.name}: ")
+    user = ctx.users.create(
+        args.name,
+        password,
+        role=role,
+        email=args.email,
+        display_name=args.display_name,
+        must_change_password=generated,
+    )
+    print(f"Created {user.role} {user.username!r}.")
+    if generated:
+        print(f"Temporary password (change at first sign-in): {password}")
+    return 0
+
+
+def cmd_users_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    for u in ctx.users.list():
+        flags = ",".join(sorted(k for k, v in u.features.items() if v)) or "-"
+        state = "disabled" if u.disabled else "active"
+        print(f"{u.username}\t{u.role}\t{state}\t{flags}")
+    return 0
+
+
+def cmd_users_feature(ctx: AppContext, args: argparse.Namespace) -> int:
+    user = ctx.users.set_feature(args.name, args.feature, args.state == "on")
+    print(f"{args.feature} is {args.state} for {user.username!r}.")
+    return 0
+
+
+def cmd_users_disable(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.users.set_disabled(args.name, True)
+    print(f"Disabled {args.name!r}; every browser signed in as them is signed out.")
+    return 0
+
+
+def cmd_users_enable(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.users.set_disabled(args.name, False)
+    print(f"Enabled {args.name!r}.")
+    return 0
+
+
+def cmd_users_passwd(ctx: AppContext, args: argparse.Namespace) -> int:
+    password, generated = _read_password(args, f"New password for {args.name}: ")
+    ctx.users.set_password(args.name, password, must_change=generated)
+    print(f"Password changed for {args.name!r}; every browser signed in as them is signed out.")
+    if generated:
+        print(f"Temporary password (change at first sign-in): {password}")
+    return 0
+
+
+def cmd_users_role(ctx: AppContext, args: argparse.Namespace) -> int:
+    user = ctx.users.set_role(args.name, args.role)
+    print(f"{user.username!r} is now {user.role}.")
+    return 0
+
+
+def cmd_personas_add(ctx: AppContext, args: argparse.Namespace) -> int:
+    persona = ctx.personas.create(
+        args.name,
+        args.instruction,
+        avatar=args.avatar,
+        color=args.color,
+        description=args.description,
+        model=args.model,
+        temperature=args.temperature,
+    )
+    print(f"Created persona {persona.name!r} (version {persona.version}).")
+    return 0
+
+
+def cmd_personas_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    for p in ctx.personas.list(include_inactive=True):
+        state = "active" if p.active else "inactive"
+        print(f"{p.avatar} {p.name}\tv{p.version}\t{state}\t{p.model or 'default model'}")
+    return 0
