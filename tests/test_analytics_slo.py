@@ -222,6 +222,31 @@ def test_slo_section_matches_numpy_over_the_window_and_the_thirty_day_period(
     assert slo["success"]["error_budget_remaining"] == pytest.approx(
         1 - all_failed.sum() / (0.005 * all_failed.size)
     )
+    # What the 24 h used of the 30-day budget: its own bad events over the period's allowance.
+    assert slo["latency"]["error_budget_spent_in_window"] == pytest.approx(
+        slow.sum() / (0.05 * all_latencies.size)
+    )
+    assert slo["success"]["error_budget_spent_in_window"] == pytest.approx(
+        failed.sum() / (0.005 * all_failed.size)
+    )
+
+
+def test_a_clean_hour_beside_an_overspent_budget_used_none_of_it(
+    log_path: Path, store: EventStore
+) -> None:
+    write_traffic(
+        log_path,
+        timedelta(days=2),
+        per_minute=1,
+        fails=lambda n, at: at < NOW - timedelta(hours=3) and n % 50 == 0,
+    )
+    hour = compute_metrics(store, "60m", NOW)["slo"]["success"]
+    assert hour["burn_rate"] == 0 and hour["error_budget_remaining"] < 0
+    assert hour["error_budget_spent_in_window"] == 0
+    period = compute_metrics(store, "30d", NOW)["slo"]["success"]
+    assert period["error_budget_spent_in_window"] == pytest.approx(
+        1 - period["error_budget_remaining"]
+    )
 
 
 def test_window_sums_are_exact_at_any_boundary_across_pieces(

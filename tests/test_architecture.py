@@ -140,9 +140,10 @@ REVIEWED: dict[tuple[str, str, str], str] = {
     ("nexus_core/ui/dashboard_view.py", "synthetic_panel", "metric"): (
         "constant labels; values are counts, a rate and a cost formatted here from numbers"
     ),
-    ("nexus_core/ui/dashboard_view.py", "kpi_tiles", "metric"): (
-        "labels, values and deltas are formatted here from numbers and constant labels; the "
-        "delta must stay unescaped for Streamlit to read its sign"
+    ("nexus_core/ui/dashboard_view.py", "_tile_row", "metric"): (
+        "labels, values, changes and help come from analytics.dashboard_tiles, which formats "
+        "them from numbers and its own constant texts; the change must stay unescaped for "
+        "Streamlit to read its sign"
     ),
     ("nexus_core/ui/notebook_view.py", "_toolbar", "button"): (
         "label (a Material icon) and help come from the constant table of cell actions"

@@ -4,6 +4,7 @@ and that members and analysts never reach it."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,19 +19,28 @@ from nexus_core.ui.nav import page_path
 from tests.apptest import TIMEOUT, seen_text, signed_in_app
 from tests.constants import PASSWORD
 
-KPI_LABELS = {
-    "Requests/min",
-    "Failures/min",
-    "Retries/min",
+BUDGET_LABELS = {
+    "Latency error budget left (30 days)",
+    "Success error budget left (30 days)",
+}
+OTHER_LABELS = {
     "Average latency",
     "p95 latency (target 3 s)",
     "Success rate (objective 99.5%)",
-    "Error budget left",
-    "Burn rate",
-    "Cost (window)",
+    "Burn rate (faster SLO)",
+    "Cost of replies",
     "Cost per 1k replies",
     "Unpriced replies",
 }
+
+
+def kpi_labels(per: str) -> set[str]:
+    """The dashboard's tile labels when its rates count ``per`` minute, hour or day."""
+    rates = {f"{name} per {per}" for name in ("Requests", "Failures", "Retries")}
+    return rates | OTHER_LABELS | BUDGET_LABELS
+
+
+KPI_LABELS = kpi_labels("minute")
 SYNTHETIC_LABELS = {"Synthetic jobs", "Failed jobs", "Request success", "Cost"}
 REPLY_COST_USD = 0.002  # each Nexus Assistant reply; Code Reviewer's model has no price
 
@@ -109,11 +119,11 @@ def test_an_admin_sees_kpis_charts_and_the_feedback_panel(app_ctx: AppContext) -
     tiles = {m.label: m for m in at.metric}
     assert set(tiles) == KPI_LABELS | SYNTHETIC_LABELS
     assert tiles["Synthetic jobs"].value == "0"
-    assert tiles["Requests/min"].value == f"{296 / 60:,.2f}"
-    assert tiles["Failures/min"].value == f"{1 / 60:,.2f}"
+    assert tiles["Requests per minute"].value == f"{296 / 60:,.2f}"
+    assert tiles["Failures per minute"].value == f"{1 / 60:,.2f}"
     assert tiles["Success rate (objective 99.5%)"].value == f"{100 * 295 / 296:.2f} %"
     # 3 of 5 replies a minute are priced at $0.002, for 59 minutes; the other 2 are unpriced.
-    assert tiles["Cost (window)"].value == f"${59 * 3 * REPLY_COST_USD:,.4f}"
+    assert tiles["Cost of replies"].value == f"${59 * 3 * REPLY_COST_USD:,.4f}"
     assert tiles["Cost per 1k replies"].value == "$2.0000"
     assert tiles["Unpriced replies"].value == f"{59 * 2:,}"
     assert len(at.get("plotly_chart")) >= 5
@@ -138,16 +148,16 @@ def test_the_window_selector_and_auto_refresh_toggle_rerender(app_ctx: AppContex
     log_traffic(app_ctx)
     at = open_dashboard("admin")
     assert at.radio(key=dashboard_view.WINDOW_PICK).value == "60m"
-    per_minute = {m.label: m.value for m in at.metric}["Requests/min"]
+    per_minute = {m.label: m.value for m in at.metric}["Requests per minute"]
     assert per_minute == f"{296 / 60:,.2f}"
     at.toggle(key=dashboard_view.AUTO_REFRESH).set_value(False).run()
     assert at.toggle(key=dashboard_view.AUTO_REFRESH).value is False
     at.radio(key=dashboard_view.WINDOW_PICK).set_value("24h").run()
     assert not at.exception
     assert at.radio(key=dashboard_view.WINDOW_PICK).value == "24h"
-    assert {m.label for m in at.metric} == KPI_LABELS | SYNTHETIC_LABELS
-    # The same 296 requests, now spread over a day's minutes.
-    assert {m.label: m.value for m in at.metric}["Requests/min"] == f"{296 / (24 * 60):,.2f}"
+    assert {m.label for m in at.metric} == kpi_labels("hour") | SYNTHETIC_LABELS
+    # The same 296 requests, now counted per hour of the day.
+    assert {m.label: m.value for m in at.metric}["Requests per hour"] == f"{296 / 24:,.2f}"
     assert len(at.get("plotly_chart")) >= 5
 
 
@@ -200,7 +210,7 @@ def test_a_failing_test_set_run_is_left_out_of_the_slos_and_shown_apart(
     at = open_dashboard("admin")
     assert not at.exception
     tiles = {m.label: m.value for m in at.metric}
-    assert tiles["Requests/min"] == f"{296 / 60:,.2f}"  # the test set is not in it
+    assert tiles["Requests per minute"] == f"{296 / 60:,.2f}"  # the test set is not in it
     assert tiles["Success rate (objective 99.5%)"] == f"{100 * 295 / 296:.2f} %"
     assert not at.error  # no page banner for a test run
     assert (tiles["Synthetic jobs"], tiles["Failed jobs"]) == ("30", "30")
@@ -208,7 +218,118 @@ def test_a_failing_test_set_run_is_left_out_of_the_slos_and_shown_apart(
 
     at.radio(key=dashboard_view.TRAFFIC_PICK).set_value("all").run()
     tiles = {m.label: m.value for m in at.metric}
-    assert tiles["Requests/min"] == f"{(296 + 30) / 60:,.2f}"
+    assert tiles["Requests per minute"] == f"{(296 + 30) / 60:,.2f}"
     assert "Synthetic jobs" not in tiles
     assert any("All traffic:" in c.value for c in at.caption)
     assert any("page" in e.value.lower() or "burn" in e.value.lower() for e in at.error)
+
+
+DAYS_REQUESTS = 60
+
+
+def log_days(ctx: AppContext, *, failed: int) -> None:
+    """Sixty requests spread over the last six days, none in the last hour; the first ``failed``
+    of them fail (a demo install's week: few requests, a couple of failures)."""
+    clock = Clock()
+    now = clock.at
+    with ApiEventLogger(ctx.settings.event_log_path, clock=clock) as log:
+        for k in range(DAYS_REQUESTS):
+            clock.at = now - timedelta(hours=2 + 2.3 * k)
+            request_id = str(uuid.uuid4())
+            log.emit(EventName.REQUEST_START, request_id=request_id, persona="Nexus Assistant")
+            if k < failed:
+                log.emit(EventName.REQUEST_FAILURE, request_id=request_id, error_type="http_503")
+                continue
+            log.emit(EventName.REQUEST_SUCCESS, request_id=request_id, latency_ms=800.0)
+            log.emit(EventName.JOB_SUCCESS, latency_ms=900.0, persona="Nexus Assistant")
+
+
+def captions(at: AppTest) -> list[str]:
+    return [seen_text(c.value) for c in at.caption]
+
+
+def test_every_number_says_its_window_and_the_budget_what_the_window_used(
+    app_ctx: AppContext,
+) -> None:
+    log_days(app_ctx, failed=2)
+    at = open_dashboard("admin")
+    at.radio(key=dashboard_view.WINDOW_PICK).set_value("7d").run()
+    assert not at.exception
+    tiles = {m.label: m for m in at.metric}
+    assert set(tiles) == kpi_labels("day") | SYNTHETIC_LABELS
+    # 60 requests and 2 failures in a week read per day, not 0.00 per minute.
+    assert tiles["Requests per day"].value == f"{60 / 7:,.2f}"
+    assert tiles["Failures per day"].value == f"{2 / 7:,.2f}"
+    assert tiles["Failures per day"].delta == f"+{2 / 7:,.2f}"
+    assert tiles["Failures per day"].proto.delta_description == "vs the 7 days before"
+    assert tiles["Success rate (objective 99.5%)"].value == f"{100 * 58 / 60:.2f} %"
+    assert any(
+        c.startswith("Last 7 days (")
+        and c.endswith("against the 7 days before: 60 requests, 2 failures, 0 retries. "
+                       "Rates per day.")
+        for c in captions(at)
+    )  # fmt: skip
+    # The budget is the 30-day period's, says so, and says what this window used of it.
+    allowed = (1 - 0.995) * 60
+    budget = tiles["Success error budget left (30 days)"]
+    assert budget.value == f"{100 * (1 - 2 / allowed):.1f} %"
+    assert budget.delta == f"{-100 * 2 / allowed:+.1f} pp"
+    assert budget.proto.delta_description == "used in the last 7 days"
+    assert any(c.startswith("Error budgets of the last 30 days (") for c in captions(at))
+
+    at.radio(key=dashboard_view.WINDOW_PICK).set_value("60m").run()
+    tiles = {m.label: m for m in at.metric}
+    # No request in the last hour: no success rate, and the overspent 30-day budget says the
+    # hour used none of it, beside it rather than in a tooltip.
+    assert tiles["Success rate (objective 99.5%)"].value == "—"
+    budget = tiles["Success error budget left (30 days)"]
+    assert budget.value == f"{100 * (1 - 2 / allowed):.1f} %"
+    assert (budget.delta, budget.proto.delta_description) == ("none", "used in the last 60 min")
+    assert (budget.proto.direction, budget.proto.color) == (budget.proto.NONE, budget.proto.GRAY)
+
+
+def test_an_unchanged_number_is_neutral_with_no_arrow(app_ctx: AppContext) -> None:
+    log_days(app_ctx, failed=2)
+    at = open_dashboard("admin")
+    at.radio(key=dashboard_view.WINDOW_PICK).set_value("30d").run()
+    tiles = {m.label: m for m in at.metric}
+    retries = tiles["Retries per day"]  # none now, none before
+    assert (retries.value, retries.delta) == ("0.00", "no change")
+    assert (retries.proto.direction, retries.proto.color) == (
+        retries.proto.NONE,
+        retries.proto.GRAY,
+    )
+    failures = tiles["Failures per day"]  # more failures than the 30 days before: red, up
+    assert (failures.value, failures.delta) == (f"{2 / 30:,.2f}", f"+{2 / 30:,.2f}")
+    assert (failures.proto.direction, failures.proto.color) == (
+        failures.proto.UP,
+        failures.proto.RED,
+    )
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def test_charts_with_nothing_to_draw_say_what_would_appear_instead_of_blank_axes(
+    app_ctx: AppContext,
+) -> None:
+    log_days(app_ctx, failed=0)
+    at = open_dashboard("admin")
+    at.radio(key=dashboard_view.WINDOW_PICK).set_value("7d").run()
+    assert not at.exception
+    seen = captions(at)
+    no_errors = "No failed requests in the last 7 days — error types would be listed here"
+    assert f"📭 {no_errors}, most frequent first." in seen
+    assert any(c.startswith("📭 No feedback in the last 7 days — ") for c in seen)
+    assert any(
+        c.startswith("📭 No priced replies in the last 7 days (60 without a price)") for c in seen
+    )
+    titles = chart_titles(at)
+    assert titles == [
+        "Response latency · last 7 days, per 2 hours",
+        "API success rate · last 7 days, per 2 hours",
+        "Requests, failures and retries · last 7 days, per 2 hours",
+        "Latency by persona · last 7 days",
+    ]
+    assert "**Top error types · last 7 days**" in [seen_text(m.value) for m in at.markdown]

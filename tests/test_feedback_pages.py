@@ -289,3 +289,16 @@ def test_the_charts_and_downloads_are_there_for_the_filtered_set(app_ctx: AppCon
     assert len(charts) == 3
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download CSV", "Download Parquet"]
+
+
+def test_charts_of_a_filter_that_matches_nothing_say_so_instead_of_drawing_blank_axes(
+    app_ctx: AppContext,
+) -> None:
+    seed(app_ctx)
+    at = signed_in("ana", "explorer")
+    at.text_input(key=explorer_view.SEARCH).input("no such words").run()
+    assert not at.exception
+    assert not at.get("plotly_chart")
+    empty_states = [seen_text(c.value) for c in at.caption if "📭" in c.value]
+    assert [e.split(" — ")[0] for e in empty_states] == ["📭 No feedback matches these filters"] * 3
+    assert "**Feedback by category per day**" in [seen_text(m.value) for m in at.markdown]

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from nexus_core import audit
+from nexus_core.analytics.charts import EmptyChart
 from nexus_core.analytics.feedback_charts import (
     EMPTY_TEXT,
     backlog_figure,
@@ -415,6 +416,11 @@ def test_chart_builders_draw_the_frames_and_say_when_nothing_matches(world: Worl
     stats = world.triage.stats(ALL, viewer=world.analyst, bucket="week")
     categories = category_figure(stats.by_category, "week")
     assert [t.name for t in categories.data] == ["performance", "content", "suggestion"]
+    one = world.triage.stats(FeedbackFilters(categories=("content",)), viewer=world.analyst)
+    only_content = category_figure(one.by_category, "week")
+    # One colour still needs its name: the legend is there for a single category too.
+    assert [t.name for t in only_content.data] == ["content"]
+    assert only_content.layout.showlegend is True
     assert categories.layout.xaxis.tick0 == "2000-01-03"  # a Monday, like the weeks
     backlog = backlog_figure(stats.backlog, "week")
     assert [t.name for t in backlog.data] == ["opened", "resolved or closed", "still open"]
@@ -422,9 +428,11 @@ def test_chart_builders_draw_the_frames_and_say_when_nothing_matches(world: Worl
     # Plotly draws the first bar at the bottom: the list is reversed so the first row is on top.
     assert list(personas.data[0].y) == ["Nexus Assistant", "Code Reviewer", NO_PERSONA]
     empty = world.triage.stats(FeedbackFilters(text="no such words"), viewer=world.analyst)
-    for figure in (
-        category_figure(empty.by_category, "day"),
-        persona_figure(empty.by_persona),
-        backlog_figure(empty.backlog, "day"),
+    # Nothing to draw: the empty state says so and what would appear, instead of blank axes.
+    for chart, would_appear in (
+        (category_figure(empty.by_category, "day"), "the items of each category per day"),
+        (persona_figure(empty.by_persona), "the items about each persona"),
+        (backlog_figure(empty.backlog, "day"), "the items opened and resolved per day"),
     ):
-        assert figure.data == () and figure.layout.annotations[0].text == EMPTY_TEXT
+        assert isinstance(chart, EmptyChart)
+        assert chart.message.startswith(f"{EMPTY_TEXT} — {would_appear}")

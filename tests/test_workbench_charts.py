@@ -1,5 +1,6 @@
 """The workbench chart builder: each chart kind draws the right traces, aggregation matches sums
-worked out by hand, and a spec that does not fit the result is refused with a clear message."""
+worked out by hand, a spec that does not fit the result is refused with a clear message, and a
+result with nothing to draw gives the empty state (a flat percentage a 0–100 % axis)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import plotly.graph_objects as go
 import polars as pl
 import pytest
 
+from nexus_core.analytics.charts import EmptyChart
 from nexus_core.errors import ValidationError
 from nexus_core.workbench.cells import ChartSpec
 from nexus_core.workbench.charts import build_chart
+from nexus_core.workbench.starters import STARTERS_BY_KEY
 
 RESULT = pl.DataFrame(
     {
@@ -132,3 +135,65 @@ def test_summing_text_is_refused_with_a_hint_to_count() -> None:
     spec = ChartSpec(kind="bar", x="day", y="persona", aggregation="sum")
     with pytest.raises(ValidationError, match="count rows instead"):
         build_chart(RESULT, spec)
+
+
+def starter_spec(key: str, y: str) -> ChartSpec:
+    """The chart of the starter notebook ``key`` that plots ``y``."""
+    (spec,) = [
+        c.chart for c in STARTERS_BY_KEY[key].cells if c.chart is not None and c.chart.y == y
+    ]
+    return spec
+
+
+def test_a_percentage_that_does_not_spread_is_drawn_from_0_to_100_percent() -> None:
+    # Persona comparison on a fresh install: no reply has failed, every failure_pct is 0.
+    spec = starter_spec("persona-comparison", "failure_pct")
+    result = pl.DataFrame({"persona": ["Coder", "Writer"], "failure_pct": [0.0, 0.0]})
+    figure = build_chart(result, spec)
+    assert isinstance(figure, go.Figure)
+    assert list(figure.layout.yaxis.range) == [0.0, pytest.approx(105.0)]
+    assert figure.layout.yaxis.ticksuffix == " %"
+    # One day of SLO history: a single point, still on 0–100 %.
+    daily = build_chart(
+        pl.DataFrame({"day": [date(2026, 3, 1)], "fast_pct": [97.5]}),
+        starter_spec("slo", "fast_pct"),
+    )
+    assert isinstance(daily, go.Figure)
+    assert list(daily.layout.yaxis.range) == [0.0, pytest.approx(105.0)]
+
+
+def test_a_percentage_that_spreads_keeps_plotlys_range() -> None:
+    spec = starter_spec("persona-comparison", "failure_pct")
+    figure = build_chart(
+        pl.DataFrame({"persona": ["Coder", "Writer"], "failure_pct": [2.5, 10.0]}), spec
+    )
+    assert isinstance(figure, go.Figure)
+    assert figure.layout.yaxis.range is None and figure.layout.yaxis.ticksuffix == " %"
+
+
+def test_only_empty_values_give_the_empty_state_instead_of_blank_axes() -> None:
+    # Thumbs per persona before anyone rated a reply: thumbs_up_pct is null in every row.
+    spec = starter_spec("persona-comparison", "thumbs_up_pct")
+    result = pl.DataFrame(
+        {"persona": ["Coder"], "thumbs_up": [0], "thumbs_down": [0], "thumbs_up_pct": [None]},
+        schema_overrides={"thumbs_up_pct": pl.Float64},
+    )
+    chart = build_chart(result, spec, title="Thumbs")
+    assert chart == EmptyChart(
+        "Thumbs",
+        "Every value of thumbs_up_pct in the result is empty (null), so there is nothing to "
+        "chart — the bar chart of thumbs_up_pct by persona appears once rows have a "
+        "thumbs_up_pct.",
+    )
+
+
+def test_no_rows_give_the_empty_state_that_says_what_would_be_drawn() -> None:
+    chart = build_chart(RESULT.clear(), ChartSpec(kind="line", x="day", y="tokens"))
+    assert chart == EmptyChart(
+        "",
+        "The query returned no rows — the line chart of tokens by day appears when it "
+        "returns some.",
+    )
+    histogram = build_chart(RESULT.clear(), ChartSpec(kind="histogram", x="latency_ms"))
+    assert isinstance(histogram, EmptyChart)
+    assert "the histogram of latency_ms" in histogram.message

@@ -195,3 +195,23 @@ def test_members_cannot_reach_the_workbench(app_ctx: AppContext) -> None:
     direct.run()
     assert [e.value for e in direct.error] == [ACCESS_DENIED]
     assert not direct.button
+
+
+def test_a_charted_query_without_rows_says_what_its_chart_would_show(
+    app_ctx: AppContext,
+) -> None:
+    ana = app_ctx.users.get("ana")
+    # Thumbs per persona before anyone rated a reply: no feedback rows at all.
+    sql = "SELECT category AS persona, 100.0 * rating AS thumbs_up_pct FROM feedback"
+    chart = ChartSpec(kind="bar", x="persona", y="thumbs_up_pct")
+    notebook = app_ctx.notebooks.create(ana, "Thumbs", [Cell("sql", sql, chart=chart)])
+    key = str(notebook.id)
+    at = open_workbench("ana", key)
+    (cell,) = notebook.cells
+    cell_button(at, notebook_view.RUN_PREFIX, key, cell).click().run()
+    assert not at.exception and not at.error and not at.warning
+    assert not at.get("plotly_chart")
+    assert (
+        "📭 The query returned no rows — the bar chart of thumbs_up_pct by persona appears when "
+        "it returns some."
+    ) in [seen_text(c.value) for c in at.caption]

@@ -1,6 +1,7 @@
 """Chart builders for the feedback explorer: pure functions from Polars frames to plotly figures.
 
 The frames come from ``TriageService.stats`` (see ``nexus_core.feedback.tables.FeedbackStats``).
+With nothing to draw a builder returns the house empty state (``charts.EmptyChart``).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import polars as pl
 
+from nexus_core.analytics.charts import Chart, EmptyChart
 from nexus_core.db.models import FEEDBACK_CATEGORIES
 
 CATEGORY_COLORS = {
@@ -29,7 +31,8 @@ BAR_SHARE = 0.8
 TICK_EVERY_PERIOD_UP_TO = 14
 FIRST_MONDAY = "2000-01-03"
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
-EMPTY_TEXT = "No feedback matches these filters."
+EMPTY_TEXT = "No feedback matches these filters"
+WIDEN = "Widen the filters or the dates to see some."
 
 
 def _layout(figure: go.Figure, title: str) -> go.Figure:
@@ -48,21 +51,15 @@ def _time_axis(figure: go.Figure, bucket: str, periods: int) -> None:
     figure.update_xaxes(type="date", tickformat="%Y-%m-%d", title=bucket, **every)
 
 
-def _empty(title: str) -> go.Figure:
-    figure = go.Figure()
-    figure.add_annotation(
-        text=EMPTY_TEXT, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
-    )
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    return _layout(figure, title)
+def _empty(title: str, what: str) -> EmptyChart:
+    return EmptyChart(title, f"{EMPTY_TEXT} — {what} would appear here. {WIDEN}")
 
 
-def category_figure(by_category: pl.DataFrame, bucket: str) -> go.Figure:
+def category_figure(by_category: pl.DataFrame, bucket: str) -> Chart:
     """Stacked bars: how many items of each category arrived per day or week."""
     title = f"Feedback by category per {bucket}"
     if by_category.is_empty():
-        return _empty(title)
+        return _empty(title, f"the items of each category per {bucket}")
     figure = go.Figure()
     for category in FEEDBACK_CATEGORIES:
         part = by_category.filter(pl.col("category") == category)
@@ -77,16 +74,17 @@ def category_figure(by_category: pl.DataFrame, bucket: str) -> go.Figure:
                 width=PERIOD_MS[bucket] * BAR_SHARE,
             )
         )
-    figure.update_layout(barmode="stack", yaxis_title="items")
+    # The legend names the colours even when only one category is there.
+    figure.update_layout(barmode="stack", yaxis_title="items", showlegend=True)
     _time_axis(figure, bucket, by_category["period"].n_unique())
     return _layout(figure, title)
 
 
-def persona_figure(by_persona: pl.DataFrame) -> go.Figure:
+def persona_figure(by_persona: pl.DataFrame) -> Chart:
     """Horizontal bars: how many items are about each persona, most first."""
     title = "Feedback by persona"
     if by_persona.is_empty():
-        return _empty(title)
+        return _empty(title, "the items about each persona")
     ordered = by_persona.reverse()  # plotly draws the first bar at the bottom
     figure = go.Figure(
         go.Bar(
@@ -100,11 +98,11 @@ def persona_figure(by_persona: pl.DataFrame) -> go.Figure:
     return _layout(figure, title)
 
 
-def backlog_figure(backlog: pl.DataFrame, bucket: str) -> go.Figure:
+def backlog_figure(backlog: pl.DataFrame, bucket: str) -> Chart:
     """Opened and resolved per period as bars, and what was still open after it as a line."""
     title = f"Open vs resolved per {bucket}"
     if backlog.is_empty():
-        return _empty(title)
+        return _empty(title, f"the items opened and resolved per {bucket}, and those still open,")
     periods = backlog["period"].to_list()
     half = PERIOD_MS[bucket] * BAR_SHARE / 2  # two bars side by side in each period
     figure = go.Figure()

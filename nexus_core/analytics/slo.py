@@ -13,7 +13,9 @@ contract's "p95 < 3000 ms" read as a share, and the report also shows the interp
 ``error rate = bad / valid``; ``burn rate = error rate / (1 − objective)`` — 1 spends the budget
 exactly over the period, 14.4 spends 2 % of it in an hour. ``error budget remaining`` over the
 period ending at ``now`` is ``1 − bad / ((1 − objective) · valid)``: 1 untouched, 0 spent,
-negative overspent.
+negative overspent; ``error budget spent in window`` is the share of that period's budget the
+window's bad events spent (the whole spend when the window is the period), so a window with no
+failures next to an overspent budget reads as what it is.
 
 Alerts follow the Google SRE Workbook's multiwindow, multi-burn-rate rules: a rule fires when
 both its long and its short window burn faster than its threshold (the short window makes an
@@ -96,7 +98,12 @@ class SloCounts:
 
     def budget_remaining(self, objective: float) -> float | None:
         """``1 − bad / allowed bad``: 1 untouched, 0 spent, below 0 overspent; None if no events."""
-        return 1 - self.bad / ((1 - objective) * self.valid) if self.valid else None
+        spent = self.budget_spent_by(self.bad, objective)
+        return None if spent is None else 1 - spent
+
+    def budget_spent_by(self, bad: int, objective: float) -> float | None:
+        """The share of these events' budget that ``bad`` bad events spend; None if no events."""
+        return bad / ((1 - objective) * self.valid) if self.valid else None
 
 
 def slo_counts(
@@ -177,7 +184,8 @@ def _alerts(counts: dict[timedelta, dict[str, SloCounts]]) -> dict[str, Any]:
 def slo_report(
     source: EventStore | EventSnapshot, start: datetime, end: datetime, now: datetime
 ) -> dict[str, Any]:
-    """Attainment and burn rate over the window, budget left over the period, and the alerts."""
+    """Attainment and burn rate over the window, budget left over the period (and what the window
+    spent of it), and the alerts."""
     now = to_utc_naive(now)
     windows = _alert_windows()
     starts = [to_utc_naive(start), now - SLO_PERIOD, *(now - w for w in windows)]
@@ -198,6 +206,7 @@ def slo_report(
             "met": None if attainment is None else attainment >= objective,
             "burn_rate": counts.burn_rate(objective),
             "error_budget_remaining": in_period[name].budget_remaining(objective),
+            "error_budget_spent_in_window": in_period[name].budget_spent_by(counts.bad, objective),
         }
     report[LATENCY]["target_ms"] = LATENCY_TARGET_MS
     report["alerts"] = _alerts(dict(zip(windows, alerting, strict=True)))

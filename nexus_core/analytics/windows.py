@@ -22,6 +22,13 @@ BUCKET_WIDTHS: Final = tuple(
     timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 360, 720, 1440, 10080)
 )
 MAX_BUCKETS: Final = 120
+SPAN_NOUNS: Final = {"h": "hour", "d": "day"}
+SINGLE_SPANS: Final = {
+    timedelta(minutes=1): "minute",
+    timedelta(hours=1): "hour",
+    timedelta(days=1): "day",
+    timedelta(days=7): "week",
+}
 
 
 def parse_window(text: str) -> timedelta:
@@ -49,6 +56,24 @@ def format_window(window: timedelta) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60}m"
     return f"{seconds}s"
+
+
+def describe_span(span: timedelta) -> str:
+    """A span in words: ``60 min``, ``6 hours``, ``1 day``, ``7 days`` (as ``format_window`` picks
+    the unit)."""
+    label = format_window(span)
+    number, unit = int(label[:-1]), label[-1]
+    if unit == "m":
+        return f"{number} min"
+    if unit == "s":
+        return f"{number} s"
+    noun = SPAN_NOUNS[unit]
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def per_span(span: timedelta) -> str:
+    """What "per …" reads for a span: ``minute``, ``hour``, ``day``, or ``15 min``, ``2 hours``."""
+    return SINGLE_SPANS.get(span) or describe_span(span)
 
 
 def to_utc_naive(moment: datetime) -> datetime:

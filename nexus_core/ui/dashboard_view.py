@@ -1,5 +1,7 @@
 """The SLO dashboard for admins: window selector, KPI tiles against the previous window, the
-burn-rate banner, the charts, the feedback panel and auto-refresh.
+30-day error budgets with what the window used of them, the burn-rate banner, the charts, the
+feedback panel and auto-refresh. What each tile says (label, unit, window, change) is decided in
+``nexus_core.analytics.dashboard_tiles``; this module draws it.
 
 Numbers come from the event log through the process's ``EventStore`` (``ctx.event_store``); a window
 ``w`` is compared with the window of the same length just before it (``compute_metrics`` at
@@ -16,17 +18,11 @@ from typing import Any, Final
 import streamlit as st
 
 from nexus_core.analytics import dashboard_charts as charts
+from nexus_core.analytics import dashboard_tiles as tiles
 from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
 from nexus_core.analytics.metrics import compute_metrics, traffic_summary
-from nexus_core.analytics.slo import (
-    LATENCY,
-    LATENCY_TARGET_MS,
-    PAGE,
-    SUCCESS,
-    SUCCESS_OBJECTIVE,
-    TICKET,
-)
-from nexus_core.analytics.windows import bucket_width, parse_window
+from nexus_core.analytics.slo import PAGE, TICKET
+from nexus_core.analytics.windows import describe_span, parse_window
 from nexus_core.app_context import AppContext
 from nexus_core.feedback.filters import FeedbackFilters
 from nexus_core.ops.events import log_files
@@ -51,6 +47,8 @@ TRAFFIC_NOTES: Final = {
     "all": "All traffic: user traffic and comparisons and test sets together.",
 }
 REFRESH_SECONDS: Final = 30
+TILES_PER_ROW: Final = 4
+DELTA_COLORS: Final = {"up": "normal", "down": "inverse"}
 FEEDBACK_DAYS: Final = 7
 INCIDENT_PRIORITIES: Final = ("high", "critical")
 INCIDENT_LIMIT: Final = 50
@@ -112,28 +110,36 @@ def _numbers(ctx: AppContext, user: UserView, window_label: str, traffic: str) -
     current = compute_metrics(snapshot, window, now, traffic=traffic)
     previous = compute_metrics(snapshot, window, now - window, traffic=traffic)
     alert_banner(current["slo"]["alerts"])
+    show.caption(tiles.window_caption(current, window, now))
     kpi_tiles(current, previous, window)
     cost_tiles(current["cost"])
+    show.caption(tiles.budget_caption(window, now))
+    budget_row(current, window)
     if current["requests"] == 0:
-        st.info(f"No requests in the last {WINDOW_LABELS[window_label]}; try a longer window.")
-    _charts(snapshot, window, now, current["cost_by_persona"])
+        show.info(
+            f"No requests in the last {describe_span(window)}, so nothing to chart; "
+            "try a longer window."
+        )
+    else:
+        _charts(snapshot, window, now, current["cost_by_persona"])
     if traffic == "user":
-        synthetic_panel(traffic_summary(snapshot, window, now, "synthetic"), window_label)
+        synthetic_panel(traffic_summary(snapshot, window, now, "synthetic"), window)
     feedback_panel(ctx, user, now)
 
 
-def synthetic_panel(numbers: dict[str, Any], window_label: str) -> None:
+def synthetic_panel(numbers: dict[str, Any], window: timedelta) -> None:
     """Comparisons and test sets, outside the SLOs but in sight: a broken run still shows."""
     st.subheader("Synthetic traffic")
     show.caption(
-        f"Comparisons and test sets in the last {WINDOW_LABELS[window_label]}: no user waited "
+        f"Comparisons and test sets in the last {describe_span(window)}: no user waited "
         "for them, so they are left out of the numbers above."
     )
     cols = st.columns(4)
     jobs = numbers["jobs_succeeded"] + numbers["jobs_failed"]
     cols[0].metric("Synthetic jobs", f"{jobs:,}")
     cols[1].metric("Failed jobs", f"{numbers['jobs_failed']:,}")
-    cols[2].metric("Request success", _fmt(_pct(numbers["success_rate"]), "{:.2f} %"))
+    success = numbers["success_rate"]
+    cols[2].metric("Request success", "—" if success is None else f"{success * 100:.2f} %")
     cols[3].metric("Cost", f"${numbers['cost']['cost_usd']:,.4f}")
 
 
@@ -153,110 +159,55 @@ def alert_banner(alerts: dict[str, Any]) -> None:
     show.alert("error" if state == PAGE else "warning", text)
 
 
-def _per_minute(count: int, window: timedelta) -> float:
-    return count / (window.total_seconds() / 60)
-
-
-def _delta(now: float | None, before: float | None, fmt: str) -> str | None:
-    if now is None or before is None:
-        return None
-    return fmt.format(now - before)
-
-
-def _fmt(value: float | None, fmt: str) -> str:
-    return "—" if value is None else fmt.format(value)
+def _tile_row(row: list[tiles.Tile], columns: int = TILES_PER_ROW) -> None:
+    """Tiles side by side; a neutral change is grey and has no arrow."""
+    for column, tile in zip(st.columns(columns), row, strict=False):
+        change = tile.change
+        column.metric(
+            tile.label,
+            tile.value,
+            None if change is None else change.text,
+            delta_color="off" if change and change.neutral else DELTA_COLORS[tile.better],
+            delta_arrow="off" if change and change.neutral else "auto",
+            delta_description=tile.note if change else None,
+            help=tile.help,
+        )
 
 
 def kpi_tiles(current: dict[str, Any], previous: dict[str, Any], window: timedelta) -> None:
-    """Eight KPI tiles, each with its change against the previous window."""
-    rates = {
-        key: (_per_minute(current[key], window), _per_minute(previous[key], window))
-        for key in ("requests", "failures", "retries")
-    }
-    slo_now, slo_before = current["slo"], previous["slo"]
-    budget_slo = min(
-        (LATENCY, SUCCESS),
-        key=lambda name: _or_inf(slo_now[name]["error_budget_remaining"]),
-    )
-    burn_now = _max_burn(slo_now)
-    burn_before = _max_burn(slo_before)
-    tiles: list[tuple[str, str, str | None, str, str]] = [
-        ("Requests/min", f"{rates['requests'][0]:,.2f}",
-         _delta(*rates["requests"], "{:+,.2f}"), "normal", "request_start events per minute"),
-        ("Failures/min", f"{rates['failures'][0]:,.2f}",
-         _delta(*rates["failures"], "{:+,.2f}"), "inverse", "request_failure events per minute"),
-        ("Retries/min", f"{rates['retries'][0]:,.2f}",
-         _delta(*rates["retries"], "{:+,.2f}"), "inverse", "job_retry events per minute"),
-        ("Average latency", _fmt(current["avg_latency_ms"], "{:,.0f} ms"),
-         _delta(current["avg_latency_ms"], previous["avg_latency_ms"], "{:+,.0f} ms"),
-         "inverse", "Mean time from the user's message to the stored reply"),
-        (f"p95 latency (target {LATENCY_TARGET_MS / 1000:g} s)",
-         _fmt(current["p95_latency_ms"], "{:,.0f} ms"),
-         _delta(current["p95_latency_ms"], previous["p95_latency_ms"], "{:+,.0f} ms"),
-         "inverse", _met(slo_now[LATENCY]["met"])),
-        (f"Success rate (objective {SUCCESS_OBJECTIVE:.1%})",
-         _fmt(_pct(current["success_rate"]), "{:.2f} %"),
-         _delta(_pct(current["success_rate"]), _pct(previous["success_rate"]), "{:+.2f} pp"),
-         "normal", _met(slo_now[SUCCESS]["met"])),
-        ("Error budget left",
-         _fmt(_pct(slo_now[budget_slo]["error_budget_remaining"]), "{:.1f} %"),
-         _delta(_pct(slo_now[budget_slo]["error_budget_remaining"]),
-                _pct(slo_before[budget_slo]["error_budget_remaining"]), "{:+.1f} pp"),
-         "normal", f"Lowest of both SLOs over 30 days: {budget_slo}"),
-        ("Burn rate", _fmt(burn_now, "{:.2f}×"), _delta(burn_now, burn_before, "{:+.2f}×"),
-         "inverse", "Highest of both SLOs over the window; 1× spends the budget in 30 days"),
-    ]  # fmt: skip
-    for row in (tiles[:4], tiles[4:]):
-        for column, (label, value, delta, color, help_text) in zip(
-            st.columns(len(row)), row, strict=True
-        ):
-            column.metric(label, value, delta, delta_color=color, help=help_text)  # type: ignore[arg-type]
+    """The selected window's tiles, each with its change against the window before it."""
+    row = tiles.window_tiles(current, previous, window)
+    _tile_row(row[:TILES_PER_ROW])
+    _tile_row(row[TILES_PER_ROW:])
 
 
-def _pct(value: float | None) -> float | None:
-    return None if value is None else value * 100
-
-
-def _or_inf(value: float | None) -> float:
-    return float("inf") if value is None else value
-
-
-def _max_burn(slo: dict[str, Any]) -> float | None:
-    rates = [slo[name]["burn_rate"] for name in (LATENCY, SUCCESS)]
-    known = [r for r in rates if r is not None]
-    return max(known) if known else None
-
-
-def _met(met: bool | None) -> str:
-    return {True: "Objective met in this window", False: "Objective missed in this window"}.get(
-        met,  # type: ignore[arg-type]
-        "No data in this window",
-    )
+def budget_row(current: dict[str, Any], window: timedelta) -> None:
+    """Each SLO's 30-day error budget left, with what the selected window used of it."""
+    _tile_row(tiles.budget_tiles(current, window))
 
 
 def _charts(
     snapshot: Any, window: timedelta, now: datetime, cost_by_persona: list[dict[str, Any]]
 ) -> None:
     series = timeseries(snapshot, window, now)
-    minutes = bucket_width(window).total_seconds() / 60
     left, right = st.columns(2)
     with left:
-        show.chart(charts.latency_figure(series))
+        show.chart(charts.latency_figure(series, window))
     with right:
-        show.chart(charts.success_rate_figure(series))
-    show.chart(charts.traffic_figure(series, minutes))
-    show.chart(charts.top_errors_figure(top_errors(snapshot, window, now)))
+        show.chart(charts.success_rate_figure(series, window))
+    show.chart(charts.traffic_figure(series, window))
+    show.chart(charts.top_errors_figure(top_errors(snapshot, window, now), window))
     left, right = st.columns(2)
     with left:
-        show.chart(charts.persona_latency_figure(by_persona(snapshot, window, now)))
+        show.chart(charts.persona_latency_figure(by_persona(snapshot, window, now), window))
     with right:
-        show.chart(charts.persona_cost_figure(cost_by_persona))
+        show.chart(charts.persona_cost_figure(cost_by_persona, window))
 
 
 def cost_tiles(cost: dict[str, Any]) -> None:
     """The window's cost and cost per 1,000 replies; unpriced replies are said, not zeroed."""
     cols = st.columns(4)
-    cols[0].metric("Cost (window)", f"${cost['cost_usd']:,.4f}", help="Priced replies only")
+    cols[0].metric("Cost of replies", f"${cost['cost_usd']:,.4f}", help="Priced replies only")
     per_1k = cost["cost_per_1k_replies"]
     cols[1].metric("Cost per 1k replies", "—" if per_1k is None else f"${per_1k:,.4f}")
     cols[2].metric(
@@ -267,6 +218,10 @@ def cost_tiles(cost: dict[str, Any]) -> None:
 def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
     """Issues of the last seven days by category, and open high/critical feedback with links."""
     st.subheader("Feedback")
+    st.caption(
+        f"Issues of the last {FEEDBACK_DAYS} days and incidents open now, whatever the window "
+        "above."
+    )
     triage = ctx.triage
     since = (now - timedelta(days=FEEDBACK_DAYS - 1)).date()
     stats = triage.stats(FeedbackFilters(date_from=since), viewer=user)
@@ -278,12 +233,10 @@ def feedback_panel(ctx: AppContext, user: UserView, now: datetime) -> None:
     )
     left, right = st.columns([2, 3])
     with left:
-        if stats.by_category.is_empty():
-            st.caption(f"No feedback in the last {FEEDBACK_DAYS} days.")
-        else:
-            show.chart(charts.feedback_categories_figure(stats.by_category))
+        show.chart(charts.feedback_categories_figure(stats.by_category, FEEDBACK_DAYS))
     with right:
         st.markdown(f"**Open incidents** ({len(incidents)})")
+        st.caption("High or critical feedback still open, of any age.")
         if not incidents:
             st.caption("No open high or critical feedback. 🎉")
             return

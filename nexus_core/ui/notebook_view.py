@@ -252,7 +252,7 @@ def _show_outcome(
 
 def _chart(cell: Cell, result: QueryResult) -> None:
     """The cell's chart of its last result (of the rows on display), or why it cannot be drawn."""
-    if cell.chart is None or not result.row_count:
+    if cell.chart is None:
         return
     try:
         show.chart(build_chart(result.display, cell.chart), width="stretch")

@@ -31,6 +31,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from nexus_core.analytics.charts import Chart, EmptyChart
 from nexus_core.markdown.safe import as_code_block, escape_markdown, safe_markdown
 from nexus_core.personas import shown_avatar
 from nexus_core.settings import load_settings
@@ -121,9 +122,21 @@ def plain_figure(figure: go.Figure) -> go.Figure:
     return go.Figure(_plain_plotly(figure.to_dict()))
 
 
-def chart(figure: go.Figure, **options: Any) -> None:
-    """``st.plotly_chart`` of ``figure`` whose texts (names, categories, titles) are plain."""
+def chart(figure: Chart, **options: Any) -> None:
+    """``st.plotly_chart`` of ``figure`` whose texts (names, categories, titles) are plain; for an
+    ``EmptyChart``, the one empty state: its title and what would appear, in a bordered box."""
+    if isinstance(figure, EmptyChart):
+        _empty_chart(figure)
+        return
     st.plotly_chart(plain_figure(figure), **options)
+
+
+def _empty_chart(empty: EmptyChart) -> None:
+    """A chart that has nothing to draw: its title, and what would appear there and how."""
+    with st.container(border=True):
+        if empty.title:
+            st.markdown(f"**{plain(empty.title)}**")
+        st.caption(f"📭 {plain(empty.message)}")
 
 
 def _plain_plotly(value: object) -> object:

@@ -11,6 +11,7 @@ import polars as pl
 import streamlit as st
 
 from nexus_core.analytics.dashboard_charts import cost_trend_figure
+from nexus_core.analytics.windows import parse_window
 from nexus_core.app_context import AppContext
 from nexus_core.cost.budgets import BudgetView
 from nexus_core.cost.prices import SIMULATED_NOTE
@@ -118,7 +119,7 @@ def organisation_usage(ctx: AppContext) -> None:
     window = WINDOWS[label or "Last 30 days"]
     report = _report(ctx, window, by or ["user"])
     _tiles(report["total"])
-    show.chart(cost_trend_figure(_report(ctx, window, ["day"])["rows"]))
+    show.chart(cost_trend_figure(_report(ctx, window, ["day"])["rows"], parse_window(window)))
     _table(report["rows"], by or ["user"])
     _budget_lines(ctx.budgets.list_budgets())
 

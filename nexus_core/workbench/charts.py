@@ -5,17 +5,30 @@ minimum or maximum per x (and per colour), so the figure holds one point per gro
 order in which they first appear in the result (the query's ORDER BY decides), except that line and
 area charts over numbers or times are drawn in x order. Colour splits the data into one trace per
 value. A histogram bins x itself and ignores y and the aggregation.
+
+A result with nothing to draw (no rows, or only empty values) gives the house empty state
+(``charts.EmptyChart``) instead of blank axes. A y column named as a percentage (``*_pct``,
+``*_percent``) gets a ``%`` axis, and any y whose values do not spread an axis from 0 (0–100 % for
+a percentage) instead of Plotly's −1 to 1 around one value.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Final
 
 import plotly.graph_objects as go
 import polars as pl
 
-from nexus_core.analytics.dashboard_charts import CHART_HEIGHT, CHART_MARGIN
+from nexus_core.analytics.charts import (
+    CHART_HEIGHT,
+    CHART_MARGIN,
+    Chart,
+    EmptyChart,
+    flat_range,
+    has_values,
+)
 from nexus_core.errors import ValidationError
 from nexus_core.workbench.cells import Aggregation, ChartSpec
 
@@ -40,6 +53,8 @@ REDUCERS: Final[dict[Aggregation, Callable[[pl.Expr], pl.Expr]]] = {
     "min": pl.Expr.min,
     "max": pl.Expr.max,
 }
+PERCENT_NAME: Final = re.compile(r"(^|_)(pct|percent|percentage)$", re.IGNORECASE)
+FULL_PERCENT: Final = 100.0
 AGGREGATION_LABELS: Final[dict[Aggregation, str]] = {
     "sum": "sum of",
     "mean": "mean of",
@@ -48,14 +63,19 @@ AGGREGATION_LABELS: Final[dict[Aggregation, str]] = {
 }
 
 
-def build_chart(frame: pl.DataFrame, spec: ChartSpec, title: str | None = None) -> go.Figure:
-    """The figure ``spec`` describes for ``frame``; ``ValidationError`` says what to change."""
+def build_chart(frame: pl.DataFrame, spec: ChartSpec, title: str | None = None) -> Chart:
+    """The figure ``spec`` describes for ``frame``, or why there is nothing to draw;
+    ``ValidationError`` says what to change in the spec."""
     _check_columns(frame, spec)
     if spec.kind == "histogram":
+        if not has_values(frame[spec.x]):
+            return _nothing_to_draw(frame, spec, spec.x, title)
         figure = _histogram(frame, spec)
         y_title = "rows"
     else:
         data = _aggregated(frame, spec)
+        if not has_values(data[VALUE]):
+            return _nothing_to_draw(frame, spec, spec.y or spec.x, title)
         figure = go.Figure([_trace(spec, name, group) for name, group in _groups(data, spec)])
         y_title = _value_label(spec)
     figure.update_layout(
@@ -69,7 +89,43 @@ def build_chart(frame: pl.DataFrame, spec: ChartSpec, title: str | None = None) 
         xaxis={"title": {"text": spec.x}},
         yaxis={"title": {"text": y_title}},
     )
+    if spec.kind != "histogram":
+        figure.update_yaxes(**_value_axis(data[VALUE], spec))
     return figure
+
+
+def _nothing_to_draw(
+    frame: pl.DataFrame, spec: ChartSpec, column: str, title: str | None
+) -> EmptyChart:
+    drawn = f"the {spec.kind} chart of {_value_label(spec)} by {spec.x}"
+    if spec.kind == "histogram":
+        drawn = f"the histogram of {spec.x}"
+    if frame.is_empty():
+        return EmptyChart(
+            title or "", f"The query returned no rows — {drawn} appears when it returns some."
+        )
+    return EmptyChart(
+        title or "",
+        f"Every value of {column} in the result is empty (null), so there is nothing to chart — "
+        f"{drawn} appears once rows have a {column}.",
+    )
+
+
+def _is_percent(spec: ChartSpec) -> bool:
+    return spec.aggregation != "count" and bool(PERCENT_NAME.search(spec.y or ""))
+
+
+def _value_axis(values: pl.Series, spec: ChartSpec) -> dict[str, object]:
+    """A ``%`` axis for percentages; an axis from 0 when the values do not spread."""
+    if not values.dtype.is_numeric():
+        return {}
+    percent = _is_percent(spec)
+    axis: dict[str, object] = {"ticksuffix": " %"} if percent else {}
+    stacked = spec.kind == "area" and spec.color is not None  # the top is a sum, not a value
+    flat = flat_range(values.to_list(), full=FULL_PERCENT if percent else 0.0)
+    if flat is not None and not stacked:
+        axis["range"] = flat
+    return axis
 
 
 def _summable(dtype: pl.DataType) -> bool:
