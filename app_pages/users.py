@@ -1,4 +1,5 @@
-"""Users page (admins): accounts with their role, status, last sign-in and feature flags."""
+"""Users page (admins): accounts with their role, status and last sign-in, and which features
+each user has and why."""
 
 import streamlit as st
 
@@ -15,6 +16,8 @@ st.caption(
 notices.show(state.ADMIN_NOTICE)
 users = ctx.users.list()
 admin_view.users_table(users, ctx.budgets.by_target("user"))
+st.markdown("**Features**")
+admin_view.features_table(users, env=ctx.settings.env)
 create, change = st.columns(2, gap="large")
 with create:
     admin_view.create_user_form(ctx, user)

@@ -22,6 +22,9 @@ COLOR_PATTERN = re.compile(r"^#[0-9A-Fa-f]{6}$")
 MAX_INSTRUCTION_CHARS = 20_000
 MAX_NAME_CHARS = 80
 DEFAULT_AVATAR = "🤖"
+# Asks for an emoji's colour picture: without it a browser may draw a lone emoji code point from
+# the text font if that font has a glyph for it (Streamlit's Source Sans has a small monochrome 🤖).
+EMOJI_PRESENTATION = "\N{VARIATION SELECTOR-16}"
 AVATAR_MESSAGE = (
     "The avatar is one emoji (such as 🤖 or 🧑‍💻), not {value!r}: Streamlit would read other text "
     "as the path or address of an image."
@@ -136,8 +139,15 @@ def _view(p: Persona, v: PersonaVersion | None = None) -> PersonaView:
 
 
 def is_avatar(text: str) -> bool:
-    """Whether ``text`` is exactly one emoji (flags, skin tones and ZWJ sequences included)."""
-    return emoji.is_emoji(text)
+    """Whether ``text`` is exactly one emoji (flags, skin tones and ZWJ sequences included),
+    with or without the emoji presentation selector after it."""
+    return emoji.is_emoji(text) or emoji.is_emoji(text.removesuffix(EMOJI_PRESENTATION))
+
+
+def with_colour_presentation(avatar: str) -> str:
+    """One emoji as a browser draws it in colour: a lone code point gets the emoji presentation
+    selector (sequences, and emoji that already end in it, are left as they are)."""
+    return avatar + EMOJI_PRESENTATION if len(avatar) == 1 else avatar
 
 
 def shown_avatar(text: str | None) -> str:

@@ -162,13 +162,40 @@ def end_sessions(
     return int(ended.rowcount or 0)
 
 
-def feature_enabled(user: UserView, name: str, *, env: str) -> bool:
-    """Whether ``user`` has feature ``name``: admins and development always do."""
+# Why a user has a feature or not, worded for the admin who manages flags.
+FEATURE_BY_ROLE = "on — every admin has it"
+FEATURE_SET = "on — set for this user"
+FEATURE_BY_DEVELOPMENT = "on — default in development"
+FEATURE_OFF = "off"
+
+
+@dataclass(frozen=True)
+class FeatureState:
+    """Whether a user has a feature, and why (``reason`` is one of the ``FEATURE_*`` texts)."""
+
+    enabled: bool
+    reason: str
+    stored: bool  # the user's own flag, which is what ``set_feature`` changes
+
+
+def feature_state(user: UserView, name: str, *, env: str) -> FeatureState:
+    """Whether ``user`` has feature ``name`` and why: admins always do, so does everyone in
+    development, and otherwise the user's own flag decides."""
     if name not in KNOWN_FEATURES:
         raise ValidationError(f"Unknown feature {name!r}; known: {', '.join(KNOWN_FEATURES)}.")
-    if user.is_admin or env == "development":
-        return True
-    return bool(user.features.get(name, False))
+    stored = bool(user.features.get(name, False))
+    if user.is_admin:
+        return FeatureState(True, FEATURE_BY_ROLE, stored)
+    if stored:
+        return FeatureState(True, FEATURE_SET, stored)
+    if env == "development":
+        return FeatureState(True, FEATURE_BY_DEVELOPMENT, stored)
+    return FeatureState(False, FEATURE_OFF, stored)
+
+
+def feature_enabled(user: UserView, name: str, *, env: str) -> bool:
+    """Whether ``user`` has feature ``name`` (see ``feature_state`` for why)."""
+    return feature_state(user, name, env=env).enabled
 
 
 def pages_for_role(role: str) -> tuple[str, ...]:

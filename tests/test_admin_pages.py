@@ -3,6 +3,10 @@ stored and audited, and that members browse personas but never reach the admin c
 
 from __future__ import annotations
 
+import json
+import re
+
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -12,6 +16,13 @@ from nexus_core.audit import AuditQuery
 from nexus_core.ui import admin_view, audit_view, persona_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
+from nexus_core.users import (
+    FEATURE_BY_DEVELOPMENT,
+    FEATURE_BY_ROLE,
+    FEATURE_OFF,
+    FEATURE_SET,
+    KNOWN_FEATURES,
+)
 from tests.apptest import TIMEOUT, seen_text, signed_in_app
 from tests.constants import PASSWORD
 
@@ -41,6 +52,17 @@ def successes(at: AppTest) -> list[str]:
 
 def errors(at: AppTest) -> list[str]:
     return [seen_text(e.value) for e in at.error]
+
+
+def features(at: AppTest) -> pd.DataFrame:
+    """The Users page's features table (the second), by username."""
+    return at.dataframe[1].value.set_index("Username")
+
+
+def column_widths(at: AppTest, table: int) -> dict[str, str]:
+    """The width each configured column of the page's ``table``-th table asks for."""
+    config = json.loads(at.dataframe[table].proto.columns)
+    return {name: column.get("width") for name, column in config.items()}
 
 
 # --- users --------------------------------------------------------------------------------
@@ -120,12 +142,58 @@ def test_a_feature_toggle_is_saved_and_audited(app_ctx: AppContext) -> None:
     assert app_ctx.users.get("mia").features == {"pro_session_analytics": True}
     assert at.toggle(key=key).value is True
     assert "pro_session_analytics is on for mia." in successes(at)
-    table = at.dataframe[0].value.set_index("Username")
-    assert bool(table.loc["mia", "pro_session_analytics"]) is True
+    table = features(at)
+    assert table.loc["mia", "pro_session_analytics"] == FEATURE_SET
+    assert table.loc["mia", "prompt_compare"] == FEATURE_OFF
     toggled = audit.search(app_ctx.db, AuditQuery(actions=(audit.USER_FEATURE_TOGGLED,)), limit=1)[
         0
     ]
     assert toggled.details == {"feature": "pro_session_analytics", "enabled": True}
+
+
+def test_in_development_the_users_page_shows_every_feature_on_and_why(
+    app_ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_ENV", "development")
+    app_ctx.users.set_feature("ana", "workbench_export", True)
+    at = open_page("ada", "users")
+    assert not at.exception
+    table = features(at)
+    assert set(table.loc["mia", list(KNOWN_FEATURES)]) == {FEATURE_BY_DEVELOPMENT}
+    assert table.loc["ana", "workbench_export"] == FEATURE_SET
+    assert table.loc["ana", "prompt_compare"] == FEATURE_BY_DEVELOPMENT
+    assert set(table.loc["ada", list(KNOWN_FEATURES)]) == {FEATURE_BY_ROLE}
+    assert any("every user has every feature here" in seen_text(c.value) for c in at.caption)
+    # Each switch is the user's own flag (still off), and says that the user has the feature.
+    at.selectbox(key=admin_view.PICK_USER).set_value("mia").run()
+    for name in KNOWN_FEATURES:
+        assert at.toggle(key=f"{admin_view.FEATURE_PREFIX}mia.{name}").value is False
+    notes = [seen_text(c.value) for c in at.caption]
+    assert notes.count(f"Has it now: {FEATURE_BY_DEVELOPMENT}") == len(KNOWN_FEATURES)
+
+
+def test_outside_development_a_member_without_a_flag_is_shown_without_the_feature(
+    app_ctx: AppContext,
+) -> None:
+    at = open_page("ada", "users")
+    table = features(at)
+    assert set(table.loc["mia", list(KNOWN_FEATURES)]) == {FEATURE_OFF}
+    assert not any("every user has every feature" in seen_text(c.value) for c in at.caption)
+    at.selectbox(key=admin_view.PICK_USER).set_value("mia").run()
+    assert [seen_text(c.value) for c in at.caption].count(f"Has it now: {FEATURE_OFF}") == len(
+        KNOWN_FEATURES
+    )
+
+
+def test_the_last_sign_in_column_is_wide_enough_for_the_whole_time(app_ctx: AppContext) -> None:
+    assert app_ctx.sign_in.attempt("mia", PASSWORD) is not None
+    at = open_page("ada", "users")
+    table = at.dataframe[0].value.set_index("Username")
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", table.loc["mia", "Last sign-in"])
+    assert table.loc["ana", "Last sign-in"] == admin_view.NEVER
+    assert column_widths(at, 0)["Last sign-in"] == "medium"  # 200 px: the whole time fits
+    feature_widths = column_widths(at, 1)
+    assert {feature_widths[name] for name in KNOWN_FEATURES} == {"medium"}  # and each reason
 
 
 # --- personas -----------------------------------------------------------------------------

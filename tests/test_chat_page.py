@@ -237,7 +237,9 @@ def test_a_persona_whose_stored_avatar_is_a_file_name_still_chats_with_the_defau
     send(at, app_ctx, "Still there?")
     assert not at.exception
     assert [r[0] for r in stored(app_ctx)] == ["user", "assistant"]
-    assert [m.avatar for m in at.chat_message if m.name == "assistant"] == ["🤖"]
+    assert [m.avatar for m in at.chat_message if m.name == "assistant"] == [
+        "🤖\N{VARIATION SELECTOR-16}"
+    ]
 
 
 def test_a_message_the_database_cannot_store_stays_on_screen_with_the_reason(

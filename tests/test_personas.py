@@ -8,7 +8,7 @@ from sqlalchemy import update
 from nexus_core.db.engine import Database
 from nexus_core.db.models import Persona, PersonaVersion
 from nexus_core.errors import NotFound, ValidationError
-from nexus_core.personas import DEFAULT_PERSONAS, PersonaService
+from nexus_core.personas import DEFAULT_PERSONAS, EMOJI_PRESENTATION, PersonaService, is_avatar
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def test_deactivated_personas_leave_the_list_but_stay_readable(personas: Persona
     assert personas.get("Old").active is False
 
 
-VALID_AVATARS = ["🤖", "🧑‍💻", "✍️", "🇩🇪", "👍🏽", "🏳️‍🌈", "1️⃣"]
+# With or without the emoji presentation selector (which asks for the colour picture).
+VALID_AVATARS = ["🤖", "🤖" + EMOJI_PRESENTATION, "🧑‍💻", "✍️", "✍", "🇩🇪", "👍🏽", "🏳️‍🌈", "1️⃣"]
 INVALID_AVATARS = [
     "app.py",
     "/etc/passwd",
@@ -66,11 +67,15 @@ INVALID_AVATARS = [
     "",
     "a",
     " 🤖",
+    "🤖🤖" + EMOJI_PRESENTATION,
+    "a" + EMOJI_PRESENTATION,
+    EMOJI_PRESENTATION,
 ]
 
 
 def test_an_avatar_is_exactly_one_emoji(personas: PersonaService) -> None:
     for number, avatar in enumerate(VALID_AVATARS):
+        assert is_avatar(avatar)
         assert personas.create(f"Ok {number}", "Fine.", avatar=avatar).avatar == avatar
     personas.create("Target", "Fine.")
     for avatar in INVALID_AVATARS:

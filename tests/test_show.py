@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from nexus_core.personas import DEFAULT_AVATAR
+from nexus_core.personas import DEFAULT_AVATAR, EMOJI_PRESENTATION, is_avatar
 from nexus_core.ui.show import avatar, plain_figure
 from tests.constants import ROOT
 
@@ -38,15 +38,36 @@ def test_pyproject_pins_streamlit_to_the_verified_minor_version() -> None:
     [
         ("🧑‍💻", "🧑‍💻"),
         ("✍️", "✍️"),
-        ("http://x", DEFAULT_AVATAR),  # a URL would be loaded as an image
-        ("app.py", DEFAULT_AVATAR),  # a path would be read from the server's disk
-        ("//e.co/x", DEFAULT_AVATAR),
-        ("", DEFAULT_AVATAR),
-        (None, DEFAULT_AVATAR),
+        ("🤖", "🤖" + EMOJI_PRESENTATION),  # drawn in colour, not from the text font
+        ("http://x", DEFAULT_AVATAR + EMOJI_PRESENTATION),  # a URL would be loaded as an image
+        ("app.py", DEFAULT_AVATAR + EMOJI_PRESENTATION),  # a path would be read from the disk
+        ("//e.co/x", DEFAULT_AVATAR + EMOJI_PRESENTATION),
+        ("", DEFAULT_AVATAR + EMOJI_PRESENTATION),
+        (None, DEFAULT_AVATAR + EMOJI_PRESENTATION),
     ],
 )
 def test_an_avatar_can_only_be_an_emoji(value: str | None, shown: str) -> None:
     assert avatar(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("🤖", "🤖" + EMOJI_PRESENTATION),  # Streamlit's text font has a small monochrome 🤖
+        ("🤖" + EMOJI_PRESENTATION, "🤖" + EMOJI_PRESENTATION),
+        ("✍", "✍️"),  # text presentation by default: asked for in colour too
+        ("✍️", "✍️"),
+        ("🧑‍💻", "🧑‍💻"),  # a sequence is drawn whole by the emoji font
+        ("👍🏽", "👍🏽"),
+        ("🇩🇪", "🇩🇪"),
+        ("1️⃣", "1️⃣"),
+    ],
+)
+def test_a_lone_emoji_avatar_is_shown_with_the_colour_presentation_selector(
+    stored: str, shown: str
+) -> None:
+    assert avatar(stored) == shown
+    assert is_avatar(shown)  # still exactly one emoji
 
 
 def test_a_figure_shows_html_in_its_data_and_labels_as_text() -> None:

@@ -12,11 +12,16 @@ from nexus_core.auth import SignInService
 from nexus_core.db.models import AuditEvent, AuthSession, User
 from nexus_core.errors import PermissionDenied, ValidationError
 from nexus_core.users import (
+    FEATURE_BY_DEVELOPMENT,
+    FEATURE_BY_ROLE,
+    FEATURE_OFF,
+    FEATURE_SET,
     KNOWN_FEATURES,
     UserService,
     UserView,
     check_password,
     feature_enabled,
+    feature_state,
     pages_for,
     pages_for_role,
     validate_password,
@@ -85,6 +90,29 @@ def test_admins_and_development_have_every_feature() -> None:
         assert feature_enabled(admin, name, env="production")
         assert feature_enabled(member, name, env="development")
         assert not feature_enabled(member, name, env="test")
+
+
+@pytest.mark.parametrize(
+    ("role", "flags", "env", "enabled", "reason"),
+    [
+        ("admin", {}, "production", True, FEATURE_BY_ROLE),
+        ("admin", {"prompt_compare": False}, "development", True, FEATURE_BY_ROLE),
+        ("member", {"prompt_compare": True}, "production", True, FEATURE_SET),
+        ("member", {"prompt_compare": True}, "development", True, FEATURE_SET),
+        ("member", {}, "development", True, FEATURE_BY_DEVELOPMENT),
+        ("member", {"prompt_compare": False}, "development", True, FEATURE_BY_DEVELOPMENT),
+        ("analyst", {}, "test", False, FEATURE_OFF),
+        ("member", {"prompt_compare": False}, "production", False, FEATURE_OFF),
+    ],
+)
+def test_a_feature_state_says_whether_the_user_has_it_and_why(
+    role: str, flags: dict[str, bool], env: str, enabled: bool, reason: str
+) -> None:
+    user = UserView(id=3, username="u", display_name="U", email=None, role=role, features=flags)
+    state = feature_state(user, "prompt_compare", env=env)
+    assert (state.enabled, state.reason) == (enabled, reason)
+    assert state.stored is flags.get("prompt_compare", False)
+    assert feature_enabled(user, "prompt_compare", env=env) is enabled
 
 
 def test_unknown_feature_names_are_an_error_not_false(users: UserService) -> None:

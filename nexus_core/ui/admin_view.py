@@ -16,7 +16,7 @@ import streamlit as st
 from nexus_core.app_context import AppContext
 from nexus_core.cost.budgets import BudgetView
 from nexus_core.ui import notices, show, state
-from nexus_core.users import KNOWN_FEATURES, ROLE_PAGES, UserView
+from nexus_core.users import KNOWN_FEATURES, ROLE_PAGES, UserView, feature_state
 
 # Widget and session keys of the Users page.
 NOTICE = state.ADMIN_NOTICE
@@ -35,6 +35,14 @@ FEATURE_PREFIX = "nexus_users_feature_"
 TEMPORARY_PASSWORD_BYTES = 12
 ROLE_NAMES = tuple(ROLE_PAGES)
 NEVER = "never"
+# Wide enough for "2026-12-04 03:19 UTC" and "on — default in development" in full.
+LAST_SIGN_IN_WIDTH = "medium"
+FEATURE_WIDTH = "medium"
+DEVELOPMENT_NOTE = (
+    "This app runs in development (NEXUS_ENV=development): every user has every feature here. "
+    "The flags set below count in test and production."
+)
+FEATURES_NOTE = "Whether each user has each feature now, and why."
 
 
 def temporary_password() -> str:
@@ -56,7 +64,7 @@ def _status(user: UserView) -> str:
 
 
 def users_table(users: list[UserView], budgets: dict[int, BudgetView] | None = None) -> None:
-    """Every account with its role, status, last sign-in, monthly budget and feature flags."""
+    """Every account with its role, status, last sign-in and monthly budget."""
     budgets = budgets or {}
     rows = [
         {
@@ -66,12 +74,28 @@ def users_table(users: list[UserView], budgets: dict[int, BudgetView] | None = N
             "Status": _status(u),
             "Last sign-in": _when(u.last_login_at),
             "Budget": budgets[u.id].summary() if u.id in budgets else "—",
-            **{name: bool(u.features.get(name, False)) for name in KNOWN_FEATURES},
         }
         for u in users
     ]
-    st.dataframe(rows, hide_index=True, width="stretch")
-    st.caption("Admins have every feature whatever their flags say.")
+    columns = {"Last sign-in": st.column_config.TextColumn(width=LAST_SIGN_IN_WIDTH)}
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=columns)
+
+
+def features_table(users: list[UserView], *, env: str) -> None:
+    """Per user and feature, whether the user has it in environment ``env`` and why."""
+    rows = [
+        {
+            "Username": u.username,
+            **{name: feature_state(u, name, env=env).reason for name in KNOWN_FEATURES},
+        }
+        for u in users
+    ]
+    columns = {
+        name: st.column_config.TextColumn(width=FEATURE_WIDTH, help=show.plain(description))
+        for name, description in KNOWN_FEATURES.items()
+    }
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=columns)
+    show.caption(FEATURES_NOTE + (" " + DEVELOPMENT_NOTE if env == "development" else ""))
 
 
 # --- create -------------------------------------------------------------------------------
@@ -151,11 +175,12 @@ def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> Non
             key=ROLE_PREFIX + target.username,
         )
         st.form_submit_button("Change role", on_click=_set_role, args=(ctx, actor, target))
-    st.markdown("Features")
+    st.markdown("Features (the switch is this user's own flag)")
     for name, description in KNOWN_FEATURES.items():
         key = f"{FEATURE_PREFIX}{target.username}.{name}"
+        feature = feature_state(target, name, env=ctx.settings.env)
         # Drawn from the stored flag every time, so a refused change flips back.
-        st.session_state[key] = bool(target.features.get(name, False))
+        st.session_state[key] = feature.stored
         st.toggle(
             show.plain(name),
             key=key,
@@ -163,6 +188,7 @@ def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> Non
             on_change=_set_feature,
             args=(ctx, actor, target.username, name, key),
         )
+        show.caption(f"Has it now: {feature.reason}")
 
 
 def _set_disabled(ctx: AppContext, actor: UserView, username: str, disabled: bool) -> None:

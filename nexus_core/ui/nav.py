@@ -4,10 +4,11 @@ page through sign-in."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import streamlit as st
 
@@ -48,6 +49,7 @@ PAGES_BY_KEY = {p.key: p for p in PAGES}
 # Chat is the default page, served at the root; Streamlit still wants a unique name for it.
 ROOT_URL_PATH = "home"
 NOT_FOUND_TITLE = "Page not found"
+SCHEME_AND_HOST = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
 
 
 def page_path(key: str) -> str:
@@ -57,7 +59,24 @@ def page_path(key: str) -> str:
 
 def requested_path() -> str:
     """The page address the browser asked for, decoded as Streamlit reads it ("" for the root)."""
-    return unquote(urlparse(st.context.url or "").path).strip("/")
+    return address_path(st.context.url or "")
+
+
+def address_path(url: str) -> str:
+    """The decoded page path of ``st.context.url`` ("" for the root).
+
+    Streamlit builds ``st.context.url`` from the browser's address with the current page's path
+    taken off and put back, but it takes off the page's decoded path from the encoded address:
+    once the 404 page of ``/caf%C3%A9`` is current, the URL reads ``/caf%C3%A9/café``. Left so,
+    the next run would ask for a page called "café/café" and Streamlit would fall back to the
+    root, losing the address; the decoded copy is dropped here.
+    """
+    path = SCHEME_AND_HOST.sub("", url).strip("/")  # not urlparse: a decoded "#" is no fragment
+    encoded, _, decoded = path.rpartition("/")
+    last = encoded.rpartition("/")[2]
+    if last != decoded and unquote(last) == decoded:
+        path = encoded
+    return unquote(path).strip("/")
 
 
 def remember_requested_page() -> None:

@@ -33,7 +33,7 @@ import streamlit as st
 
 from nexus_core.analytics.charts import Chart, EmptyChart
 from nexus_core.markdown.safe import as_code_block, escape_markdown, safe_markdown
-from nexus_core.personas import shown_avatar
+from nexus_core.personas import shown_avatar, with_colour_presentation
 from nexus_core.settings import load_settings
 
 # Plotly keys whose strings are our own templates (with <br> and %{…}), not data.
@@ -113,8 +113,9 @@ def success(text: object) -> None:
 
 
 def avatar(value: str | None) -> str:
-    """A chat avatar that can only be one emoji (a string with a URL or path would load it)."""
-    return shown_avatar(value)
+    """An avatar that can only be one emoji (a string with a URL or path would load it), in its
+    colour form (Streamlit's text font has a small monochrome 🤖 that a bare one is drawn with)."""
+    return with_colour_presentation(shown_avatar(value))
 
 
 def plain_figure(figure: go.Figure) -> go.Figure:

@@ -1,6 +1,7 @@
 """Addresses in a real Chromium: every known page opens at its own address without Streamlit's
 own "Page not found" notice, and an unknown address keeps its address (and a reload keeps the
-friendly 404) instead of being rewritten to the root."""
+friendly 404) instead of being rewritten to the root — also one typed with characters the browser
+escapes (a space, an accent, "%", "#"), and through the sign-in form."""
 
 from __future__ import annotations
 
@@ -66,3 +67,31 @@ def test_an_unknown_address_keeps_its_address_and_a_reload_keeps_the_404(
         wait_until_idle(page)
         expect(page).to_have_url(url)
     expect(page.get_by_role("link", name="Back to Chat")).to_be_visible()
+
+
+def _shows_the_404_at(page: Page, url: str, path: str) -> None:
+    expect(page.get_by_text(FRIENDLY_404)).to_be_visible()
+    expect(page.get_by_text(path, exact=False).first).to_be_visible()
+    wait_until_idle(page)
+    expect(page.get_by_role("dialog")).to_have_count(0)  # not Streamlit's own notice
+    expect(page).to_have_url(url)
+
+
+def test_an_escaped_unknown_address_keeps_its_404_through_sign_in_and_reloads(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    page = new_page()
+    url = f"{live_app.url}/caf%C3%A9%20menu"
+    # Typed while signed out: the sign-in form's reruns keep the address and then show its 404.
+    sign_in(page, url, "admin", ADMIN_PASSWORD, lands_on="Page not found")
+    _shows_the_404_at(page, url, "café menu")
+    page.reload()
+    _shows_the_404_at(page, url, "café menu")
+    for path, shown in (("/100%25", "100%"), ("/a%23b", "a#b")):
+        page.goto(f"{live_app.url}{path}")
+        _shows_the_404_at(page, f"{live_app.url}{path}", shown)
+        page.reload()
+        _shows_the_404_at(page, f"{live_app.url}{path}", shown)
+    page.get_by_role("link", name="Back to Chat").click()
+    expect(page.get_by_role("heading", name="Chat").first).to_be_visible()
+    expect(page).to_have_url(re.compile(re.escape(live_app.url) + "/?$"))

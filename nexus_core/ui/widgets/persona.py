@@ -9,11 +9,12 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.personas import PersonaView
+from nexus_core.ui import show
 
 
 def persona_header(persona: PersonaView, suffix: str = "") -> None:
     """The persona's avatar and name on a bar of its colour (escaped; colours are validated)."""
-    name = html.escape(f"{persona.avatar} {persona.name}{suffix}")
+    name = html.escape(f"{show.avatar(persona.avatar)} {persona.name}{suffix}")
     st.html(
         f'<div style="border-left:6px solid {persona.color};padding:2px 10px;'
         f'font-weight:600">{name}</div>'
