@@ -283,10 +283,21 @@ def cmd_simulate(ctx: AppContext, args: argparse.Namespace) -> int:
     )
     print(file=sys.stderr)
     print(
-        f"Simulated {report.sessions} sessions for {report.users} demo users: "
-        f"{report.replies} replies, {report.failures} failed replies "
-        f"(Simulated model (offline))."
+        f"Simulated {report.sessions} sessions for {report.users} demo users and the demo "
+        f"analyst over the last {args.days:g} days (Simulated model (offline)):"
     )
+    counts = {
+        "replies": report.replies,
+        "failed replies": report.failures,
+        "thumbs": report.ratings,
+        "feedback reports": report.reports,
+        "triage steps": report.triage_steps,
+        "blind comparisons": report.comparisons,
+        "votes": report.votes,
+        "test-set runs": report.test_set_runs,
+        "evaluations": report.eval_runs,
+    }
+    print(", ".join(f"{name} {count}" for name, count in counts.items()))
     return 0
 
 
@@ -380,10 +391,12 @@ def _add_operations_commands(sub: Any) -> None:
     )
     metrics.add_argument("--json", action="store_true", help="print the metrics JSON")
 
-    sim = sub.add_parser("simulate", help="demo traffic through the real pipeline (offline)")
-    sim.add_argument("--users", type=int, default=5)
-    sim.add_argument("--sessions", type=int, default=20)
-    sim.add_argument("--days", type=float, default=1.0, help="spread the traffic over this span")
+    sim = sub.add_parser(
+        "simulate", help="demo data for every page, through the real services (offline)"
+    )
+    sim.add_argument("--users", type=int, default=5, help="demo members (plus the demo analyst)")
+    sim.add_argument("--sessions", type=int, default=20, help="chat sessions")
+    sim.add_argument("--days", type=float, default=7.0, help="spread the demo over this span")
     sim.add_argument("--failure-rate", type=float, default=0.02)
     sim.add_argument("--seed", type=int)
 
