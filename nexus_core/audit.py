@@ -86,8 +86,10 @@ def record(
     target_type: str | None = None,
     target_id: str | int | None = None,
     details: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
-    """Add an audit event to ``session`` so it commits (or not) with the change it describes."""
+    """Add an audit event to ``session`` so it commits (or not) with the change it describes;
+    ``at`` is when it happened (by default now: a service with a clock passes its own time)."""
     session.add(
         AuditEvent(
             actor_id=actor_id,
@@ -96,6 +98,7 @@ def record(
             target_type=target_type,
             target_id=None if target_id is None else str(target_id),
             details=details or {},
+            created_at=at or utc_now(),
         )
     )
 
@@ -107,6 +110,7 @@ def record_in(
     target_type: str | None = None,
     target_id: str | int | None = None,
     details: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Like ``record``, on a Core connection (the job pipeline's transactions), by the system."""
     conn.execute(
@@ -115,7 +119,7 @@ def record_in(
             target_type=target_type,
             target_id=None if target_id is None else str(target_id),
             details=details or {},
-            created_at=utc_now(),
+            created_at=at or utc_now(),
         )
     )
 

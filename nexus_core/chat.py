@@ -15,7 +15,7 @@ from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
-from nexus_core.db.columns import utc_now
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import ChatSession, Message, Persona
 from nexus_core.errors import NotFound, ValidationError
@@ -149,9 +149,12 @@ def title_from(text: str) -> str:
 class ChatService:
     """Create sessions and store messages for their owners."""
 
-    def __init__(self, db: Database, *, max_message_chars: int = 8000) -> None:
+    def __init__(
+        self, db: Database, *, max_message_chars: int = 8000, clock: Clock = utc_now
+    ) -> None:
         self.db = db
         self.max_message_chars = max_message_chars
+        self.clock = clock
 
     def _owned(
         self, session: Session, public_id: str, user: UserView, *, write: bool = False
@@ -178,8 +181,13 @@ class ChatService:
             )
             if persona is None:
                 raise NotFound(f"No active persona named {persona_name!r}.")
+            now = self.clock()
             chat = ChatSession(
-                user_id=user.id, persona_id=persona.id, persona_version=persona.version
+                user_id=user.id,
+                persona_id=persona.id,
+                persona_version=persona.version,
+                created_at=now,
+                updated_at=now,
             )
             session.add(chat)
             session.flush()
@@ -191,6 +199,7 @@ class ChatService:
                 target_type="session",
                 target_id=chat.public_id,
                 details={"persona": persona.name, "version": persona.version},
+                at=now,
             )
             return session_view(chat)
 
@@ -224,7 +233,7 @@ class ChatService:
             raise ValidationError(f"A title has 1–{MAX_TITLE_CHARS} characters.")
         with self.db.session() as session:
             chat = self._owned(session, public_id, user, write=True)
-            old, chat.title = chat.title, title
+            old, chat.title, chat.updated_at = chat.title, title, self.clock()
             audit.record(
                 session,
                 audit.SESSION_RENAMED,
@@ -233,6 +242,7 @@ class ChatService:
                 target_type="session",
                 target_id=public_id,
                 details={"from": old, "to": title},
+                at=chat.updated_at,
             )
             return session_view(chat)
 
@@ -241,6 +251,7 @@ class ChatService:
         with self.db.session() as session:
             chat = self._owned(session, public_id, user, write=True)
             chat.status = "archived" if archived else "active"
+            chat.updated_at = self.clock()
             audit.record(
                 session,
                 audit.SESSION_ARCHIVED if archived else audit.SESSION_UNARCHIVED,
@@ -248,6 +259,7 @@ class ChatService:
                 actor_name=user.username,
                 target_type="session",
                 target_id=public_id,
+                at=chat.updated_at,
             )
             return session_view(chat)
 
@@ -255,7 +267,7 @@ class ChatService:
         """Soft-delete a session: it disappears for everyone but stays in the database."""
         with self.db.session() as session:
             chat = self._owned(session, public_id, user, write=True)
-            chat.deleted_at = utc_now()
+            chat.deleted_at = self.clock()
             audit.record(
                 session,
                 audit.SESSION_DELETED,
@@ -264,6 +276,7 @@ class ChatService:
                 target_type="session",
                 target_id=public_id,
                 details={"title": chat.title},
+                at=chat.deleted_at,
             )
 
     def get_session(self, public_id: str, user: UserView) -> SessionView:
@@ -286,7 +299,7 @@ class ChatService:
             raise NotFound(SESSION_NOT_FOUND)
         if chat.status != "active":
             raise ValidationError("This session is archived; unarchive it to continue.")
-        now = utc_now()
+        now = self.clock()
         values = {"session_id": chat.id, "role": "user", "content": content, "created_at": now}
         message_id = conn.execute(INSERT_MESSAGE, values).inserted_primary_key[0]
         changes = {"chat_id": chat.id, "updated_at": now}

@@ -8,7 +8,7 @@ import pytest
 
 from nexus_core.ai.protocol import ChatTurn, GenerationRequest, Provider, run_stream
 from nexus_core.ai.providers import build_provider
-from nexus_core.ai.simulated import DEMO_FOOTER, SimulatedProvider, estimate_tokens
+from nexus_core.ai.simulated import REPLY_LABEL, SimulatedProvider, estimate_tokens
 from nexus_core.errors import ConfigError, TransientProviderError
 from nexus_core.settings import Settings
 
@@ -80,16 +80,50 @@ def test_different_messages_give_different_answers(simulated: SimulatedProvider)
     assert first != second
 
 
-def test_answer_is_markdown_that_echoes_the_question_and_speaks_as_the_persona(
+def test_reply_is_a_labelled_short_demo_text_without_headings(
     simulated: SimulatedProvider,
 ) -> None:
     text = run_stream(simulated, ask()).text
 
-    assert text.startswith("### ")
-    assert "- **reduce**" in text and "**latency**" in text
-    assert "As Ada, a meticulous data analyst, I would" in text
-    assert text.endswith(DEMO_FOOTER)
-    assert "set GEMINI_API_KEY for real answers" in DEMO_FOOTER
+    label, blank, paragraph, blank_too, *items = text.splitlines()
+    assert label == REPLY_LABEL == "[Simulated reply — offline demo model]"
+    assert blank == blank_too == ""
+    assert paragraph.count(". ") + 1 in (1, 2, 3)  # one to three sentences
+    assert 2 <= len(items) <= 3 and all(item.startswith("- ") for item in items)
+    assert not any(line.lstrip().startswith("#") for line in text.splitlines())
+    assert len(text.split()) <= 90
+
+
+def test_reply_echoes_the_question_and_speaks_as_the_persona(
+    simulated: SimulatedProvider,
+) -> None:
+    text = run_stream(simulated, ask()).text
+
+    assert "“How do I reduce p95 latency for the checkout service?”" in text
+    assert "As Ada, a meticulous data analyst, I would also" in text
+
+
+def test_markdown_in_the_question_is_not_echoed_as_markdown(
+    simulated: SimulatedProvider,
+) -> None:
+    hostile = "# Big ![x](http://evil.example/p.png) **bold** `code` <b>tag</b>\nsecond line"
+
+    text = run_stream(simulated, ask(hostile)).text
+
+    assert "“Big ! x http evil.example p.png bold code b tag b”" in text
+    for markup in ("](", "**", "`", "<", ">", "second line"):
+        assert markup not in text
+
+
+def test_a_long_question_is_echoed_to_its_first_sentence_cut_at_a_word(
+    simulated: SimulatedProvider,
+) -> None:
+    first = "Explain " + "very " * 30 + "carefully why the build broke"
+    text = run_stream(simulated, ask(f"{first}. Then fix it.")).text
+
+    echoed = text.split("“", 1)[1].split("”", 1)[0]
+    assert echoed.startswith("Explain very very") and echoed.endswith("very…")
+    assert len(echoed) <= 81 and "Then fix it" not in text
 
 
 def test_instruction_that_is_not_a_role_is_quoted_as_the_brief(
@@ -100,11 +134,12 @@ def test_instruction_that_is_not_a_role_is_quoted_as_the_brief(
     assert "Following my brief (“Always answer in haiku”)" in text
 
 
-def test_message_without_keywords_still_gets_a_useful_list(simulated: SimulatedProvider) -> None:
-    text = run_stream(simulated, ask("why?", system="")).text
+def test_message_without_words_still_gets_a_useful_reply(simulated: SimulatedProvider) -> None:
+    text = run_stream(simulated, ask("!!", system="")).text
 
-    assert "- State the goal in one sentence." in text
-    assert "As a general assistant, I would" in text
+    assert text.startswith(REPLY_LABEL)
+    assert "“!!”" in text and "As a general assistant, I would also" in text
+    assert "\n- " in text
 
 
 def test_usage_is_estimated_at_four_characters_a_token(simulated: SimulatedProvider) -> None:

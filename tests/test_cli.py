@@ -267,7 +267,7 @@ def test_chat_without_json_prints_the_reply_or_one_error_line(settings: Settings
         "Code Reviewer",
         "Review x = 1",
     )
-    assert ok.returncode == 0 and "Simulated model (offline)" in ok.stdout
+    assert ok.returncode == 0 and ok.stdout.startswith("[Simulated reply — offline demo model]")
     missing = run_chat(settings, {}, "--user", "admin", "--persona", "Nobody", "hi")
     assert_one_line_error(missing, "No active persona")
     empty = run_chat(settings, {}, "--user", "admin", "--persona", "Code Reviewer", "  \x07 ")

@@ -33,7 +33,7 @@ PIRATE = "Pirate"
 CHECKED = """How do ships float?
 contains: ships
 not contains: banana
-regex: ^### \\w+
+regex: ^\\[Simulated reply
 max latency ms: 60000
 ---
 Name a fruit

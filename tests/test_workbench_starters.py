@@ -1,7 +1,7 @@
 """Starter notebooks: well-formed cells, and every SQL cell runs on a fresh install with demo data.
 
-The data is real: `nexus simulate`'s machinery drives the chat pipeline with the simulated provider
-(some calls failing, so there are retries), and people leave thumbs and reports.
+The data is `nexus simulate`'s alone: it drives the chat pipeline with the simulated provider (some
+calls failing, so there are retries), and its demo people leave thumbs and reports.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from nexus_core.app_context import AppContext
-from nexus_core.db.models import ChatSession, Message, User
+from nexus_core.db.models import Message
 from nexus_core.ops.events import read_events
 from nexus_core.simulation import simulate
 from nexus_core.workbench.cells import Cell, cells_from_json, cells_to_json
@@ -45,24 +45,14 @@ def test_starter_cell_ids_are_stable_across_imports() -> None:
 
 @pytest.fixture
 def demo(ctx: AppContext) -> AppContext:
-    """A fresh install with simulated traffic over two days, thumbs and a report."""
+    """A fresh install with nothing but `nexus simulate`'s data over two days (some calls
+    failing, so there are retries; the demo people rate and report on their own)."""
     ctx.init()
     report = simulate(
         ctx, users=2, sessions=8, days=2, failure_rate=0.35, seed=11, word_latency=(0.0, 0.0)
     )
     events, _ = read_events(ctx.settings.event_log_path)
     assert report.replies and any(e["event"] == "job_retry" for e in events)
-    with ctx.db.session() as db_session:
-        reply_id, author = db_session.execute(
-            select(Message.id, User.username)
-            .join(ChatSession, ChatSession.id == Message.session_id)
-            .join(User, User.id == ChatSession.user_id)
-            .where(Message.role == "assistant")
-            .limit(1)
-        ).one()
-    user = ctx.users.get(author)
-    ctx.feedback.rate(user, reply_id, 1)
-    ctx.feedback.submit(user, category="performance", priority="high", description="Slow today.")
     return ctx
 
 

@@ -41,7 +41,7 @@ from nexus_core.ai.job_statements import (
 from nexus_core.ai.response import HistoryItem, ResponseResult
 from nexus_core.cost.budgets import BudgetService
 from nexus_core.cost.prices import TokenCounts, reply_cost
-from nexus_core.db.columns import utc_now
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import CHANNELS, new_uuid
 from nexus_core.errors import NotFound, ValidationError
@@ -165,12 +165,14 @@ class JobStore:
         max_attempts: int,
         budget_chars: int = 24_000,
         budgets: BudgetService | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.db = db
         self.owner = owner
         self.max_attempts = max_attempts
         self.budget_chars = budget_chars
         self.budgets = budgets or BudgetService(db)
+        self.clock = clock
 
     def create(
         self,
@@ -216,7 +218,7 @@ class JobStore:
             raise NotFound("That chat session does not exist or is not yours.")
         if channel not in CHANNELS:
             raise ValidationError(f"Unknown channel {channel!r}.")
-        job_id, now = new_uuid(), utc_now()
+        job_id, now = new_uuid(), self.clock()
         self.budgets.admit(conn, asked.user_id, asked.persona_id, now)
         conn.execute(
             INSERT_JOB,
@@ -257,7 +259,7 @@ class JobStore:
             if row is None:
                 raise NotFound(f"No reply job {job_id} with a session and persona.")
             history = self._history(conn, row.chat_id, row.user_message_id)
-            now = utc_now()
+            now = self.clock()
             _update_job(
                 conn, job_id, status="running", attempt=1, started_at=now, owner=self.owner, now=now
             )
@@ -310,11 +312,18 @@ class JobStore:
     def attempt(self, job_id: str, number: int) -> None:
         """Record that retry attempt ``number`` is under way (``start`` records the first)."""
         with self.db.transaction() as conn:
-            _update_job(conn, job_id, attempt=number, status="running", next_retry_at=None)
+            _update_job(
+                conn,
+                job_id,
+                attempt=number,
+                status="running",
+                next_retry_at=None,
+                now=self.clock(),
+            )
 
     def retrying(self, job_id: str, delay_seconds: float, result: ResponseResult) -> None:
         """Record a failed attempt that will be retried after ``delay_seconds``."""
-        now = utc_now()
+        now = self.clock()
         with self.db.transaction() as conn:
             _update_job(
                 conn,
@@ -330,7 +339,7 @@ class JobStore:
         self, job: JobInput, result: ResponseResult, attempts: int, provider: str
     ) -> StoredReply:
         """Store the reply with its cost and finish the job; note budget crossings."""
-        stored_at = utc_now()
+        stored_at = self.clock()
         latency_ms = (stored_at - job.started_from).total_seconds() * 1000
         usage = result.usage
         tokens = TokenCounts(
@@ -383,7 +392,7 @@ class JobStore:
             row = conn.execute(JOB_TO_FAIL, {"job_id": job_id}).one_or_none()
             if row is None:
                 raise NotFound(job_id)
-            _fail_job(conn, job_id, row, attempts, error_type, message, provider)
+            _fail_job(conn, job_id, row, attempts, error_type, message, provider, self.clock())
 
     def fail_stale(self) -> list[StaleJob]:
         """Fail the unfinished jobs of dead processes on this host (not other hosts' jobs)."""
@@ -400,7 +409,14 @@ class JobStore:
                 if pid is not None and pid != os.getpid() and _pid_alive(pid):
                     continue
                 _fail_job(
-                    conn, row.id, row, row.attempt, "interrupted", INTERRUPTED_MESSAGE, row.provider
+                    conn,
+                    row.id,
+                    row,
+                    row.attempt,
+                    "interrupted",
+                    INTERRUPTED_MESSAGE,
+                    row.provider,
+                    self.clock(),
                 )
                 failed.append(StaleJob(row.id, row.public_id, row.user_id, row.attempt, row.run_id))
         return failed
@@ -411,11 +427,9 @@ def _insert_message(conn: Connection, **values: Any) -> int:
     return conn.execute(INSERT_MESSAGE, values).inserted_primary_key[0]
 
 
-def _update_job(
-    conn: Connection, job_id: str, *, now: datetime | None = None, **values: Any
-) -> None:
-    """Set columns of a job, and its ``updated_at`` to ``now`` (by default the current time)."""
-    conn.execute(UPDATE_JOB, {"job_id": job_id, "updated_at": now or utc_now(), **values})
+def _update_job(conn: Connection, job_id: str, *, now: datetime, **values: Any) -> None:
+    """Set columns of a job, and its ``updated_at`` to ``now``."""
+    conn.execute(UPDATE_JOB, {"job_id": job_id, "updated_at": now, **values})
 
 
 def _fail_job(
@@ -426,10 +440,10 @@ def _fail_job(
     error_type: str,
     message: str,
     provider: str | None,
+    now: datetime,
 ) -> None:
     """Store an error bubble answering the job's user message (``job`` has ``session_id`` and
-    ``user_message_id``) and mark the job failed."""
-    now = utc_now()
+    ``user_message_id``) and mark the job failed at ``now``."""
     bubble_id = _insert_message(
         conn,
         session_id=job.session_id,

@@ -44,6 +44,7 @@ from nexus_core.ai.retry_policy import (
     RetryPolicy,
 )
 from nexus_core.chat import ChatService, MessageView
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.errors import BudgetExceeded
 from nexus_core.ops.events import EventName, EventSink
@@ -71,7 +72,9 @@ class ResponseWorker:
     ``provider`` answers sessions without a provider override and names the chat lane's default;
     ``providers`` (name → provider) answers sessions that name one. ``max_workers`` threads run
     the chat lane; ``lanes`` (name → threads) adds lanes with pools of their own, and a job sent
-    to a lane the worker does not have runs on the chat lane.
+    to a lane the worker does not have runs on the chat lane. ``clock`` times retries and
+    deadlines (monotonic); ``wall_clock`` stamps the rows jobs write (``nexus simulate`` back-dates
+    them, as it does the events).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class ResponseWorker:
         job_deadline_seconds: float = DEFAULT_JOB_DEADLINE_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Clock = utc_now,
         rng: random.Random | None = None,
     ) -> None:
         self.provider = provider
@@ -103,7 +107,7 @@ class ResponseWorker:
         } | {provider.name: self.service}
         self.sleep = sleep
         self.policy = RetryPolicy(retry_base_seconds, job_deadline_seconds, clock=clock, rng=rng)
-        self.store = JobStore(db, process_owner(), MAX_ATTEMPTS, budget_chars)
+        self.store = JobStore(db, process_owner(), MAX_ATTEMPTS, budget_chars, clock=wall_clock)
         self._lanes = Lanes(
             {CHAT_LANE: max_workers, **{k: n for k, n in (lanes or {}).items() if k != CHAT_LANE}},
             CHAT_LANE,

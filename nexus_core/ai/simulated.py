@@ -1,6 +1,9 @@
-"""An offline, clearly labelled demo model: deterministic persona-aware markdown, word by word.
+"""An offline, clearly labelled demo model: short, deterministic, persona-aware replies, streamed
+word by word.
 
-The answer is a pure function of the system instruction and the last user message (through a
+Every reply starts with the ``REPLY_LABEL`` line, then echoes the question in two plain sentences
+(in the persona's voice) and lists two or three next steps — no headings. The answer is a pure
+function of the system instruction and the last user message (through a
 SHA-256 digest), so tests and demos are repeatable; only the injected ``random`` decides the
 simulated 503s, and only the injected ``sleep`` spends time.
 
@@ -27,41 +30,34 @@ from nexus_core.settings import Settings
 SIMULATED_LABEL = "Simulated model (offline)"
 DEFAULT_MODEL = "simulated-1"
 DEFAULT_LATENCY_SECONDS = 0.02
-DEMO_FOOTER = f"_({SIMULATED_LABEL} — set GEMINI_API_KEY for real answers.)_"
+# The first line of every simulated reply, so nobody mistakes demo text for a model's answer.
+REPLY_LABEL = "[Simulated reply — offline demo model]"
 CHARS_PER_TOKEN = 4
-MAX_KEYWORDS = 4
-MIN_KEYWORD_LENGTH = 3
+MAX_ASK_CHARS = 80  # the question is echoed back, cut at a word to this length
 MAX_ROLE_CHARS = 120
 FINISHED = "STOP"
 CUT_SHORT = "MAX_TOKENS"
 
-_STOPWORD_TEXT = """
-    a about after all also am an and any are as at be been but by can could did do does for from
-    get got had has have how i if in into is it its just let like me might more most my no not of
-    on or our out please should so some than that the their them then there these they this those
-    to too up us was we were what when where which who why will with would you your tell explain
-    give show want need help make
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-LEADS = ("Short answer", "Here is how I see it", "Key points", "In brief", "My take")
-BULLETS = (
-    "**{word}**: the part worth settling first.",
-    "**{word}**: check it against what you already know.",
-    "**{word}**: the detail most likely to change the outcome.",
-    "**{word}**: write down the assumption behind it.",
-    "**{word}**: compare two options before committing.",
-)
-GENERIC_BULLETS = (
-    "State the goal in one sentence.",
-    "List what you already know and what you are guessing.",
-    "Pick the smallest next step that tests the guess.",
-)
-ACTIONS = (
-    "start with the smallest change that answers the question",
+OPENERS = ("My take on", "Short answer on", "In brief, on", "Quick thoughts on")
+ADVICE = (
+    "start with the smallest change that answers it",
     "check the assumptions against real data before deciding",
     "agree on what success looks like, then choose the approach",
     "try the simplest option first and measure the result",
     "sketch two alternatives and keep the one that is easier to undo",
+)
+FOLLOW_UPS = (
+    "write down the result I expect before looking",
+    "keep the first version small enough to roll back",
+    "check with the people it affects before committing",
+    "mark what is still a guess, so it gets tested",
+)
+STEPS = (
+    "Write down what a good outcome looks like.",
+    "Try it on one small, real example first.",
+    "List what you know and what you are guessing.",
+    "Pick a date to check whether it worked.",
+    "Share the plan with one person who will push back.",
 )
 JUDGE_TAG = "[nexus pairwise judge]"
 REPLY_A = ("<reply_a>", "</reply_a>")
@@ -71,6 +67,8 @@ CLOSE_CALL = 1  # scores this close: the reply shown first wins (position bias)
 _WORD = re.compile(r"\S+\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
 _YOU_ARE = re.compile(r"^(you are|you're)\s+", re.IGNORECASE)
+# What of the question is echoed: letters, digits, spaces and plain punctuation — no Markdown.
+_NOT_PLAIN = re.compile(r"[^\w\s'’,.?!-]")
 
 
 class SimulatedProvider:
@@ -162,26 +160,22 @@ class SimulatedProvider:
 
 
 def compose_answer(system_instruction: str, user_message: str) -> str:
-    """The deterministic markdown answer for this persona and message."""
+    """The deterministic demo answer for this persona and message: the ``REPLY_LABEL`` line, two
+    sentences that echo the question and speak as the persona, and a short list of next steps."""
     digest = hashlib.sha256(f"{system_instruction}\0{user_message}".encode()).digest()
 
     def pick(options: tuple[str, ...], index: int) -> str:
         return options[digest[index] % len(options)]
 
-    words = key_words(user_message)
-    topic = " and ".join(words[:2]) if words else "your question"
-    bullets = [
-        "- " + BULLETS[(digest[1] + i) % len(BULLETS)].format(word=word)
-        for i, word in enumerate(words)
-    ] or ["- " + line for line in GENERIC_BULLETS]
+    first = digest[3] % len(STEPS)
+    steps = [STEPS[(first + i) % len(STEPS)] for i in range(2 + digest[4] % 2)]
     lines = [
-        f"### {pick(LEADS, 0)}: {topic}",
+        REPLY_LABEL,
         "",
-        *bullets,
+        f"{pick(OPENERS, 0)} “{_ask(user_message)}”: {pick(ADVICE, 1)}. "
+        f"{_persona_voice(system_instruction)} I would also {pick(FOLLOW_UPS, 2)}.",
         "",
-        f"{_persona_voice(system_instruction)} I would {pick(ACTIONS, 2)}.",
-        "",
-        DEMO_FOOTER,
+        *(f"- {step}" for step in steps),
     ]
     return "\n".join(lines)
 
@@ -208,21 +202,18 @@ def judge_score(reply: str) -> int:
     return hashlib.sha256(reply.strip().encode()).digest()[0] % JUDGE_SCORES
 
 
-def key_words(message: str) -> list[str]:
-    """Up to ``MAX_KEYWORDS`` distinctive words of a message, in order of first appearance."""
-    seen: list[str] = []
-    for raw in re.findall(r"[\w][\w'-]*", message.lower()):
-        word = raw.strip("'-_")
-        if len(word) >= MIN_KEYWORD_LENGTH and word not in STOPWORDS and word not in seen:
-            seen.append(word)
-        if len(seen) == MAX_KEYWORDS:
-            break
-    return seen
-
-
 def estimate_tokens(text: str) -> int:
     """A rough token count: one token per ``CHARS_PER_TOKEN`` characters, rounded up."""
     return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def _ask(message: str) -> str:
+    """The first sentence of the question as plain text, cut at a word to ``MAX_ASK_CHARS``."""
+    sentence = _SENTENCE_END.split(message.strip(), maxsplit=1)[0]
+    plain = " ".join(_NOT_PLAIN.sub(" ", sentence).split()).rstrip(",.;: ")
+    if len(plain) > MAX_ASK_CHARS:
+        plain = plain[:MAX_ASK_CHARS].rsplit(" ", 1)[0].rstrip(",.;: ") + "…"
+    return plain or "your question"
 
 
 def _persona_voice(system_instruction: str) -> str:

@@ -84,8 +84,19 @@ def cmd_simulate(ctx: AppContext, args: argparse.Namespace) -> int:
     )
     print(file=sys.stderr)
     print(
-        f"Simulated {report.sessions} sessions for {report.users} demo users: "
-        f"{report.replies} replies, {report.failures} failed replies "
-        f"(Simulated model (offline))."
+        f"Simulated {report.sessions} sessions for {report.users} demo users and the demo "
+        f"analyst over the last {args.days:g} days (Simulated model (offline)):"
     )
+    counts = {
+        "replies": report.replies,
+        "failed replies": report.failures,
+        "thumbs": report.ratings,
+        "feedback reports": report.reports,
+        "triage steps": report.triage_steps,
+        "blind comparisons": report.comparisons,
+        "votes": report.votes,
+        "test-set runs": report.test_set_runs,
+        "evaluations": report.eval_runs,
+    }
+    print(", ".join(f"{name} {count}" for name, count in counts.items()))
     return 0

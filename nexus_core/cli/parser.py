@@ -114,10 +114,12 @@ def _add_operations_commands(sub: Any) -> None:
     )
     metrics.add_argument("--json", action="store_true", help="print the metrics JSON")
 
-    sim = sub.add_parser("simulate", help="demo traffic through the real pipeline (offline)")
-    sim.add_argument("--users", type=int, default=5)
-    sim.add_argument("--sessions", type=int, default=20)
-    sim.add_argument("--days", type=float, default=1.0, help="spread the traffic over this span")
+    sim = sub.add_parser(
+        "simulate", help="demo data for every page, through the real services (offline)"
+    )
+    sim.add_argument("--users", type=int, default=5, help="demo members (plus the demo analyst)")
+    sim.add_argument("--sessions", type=int, default=20, help="chat sessions")
+    sim.add_argument("--days", type=float, default=7.0, help="spread the demo over this span")
     sim.add_argument("--failure-rate", type=float, default=0.02)
     sim.add_argument("--seed", type=int)
 

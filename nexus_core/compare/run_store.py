@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import bindparam, select
@@ -22,6 +23,7 @@ from nexus_core.ai.progress import FINISHED_STATES
 from nexus_core.ai.response import HistoryItem
 from nexus_core.chat import title_from
 from nexus_core.compare.variants import VariantView
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, ChatSession, Message, Persona, PromptRun, RunVariant
 from nexus_core.errors import NotFound
@@ -129,9 +131,10 @@ class NewSession:
 class RunStore:
     """Creates runs with their hidden sessions and jobs, and reads their replies back."""
 
-    def __init__(self, db: Database, worker: ResponseWorker) -> None:
+    def __init__(self, db: Database, worker: ResponseWorker, *, clock: Clock = utc_now) -> None:
         self.db = db
         self.worker = worker
+        self.clock = clock
 
     def create(
         self,
@@ -148,16 +151,19 @@ class RunStore:
         """Store ``run`` (its ``id`` set) with everything it needs, and the ``extras`` rows that
         belong to it (an eval run's), then start its jobs."""
         by_position = {variant.position: variant for variant in variants}
+        run.created_at = now = self.clock()
         with self.db.session() as session:
             session.add(run)
             session.add_all(_variant_row(run.id, variant) for variant in variants)
             session.flush()
             session.add_all(extras)
-            chats = [_hidden_session(user, run.id, by_position[s.position], s) for s in sessions]
+            chats = [
+                _hidden_session(user, run.id, by_position[s.position], s, now) for s in sessions
+            ]
             session.add_all(chats)
             session.flush()
             asked = [
-                _add_messages(session, chat, spec)
+                _add_messages(session, chat, spec, now)
                 for chat, spec in zip(chats, sessions, strict=True)
             ]
             session.flush()  # one INSERT for all messages, ids in the order they were added
@@ -169,6 +175,7 @@ class RunStore:
                 target_type=AUDIT_TARGET,
                 target_id=run.id,
                 details=details,
+                at=now,
             )
             jobs = self.worker.create_jobs(
                 session.connection(), [m.id for m in asked], user, channel=run.kind
@@ -244,7 +251,7 @@ def _variant_view(row: RunVariant, persona: str) -> VariantView:
 
 
 def _hidden_session(
-    user: UserView, run_id: str, variant: VariantView, spec: NewSession
+    user: UserView, run_id: str, variant: VariantView, spec: NewSession, now: datetime
 ) -> ChatSession:
     return ChatSession(
         user_id=user.id,
@@ -257,15 +264,18 @@ def _hidden_session(
         provider=variant.provider,
         model=variant.model,
         temperature=variant.temperature,
+        created_at=now,
+        updated_at=now,
     )
 
 
-def _add_messages(session: Session, chat: ChatSession, spec: NewSession) -> Message:
+def _add_messages(session: Session, chat: ChatSession, spec: NewSession, now: datetime) -> Message:
     """Add the history and the prompt to a hidden session; returns the prompt's message."""
     session.add_all(
-        Message(session_id=chat.id, role=item.role, content=item.content) for item in spec.history
+        Message(session_id=chat.id, role=item.role, content=item.content, created_at=now)
+        for item in spec.history
     )
-    asked = Message(session_id=chat.id, role="user", content=spec.prompt)
+    asked = Message(session_id=chat.id, role="user", content=spec.prompt, created_at=now)
     session.add(asked)
     return asked
 

@@ -39,6 +39,7 @@ from nexus_core.compare.variants import (
     resolve_variants,
 )
 from nexus_core.compare.votes import Rating, VoteBook, VoteView
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import PromptRun, RunVariant, new_uuid
 from nexus_core.errors import ValidationError
@@ -107,14 +108,20 @@ class CompareService:
     """Start comparisons, show them as they stream, record votes, rank variants."""
 
     def __init__(
-        self, db: Database, worker: ResponseWorker, *, env: str, max_message_chars: int = 8000
+        self,
+        db: Database,
+        worker: ResponseWorker,
+        *,
+        env: str,
+        max_message_chars: int = 8000,
+        clock: Clock = utc_now,
     ) -> None:
         self.db = db
         self.worker = worker
         self.env = env
         self.max_message_chars = max_message_chars
-        self.store = RunStore(db, worker)
-        self.votes = VoteBook(db)
+        self.store = RunStore(db, worker, clock=clock)
+        self.votes = VoteBook(db, clock=clock)
 
     def provider_choices(self) -> list[ProviderChoice]:
         """The providers a variant may use, the app's default first."""

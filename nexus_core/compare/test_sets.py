@@ -36,6 +36,7 @@ from nexus_core.compare.variants import (
     require_feature,
     resolve_variants,
 )
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, ChatSession, PromptRun, new_uuid
 from nexus_core.db.models import TestSet as TestSetRow
@@ -89,11 +90,14 @@ class TestSetService:
 
     __test__ = False
 
-    def __init__(self, db: Database, worker: ResponseWorker, *, env: str) -> None:
+    def __init__(
+        self, db: Database, worker: ResponseWorker, *, env: str, clock: Clock = utc_now
+    ) -> None:
         self.db = db
         self.worker = worker
         self.env = env
-        self.store = RunStore(db, worker)
+        self.clock = clock
+        self.store = RunStore(db, worker, clock=clock)
 
     # --- test sets ----------------------------------------------------------------------------
 
@@ -101,12 +105,15 @@ class TestSetService:
         """A new test set owned by ``user``."""
         require_feature(user, self.env)
         name, stored = _clean_name(name), _stored_cases(cases)
+        now = self.clock()
         try:
             with self.db.session() as session:
-                row = TestSetRow(owner_id=user.id, name=name, cases=stored)
+                row = TestSetRow(
+                    owner_id=user.id, name=name, cases=stored, created_at=now, updated_at=now
+                )
                 session.add(row)
                 session.flush()
-                _audit(session, user, audit.TEST_SET_CREATED, row, cases=len(stored))
+                _audit(session, user, audit.TEST_SET_CREATED, row, cases=len(stored), at=now)
                 return _set_view(row)
         except IntegrityError as exc:
             raise ValidationError(f"You already have a test set named {name!r}.") from exc
@@ -133,8 +140,16 @@ class TestSetService:
                 if cases is not None:
                     kept = keep_frozen(cases_from_json(row.cases), cases)
                     row.cases = _stored_cases(kept)
+                row.updated_at = self.clock()
                 session.flush()
-                _audit(session, user, audit.TEST_SET_EDITED, row, cases=len(row.cases))
+                _audit(
+                    session,
+                    user,
+                    audit.TEST_SET_EDITED,
+                    row,
+                    cases=len(row.cases),
+                    at=row.updated_at,
+                )
                 return _set_view(row)
         except IntegrityError as exc:
             raise ValidationError(f"You already have a test set named {new_name!r}.") from exc
@@ -144,7 +159,9 @@ class TestSetService:
         require_feature(user, self.env)
         with self.db.session() as session:
             row = self._owned(session, user, test_set_id)
-            _audit(session, user, audit.TEST_SET_DELETED, row, cases=len(row.cases))
+            _audit(
+                session, user, audit.TEST_SET_DELETED, row, cases=len(row.cases), at=self.clock()
+            )
             session.delete(row)
 
     def list(self, user: UserView) -> list[TestSetView]:
@@ -369,7 +386,9 @@ def _progress_of(session: Session, run_ids: Sequence[str]) -> dict[str, RunProgr
     return {run_id: counts.get(run_id, RunProgress(0, 0)) for run_id in run_ids}
 
 
-def _audit(session: Session, user: UserView, action: str, row: TestSetRow, *, cases: int) -> None:
+def _audit(
+    session: Session, user: UserView, action: str, row: TestSetRow, *, cases: int, at: datetime
+) -> None:
     audit.record(
         session,
         action,
@@ -378,4 +397,5 @@ def _audit(session: Session, user: UserView, action: str, row: TestSetRow, *, ca
         target_type="test_set",
         target_id=row.id,
         details={"name": row.name, "cases": cases},
+        at=at,
     )

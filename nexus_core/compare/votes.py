@@ -21,6 +21,7 @@ from nexus_core import audit
 from nexus_core.chat import CONTROL_CHARS
 from nexus_core.compare.run_store import AUDIT_TARGET
 from nexus_core.compare.scoring import LeaderboardRow, VoteRecord, leaderboard
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import CompareVote, PromptRun, RunVariant
 from nexus_core.errors import ValidationError
@@ -59,8 +60,9 @@ class VoteView:
 class VoteBook:
     """Stores votes and reads them back, per run or as a leaderboard."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
         self.db = db
+        self.clock = clock
 
     def of_run(self, session: Session, run_id: str) -> list[VoteView]:
         """Every vote on a run, oldest first."""
@@ -114,6 +116,7 @@ class VoteBook:
             "notes": sum(bool(r.note) for r in cleaned.values()),
             "blind": view.blind,
         }
+        now = self.clock()
         try:
             with self.db.session() as session:
                 vote = CompareVote(
@@ -121,6 +124,7 @@ class VoteBook:
                     user_id=user.id,
                     best_position=best,
                     ratings={str(p): {"good": r.good, "note": r.note} for p, r in cleaned.items()},
+                    created_at=now,
                 )
                 session.add(vote)
                 audit.record(
@@ -131,6 +135,7 @@ class VoteBook:
                     target_type=AUDIT_TARGET,
                     target_id=view.id,
                     details=details,
+                    at=now,
                 )
                 session.flush()
                 return _vote_view(vote)

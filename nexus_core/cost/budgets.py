@@ -308,6 +308,7 @@ class BudgetService:
                             "hard": view.hard,
                             "month": month,
                         },
+                        at=now,
                     )
                     crossed.append(view)
         return crossed

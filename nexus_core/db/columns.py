@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,11 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 def utc_now() -> datetime:
     """The current time as an aware UTC datetime."""
     return datetime.now(UTC)
+
+
+# Where a service reads the time it stamps rows with: ``utc_now`` in the app, a back-dated clock
+# in ``nexus simulate`` (so its rows carry the same times as its events).
+Clock = Callable[[], datetime]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

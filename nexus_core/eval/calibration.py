@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import combinations
 from typing import Any, Final
 
@@ -152,8 +153,15 @@ def pending(
     return found
 
 
-def store(session: Session, judge: str, results: Sequence[tuple[PairKey, Judgement]]) -> None:
-    """Keep the judge's verdicts on pairs (a pair already judged keeps its first verdict)."""
+def store(
+    session: Session,
+    judge: str,
+    results: Sequence[tuple[PairKey, Judgement]],
+    *,
+    at: datetime,
+) -> None:
+    """Keep the judge's verdicts on pairs, judged ``at`` (a pair already judged keeps its first
+    verdict)."""
     done = judged(session, judge)
     session.add_all(
         JudgeCalibration(
@@ -164,6 +172,7 @@ def store(session: Session, judge: str, results: Sequence[tuple[PairKey, Judgeme
             verdict=NO_VERDICT if result.outcome == "unjudged" else result.outcome,
             order_sensitive=result.order_sensitive,
             reasons=list(result.reasons),
+            created_at=at,
         )
         for key, result in results
         if key not in done

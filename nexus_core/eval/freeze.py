@@ -24,6 +24,7 @@ from nexus_core import audit
 from nexus_core.ai.response import ROLE_TO_TURN, HistoryItem, build_turns
 from nexus_core.compare.checks import Baseline, Origin, TestCase
 from nexus_core.compare.test_sets import TestSetService, TestSetView
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import ChatSession, Message, Persona
 from nexus_core.errors import NotFound, ValidationError
@@ -51,10 +52,18 @@ class FreezeResult:
 class FreezeService:
     """Turns real user turns into test-set cases (see the module docstring)."""
 
-    def __init__(self, db: Database, test_sets: TestSetService, *, budget_chars: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        test_sets: TestSetService,
+        *,
+        budget_chars: int,
+        clock: Clock = utc_now,
+    ) -> None:
         self.db = db
         self.test_sets = test_sets
         self.budget_chars = budget_chars
+        self.clock = clock
 
     def cases(
         self,
@@ -102,6 +111,7 @@ class FreezeService:
                     "messages": [c.origin.message_id for c in cases if c.origin],
                     "owners": sorted({c.origin.user_id for c in cases if c.origin}),
                 },
+                at=self.clock(),
             )
         return FreezeResult(saved, len(cases))
 

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
 from sqlalchemy.orm import Session
@@ -159,8 +160,11 @@ class JudgeSessions:
         run_id: str,
         judges: Sequence[VariantView],
         pairs: Sequence[tuple[int, PairToJudge]],
+        *,
+        now: datetime,
     ) -> list[Message]:
-        """The sessions of every (index, pair) in both orders, flushed; returns their messages."""
+        """The sessions of every (index, pair) in both orders, created ``now`` and flushed;
+        returns their messages."""
         by_position = {judge.position: judge for judge in judges}
         asked: list[tuple[ChatSession, str]] = []
         for index, pair in pairs:
@@ -179,11 +183,16 @@ class JudgeSessions:
                     model=judge.model,
                     temperature=judge.temperature,
                     instruction=JUDGE_INSTRUCTION,
+                    created_at=now,
+                    updated_at=now,
                 )
                 asked.append((chat, prompt))
         session.add_all(chat for chat, _ in asked)
         session.flush()
-        messages = [Message(session_id=chat.id, role="user", content=text) for chat, text in asked]
+        messages = [
+            Message(session_id=chat.id, role="user", content=text, created_at=now)
+            for chat, text in asked
+        ]
         session.add_all(messages)
         session.flush()
         return messages

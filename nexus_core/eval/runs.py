@@ -44,7 +44,7 @@ from nexus_core.compare.variants import (
     require_feature,
     resolve_variants,
 )
-from nexus_core.db.columns import utc_now
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import (
     AiJob,
@@ -223,13 +223,20 @@ class EvalService:
     """Start eval runs, move them on, read their verdicts; the judge's agreement with people."""
 
     def __init__(
-        self, db: Database, worker: ResponseWorker, test_sets: TestSetService, *, env: str
+        self,
+        db: Database,
+        worker: ResponseWorker,
+        test_sets: TestSetService,
+        *,
+        env: str,
+        clock: Clock = utc_now,
     ) -> None:
         self.db = db
         self.worker = worker
         self.test_sets = test_sets
         self.env = env
-        self.store = RunStore(db, worker)
+        self.clock = clock
+        self.store = RunStore(db, worker, clock=clock)
         self.judges = JudgeSessions()
 
     # --- starting -----------------------------------------------------------------------------
@@ -407,7 +414,9 @@ class EvalService:
             judges = [
                 v for v in self.store.variants(session, view.id) if v.position in JUDGE_POSITIONS
             ]
-            messages = self.judges.add(session, run.user_id, view.id, judges, pairs)
+            messages = self.judges.add(
+                session, run.user_id, view.id, judges, pairs, now=self.clock()
+            )
             return self.worker.create_jobs(
                 session.connection(), [m.id for m in messages], user, channel=KIND
             )
@@ -465,7 +474,7 @@ class EvalService:
         with self.db.session() as session:
             row = session.get(EvalRun, run_id)
             assert row is not None
-            row.status, row.error, row.finished_at = "failed", error, utc_now()
+            row.status, row.error, row.finished_at = "failed", error, self.clock()
 
     # --- finishing ----------------------------------------------------------------------------
 
@@ -491,12 +500,13 @@ class EvalService:
                     (tuple(key), _judgement(replies, len(cases) + k))  # type: ignore[misc]
                     for k, key in enumerate(row.calibration or [])
                 ],
+                at=self.clock(),
             )
             session.flush()
             costs = _costs(session, run_id)
             summary = summarise(results, cases, calibration.agreement(session, judge), costs)
             row.summary = summary.to_json()
-            row.status, row.finished_at = "finished", utc_now()
+            row.status, row.finished_at = "finished", self.clock()
 
     # --- reading ------------------------------------------------------------------------------
 

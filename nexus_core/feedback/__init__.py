@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from nexus_core import audit
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import (
     FEEDBACK_CATEGORIES,
@@ -75,10 +76,11 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
 class FeedbackService:
     """Store ratings and reports from users."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
         self.db = db
+        self.clock = clock
 
-    def _reply_row(self, session: Any, user: UserView, message_id: int) -> Feedback:
+    def _reply_row(self, session: Any, user: UserView, message_id: int, now: datetime) -> Feedback:
         """The user's feedback row for a reply in one of their sessions (created if needed)."""
         found = session.execute(
             select(Message, ChatSession)
@@ -101,16 +103,19 @@ class FeedbackService:
                 status="open",
                 description="",
                 context={"session": chat.public_id, "model": message.model},
+                created_at=now,
             )
             session.add(row)
+        row.updated_at = now
         return row
 
     def rate(self, user: UserView, message_id: int, rating: int) -> FeedbackView:
         """Thumbs up (1) or down (0) on a reply."""
         if rating not in RATINGS:
             raise ValidationError("A rating is 1 (thumbs up) or 0 (thumbs down).")
+        now = self.clock()
         with self.db.session() as session:
-            row = self._reply_row(session, user, message_id)
+            row = self._reply_row(session, user, message_id, now)
             row.rating = rating
             session.flush()
             audit.record(
@@ -125,6 +130,7 @@ class FeedbackService:
                     "message_id": message_id,
                     "session": row.context.get("session"),
                 },
+                at=now,
             )
             return feedback_view(row)
 
@@ -147,11 +153,14 @@ class FeedbackService:
             raise ValidationError(
                 f"The description is longer than {MAX_DESCRIPTION_CHARS:,} characters."
             )
+        now = self.clock()
         with self.db.session() as session:
             if message_id is not None:
-                row = self._reply_row(session, user, message_id)
+                row = self._reply_row(session, user, message_id, now)
             else:
-                row = Feedback(user_id=user.id, status="open", context={})
+                row = Feedback(
+                    user_id=user.id, status="open", context={}, created_at=now, updated_at=now
+                )
                 if session_public_id:
                     chat = session.scalar(
                         select(ChatSession).where(
@@ -181,6 +190,7 @@ class FeedbackService:
                     "priority": priority,
                     "session": row.context.get("session"),
                 },
+                at=now,
             )
             return feedback_view(row)
 

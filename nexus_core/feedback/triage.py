@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from nexus_core import audit
 from nexus_core.chat import CONTROL_CHARS, MessageView, message_view
-from nexus_core.db.columns import utc_now
+from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import (
     FEEDBACK_STATUSES,
@@ -126,8 +126,9 @@ def _name(user: User | None) -> str | None:
 class TriageService:
     """Explore, triage, chart and export all feedback (analysts and admins only)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
         self.db = db
+        self.clock = clock
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -265,7 +266,7 @@ class TriageService:
                 f"Feedback #{row.id} is {STATUS_LABELS[row.status]}; it cannot move to "
                 f"{STATUS_LABELS[new]}, only to {allowed}."
             )
-        old, row.status = row.status, new
+        old, row.status, row.updated_at = row.status, new, self.clock()
         audit.record(
             session,
             audit.FEEDBACK_STATUS_CHANGED,
@@ -274,6 +275,7 @@ class TriageService:
             target_type="feedback",
             target_id=row.id,
             details={"from": old, "to": new},
+            at=row.updated_at,
         )
         return True
 
@@ -324,6 +326,7 @@ class TriageService:
             old = session.get(User, row.assignee_id) if row.assignee_id else None
             if old is not new:  # the identity map gives one object per user
                 row.assignee_id = new.id if new else None
+                row.updated_at = self.clock()
                 audit.record(
                     session,
                     audit.FEEDBACK_ASSIGNED,
@@ -332,6 +335,7 @@ class TriageService:
                     target_type="feedback",
                     target_id=row.id,
                     details={"from": _name(old), "to": _name(new)},
+                    at=row.updated_at,
                 )
         return self._row(feedback_id)
 
@@ -345,9 +349,12 @@ class TriageService:
             raise ValidationError(f"A note has at most {MAX_NOTE_CHARS:,} characters.")
         with self.db.session() as session:
             row = self._get(session, feedback_id, lock=True)
-            note = FeedbackNote(feedback_id=row.id, author_id=actor.id, text=cleaned)
+            now = self.clock()
+            note = FeedbackNote(
+                feedback_id=row.id, author_id=actor.id, text=cleaned, created_at=now
+            )
             session.add(note)
-            row.updated_at = utc_now()
+            row.updated_at = now
             session.flush()
             audit.record(
                 session,
@@ -357,6 +364,7 @@ class TriageService:
                 target_type="feedback",
                 target_id=row.id,
                 details={"note_id": note.id, "chars": len(cleaned)},
+                at=now,
             )
             return HistoryEntry(
                 note.created_at, actor.username, audit.FEEDBACK_NOTE_ADDED, f"Note: {cleaned}"

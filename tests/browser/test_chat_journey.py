@@ -49,16 +49,19 @@ def test_a_member_chats_sees_the_reply_stream_exports_and_leaves_feedback(
     page.get_by_placeholder("Message").fill("Draft release notes for the new SLO dashboard")
     page.keyboard.press("Enter")
 
-    # The reply grows on screen before it is finished (streamed, not shown all at once).
+    # The reply grows on screen before it is finished (streamed, not shown all at once); once
+    # stored it has its thumbs, and it says from its first line that it is demo text.
+    reply = page.locator(BUBBLE).nth(1)
+    thumbs_down = reply.get_by_role("radio", name="Thumbs down")
     lengths: list[int] = []
     for _ in range(SAMPLES):
-        bubbles = page.locator(BUBBLE)
-        if bubbles.count() >= 2:
-            lengths.append(len(bubbles.nth(1).inner_text()))
-        if page.get_by_text("Simulated model (offline) — set GEMINI_API_KEY").count():
+        if page.locator(BUBBLE).count() >= 2:
+            lengths.append(len(reply.inner_text()))
+        if thumbs_down.count():
             break
         time.sleep(SAMPLE_SECONDS)  # sampling what is on screen, not waiting for it
-    expect(page.get_by_text("Simulated model (offline) — set GEMINI_API_KEY")).to_be_visible()
+    expect(thumbs_down).to_be_visible()
+    expect(reply.get_by_text("[Simulated reply — offline demo model]")).to_be_visible()
     partial = [n for n in lengths if n > 0]
     assert len(set(partial)) >= 2, f"the reply did not grow while streaming: {lengths}"
 
@@ -81,9 +84,6 @@ def test_a_member_chats_sees_the_reply_stream_exports_and_leaves_feedback(
     assert "session.exported" in actions
 
     # Feedback: thumbs down, then a report with a category, priority and description.
-    thumbs_down = (
-        page.get_by_test_id("stChatMessage").nth(1).get_by_role("radio", name="Thumbs down")
-    )
     thumbs_down.click()
     expect(thumbs_down).to_have_attribute("aria-checked", "true")
     page.get_by_role("button", name="Report").click()

@@ -178,7 +178,8 @@ def test_metrics_parse_and_move_after_a_chat(live_app: LiveApp, new_page: NewPag
     page.get_by_role("dialog").get_by_role("button", name="Chat").first.click()
     page.get_by_placeholder("Message").fill("Count me in the metrics")
     page.keyboard.press("Enter")
-    expect(page.get_by_text("Simulated model (offline) — set GEMINI_API_KEY")).to_be_visible()
+    # The reply is stored (it has its thumbs), so its job has been counted.
+    expect(page.get_by_role("radio", name="Thumbs down")).to_be_visible()
     assert metric_value(live_app.url, "nexus_ai_requests_total") == before + 1
     assert metric_value(live_app.url, "nexus_ai_response_latency_seconds_count") >= 1
 
