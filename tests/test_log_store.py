@@ -378,6 +378,15 @@ def live_stretch_files(cache: Path) -> list[Path]:
     return sorted(cache.glob("live-*.parquet"))
 
 
+def read_once_by_another_process(log_path: Path, cache: Path) -> Path:
+    """Log 30 requests and read them with a store that then closes, leaving its stretches."""
+    with ApiEventLogger(log_path, clock=StepClock()) as logger:
+        emit_requests(logger, 30)
+    with EventStore(log_path, cache, segment_rows=8) as first:
+        first.refresh()
+    return cache
+
+
 def test_a_new_store_adopts_the_live_file_stretches_and_parses_only_the_rest(
     log_path: Path, tmp_path: Path
 ) -> None:
@@ -398,11 +407,7 @@ def test_a_new_store_adopts_the_live_file_stretches_and_parses_only_the_rest(
 
 
 def test_stretches_of_a_rewritten_file_are_not_adopted(log_path: Path, tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    with ApiEventLogger(log_path, clock=StepClock()) as logger:
-        emit_requests(logger, 30)
-    with EventStore(log_path, cache, segment_rows=8) as first:
-        first.refresh()
+    cache = read_once_by_another_process(log_path, tmp_path / "cache")
     # The same inode, truncated and written again with other events at least as long.
     with ApiEventLogger(log_path, clock=StepClock(start=START + timedelta(days=1))) as logger:
         log_path.write_bytes(b"")
@@ -416,11 +421,7 @@ def test_stretches_of_a_rewritten_file_are_not_adopted(log_path: Path, tmp_path:
 def test_a_missing_or_unreadable_stretch_record_means_parsing_again(
     log_path: Path, tmp_path: Path
 ) -> None:
-    cache = tmp_path / "cache"
-    with ApiEventLogger(log_path, clock=StepClock()) as logger:
-        emit_requests(logger, 30)
-    with EventStore(log_path, cache, segment_rows=8) as first:
-        first.refresh()
+    cache = read_once_by_another_process(log_path, tmp_path / "cache")
     live_stretch_files(cache)[0].unlink()  # the first stretch: nothing can be adopted
     with EventStore(log_path, cache, segment_rows=8) as second:
         assert stored_request_ids(second) == logged_request_ids(log_path)

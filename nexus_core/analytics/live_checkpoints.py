@@ -9,9 +9,10 @@ a hash of the file's first bytes (a reused inode holds other text), and only whi
 least ``end`` bytes long.
 
 When the live file is replaced (rotation, truncation), the old file's stretches are marked retired
-and their files deleted ``RETIRED_GRACE_SECONDS`` later: another process may still be compacting the
-rotated file from them or querying a snapshot that holds them. The file is written under a temporary
-name and renamed; ``live.json`` is merged under the same ``flock`` as the compacted parts' manifest.
+and their files deleted ``grace_seconds`` later (the store's orphan grace): another process may
+still be compacting the rotated file from them or querying a snapshot that holds them. The file is
+written under a temporary name and renamed; ``live.json`` is merged under the same ``flock`` as
+the compacted parts' manifest.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Final
 LIVE_MANIFEST_NAME: Final = "live.json"
 LOCK_NAME: Final = "manifest.lock"  # shared with the compacted parts' manifest
 HEAD_BYTES: Final = 4096
-RETIRED_GRACE_SECONDS: Final = 300.0
 
 Identity = tuple[int, int]  # (st_dev, st_ino)
 
@@ -70,9 +70,7 @@ class Stretch:
 class LiveCheckpoints:
     """The live files' parsed stretches in one cache dir, shared by every process using it."""
 
-    def __init__(
-        self, cache_dir: Path, *, version: int, grace_seconds: float = RETIRED_GRACE_SECONDS
-    ) -> None:
+    def __init__(self, cache_dir: Path, *, version: int, grace_seconds: float) -> None:
         self.cache_dir = cache_dir
         self.version = version
         self.grace_seconds = grace_seconds
