@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 from nexus_core import audit
 from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
-from nexus_core.db.models import ROLES, AuthSession, User
+from nexus_core.db.models import AuthSession, User
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
+from nexus_core.roles import ADMIN_USERNAME, ROLES
 
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_BYTES = 72
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-ADMIN_USERNAME = "admin"
 BCRYPT_ROUNDS = 12
 
 # Every optional feature a user can be given; unknown names are an error, never silently false.

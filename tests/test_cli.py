@@ -452,3 +452,27 @@ def test_sql_shows_values_python_cannot_hold_and_ends_every_failure_in_one_line(
             continue
         assert_one_line_error(result, text)
     assert "admin" in run_nexus(settings, "users", "list").stdout
+
+
+# What `nexus --help` (or any command's help) has no use for: the database layer, the analytics
+# engines and the providers; loading them made asking for help take half a second.
+HEAVY_FOR_HELP = ("sqlalchemy", "duckdb", "polars", "httpx", "bcrypt", "nexus_core.db.models")
+
+
+def test_nexus_help_loads_no_database_analytics_or_provider_modules(settings: Settings) -> None:
+    probe = (
+        "import sys\n"
+        "from nexus_core.cli import main\n"
+        "for argv in (['--help'], ['usage', '--help'], ['users', 'add', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(sorted(m for m in {HEAVY_FOR_HELP!r} if m in sys.modules), file=sys.stderr)\n"
+    )
+    result = run_python(settings, "-c", probe)
+
+    assert result.returncode == 0, result.stderr
+    assert "usage: nexus" in result.stdout
+    assert "one of admin, analyst, member" in result.stdout
+    assert result.stderr.strip() == "[]"

@@ -25,7 +25,7 @@ import polars as pl
 
 from nexus_core.analytics.windows import to_utc_naive
 from nexus_core.errors import ValidationError
-from nexus_core.ops.events import SYNTHETIC_CHANNELS
+from nexus_core.ops.events import SYNTHETIC_CHANNELS, TRAFFIC_KINDS
 
 # Raw JSON field -> DuckDB type; ``ts`` is read as text and parsed by ``TS_EXPRESSION``.
 EVENT_COLUMNS: Final[dict[str, str]] = {
@@ -79,7 +79,6 @@ EVENTS_FRAME_SQL: Final = "SELECT * FROM events WHERE ts >= $start AND ts < $end
 
 # Traffic (``ops.events.is_synthetic`` in SQL): events of jobs no user waits for are
 # *synthetic*; everything else, older logs too, is *user* traffic.
-TRAFFIC_KINDS: Final = ("user", "synthetic", "all")
 SYNTHETIC_SQL: Final = (
     "(run_id IS NOT NULL OR coalesce(channel IN ("
     + ", ".join(f"'{c}'" for c in SYNTHETIC_CHANNELS)

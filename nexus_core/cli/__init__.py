@@ -12,17 +12,15 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-
-from nexus_core.app_context import AppContext
 from nexus_core.cli.parser import build_parser
 from nexus_core.errors import DatabaseUnavailable, NexusError
-from nexus_core.ops.incidents import withhold_exception_text
-from nexus_core.settings import load_settings
 
-Handler = Callable[[AppContext, argparse.Namespace], int]
+if TYPE_CHECKING:
+    from nexus_core.app_context import AppContext
+
+Handler = Callable[["AppContext", argparse.Namespace], int]
 
 # (command, subcommand) -> "module:function" in this package.
 HANDLERS: Final[dict[tuple[str, str | None], str]] = {
@@ -65,8 +63,14 @@ UNEXPECTED_ERROR = "nexus: unexpected {kind}; nothing more is shown here — ple
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `nexus` command; returns the exit code."""
+    args = build_parser().parse_args(argv)  # `--help` and bad arguments end here, importing little
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from nexus_core.app_context import AppContext
+    from nexus_core.ops.incidents import withhold_exception_text
+    from nexus_core.settings import load_settings
+
     withhold_exception_text()
-    args = build_parser().parse_args(argv)
     sub = getattr(args, f"{args.command}_command", None)
     handler = command_handler(args.command, sub)
     ctx: AppContext | None = None

@@ -7,10 +7,9 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn
 
-from nexus_core.analytics.event_snapshot import TRAFFIC_KINDS
-from nexus_core.db.models import ROLES
 from nexus_core.errors import ValidationError
-from nexus_core.users import ADMIN_USERNAME
+from nexus_core.ops.events import TRAFFIC_KINDS
+from nexus_core.roles import ADMIN_USERNAME, ROLES
 
 SQL_FORMATS: Final = ("table", "csv", "json")
 FREEZE_HELP: Final = "turn real user turns into test-set cases with their original replies"

@@ -25,7 +25,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from nexus_core.db.columns import JSONType, UTCDateTime, utc_now
 
-ROLES = ("admin", "analyst", "member")
 MESSAGE_ROLES = ("user", "assistant", "error")
 SESSION_STATUSES = ("active", "archived")
 JOB_STATUSES = ("queued", "running", "retrying", "succeeded", "failed")

@@ -88,6 +88,8 @@ _LOG = logging.getLogger("nexus.events")
 # Jobs no user waits for (comparisons, test sets, evaluations) are *synthetic* traffic: every
 # event of such a job carries its run's ``run_id``, and ``job_success`` names its ``channel``.
 SYNTHETIC_CHANNELS: Final = ("compare", "test_set", "eval")
+# Which events a query sees: user traffic, synthetic traffic or both.
+TRAFFIC_KINDS: Final = ("user", "synthetic", "all")
 
 
 def is_synthetic(fields: dict[str, Any]) -> bool:
