@@ -10,7 +10,9 @@ ctx, user = require_page("audit")
 st.title("🧾 Audit")
 st.caption(
     "Who did what, newest first. The trail is append-only: nothing in the app edits or "
-    "deletes it. Links open the chat session or the feedback item."
+    "deletes it, and a hash chain shows a change made in the database directly. Links open "
+    "the chat session or the feedback item."
 )
+audit_view.chain_check(ctx)
 query = audit_view.audit_filters(ctx)
 audit_view.audit_table(ctx, query)

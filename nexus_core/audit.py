@@ -1,8 +1,9 @@
 """The audit trail: append-only records of who did what, and reading them back.
 
-Events are added by ``record`` inside the transaction of the change they describe; the reading half
-(filter, count, page through, export) only reads. Nothing in the UI or the CLI edits or deletes
-them: there is no update or delete here."""
+Events are added by ``record`` inside the transaction of the change they describe and linked into
+a hash chain as it commits (``audit_chain``); the reading half (filter, count, page through,
+export) only reads. Nothing in the UI or the CLI edits or deletes them: there is no update or
+delete here, and ``nexus audit verify`` shows one made in the database directly."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, insert, select
 from sqlalchemy.orm import Session
 
+from nexus_core import audit_chain
 from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuditEvent
@@ -29,6 +31,7 @@ PASSWORD_CHANGED = "user.password_changed"
 USER_CREATED = "user.created"
 USER_DISABLED = "user.disabled"
 USER_ENABLED = "user.enabled"
+USER_UNLOCKED = "user.unlocked"
 USER_ROLE_CHANGED = "user.role_changed"
 USER_PASSWORD_RESET = "user.password_reset"
 USER_FEATURE_TOGGLED = "user.feature_toggled"
@@ -90,17 +93,17 @@ def record(
 ) -> None:
     """Add an audit event to ``session`` so it commits (or not) with the change it describes;
     ``at`` is when it happened (by default now: a service with a clock passes its own time)."""
-    session.add(
-        AuditEvent(
-            actor_id=actor_id,
-            actor_name=actor_name,
-            action=action,
-            target_type=target_type,
-            target_id=None if target_id is None else str(target_id),
-            details=details or {},
-            created_at=at or utc_now(),
-        )
+    added = AuditEvent(
+        actor_id=actor_id,
+        actor_name=actor_name,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        details=details or {},
+        created_at=at or utc_now(),
     )
+    session.add(added)
+    audit_chain.link_on_commit(session, added)
 
 
 def record_in(
@@ -112,16 +115,20 @@ def record_in(
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Like ``record``, on a Core connection (the job pipeline's transactions), by the system."""
-    conn.execute(
-        insert(AuditEvent).values(
+    """Like ``record``, on a Core connection (the job pipeline's transactions), by the system;
+    linked into the chain at once, so call it last in the transaction."""
+    added = conn.execute(
+        insert(AuditEvent)
+        .values(
             action=action,
             target_type=target_type,
             target_id=None if target_id is None else str(target_id),
             details=details or {},
             created_at=at or utc_now(),
         )
-    )
+        .returning(AuditEvent.id)
+    ).scalar_one()
+    audit_chain.link(conn, [added])
 
 
 def for_target(

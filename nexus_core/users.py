@@ -84,10 +84,18 @@ class UserView:
     must_change_password: bool = False
     last_login_at: datetime | None = None
     created_at: datetime | None = None
+    locked_until: datetime | None = None  # set while too many failed sign-ins keep them out
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def status(self) -> str:
+        """``disabled``, ``locked`` or ``active``."""
+        if self.disabled:
+            return "disabled"
+        return "locked" if self.locked_until is not None else "active"
 
 
 def to_view(user: User) -> UserView:
@@ -103,7 +111,12 @@ def to_view(user: User) -> UserView:
         must_change_password=user.must_change_password,
         last_login_at=user.last_login_at,
         created_at=user.created_at,
+        locked_until=_lock_in_force(user.locked_until),
     )
+
+
+def _lock_in_force(until: datetime | None) -> datetime | None:
+    return until if until is not None and until > utc_now() else None
 
 
 def validate_password(password: str) -> None:
@@ -333,6 +346,24 @@ class UserService:
                 target_id=user.id,
                 actor_id=actor.id if actor else None,
                 actor_name=actor.username if actor else None,
+            )
+            return to_view(user)
+
+    def unlock(self, username: str, *, actor: UserView | None = None) -> UserView:
+        """Let a user locked out by failed sign-ins try again now (their count starts afresh)."""
+        with self.db.session() as session:
+            user = self._get(session, username)
+            was_locked = _lock_in_force(user.locked_until)
+            user.locked_until = None
+            user.failed_logins = 0
+            audit.record(
+                session,
+                audit.USER_UNLOCKED,
+                target_type="user",
+                target_id=user.id,
+                actor_id=actor.id if actor else None,
+                actor_name=actor.username if actor else None,
+                details={"was_locked_until": was_locked.isoformat() if was_locked else None},
             )
             return to_view(user)
 

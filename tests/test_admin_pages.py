@@ -8,11 +8,14 @@ import re
 
 import pandas as pd
 import pytest
+from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
 from nexus_core import audit
 from nexus_core.app_context import AppContext
 from nexus_core.audit import AuditQuery
+from nexus_core.auth import LOCKOUT_THRESHOLD
+from nexus_core.db.models import AuditEvent
 from nexus_core.ui import admin_view, audit_view, persona_view, state
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
@@ -323,7 +326,7 @@ def test_the_audit_page_filters_by_action_paginates_and_links_targets(
     rows = at.dataframe[0].value
     assert list(rows["Action"]) == [audit.SESSION_CREATED]
     assert rows["Open"].iloc[0] == f"/chat?session={chat.public_id}"
-    assert "Page 1 of 1 · 1 events" in [c.value for c in at.caption]
+    assert "Page 1 of 1 · 1 event" in [c.value for c in at.caption]  # not "1 events"
     assert at.download_button[0].label == "Download CSV"
 
 
@@ -338,3 +341,41 @@ def test_the_audit_page_filters_by_kind_and_actor(app_ctx: AppContext) -> None:
     assert list(at.dataframe[0].value["Action"]) == [audit.PERSONA_EDITED]
     at.selectbox(key=audit_view.KIND).set_value("feedback.").run()
     assert "No audit events match these filters." in [i.value for i in at.info]
+
+
+def test_a_locked_account_shows_until_when_and_an_admin_unlocks_it(app_ctx: AppContext) -> None:
+    sign_in = app_ctx.sign_in
+    for attempt in range(LOCKOUT_THRESHOLD):
+        sign_in.attempt("mia", f"wrong-{attempt}")
+    at = open_page("ada", "users")
+    status = at.dataframe[0].value.set_index("Username").loc["mia", "Status"]
+    assert status.startswith("locked until ") and status.endswith(" UTC")
+
+    at.selectbox(key=admin_view.PICK_USER).set_value("mia").run()
+    at.button(key=admin_view.UNLOCK_PREFIX + "mia").click().run()
+
+    assert successes(at) == ["mia is unlocked and can sign in again."]
+    assert app_ctx.users.get("mia").status == "active"
+    assert at.dataframe[0].value.set_index("Username").loc["mia", "Status"] == "active"
+    assert not [b for b in at.button if b.key == admin_view.UNLOCK_PREFIX + "mia"]
+    unlocked = audit.search(app_ctx.db, AuditQuery(actions=(audit.USER_UNLOCKED,)), limit=5)
+    assert [(e.actor_name, e.target_id) for e in unlocked] == [
+        ("ada", str(app_ctx.users.get("mia").id))
+    ]
+
+
+def test_the_audit_page_verifies_the_hash_chain_and_names_an_edited_event(
+    app_ctx: AppContext,
+) -> None:
+    at = open_page("ada", "audit")
+    at.button(key=audit_view.VERIFY).click().run()
+    assert successes(at)[0].startswith("The hash chain is intact: ")
+    first = audit.search(app_ctx.db, AuditQuery(), limit=1000)[-1]
+    with app_ctx.db.transaction() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.id == first.id).values(action="x.y"))
+
+    at.button(key=audit_view.VERIFY).click().run()
+
+    assert errors(at) == [
+        f"The hash chain is broken: event {first.id} was changed after it was written."
+    ]

@@ -1,17 +1,21 @@
-"""`nexus init`, `nexus users …` and `nexus personas …`: setting up and administering accounts."""
+"""`nexus init`, `nexus users …`, `nexus personas …` and `nexus audit verify`: setting up and
+administering accounts, and checking the audit trail."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import secrets
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from nexus_core import audit_chain
 from nexus_core.errors import ValidationError
 
 if TYPE_CHECKING:
     from nexus_core.app_context import AppContext
+    from nexus_core.users import UserView
 
 
 def _read_password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
@@ -59,11 +63,45 @@ def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(ctx: AppContext, args: argparse.Namespace) -> int:
-    for u in ctx.users.list():
+    users = ctx.users.list()
+    if args.json:
+        print(json.dumps([user_json(u) for u in users]))
+        return 0
+    for u in users:
         flags = ",".join(sorted(k for k, v in u.features.items() if v)) or "-"
-        state = "disabled" if u.disabled else "active"
+        state = u.status
+        if u.locked_until is not None:
+            state += f" until {u.locked_until:%Y-%m-%d %H:%M} UTC"
         print(f"{u.username}\t{u.role}\t{state}\t{flags}")
     return 0
+
+
+def user_json(user: UserView) -> dict[str, Any]:
+    """A user as ``nexus users list --json`` prints it."""
+    locked = user.locked_until
+    return {
+        "name": user.username,
+        "role": user.role,
+        "status": user.status,
+        "locked_until": locked.isoformat().replace("+00:00", "Z") if locked else None,
+    }
+
+
+def cmd_users_unlock(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.users.unlock(args.name)
+    print(f"Unlocked {args.name!r}: they can sign in again now.")
+    return 0
+
+
+def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
+    report = audit_chain.verify(ctx.db)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif report.intact:
+        print(f"The audit chain is intact: {report.events} events, head {report.head_hash}.")
+    if not report.intact:
+        print(f"nexus: the audit chain is broken: {report.problem}", file=sys.stderr)
+    return 0 if report.intact else 1
 
 
 def cmd_users_feature(ctx: AppContext, args: argparse.Namespace) -> int:

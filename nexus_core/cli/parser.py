@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_operations_commands(sub)
     _add_cost_commands(sub)
     _add_eval_commands(sub)
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit.add_parser("verify", help="walk the audit hash chain; exit 1 if it is broken")
+    verify.add_argument("--json", action="store_true")
     return parser
 
 
@@ -57,12 +62,17 @@ def _add_users_commands(sub: Any) -> None:
     add.add_argument("--admin", action="store_true", help="same as --role admin")
     add.add_argument("--email")
     add.add_argument("--display-name")
-    users.add_parser("list", help="list users")
+    listing = users.add_parser("list", help="list users")
+    listing.add_argument("--json", action="store_true", help="as JSON: name, role, status, lock")
     feature = users.add_parser("feature", help="turn a feature flag on or off")
     feature.add_argument("name")
     feature.add_argument("feature")
     feature.add_argument("state", choices=("on", "off"))
-    for name, help_text in (("disable", "disable a user"), ("enable", "enable a user")):
+    for name, help_text in (
+        ("disable", "disable a user"),
+        ("enable", "enable a user"),
+        ("unlock", "let a user locked out by failed sign-ins try again now"),
+    ):
         users.add_parser(name, help=help_text).add_argument("name")
     passwd = users.add_parser("passwd", help="set a user's password")
     passwd.add_argument("name")

@@ -29,6 +29,7 @@ PICK_USER = "nexus_users_pick"
 ROLE_FORM_PREFIX = "nexus_users_role_form_"
 ROLE_PREFIX = "nexus_users_role_"
 DISABLE_PREFIX = "nexus_users_disable_"
+UNLOCK_PREFIX = "nexus_users_unlock_"
 RESET_PREFIX = "nexus_users_reset_"
 FEATURE_PREFIX = "nexus_users_feature_"
 
@@ -60,6 +61,8 @@ def _when(moment: datetime | None) -> str:
 def _status(user: UserView) -> str:
     if user.disabled:
         return "disabled"
+    if user.locked_until is not None:
+        return f"locked until {_when(user.locked_until)}"
     return "must change password" if user.must_change_password else "active"
 
 
@@ -167,6 +170,15 @@ def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> Non
         on_click=_reset_password,
         args=(ctx, actor, target.username),
     )
+    if target.locked_until is not None:
+        st.button(
+            "Unlock",
+            key=UNLOCK_PREFIX + target.username,
+            icon="🔓",
+            help="Too many failed sign-ins locked this account; let them try again now.",
+            on_click=_unlock,
+            args=(ctx, actor, target.username),
+        )
     with st.form(ROLE_FORM_PREFIX + target.username):
         st.selectbox(
             "Role",
@@ -195,6 +207,14 @@ def _set_disabled(ctx: AppContext, actor: UserView, username: str, disabled: boo
     notices.act(
         lambda: ctx.users.set_disabled(username, disabled, actor=actor),
         success=f"{username} is {'disabled' if disabled else 'enabled'}.",
+        key=NOTICE,
+    )
+
+
+def _unlock(ctx: AppContext, actor: UserView, username: str) -> None:
+    notices.act(
+        lambda: ctx.users.unlock(username, actor=actor),
+        success=f"{username} is unlocked and can sign in again.",
         key=NOTICE,
     )
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from nexus_core import audit
+from nexus_core import audit, audit_chain
 from nexus_core.app_context import AppContext
 from nexus_core.audit import AuditQuery, AuditRecord
-from nexus_core.ui import links
+from nexus_core.audit_chain import ChainReport
+from nexus_core.ui import links, notices, show
 from nexus_core.ui.dates import day_range
 from nexus_core.ui.paging import current_page, pager
 
@@ -24,6 +25,7 @@ DATES = "nexus_audit_dates"
 PAGE = "nexus_audit_page"
 PREVIOUS = f"{PAGE}_previous"
 NEXT = f"{PAGE}_next"
+VERIFY = "nexus_audit_verify"
 
 PAGE_SIZE = 50
 KINDS = {
@@ -110,7 +112,7 @@ def audit_table(ctx: AppContext, query: AuditQuery) -> None:
             width="stretch",
             column_config={"Open": st.column_config.LinkColumn("Open", display_text="Open ↗")},
         )
-    pager(PAGE, page, "events")
+    pager(PAGE, page, "event")
     st.download_button(
         "Download CSV",
         data=lambda: audit.export_csv(ctx.db, query),
@@ -120,3 +122,24 @@ def audit_table(ctx: AppContext, query: AuditQuery) -> None:
         on_click="ignore",
         disabled=total == 0,
     )
+
+
+def chain_check(ctx: AppContext) -> None:
+    """Walk the hash chain on request and say whether it is intact or which event is bad."""
+    if st.button("Verify the hash chain", key=VERIFY, icon="🔗", help=CHAIN_HELP):
+        report = notices.act(lambda: audit_chain.verify(ctx.db))
+        if report is not None:
+            (show.success if report.intact else show.error)(chain_message(report))
+
+
+CHAIN_HELP = (
+    "Every event stores the SHA-256 of its content and of the event before it; walking the "
+    "chain shows an event changed, deleted or inserted in the database directly."
+)
+
+
+def chain_message(report: ChainReport) -> str:
+    """What a verification found, in one sentence."""
+    if report.intact:
+        return f"The hash chain is intact: {report.events:,} events, head {report.head_hash[:16]}…"
+    return f"The hash chain is broken: {report.problem}."

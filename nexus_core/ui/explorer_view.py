@@ -151,7 +151,7 @@ def feedback_table(rows: list[FeedbackRow], page: TablePage) -> list[int]:
         st.info("No feedback matches these filters.")
         return []
     if page.count > 1:
-        pager(TABLE_PAGE, page, "items")
+        pager(TABLE_PAGE, page, "item")
     key = _table_key(rows)
     ids = [r.id for r in rows]
     event = st.dataframe(

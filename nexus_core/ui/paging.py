@@ -37,7 +37,8 @@ def current_page(key: str, listing: object, total: int, size: int) -> TablePage:
 
 
 def pager(key: str, page: TablePage, noun: str) -> None:
-    """Previous, "Page n of m · total nouns", Next (in three columns of the current container)."""
+    """Previous, "Page n of m · total nouns", Next (in three columns of the current container);
+    ``noun`` is singular ("event"): one event, two events."""
     back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
     back.button(
         "Previous",
@@ -47,7 +48,8 @@ def pager(key: str, page: TablePage, noun: str) -> None:
         on_click=_go_to,
         args=(key, page.number - 1),
     )
-    where.caption(f"Page {page.number + 1:d} of {page.count:d} · {page.total:,} {plain(noun)}")
+    nouns = noun if page.total == 1 else f"{noun}s"
+    where.caption(f"Page {page.number + 1:d} of {page.count:d} · {page.total:,} {plain(nouns)}")
     forward.button(
         "Next",
         key=f"{key}_next",
