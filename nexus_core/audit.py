@@ -61,6 +61,8 @@ TEST_SET_CREATED = "test_set.created"
 TEST_SET_EDITED = "test_set.edited"
 TEST_SET_DELETED = "test_set.deleted"
 TEST_SET_RUN_STARTED = "test_set.run_started"
+ASK_DRAFTED = "ask.drafted"
+ASK_CORRECTED = "ask.corrected"
 
 
 @dataclass(frozen=True)
@@ -87,20 +89,21 @@ def record(
     target_id: str | int | None = None,
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
-) -> None:
+) -> AuditEvent:
     """Add an audit event to ``session`` so it commits (or not) with the change it describes;
-    ``at`` is when it happened (by default now: a service with a clock passes its own time)."""
-    session.add(
-        AuditEvent(
-            actor_id=actor_id,
-            actor_name=actor_name,
-            action=action,
-            target_type=target_type,
-            target_id=None if target_id is None else str(target_id),
-            details=details or {},
-            created_at=at or utc_now(),
-        )
+    ``at`` is when it happened (by default now: a service with a clock passes its own time).
+    Returns the event (its ``id`` is set once the session flushes)."""
+    event = AuditEvent(
+        actor_id=actor_id,
+        actor_name=actor_name,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        details=details or {},
+        created_at=at or utc_now(),
     )
+    session.add(event)
+    return event
 
 
 def record_in(

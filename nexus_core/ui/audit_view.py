@@ -33,6 +33,7 @@ KINDS = {
     "user.": "Users",
     "persona.": "Personas",
     "error.": "Error reports",
+    "ask.": "Generated SQL (Ask)",
 }
 TARGET_TYPES = ("session", "feedback", "user", "persona")
 
