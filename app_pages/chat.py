@@ -37,6 +37,7 @@ elif chat.status == "archived":
     st.info("This chat is archived. Unarchive it from the ⚙️ Session menu to continue.")
 
 chat_view.conversation(ctx, user, chat, persona, writable=writable)
+chat_view.sql_answer(ctx, user, chat)
 
 if st.session_state.get(state.CHAT_REJECTED_DRAFT):
     show.warning(st.session_state[state.CHAT_REJECTED_DRAFT]["reason"])
@@ -49,7 +50,8 @@ if writable and chat.status == "active":
     if prompt:
         st.session_state.pop(state.CHAT_REJECTED_DRAFT, None)
         try:
-            ctx.worker.ask(ctx.chat, chat.public_id, user, prompt)
+            if not chat_view.sql_command(ctx, user, chat, prompt):
+                ctx.worker.ask(ctx.chat, chat.public_id, user, prompt)
         except NexusError as exc:
             # Keep the draft visible so nothing typed is lost.
             st.session_state[state.CHAT_REJECTED_DRAFT] = {"reason": str(exc), "text": prompt}

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from nexus_core.ui import notebook_view, workbench_view
+from nexus_core.ui import ask_view, notebook_view, workbench_view
 from nexus_core.ui.guard import require_page
 
 ctx, user = require_page("workbench")
@@ -12,6 +12,7 @@ st.title("🧪 Workbench")
 workbench_view.show_notice()
 workbench_view.sidebar(notebooks, user)
 notebook = workbench_view.opened(notebooks, user)
+ask_view.ask_box(ctx, user, notebook)
 if notebook is None:
     workbench_view.empty_state()
     workbench_view.schema_panel(user, expanded=True)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from nexus_core.ai.jobs import ResponseWorker
     from nexus_core.ai.protocol import Provider
     from nexus_core.analytics.log_store import EventStore
+    from nexus_core.ask.service import AskService
     from nexus_core.auth import SignInService
     from nexus_core.chat import ChatService
     from nexus_core.compare.runs import CompareService
@@ -137,6 +138,15 @@ class AppContext:
         from nexus_core.workbench.sandbox import Workbench
 
         return Workbench(self.settings, self.db, events=self.event_store)
+
+    @cached_property
+    def ask(self) -> AskService:
+        """Questions in plain words to draft SQL: the app's model writes them (the offline
+        simulated model answers from templates); drafts run in ``workbench``."""
+        from nexus_core.ask.service import AskService
+
+        secrets = (self.settings.gemini_api_key, self.settings.openai_api_key)
+        return AskService(self.db, self.workbench, self.provider, secrets=secrets)
 
     @cached_property
     def event_log(self) -> ApiEventLogger:

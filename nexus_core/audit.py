@@ -64,6 +64,8 @@ TEST_SET_CREATED = "test_set.created"
 TEST_SET_EDITED = "test_set.edited"
 TEST_SET_DELETED = "test_set.deleted"
 TEST_SET_RUN_STARTED = "test_set.run_started"
+ASK_DRAFTED = "ask.drafted"
+ASK_CORRECTED = "ask.corrected"
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,10 @@ def record(
     target_id: str | int | None = None,
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
-) -> None:
+) -> AuditEvent:
     """Add an audit event to ``session`` so it commits (or not) with the change it describes;
-    ``at`` is when it happened (by default now: a service with a clock passes its own time)."""
+    ``at`` is when it happened (by default now: a service with a clock passes its own time).
+    Returns the event (its ``id`` is set once the session flushes)."""
     added = AuditEvent(
         actor_id=actor_id,
         actor_name=actor_name,
@@ -104,6 +107,7 @@ def record(
     )
     session.add(added)
     audit_chain.link_on_commit(session, added)
+    return added
 
 
 def record_in(

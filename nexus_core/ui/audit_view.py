@@ -35,6 +35,7 @@ KINDS = {
     "user.": "Users",
     "persona.": "Personas",
     "error.": "Error reports",
+    "ask.": "Generated SQL (Ask)",
 }
 TARGET_TYPES = ("session", "feedback", "user", "persona")
 

@@ -14,17 +14,21 @@ import streamlit as st
 from nexus_core.ai.job_store import ACTIVE_STATES, JobView
 from nexus_core.ai.progress import JobUpdate
 from nexus_core.app_context import AppContext
+from nexus_core.ask.drafts import command_question
 from nexus_core.chat import SESSION_NOT_FOUND, MessageView, SessionView
 from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
 from nexus_core.ui import links, notices, show, state
+from nexus_core.ui.nav import page_path
+from nexus_core.ui.widgets.ask import generated_label
 from nexus_core.ui.widgets.follow import follow
 from nexus_core.ui.widgets.persona import persona_header, provider_label
 from nexus_core.users import UserView, pages_for
 
 USER_AVATAR = "🧑"
 ERROR_AVATAR = "⚠️"
+SQL_AVATAR = "🧪"
 LIVE_POLL_SECONDS = 1.5
 STREAM_REDRAW_SECONDS = 0.08
 STREAM_CURSOR = " ▌"
@@ -207,6 +211,40 @@ def freeze_form(ctx: AppContext, user: UserView, message: MessageView) -> None:
                     f"({len(done.test_set.cases)} cases)."
                 ),
             )
+
+
+# --- /sql <question>: a draft query for analysts ---------------------------------------------
+
+
+def sql_command(ctx: AppContext, user: UserView, chat: SessionView, text: str) -> bool:
+    """Answer a ``/sql <question>`` message with a draft query (not sent to the persona, not
+    stored in the chat); False when ``text`` is an ordinary message. Raises ``NexusError``
+    (a member: the command is for analysts and admins) so the page keeps what was typed."""
+    question = command_question(text)
+    if question is None:
+        return False
+    draft = ctx.ask.draft(user, question)
+    st.session_state[state.CHAT_SQL_DRAFT] = {"session": chat.public_id, "draft": draft.id}
+    return True
+
+
+def sql_answer(ctx: AppContext, user: UserView, chat: SessionView) -> None:
+    """The draft of this chat's last ``/sql``, labelled as generated, with a link to run it."""
+    kept = st.session_state.get(state.CHAT_SQL_DRAFT)
+    if not kept or kept.get("session") != chat.public_id:
+        return
+    draft = notices.act(lambda: ctx.ask.recall(user, int(kept["draft"])))
+    if draft is None:
+        return
+    with st.chat_message("assistant", avatar=SQL_AVATAR):
+        generated_label(draft)
+        st.code(draft.sql, language="sql")
+        st.page_link(
+            page_path("workbench"),
+            label="Open it in the workbench to run it",
+            icon="🧪",
+            query_params=links.ask_query(draft.id),
+        )
 
 
 # --- the reply in flight ------------------------------------------------------------------

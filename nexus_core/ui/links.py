@@ -4,7 +4,8 @@ parameters that name what a page shows, so a link reopens it.
 - Chat: ``/chat?session=<uuid>``, the open chat session.
 - Feedback explorer: ``/explorer?item=<id>``, the open feedback item.
 - Compare: ``/compare?run=<id>`` (an open comparison) or ``?view=<section>`` (leaderboard, tests).
-- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook.
+- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook; ``?ask=<id>``
+  the Ask draft on screen (its audit event), which ``/sql`` in chat links to.
 
 The builders quote every value; the readers and writers act on ``st.query_params`` of the page
 being run (only ``nav`` also reads it whole, to bring a visitor back after sign-in).
@@ -21,6 +22,7 @@ ITEM_QUERY_PARAM = "item"
 RUN_QUERY_PARAM = "run"
 VIEW_QUERY_PARAM = "view"
 NOTEBOOK_QUERY_PARAM = "notebook"
+ASK_QUERY_PARAM = "ask"
 
 
 def page_url(page: str, **query: str | int) -> str:
@@ -47,6 +49,16 @@ def compare_url(run_id: str) -> str:
 def workbench_url(notebook_key: str) -> str:
     """The link that opens a notebook (its id, or ``starter-<key>``)."""
     return page_url("workbench", **{NOTEBOOK_QUERY_PARAM: notebook_key})
+
+
+def ask_query(draft_id: int) -> dict[str, str]:
+    """The workbench query parameters that open an Ask draft (for ``st.page_link``)."""
+    return {ASK_QUERY_PARAM: str(draft_id)}
+
+
+def ask_url(draft_id: int) -> str:
+    """The link that opens an Ask draft in the workbench."""
+    return page_url("workbench", **ask_query(draft_id))
 
 
 # --- the query of the page being run ---------------------------------------------------------
@@ -110,3 +122,14 @@ def notebook() -> str | None:
 def show_notebook(key: str | None) -> None:
     """Point the address at a notebook (or at none)."""
     _write(NOTEBOOK_QUERY_PARAM, key)
+
+
+def ask_draft() -> int | None:
+    """The Ask draft the address names, if it is a number."""
+    value = _read(ASK_QUERY_PARAM)
+    return int(value) if value and value.isdigit() else None
+
+
+def show_ask_draft(draft_id: int | None) -> None:
+    """Point the address at an Ask draft (or at none)."""
+    _write(ASK_QUERY_PARAM, draft_id)

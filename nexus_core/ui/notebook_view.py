@@ -14,6 +14,7 @@ from functools import partial
 import streamlit as st
 
 from nexus_core.app_context import AppContext
+from nexus_core.ask.drafts import GENERATED_LABEL, is_generated
 from nexus_core.errors import NexusError
 from nexus_core.ui import notices, show
 from nexus_core.ui.show import plain
@@ -128,6 +129,8 @@ def _toolbar(
     service: NotebookService, user: UserView, notebook: OpenNotebook, cell: Cell, number: int
 ) -> None:
     label = "SQL" if cell.kind == "sql" else "Markdown"
+    if cell.kind == "sql" and is_generated(cell.source):
+        label += f" · {GENERATED_LABEL}"
     if not notebook.editable:
         st.caption(f"[{number:d}] {plain(label)}")
         return

@@ -34,6 +34,7 @@ CHAT_SEARCH = "nexus_chat_search"
 CHAT_SHOW_ARCHIVED = "nexus_chat_show_archived"
 CHAT_INPUT = "nexus_chat_input"
 CHAT_REJECTED_DRAFT = "nexus_chat_rejected_draft"
+CHAT_SQL_DRAFT = "nexus_chat_sql_draft"  # {"session", "draft"}: the last /sql answer's draft id
 CHAT_RENAME = "nexus_chat_rename"
 CHAT_NOTICE = "nexus_chat_notice"
 NEW_CHAT_BUTTON = "nexus_new_chat"

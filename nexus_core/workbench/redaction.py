@@ -1,6 +1,7 @@
 """What the workbench leaves out of audit details for everyone but admins: text people wrote for
 themselves, which the audit trail carries — session titles (the first line of a conversation),
-private notebook titles and test-set names."""
+private notebook titles, test-set names, and the questions asked of Ask (with the errors sent back,
+which may quote a value)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ PRIVATE_DETAILS: Final[dict[str, frozenset[str]]] = {
     "session.": frozenset({"title", "from", "to"}),
     "notebook.": frozenset({"title"}),
     "test_set.": frozenset({"name", "test_set"}),
+    "ask.": frozenset({"question", "error"}),
 }
 
 

@@ -341,6 +341,20 @@ def open_from_sidebar(page: Page, title: str, heading: str) -> None:
     expect(page.get_by_role("heading", name=heading).first).to_be_visible()
 
 
+def analyst_on_workbench(
+    live_app: LiveApp, new_page: NewPage, username: str, password: str
+) -> Page:
+    """A new analyst (with one member chat reply in the data) signed in on the Workbench."""
+    live_app.nexus(
+        "users", "add", username, "--role", "analyst", "--password-stdin", stdin=password
+    )
+    live_app.nexus("chat", "--user", MEMBER[0], "--persona", "Nexus Assistant", "Hello there")
+    page = new_page()
+    sign_in(page, live_app.url, username, password)
+    open_from_sidebar(page, "Workbench", "Workbench")
+    return page
+
+
 def wait_until_idle(page: Page) -> None:
     """Wait until the app's current run has finished (Streamlit's "Running…" widget is gone).
 

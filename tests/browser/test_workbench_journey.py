@@ -15,12 +15,10 @@ from nexus_core.ui import notebook_view
 from nexus_core.users import UserService
 from nexus_core.workbench.notebooks import NotebookService
 from tests.browser.conftest import (
-    MEMBER,
     LiveApp,
     NewPage,
-    open_from_sidebar,
+    analyst_on_workbench,
     pick,
-    sign_in,
     wait_until_idle,
 )
 
@@ -78,14 +76,7 @@ def screenshot(page: Page, name: str) -> None:
 def test_an_analyst_runs_a_starter_then_builds_and_charts_their_own_copy(
     live_app: LiveApp, new_page: NewPage
 ) -> None:
-    username, password = ANALYST
-    live_app.nexus(
-        "users", "add", username, "--role", "analyst", "--password-stdin", stdin=password
-    )
-    live_app.nexus("chat", "--user", MEMBER[0], "--persona", "Nexus Assistant", "Hello there")
-    page = new_page()
-    sign_in(page, live_app.url, username, password)
-    open_from_sidebar(page, "Workbench", "Workbench")
+    page = analyst_on_workbench(live_app, new_page, *ANALYST)
 
     # A starter notebook: read-only, runs as a whole.
     page.get_by_test_id("stSidebar").get_by_role("button", name=STARTER, exact=True).click()
