@@ -4,7 +4,11 @@ parameters that name what a page shows, so a link reopens it.
 - Chat: ``/chat?session=<uuid>``, the open chat session.
 - Feedback explorer: ``/explorer?item=<id>``, the open feedback item.
 - Compare: ``/compare?run=<id>`` (an open comparison) or ``?view=<section>`` (leaderboard, tests).
-- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook.
+- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook; or
+  ``/workbench?sql=<query>``, a read-only notebook of one query (an alert's offending events).
+- Dashboard: ``/dashboard?window=<60m|6h|…>``, the window shown (an alert links to its own).
+- Alert history: ``/alert_history?alert=<id>``, one alert's timeline and deliveries. The alert
+  service writes these addresses into its messages (``nexus_core.alerts.service``).
 
 The builders quote every value; the readers and writers act on ``st.query_params`` of the page
 being run (only ``nav`` also reads it whole, to bring a visitor back after sign-in).
@@ -21,6 +25,9 @@ ITEM_QUERY_PARAM = "item"
 RUN_QUERY_PARAM = "run"
 VIEW_QUERY_PARAM = "view"
 NOTEBOOK_QUERY_PARAM = "notebook"
+SQL_QUERY_PARAM = "sql"
+WINDOW_QUERY_PARAM = "window"
+ALERT_QUERY_PARAM = "alert"
 
 
 def page_url(page: str, **query: str | int) -> str:
@@ -47,6 +54,13 @@ def compare_url(run_id: str) -> str:
 def workbench_url(notebook_key: str) -> str:
     """The link that opens a notebook (its id, or ``starter-<key>``)."""
     return page_url("workbench", **{NOTEBOOK_QUERY_PARAM: notebook_key})
+
+
+def alert_history_url(alert_id: int | None = None) -> str:
+    """The link that opens the alert history (at one alert, if given)."""
+    if alert_id is None:
+        return page_url("alert_history")
+    return page_url("alert_history", **{ALERT_QUERY_PARAM: alert_id})
 
 
 # --- the query of the page being run ---------------------------------------------------------
@@ -110,3 +124,24 @@ def notebook() -> str | None:
 def show_notebook(key: str | None) -> None:
     """Point the address at a notebook (or at none)."""
     _write(NOTEBOOK_QUERY_PARAM, key)
+
+
+def workbench_sql() -> str | None:
+    """The one query the address asks the workbench to show, if any."""
+    return _read(SQL_QUERY_PARAM)
+
+
+def dashboard_window() -> str | None:
+    """The dashboard window the address names, if any."""
+    return _read(WINDOW_QUERY_PARAM)
+
+
+def alert() -> int | None:
+    """The alert the address names, if it is a number."""
+    value = _read(ALERT_QUERY_PARAM)
+    return int(value) if value and value.isdigit() else None
+
+
+def show_alert(alert_id: int | None) -> None:
+    """Point the address at an alert (or at none)."""
+    _write(ALERT_QUERY_PARAM, alert_id)
