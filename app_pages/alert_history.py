@@ -11,6 +11,6 @@ st.title("🕰️ Alert history")
 opened = links.alert()
 if opened is not None:
     alerts_view.alert_detail(ctx, opened)
-    st.markdown(f"[All alerts]({links.alert_history_url()})")
+    st.link_button("All alerts", links.alert_history_url())
     st.divider()
 alerts_view.history_table(ctx)

@@ -45,6 +45,8 @@ WEBHOOK_ADD: Final = "nexus_alerts_webhook_add"
 WEBHOOK_REMOVE_PREFIX: Final = "nexus_alerts_webhook_remove_"
 CHECK_NOW: Final = "nexus_alerts_check_now"
 NEW_RULE: Final = "➕ New rule"
+FROM_SETTINGS: Final = "from NEXUS_ALERT_WEBHOOK_URLS"
+ADDED_HERE: Final = "added here"
 STATE_ICONS: Final = {
     "firing": "🚨",
     "pending": "⏳",
@@ -133,14 +135,16 @@ def rule_editor(ctx: AppContext, user: UserView) -> None:
 def _rule_form(ctx: AppContext, user: UserView, rule: RuleSpec | None) -> None:
     suffix = "new" if rule is None else str(rule.id)
     with st.form(f"{RULE_FORM}_{suffix}"):
-        name = st.text_input("Name", value="" if rule is None else rule.name, key=RULE_NAME)
+        name = st.text_input(
+            "Name", value="" if rule is None else rule.name, key=f"{RULE_NAME}_{suffix}"
+        )
         kinds = list(alert_rules.RULE_KINDS)
         kind = st.selectbox(
             "Kind",
             kinds,
             index=kinds.index(rule.kind) if rule else 0,
             format_func=alert_rules.KIND_LABELS.__getitem__,
-            key=RULE_KIND,
+            key=f"{RULE_KIND}_{suffix}",
         )
         left, middle, right = st.columns(3)
         severity = left.radio(
@@ -148,33 +152,38 @@ def _rule_form(ctx: AppContext, user: UserView, rule: RuleSpec | None) -> None:
             alert_rules.SEVERITIES,
             index=alert_rules.SEVERITIES.index(rule.severity) if rule else 1,
             horizontal=True,
-            key=RULE_SEVERITY,
+            key=f"{RULE_SEVERITY}_{suffix}",
         )
         threshold = middle.number_input(
-            "Threshold", min_value=0.0, value=rule.threshold if rule else 1.0, key=RULE_THRESHOLD
+            "Threshold",
+            min_value=0.0,
+            value=rule.threshold if rule else 1.0,
+            key=f"{RULE_THRESHOLD}_{suffix}",
         )
         for_minutes = right.number_input(
             "Breaching for (minutes) before it fires",
             min_value=0,
             max_value=alert_rules.MAX_FOR_MINUTES,
             value=rule.for_minutes if rule else 0,
-            key=RULE_FOR,
+            key=f"{RULE_FOR}_{suffix}",
         )
         params = st.text_area(
             "Parameters (JSON): windows like 5m or 1h; slo; provider and model; hours 08-18 "
             "and days mon-fri (UTC)",
             value=json.dumps(rule.params if rule else DEFAULT_PARAMS.get(kind, {})),
-            key=RULE_PARAMS,
+            key=f"{RULE_PARAMS}_{suffix}",
         )
         missing = st.selectbox(
             "When there is no data, it",
             alert_rules.MISSING_DATA,
             index=alert_rules.MISSING_DATA.index(rule.missing_data) if rule else 0,
             format_func=MISSING_LABELS.__getitem__,
-            key=RULE_MISSING,
+            key=f"{RULE_MISSING}_{suffix}",
         )
-        enabled = st.checkbox("Enabled", value=rule.enabled if rule else True, key=RULE_ENABLED)
-        if st.form_submit_button("Save rule", key=RULE_SAVE):
+        enabled = st.checkbox(
+            "Enabled", value=rule.enabled if rule else True, key=f"{RULE_ENABLED}_{suffix}"
+        )
+        if st.form_submit_button("Save rule", key=f"{RULE_SAVE}_{suffix}"):
             spec = lambda: RuleSpec(  # noqa: E731 - built inside the action: bad JSON is told
                 name,
                 kind,
@@ -217,9 +226,11 @@ def _silence_form(ctx: AppContext, user: UserView, rule: RuleSpec) -> None:
             st.rerun()
         return
     with st.form(f"{SILENCE_FORM}_{rule.id}"):
-        hours = st.number_input("Silence for (hours)", 0.25, 24.0 * 30, 2.0, key=SILENCE_HOURS)
-        reason = st.text_input("Why", key=SILENCE_REASON)
-        if st.form_submit_button("Silence this rule", key=SILENCE_SAVE):
+        hours = st.number_input(
+            "Silence for (hours)", 0.25, 24.0 * 30, 2.0, key=f"{SILENCE_HOURS}_{rule.id}"
+        )
+        reason = st.text_input("Why", key=f"{SILENCE_REASON}_{rule.id}")
+        if st.form_submit_button("Silence this rule", key=f"{SILENCE_SAVE}_{rule.id}"):
             until = datetime.now(UTC) + timedelta(hours=hours)
             notices.act(
                 lambda: ctx.alerts.silence(rule.id or 0, until, reason, user),
@@ -238,8 +249,9 @@ def webhooks_admin(ctx: AppContext, user: UserView) -> None:
     )
     for hook in ctx.alerts.webhooks():
         left, right = st.columns([4, 1])
-        origin = "from NEXUS_ALERT_WEBHOOK_URLS" if hook.id is None else "added here"
-        left.write(f"🔗 {show.plain(hook.label)} ({origin})")
+        left.write(
+            f"🔗 {show.plain(hook.label)} ({FROM_SETTINGS if hook.id is None else ADDED_HERE})"
+        )
         if hook.id is not None and right.button("Remove", key=f"{WEBHOOK_REMOVE_PREFIX}{hook.id}"):
             notices.act(
                 partial(ctx.alerts.remove_webhook, hook.id, user),
@@ -332,10 +344,10 @@ def alert_detail(ctx: AppContext, alert_id: int) -> None:
 
 
 def _alert_links(alert: AlertView) -> None:
-    parts = []
+    """Buttons to the dashboard at the alert's window and to its workbench query (app paths the
+    service built; not Markdown)."""
+    left, right = st.columns(2)
     if alert.links.get("dashboard"):
-        parts.append(f"[Dashboard window]({alert.links['dashboard']})")
+        left.link_button("📈 Dashboard at the alert's window", alert.links["dashboard"])
     if alert.links.get("workbench"):
-        parts.append(f"[Offending events in the workbench]({alert.links['workbench']})")
-    if parts:
-        st.markdown(" · ".join(parts))
+        right.link_button("🧪 Offending events in the workbench", alert.links["workbench"])

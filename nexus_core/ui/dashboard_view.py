@@ -172,7 +172,7 @@ def alert_banner(alerts: dict[str, Any]) -> None:
     )
     text = BANNER[state].format(slo=" and ".join(slos), detail=detail)
     show.alert("error" if state == PAGE else "warning", text)
-    st.markdown(f"🕰️ [Open the alert history]({links.alert_history_url()})")
+    st.link_button("🕰️ Open the alert history", links.alert_history_url())
 
 
 def _tile_row(row: list[tiles.Tile], columns: int = TILES_PER_ROW) -> None:
