@@ -17,6 +17,8 @@ from nexus_core.settings import Settings, load_settings
 if TYPE_CHECKING:
     from nexus_core.ai.jobs import ResponseWorker
     from nexus_core.ai.protocol import Provider
+    from nexus_core.alerts.scheduler import AlertScheduler
+    from nexus_core.alerts.service import AlertService
     from nexus_core.analytics.log_store import EventStore
     from nexus_core.ask.service import AskService
     from nexus_core.auth import SignInService
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from nexus_core.ops.events import ApiEventLogger, EventSink
     from nexus_core.ops.incidents import ErrorNotifierService
     from nexus_core.ops.prometheus import NexusMetrics
+    from nexus_core.ops.telemetry import TraceEventSink
     from nexus_core.personas import PersonaService
     from nexus_core.users import UserService
     from nexus_core.workbench.notebooks import NotebookService
@@ -149,6 +152,34 @@ class AppContext:
         return AskService(self.db, self.workbench, self.provider, secrets=secrets)
 
     @cached_property
+    def alerts(self) -> AlertService:
+        """Alert rules, silences, webhooks, evaluation and history."""
+        from datetime import timedelta
+
+        from nexus_core.alerts.service import AlertService
+        from nexus_core.alerts.webhooks import WebhookSender
+
+        return AlertService(
+            self.db,
+            self.event_store,
+            self.budgets,
+            WebhookSender(self.settings.alert_webhook_secret),
+            webhook_urls=self.settings.alert_webhooks,
+            renotify=timedelta(minutes=self.settings.alert_renotify_minutes),
+            public_url=self.settings.public_url,
+        )
+
+    @cached_property
+    def alert_scheduler(self) -> AlertScheduler:
+        """The once-a-minute evaluator of this process (started by the app, not by commands)."""
+        from datetime import timedelta
+
+        from nexus_core.alerts.scheduler import AlertScheduler
+
+        interval = timedelta(seconds=self.settings.alert_interval_seconds)
+        return AlertScheduler.for_service(self.alerts, interval)
+
+    @cached_property
     def event_log(self) -> ApiEventLogger:
         from nexus_core.ops.events import ApiEventLogger
 
@@ -166,11 +197,27 @@ class AppContext:
         return metrics
 
     @cached_property
+    def tracing(self) -> TraceEventSink | None:
+        """OTLP/HTTP traces of AI jobs when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else None."""
+        endpoint = self.settings.otel_exporter_otlp_endpoint
+        if not endpoint:
+            return None
+        from nexus_core.ops.telemetry import TraceEventSink, stored_texts
+
+        return TraceEventSink.over_http(
+            endpoint,
+            service_name=self.settings.otel_service_name,
+            content=stored_texts(self.db) if self.settings.otel_capture_content else None,
+        )
+
+    @cached_property
     def events(self) -> EventSink:
-        """Every event goes to the JSON-lines log and to the Prometheus metrics."""
+        """Every event goes to the JSON-lines log, the Prometheus metrics and (when configured)
+        the OpenTelemetry traces."""
         from nexus_core.ops.prometheus import FanoutSink, MetricsEventSink
 
-        return FanoutSink(self.event_log, MetricsEventSink(self.metrics))
+        traces = [] if self.tracing is None else [self.tracing]
+        return FanoutSink(self.event_log, MetricsEventSink(self.metrics), *traces)
 
     @cached_property
     def incidents(self) -> ErrorNotifierService:
@@ -253,10 +300,15 @@ class AppContext:
         upgrade_to_head(self.db.engine)
         created = self.personas.seed_defaults()
         admin_created, password = self.users.ensure_admin(self.settings.admin_password)
+        self.alerts.seed_defaults()
         return InitReport(created, admin_created, password)
 
     def close(self) -> None:
         """Finish running jobs, then release the pool, the log and the database."""
+        if "alert_scheduler" in self.__dict__:
+            self.alert_scheduler.stop()
+        if "alerts" in self.__dict__:
+            self.alerts.sender.close()
         if "worker" in self.__dict__:
             self.worker.shutdown(wait=True)
         built = list(self.__dict__.get("providers", {}).values())
@@ -265,6 +317,8 @@ class AppContext:
             close = getattr(provider, "close", None)
             if close is not None:
                 close()
+        if self.__dict__.get("tracing") is not None:
+            self.tracing.shutdown()  # after the jobs: their last spans go out
         if "event_log" in self.__dict__:
             self.event_log.close()
         if "event_store" in self.__dict__:

@@ -166,6 +166,50 @@ class Settings:
         "Comma-separated hosts whose images may load in chat messages (and that the browser's "
         "Content-Security-Policy allows); none by default.",
     )
+    alert_webhook_urls: str = _setting(
+        "NEXUS_ALERT_WEBHOOK_URLS",
+        "",
+        "Comma-separated webhook URLs that alert notifications are POSTed to (the Alerts page "
+        "adds more).",
+        secret=True,
+    )
+    alert_webhook_secret: str | None = _setting(
+        "NEXUS_ALERT_WEBHOOK_SECRET",
+        None,
+        "When set, each webhook body is signed: X-Nexus-Signature: sha256=<hex HMAC-SHA256>.",
+        secret=True,
+    )
+    alert_renotify_minutes: float = _setting(
+        "NEXUS_ALERT_RENOTIFY_MINUTES",
+        240.0,
+        "While an alert keeps firing, tell the webhooks again this often (0: never).",
+    )
+    alert_interval_seconds: float = _setting(
+        "NEXUS_ALERT_INTERVAL_SECONDS",
+        60.0,
+        "How often the app's scheduler evaluates the alert rules (one process of a deployment "
+        "does, under a database lease); 0 turns the scheduler off.",
+    )
+    public_url: str = _setting(
+        "NEXUS_PUBLIC_URL",
+        "",
+        "The app's address as people reach it (https://nexus.example.com); alert messages link "
+        "to it. Empty: links are relative paths.",
+    )
+    otel_exporter_otlp_endpoint: str | None = _setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        None,
+        "OpenTelemetry collector base URL; when set, AI jobs are exported as OTLP/HTTP traces "
+        "(to <endpoint>/v1/traces).",
+    )
+    otel_service_name: str = _setting(
+        "OTEL_SERVICE_NAME", "nexus-ai", "service.name of the exported traces."
+    )
+    otel_capture_content: bool = _setting(
+        "NEXUS_OTEL_CAPTURE_CONTENT",
+        False,
+        "Include message text in exported spans (off: it may hold personal data).",
+    )
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -194,6 +238,11 @@ class Settings:
     def allowed_image_hosts(self) -> tuple[str, ...]:
         """The hosts of ``NEXUS_IMAGE_HOSTS``, lower-cased."""
         return tuple(h.strip().lower() for h in self.image_hosts.split(",") if h.strip())
+
+    @property
+    def alert_webhooks(self) -> tuple[str, ...]:
+        """The URLs of ``NEXUS_ALERT_WEBHOOK_URLS``."""
+        return tuple(u.strip() for u in self.alert_webhook_urls.split(",") if u.strip())
 
     @property
     def is_production(self) -> bool:

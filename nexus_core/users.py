@@ -64,6 +64,8 @@ ROLE_PAGES: dict[str, tuple[str, ...]] = {
         "workbench",
         "evals",
         "dashboard",
+        "alerts",
+        "alert_history",
         "audit",
         "users",
     ),

@@ -155,6 +155,9 @@ REVIEWED: dict[tuple[str, str, str], str] = {
         "loads the app's own cookie hand-off or clearing URL (session_cookie), built from a "
         "random one-time code; the frame shows no text"
     ),
+    ("nexus_core/ui/alerts_view.py", "history_table", "LinkColumn"): (
+        "the links are app paths built from an alert's id, shown as 'Open ↗'"
+    ),
     ("nexus_core/ui/dashboard_view.py", "feedback_panel", "LinkColumn"): (
         "the links are app paths built from a session UUID or a feedback id, shown as 'Open ↗'"
     ),

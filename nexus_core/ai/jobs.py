@@ -338,14 +338,20 @@ class ResponseWorker:
         request_id = str(uuid.uuid4())
         if number > 1:
             self.store.attempt(job.job_id, number)
+        # Every request event names its job, model and provider: traces and the GenAI metrics
+        # read an outcome on its own, without its request_start.
+        named = {
+            "job_id": job.job_id,
+            "model": service.model_for(request),
+            "provider": service.provider.name,
+        }
         self._emit(
             job,
             EventName.REQUEST_START,
             request_id=request_id,
             attempt=number,
-            model=service.model_for(request),
-            provider=service.provider.name,
             persona=job.persona.name,
+            **named,
         )
         self.broker.restart(job.job_id)
         result = service.send(request, on_delta=lambda d: self.broker.delta(job.job_id, d))
@@ -354,6 +360,7 @@ class ResponseWorker:
             "attempt": number,
             "latency_ms": round(result.latency_ms, 3),
             "status_code": result.status_code,
+            **named,
         }
         if result.success:
             ttft = None if result.ttft_ms is None else round(result.ttft_ms, 3)

@@ -50,6 +50,7 @@ HANDLERS: Final[dict[tuple[str, str | None], str]] = {
     ("testsets", "freeze"): "eval:cmd_freeze",
     ("eval", "freeze"): "eval:cmd_freeze",
     ("eval", "run"): "eval:cmd_eval_run",
+    ("alerts", "check"): "alerts:cmd_alerts_check",
 }
 
 

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify = audit.add_parser("verify", help="walk the audit hash chain; exit 1 if it is broken")
     verify.add_argument("--json", action="store_true")
+    _add_alerts_commands(sub)
     return parser
 
 
@@ -138,6 +139,17 @@ def _add_operations_commands(sub: Any) -> None:
 
     health = sub.add_parser("health", help="check database, Redis and the AI provider")
     health.add_argument("--json", action="store_true", help="print the /health JSON")
+
+
+def _add_alerts_commands(sub: Any) -> None:
+    """`alerts check` on the `nexus` parser."""
+    alerts = sub.add_parser("alerts", help="alert rules over the event log and budgets")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    check = alerts_sub.add_parser(
+        "check", help="evaluate every alert rule once and send what changed to the webhooks"
+    )
+    check.add_argument("--now", help="evaluate as of this time (ISO 8601); default now")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_cost_commands(sub: Any) -> None:

@@ -539,3 +539,102 @@ class JudgeCalibration(Base):
     order_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
     reasons: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class AlertRule(TimestampMixin, Base):
+    """What to watch and when to tell people: a kind of measurement (``nexus_core.alerts.rules``)
+    with its parameters, a threshold, a severity, how missing data counts and how long a breach
+    must last before it fires; ``silenced_until`` mutes its notifications (audited)."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # alerts.rules.RULE_KINDS
+    severity: Mapped[str] = mapped_column(String(16))  # page | ticket
+    threshold: Mapped[float] = mapped_column(Float)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    missing_data: Mapped[str] = mapped_column(String(16), default="ok")  # ok | breaching | keep
+    for_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    silence_reason: Mapped[str | None] = mapped_column(Text)
+    updated_by: Mapped[str | None] = mapped_column(String(80))
+
+
+class Alert(Base):
+    """One episode of a rule breaching: pending, then firing, then resolved (a pending alert
+    whose breach ends before ``for_minutes`` resolves without ever firing)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_rule_state", "rule_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))  # pending | firing | resolved
+    severity: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timeline: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    links: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # app paths
+
+
+class AlertNotification(Base):
+    """A message about an alert, claimed once: the unique (alert, state, sequence) is what keeps
+    two evaluators from ever sending the same message twice (sequence > 0: a re-notification)."""
+
+    __tablename__ = "alert_notifications"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "state", "sequence", name="uq_alert_notifications_once"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed | silenced | none
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class AlertDelivery(Base):
+    """One webhook's answer to one notification: sent, or failed with the reason."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("alert_notifications.id", ondelete="CASCADE")
+    )
+    target: Mapped[str] = mapped_column(String(200))  # the webhook's host and a short hash
+    status: Mapped[str] = mapped_column(String(16))  # sent | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class AlertWebhook(Base):
+    """A webhook URL added on the Alerts page (``NEXUS_ALERT_WEBHOOK_URLS`` adds more)."""
+
+    __tablename__ = "alert_webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(String(80))
+
+
+class SchedulerLease(Base):
+    """Who runs a periodic task in a deployment of several processes, until when."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -10,6 +10,15 @@ The app emits every event once, through a `FanoutSink` that hands it to the file
     job_success      -> nexus_ai_jobs_total{outcome="succeeded"}, nexus_ai_response_latency_seconds
     job_failure      -> nexus_ai_jobs_total{outcome="failed"}
 
+and, in the OpenTelemetry GenAI semantic conventions' names, bucket boundaries and labels
+(``gen_ai_operation_name``, ``gen_ai_provider_name`` — ``gcp.gemini`` for the Gemini API —,
+``gen_ai_request_model``, ``error_type`` on the duration of a failed request)::
+
+    request_success  -> gen_ai_client_operation_duration_seconds,
+                        gen_ai_client_token_usage{gen_ai_token_type="input"|"output"},
+                        gen_ai_client_operation_time_to_first_chunk_seconds (streaming)
+    request_failure  -> gen_ai_client_operation_duration_seconds{error_type=...}
+
 Two gauges read their value when scraped, from callables the app supplies: jobs in flight (the
 worker pool) and active sessions (sign-in sessions seen in the last 15 minutes,
 ``SignInService.active_sessions``); each reads 0 until its source is set. Each `NexusMetrics`
@@ -36,10 +45,15 @@ from prometheus_client import (
 
 from nexus_core.auth import ACTIVE_WITHIN
 from nexus_core.ops.events import EventName, EventSink, is_synthetic
+from nexus_core.ops.genai import GENAI_OPERATION, genai_provider_name
 
 # Around the 3 s p95 SLO, with room for slow tails; seconds.
 RESPONSE_LATENCY_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 TTFT_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+# The GenAI semantic conventions' advice: 0.01 s doubling to 81.92 s, and 1 to 4^13 tokens.
+GENAI_DURATION_BUCKETS: Final = tuple(round(0.01 * 2**n, 2) for n in range(14))
+GENAI_TOKEN_BUCKETS: Final = tuple(float(4**n) for n in range(14))
+GENAI_LABELS: Final = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
 UNKNOWN_LABEL: Final = "unknown"
 MAX_LABEL_CHARS: Final = 64
 ACTIVE_WITHIN_MINUTES: Final = int(ACTIVE_WITHIN.total_seconds() // 60)
@@ -56,6 +70,9 @@ RESPONSE_LATENCY_SECONDS: Final = "nexus_ai_response_latency_seconds"
 TTFT_SECONDS: Final = "nexus_ai_time_to_first_token_seconds"
 JOBS_IN_FLIGHT: Final = "nexus_ai_jobs_in_flight"
 ACTIVE_SESSIONS: Final = "nexus_active_sessions"
+GENAI_DURATION: Final = "gen_ai_client_operation_duration_seconds"
+GENAI_TOKEN_USAGE: Final = "gen_ai_client_token_usage"
+GENAI_TIME_TO_FIRST_CHUNK: Final = "gen_ai_client_operation_time_to_first_chunk_seconds"
 METRIC_NAMES: Final = (
     REQUESTS_TOTAL,
     REQUEST_FAILURES_TOTAL,
@@ -66,6 +83,9 @@ METRIC_NAMES: Final = (
     TTFT_SECONDS,
     JOBS_IN_FLIGHT,
     ACTIVE_SESSIONS,
+    GENAI_DURATION,
+    GENAI_TOKEN_USAGE,
+    GENAI_TIME_TO_FIRST_CHUNK,
 )
 
 _LOG = logging.getLogger("nexus.events")
@@ -125,6 +145,27 @@ class NexusMetrics:
         self.active_sessions = Gauge(
             ACTIVE_SESSIONS,
             f"Valid sign-in sessions seen in the last {ACTIVE_WITHIN_MINUTES} minutes.",
+            registry=self.registry,
+        )
+        self.genai_duration = Histogram(
+            GENAI_DURATION,
+            "GenAI operation duration (one provider request), OpenTelemetry GenAI conventions.",
+            [*GENAI_LABELS, "error_type"],
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.genai_tokens = Histogram(
+            GENAI_TOKEN_USAGE,
+            "Tokens used per provider request, by gen_ai_token_type (input or output).",
+            [*GENAI_LABELS, "gen_ai_token_type"],
+            buckets=GENAI_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.genai_first_chunk = Histogram(
+            GENAI_TIME_TO_FIRST_CHUNK,
+            "Time from sending a streaming request to its first chunk.",
+            list(GENAI_LABELS),
+            buckets=GENAI_DURATION_BUCKETS,
             registry=self.registry,
         )
         self.jobs_in_flight.set_function(_zero)
@@ -189,11 +230,29 @@ class MetricsEventSink:
 
     def _on_request_success(self, fields: dict[str, Any]) -> None:
         ttft = _seconds(fields.get("ttft_ms"))
+        labels = _genai_labels(fields)
         if ttft is not None:
             self.metrics.time_to_first_token.observe(ttft)
+            self.metrics.genai_first_chunk.labels(**labels).observe(ttft)
+        self._observe_duration(labels, fields, error_type="")
+        for token_type, key in (("input", "tokens_in"), ("output", "tokens_out")):
+            count = fields.get(key)
+            if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+                self.metrics.genai_tokens.labels(**labels, gen_ai_token_type=token_type).observe(
+                    count
+                )
 
     def _on_request_failure(self, fields: dict[str, Any]) -> None:
-        self.metrics.request_failures.labels(error_type=_label(fields.get("error_type"))).inc()
+        error_type = _label(fields.get("error_type"))
+        self.metrics.request_failures.labels(error_type=error_type).inc()
+        self._observe_duration(_genai_labels(fields), fields, error_type=error_type)
+
+    def _observe_duration(
+        self, labels: dict[str, str], fields: dict[str, Any], *, error_type: str
+    ) -> None:
+        duration = _seconds(fields.get("latency_ms"))
+        if duration is not None:
+            self.metrics.genai_duration.labels(**labels, error_type=error_type).observe(duration)
 
     def _on_job_retry(self, fields: dict[str, Any]) -> None:
         self.metrics.retries.inc()
@@ -240,6 +299,14 @@ def _label(value: object) -> str:
     if value is None or value == "":
         return UNKNOWN_LABEL
     return str(value)[:MAX_LABEL_CHARS]
+
+
+def _genai_labels(fields: dict[str, Any]) -> dict[str, str]:
+    return {
+        "gen_ai_operation_name": GENAI_OPERATION,
+        "gen_ai_provider_name": _label(genai_provider_name(fields.get("provider"))),
+        "gen_ai_request_model": _label(fields.get("model")),
+    }
 
 
 def _seconds(milliseconds: object) -> float | None:

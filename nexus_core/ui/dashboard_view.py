@@ -24,6 +24,7 @@ from nexus_core.analytics.metrics import compute_metrics, traffic_summary
 from nexus_core.analytics.slo import PAGE, TICKET
 from nexus_core.analytics.windows import describe_span, parse_window
 from nexus_core.app_context import AppContext
+from nexus_core.errors import ValidationError
 from nexus_core.feedback.filters import FeedbackFilters
 from nexus_core.ops.events import log_files
 from nexus_core.settings import Settings
@@ -62,6 +63,20 @@ BANNER: Final = {
 }
 
 
+def window_asked() -> str:
+    """The window the address asks for (``?window=``, an alert's link), as the shortest of
+    ``WINDOWS`` that covers it; the default without one."""
+    asked = links.dashboard_window()
+    if not asked:
+        return DEFAULT_WINDOW
+    try:
+        span = parse_window(asked)
+    except ValidationError:
+        return DEFAULT_WINDOW
+    fitting = [w for w in WINDOWS if parse_window(w) >= span]
+    return fitting[0] if fitting else WINDOWS[-1]
+
+
 def nothing_logged(settings: Settings) -> bool:
     """Whether the event log has no content at all (no file, or only empty ones)."""
     return all(path.stat().st_size == 0 for path in log_files(settings.event_log_path))
@@ -73,7 +88,7 @@ def dashboard(ctx: AppContext, user: UserView) -> None:
     window_label = left.radio(
         "Window",
         WINDOWS,
-        index=WINDOWS.index(DEFAULT_WINDOW),
+        index=WINDOWS.index(window_asked()),
         format_func=WINDOW_LABELS.__getitem__,
         horizontal=True,
         key=WINDOW_PICK,
@@ -157,6 +172,7 @@ def alert_banner(alerts: dict[str, Any]) -> None:
     )
     text = BANNER[state].format(slo=" and ".join(slos), detail=detail)
     show.alert("error" if state == PAGE else "warning", text)
+    st.link_button("🕰️ Open the alert history", links.alert_history_url())
 
 
 def _tile_row(row: list[tiles.Tile], columns: int = TILES_PER_ROW) -> None:

@@ -6,6 +6,11 @@ parameters that name what a page shows, so a link reopens it.
 - Compare: ``/compare?run=<id>`` (an open comparison) or ``?view=<section>`` (leaderboard, tests).
 - Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook; ``?ask=<id>``
   the Ask draft on screen (its audit event), which ``/sql`` in chat links to.
+- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook; or
+  ``/workbench?sql=<query>``, a read-only notebook of one query (an alert's offending events).
+- Dashboard: ``/dashboard?window=<60m|6h|…>``, the window shown (an alert links to its own).
+- Alert history: ``/alert_history?alert=<id>``, one alert's timeline and deliveries. The alert
+  service writes these addresses into its messages (``nexus_core.alerts.service``).
 
 The builders quote every value; the readers and writers act on ``st.query_params`` of the page
 being run (only ``nav`` also reads it whole, to bring a visitor back after sign-in).
@@ -23,6 +28,9 @@ RUN_QUERY_PARAM = "run"
 VIEW_QUERY_PARAM = "view"
 NOTEBOOK_QUERY_PARAM = "notebook"
 ASK_QUERY_PARAM = "ask"
+SQL_QUERY_PARAM = "sql"
+WINDOW_QUERY_PARAM = "window"
+ALERT_QUERY_PARAM = "alert"
 
 
 def page_url(page: str, **query: str | int) -> str:
@@ -59,6 +67,13 @@ def ask_query(draft_id: int) -> dict[str, str]:
 def ask_url(draft_id: int) -> str:
     """The link that opens an Ask draft in the workbench."""
     return page_url("workbench", **ask_query(draft_id))
+
+
+def alert_history_url(alert_id: int | None = None) -> str:
+    """The link that opens the alert history (at one alert, if given)."""
+    if alert_id is None:
+        return page_url("alert_history")
+    return page_url("alert_history", **{ALERT_QUERY_PARAM: alert_id})
 
 
 # --- the query of the page being run ---------------------------------------------------------
@@ -133,3 +148,24 @@ def ask_draft() -> int | None:
 def show_ask_draft(draft_id: int | None) -> None:
     """Point the address at an Ask draft (or at none)."""
     _write(ASK_QUERY_PARAM, draft_id)
+
+
+def workbench_sql() -> str | None:
+    """The one query the address asks the workbench to show, if any."""
+    return _read(SQL_QUERY_PARAM)
+
+
+def dashboard_window() -> str | None:
+    """The dashboard window the address names, if any."""
+    return _read(WINDOW_QUERY_PARAM)
+
+
+def alert() -> int | None:
+    """The alert the address names, if it is a number."""
+    value = _read(ALERT_QUERY_PARAM)
+    return int(value) if value and value.isdigit() else None
+
+
+def show_alert(alert_id: int | None) -> None:
+    """Point the address at an alert (or at none)."""
+    _write(ALERT_QUERY_PARAM, alert_id)

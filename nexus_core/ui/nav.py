@@ -42,6 +42,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("workbench", "workbench.py", "Workbench", "🧪", "Product"),
     PageSpec("evals", "evals.py", "Evals", "🎯", "Product"),
     PageSpec("dashboard", "dashboard.py", "Dashboard", "📈", "Admin"),
+    PageSpec("alerts", "alerts.py", "Alerts", "🚨", "Admin"),
+    PageSpec("alert_history", "alert_history.py", "Alert history", "🕰️", "Admin"),
     PageSpec("audit", "audit.py", "Audit", "🧾", "Admin"),
     PageSpec("users", "users.py", "Users", "👥", "Admin"),
 )

@@ -26,4 +26,5 @@ def get_context() -> AppContext:
             "The database is not initialised or is out of date; run `nexus init` "
             "(or `make run`, which does) and reload this page."
         )
+    ctx.alert_scheduler.start()  # every process runs one; the database lease picks who works
     return ctx

@@ -24,6 +24,7 @@ from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
 
 # Widget and session keys (per-cell keys add notebook and cell).
 STARTER_PREFIX = "starter-"
+QUERY_KEY = "query"  # the read-only notebook of ``?sql=``
 NEW_NOTEBOOK = "nexus_wb_new"
 OPEN_PREFIX = "nexus_wb_open_"
 TITLE_PREFIX = "nexus_wb_title_"
@@ -103,6 +104,18 @@ def _starter_key(starter: StarterNotebook) -> str:
 
 def opened(service: NotebookService, user: UserView) -> OpenNotebook | None:
     """The notebook the URL names, if the viewer may see it (else a note and None)."""
+    query = links.workbench_sql()
+    if query:
+        return OpenNotebook(
+            key=QUERY_KEY,
+            title="Query from a link",
+            cells=[Cell(kind="sql", source=query, id=f"{QUERY_KEY}-1")],
+            editable=False,
+            notebook_id=None,
+            shared=True,
+            owner_name="Nexus AI",
+            description="Opened from a link (an alert's offending events); duplicate it to edit.",
+        )
     key = links.notebook()
     if not key:
         return None
