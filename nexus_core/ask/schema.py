@@ -18,8 +18,8 @@ from nexus_core.db.models import (
     FEEDBACK_PRIORITIES,
     FEEDBACK_STATUSES,
     MESSAGE_ROLES,
-    ROLES,
 )
+from nexus_core.roles import ROLES
 
 SAMPLE_ROWS: Final = 3  # rows of each view a model sees when the user allows it
 SAMPLE_VALUE_CHARS: Final = 60  # each sample value is cut to this many characters
