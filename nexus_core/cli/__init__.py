@@ -1,4 +1,4 @@
-"""The `nexus` command: init, users, personas, chat, export, metrics, usage, eval, ….
+"""The `nexus` command: init, users, personas, chat, export, metrics, usage, eval, notebooks, ….
 
 Every command exits 0 on success and 1 with a one-line message on stderr (no traceback) on failure.
 The arguments are parsed by ``parser``; a command's module is imported only when it runs, so a
@@ -50,6 +50,9 @@ HANDLERS: Final[dict[tuple[str, str | None], str]] = {
     ("testsets", "freeze"): "eval:cmd_freeze",
     ("eval", "freeze"): "eval:cmd_freeze",
     ("eval", "run"): "eval:cmd_eval_run",
+    ("notebooks", "import"): "notebooks:cmd_import",
+    ("notebooks", "export"): "notebooks:cmd_export",
+    ("notebooks", "run"): "notebooks:cmd_run",
 }
 
 
