@@ -4,7 +4,9 @@ parameters that name what a page shows, so a link reopens it.
 - Chat: ``/chat?session=<uuid>``, the open chat session.
 - Feedback explorer: ``/explorer?item=<id>``, the open feedback item.
 - Compare: ``/compare?run=<id>`` (an open comparison) or ``?view=<section>`` (leaderboard, tests).
-- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook.
+- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook, and
+  ``p.<name>=<value>`` for each parameter chosen other than its default (the value's text form,
+  ``nexus_core.workbench.parameters``), so a link reopens the notebook with the same inputs.
 
 The builders quote every value; the readers and writers act on ``st.query_params`` of the page
 being run (only ``nav`` also reads it whole, to bring a visitor back after sign-in).
@@ -12,6 +14,7 @@ being run (only ``nav`` also reads it whole, to bring a visitor back after sign-
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -21,6 +24,7 @@ ITEM_QUERY_PARAM = "item"
 RUN_QUERY_PARAM = "run"
 VIEW_QUERY_PARAM = "view"
 NOTEBOOK_QUERY_PARAM = "notebook"
+NOTEBOOK_PARAMETER_PREFIX = "p."
 
 
 def page_url(page: str, **query: str | int) -> str:
@@ -44,9 +48,11 @@ def compare_url(run_id: str) -> str:
     return page_url("compare", **{RUN_QUERY_PARAM: run_id})
 
 
-def workbench_url(notebook_key: str) -> str:
-    """The link that opens a notebook (its id, or ``starter-<key>``)."""
-    return page_url("workbench", **{NOTEBOOK_QUERY_PARAM: notebook_key})
+def workbench_url(notebook_key: str, parameters: Mapping[str, str] | None = None) -> str:
+    """The link that opens a notebook (its id, or ``starter-<key>``) with chosen parameter
+    values (their text form)."""
+    chosen = {NOTEBOOK_PARAMETER_PREFIX + name: v for name, v in (parameters or {}).items() if v}
+    return page_url("workbench", **{NOTEBOOK_QUERY_PARAM: notebook_key}, **chosen)
 
 
 # --- the query of the page being run ---------------------------------------------------------
@@ -108,5 +114,27 @@ def notebook() -> str | None:
 
 
 def show_notebook(key: str | None) -> None:
-    """Point the address at a notebook (or at none)."""
+    """Point the address at a notebook (or at none), without the last one's parameters."""
+    show_notebook_parameters({})
     _write(NOTEBOOK_QUERY_PARAM, key)
+
+
+def notebook_parameters() -> dict[str, str]:
+    """The parameter values the address carries (name -> text form)."""
+    prefix = NOTEBOOK_PARAMETER_PREFIX
+    return {
+        name.removeprefix(prefix): str(value)
+        for name, value in st.query_params.to_dict().items()
+        if name.startswith(prefix) and value
+    }
+
+
+def show_notebook_parameters(values: Mapping[str, str]) -> None:
+    """Make the address carry exactly these parameter values (an empty one is left out)."""
+    wanted = {NOTEBOOK_PARAMETER_PREFIX + name: value for name, value in values.items() if value}
+    for name in list(st.query_params.to_dict()):
+        if name.startswith(NOTEBOOK_PARAMETER_PREFIX) and name not in wanted:
+            st.query_params.pop(name, None)
+    for name, value in wanted.items():
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value
