@@ -220,12 +220,12 @@ def run_all(
 def _run_one(
     ctx: AppContext, user: UserView, notebook: OpenNotebook, cell: Cell, chosen: dict[str, str]
 ) -> None:
-    with st.spinner("Running…"):
-        runs = notices.act(
-            lambda: _runner(ctx, user).run(
-                _on_screen(notebook), notebook.parameters, chosen, only=cell.id
-            )
-        )
+    runs = notices.act(
+        lambda: _runner(ctx, user).run(
+            _on_screen(notebook), notebook.parameters, chosen, only=cell.id
+        ),
+        key=NOTICE,
+    )
     if runs is not None:
         _runs(notebook).update(runs)
 
@@ -365,9 +365,14 @@ def _sql_cell(
         _editor(service, user, notebook, cell, "SQL")
     else:
         st.code(cell.source, language="sql")
-    if st.button("Run", icon=":material/play_arrow:", key=f"{RUN_PREFIX}{notebook.key}_{cell.id}"):
-        _run_one(ctx, user, notebook, cell, state.chosen)
-        state = _CellState(state.chosen, state.problem, stale=False)
+    # Run in the button's callback, before the page is drawn: every cell then shows this run.
+    st.button(
+        "Run",
+        icon=":material/play_arrow:",
+        key=f"{RUN_PREFIX}{notebook.key}_{cell.id}",
+        on_click=_run_one,
+        args=(ctx, user, notebook, cell, state.chosen),
+    )
     outcome = _runs(notebook).get(cell.id)
     if outcome is not None:
         exports = feature_enabled(user, EXPORT_FEATURE, env=ctx.settings.env)
