@@ -127,7 +127,6 @@ def _parameter_widget(
             plain(declared.name),
             options,
             key=key,
-            format_func=plain,
             accept_new_options=declared.type == "model",
         )
         return None if choice in (None, ANY) else str(choice)
