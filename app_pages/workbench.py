@@ -19,6 +19,8 @@ if notebook is None:
     st.stop()
 
 workbench_view.schema_panel(user)
-if workbench_view.header(notebooks, user, notebook):
-    notebook_view.run_all(ctx, user, notebook)
-notebook_view.cells(ctx, notebooks, user, notebook)
+run_all = workbench_view.header(notebooks, user, notebook)
+chosen = notebook_view.parameters(ctx, notebooks, user, notebook)
+if run_all:
+    notebook_view.run_all(ctx, user, notebook, chosen)
+notebook_view.cells(ctx, notebooks, user, notebook, chosen)

@@ -15,6 +15,7 @@ from nexus_core.ui import links, notebook_view, state, workbench_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
 from nexus_core.workbench.cells import Cell, ChartSpec
+from nexus_core.workbench.parameters import Parameter
 from nexus_core.workbench.query_process import ACCESS_MESSAGE
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS
 from tests.apptest import seen_text, signed_in_app
@@ -114,7 +115,7 @@ def test_cells_are_reordered_duplicated_and_deleted(app_ctx: AppContext) -> None
     at.button(key=f"nexus_wb_delete_cell_{key}_{cells[0].id}").click().run()
     sources = [c.source for c in service.get(ana, notebook.id).cells]
     assert sources == ["## Notes", "SELECT 3", "SELECT 3"]
-    assert len(at.text_area) == 3
+    assert len([t for t in at.text_area if t.key.startswith(notebook_view.SOURCE_PREFIX)]) == 3
     assert not at.exception
 
 
@@ -133,7 +134,8 @@ def test_a_starter_runs_read_only_and_a_duplicate_is_editable(app_ctx: AppContex
     [copy] = app_ctx.notebooks.list_for(ana)
     assert copy.title == f"Copy of {starter.title}" and copy.editable
     assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == str(copy.id)
-    assert len(at.text_area) == len(starter.cells)
+    sources = [t for t in at.text_area if t.key.startswith(notebook_view.SOURCE_PREFIX)]
+    assert len(sources) == len(starter.cells)
 
 
 def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext) -> None:
@@ -215,3 +217,82 @@ def test_a_charted_query_without_rows_says_what_its_chart_would_show(
         "📭 The query returned no rows — the bar chart of thumbs_up_pct by persona appears when "
         "it returns some."
     ) in [seen_text(c.value) for c in at.caption]
+
+
+def test_a_parameterised_notebook_of_chained_cells_opens_from_a_link_and_marks_stale_results(
+    app_ctx: AppContext,
+) -> None:
+    ana = app_ctx.users.get("ana")
+    parameters = [Parameter("persona", "persona"), Parameter("role", "text", "user")]
+    picked = Cell(
+        "sql",
+        "SELECT m.role, s.persona FROM messages AS m JOIN sessions AS s ON s.id = m.session_id "
+        "WHERE m.role = $role AND ($persona IS NULL OR s.persona = $persona)",
+        name="picked",
+    )
+    counted = Cell("sql", "SELECT count(*) AS n FROM picked")  # placed first, runs second
+    notebook = app_ctx.notebooks.create(ana, "Chained", [counted, picked], parameters=parameters)
+    key = str(notebook.id)
+    # A link carries a chosen value: the widget shows it.
+    at = signed_in_app(
+        "ana",
+        page="workbench",
+        query={
+            links.NOTEBOOK_QUERY_PARAM: key,
+            links.NOTEBOOK_PARAMETER_PREFIX + "role": "assistant",
+        },
+        timeout=TIMEOUT,
+    )
+    role = at.text_input(key=f"{notebook_view.PARAMETER_PREFIX}{key}_role")
+    assert role.value == "assistant"
+    button(at, "Run all").click().run()
+    assert not at.exception and not at.error
+    assert at.dataframe[0].value["n"].to_list() == [1]  # the one reply, read from `picked`
+    assert at.dataframe[1].value["role"].to_list() == ["assistant"]
+    assert notebook_view.STALE_TEXT not in [seen_text(c.value) for c in at.caption]
+
+    # Picking a persona goes into the address and makes both results stale.
+    persona = at.selectbox(key=f"{notebook_view.PARAMETER_PREFIX}{key}_persona")
+    persona.set_value("Nexus Assistant").run()
+    assert at.query_params[links.NOTEBOOK_PARAMETER_PREFIX + "persona"] == "Nexus Assistant"
+    assert [seen_text(c.value) for c in at.caption].count(notebook_view.STALE_TEXT) == 2
+
+    # Running the counting cell brings `picked` along: nothing is stale any more.
+    cell_button(at, notebook_view.RUN_PREFIX, key, counted).click().run()
+    assert notebook_view.STALE_TEXT not in [seen_text(c.value) for c in at.caption]
+
+    # Editing the named cell makes the cell reading it stale too.
+    editor = at.text_area(key=f"{notebook_view.SOURCE_PREFIX}{key}_{picked.id}")
+    editor.set_value(picked.source + " LIMIT 1").run()
+    assert [seen_text(c.value) for c in at.caption].count(notebook_view.STALE_TEXT) == 2
+    assert not at.exception
+
+
+def test_a_cycle_or_missing_name_shows_on_the_cell_before_any_run(app_ctx: AppContext) -> None:
+    ana = app_ctx.users.get("ana")
+    cells = [
+        Cell("sql", "SELECT * FROM b", name="a"),
+        Cell("sql", "SELECT * FROM a", name="b"),
+        Cell("sql", "SELECT * FROM nowhere"),
+    ]
+    notebook = app_ctx.notebooks.create(ana, "Circle", cells)
+    at = open_workbench("ana", str(notebook.id))
+    shown = [seen_text(e.value) for e in at.error]
+    assert len(shown) == 3 and "read each other in a circle" in shown[0]
+    assert shown[2].startswith("No cell is named 'nowhere'")
+    button(at, "Run all").click().run()
+    assert not at.exception and len(at.error) == 3 and not at.dataframe
+
+
+def test_naming_a_cell_is_saved_and_a_bad_name_is_refused(app_ctx: AppContext) -> None:
+    ana = app_ctx.users.get("ana")
+    cell = Cell("sql", "SELECT 1 AS one")
+    notebook = app_ctx.notebooks.create(ana, "Names", [cell])
+    key = str(notebook.id)
+    at = open_workbench("ana", key)
+    at.text_input(key=f"{notebook_view.NAME_PREFIX}{key}_{cell.id}").set_value("ones").run()
+    assert app_ctx.notebooks.get(ana, notebook.id).cells[0].name == "ones"
+    at.text_input(key=f"{notebook_view.NAME_PREFIX}{key}_{cell.id}").set_value("events").run()
+    assert any("one of the workbench's views" in seen_text(e.value) for e in at.error)
+    assert app_ctx.notebooks.get(ana, notebook.id).cells[0].name == "ones"
+    assert [b.label for b in at.get("download_button") if b.label == "Export"]

@@ -14,6 +14,8 @@ from nexus_core.db.models import Message
 from nexus_core.ops.events import read_events
 from nexus_core.simulation import simulate
 from nexus_core.workbench.cells import Cell, cells_from_json, cells_to_json
+from nexus_core.workbench.parameters import validate_parameters
+from nexus_core.workbench.runs import NotebookRunner
 from nexus_core.workbench.sandbox import Workbench
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS, STARTERS_BY_KEY
 
@@ -36,6 +38,14 @@ def test_starters_cover_the_issue_topics_with_explained_sql_cells() -> None:
         assert cells_from_json(cells_to_json(list(starter.cells))) == list(starter.cells)
         assert len({cell.id for cell in starter.cells}) == len(starter.cells)
         assert any(cell.chart is not None for cell in starter.cells), starter.key
+        kinds_of_input = {p.type for p in validate_parameters(list(starter.parameters))}
+        assert "date_range" in kinds_of_input, starter.key
+    with_persona = [
+        s.key for s in STARTER_NOTEBOOKS if any(p.type == "persona" for p in s.parameters)
+    ]
+    assert len(with_persona) >= 4
+    named = [c.name for c in STARTERS_BY_KEY["slowest-sessions"].cells if c.name]
+    assert named == ["slow_sessions"]
 
 
 def test_starter_cell_ids_are_stable_across_imports() -> None:
@@ -57,16 +67,23 @@ def demo(ctx: AppContext) -> AppContext:
 
 
 def test_every_starter_runs_on_a_fresh_install_with_simulated_data(demo: AppContext) -> None:
+    persona = demo.personas.list()[0].name
     with Workbench(demo.settings, demo.db) as workbench:
+        # Analysts use the starters too: no message content, no session titles.
+        runner = NotebookRunner(workbench, include_message_content=False)
         for starter in STARTER_NOTEBOOKS:
-            # Analysts use the starters too: no message content, no session titles.
-            with workbench.open(include_message_content=False) as session:
-                for cell in starter.cells:
-                    if cell.kind != "sql":
-                        continue
-                    result = session.run(cell.source)
-                    assert result.row_count > 0, f"{cell.id} returned no rows"
-                    assert_chart_columns_exist(cell, result.frame.columns)
+            cells, parameters = list(starter.cells), list(starter.parameters)
+            runs = runner.run(cells, parameters, {})
+            for cell in cells:
+                if cell.kind != "sql":
+                    continue
+                run = runs[cell.id]
+                assert run.result is not None, (cell.id, run.error)
+                assert run.result.row_count > 0, f"{cell.id} returned no rows"
+                assert_chart_columns_exist(cell, run.result.frame.columns)
+            if any(p.name == "persona" for p in parameters):
+                picked = runner.run(cells, parameters, {"persona": persona})
+                assert all(run.error is None for run in picked.values()), starter.key
 
 
 def assert_chart_columns_exist(cell: Cell, columns: list[str]) -> None:
@@ -81,7 +98,11 @@ def test_starter_numbers_agree_with_the_database(demo: AppContext) -> None:
         replies = db_session.scalar(
             select(func.count()).select_from(Message).where(Message.role == "assistant")
         )
-    sql_cells = [c for c in STARTERS_BY_KEY["persona-comparison"].cells if c.kind == "sql"]
+    starter = STARTERS_BY_KEY["persona-comparison"]
+    sql_cells = [c for c in starter.cells if c.kind == "sql"]
     with Workbench(demo.settings, demo.db) as workbench:
-        result = workbench.run(sql_cells[0].source, include_message_content=False)
+        runner = NotebookRunner(workbench, include_message_content=False)
+        runs = runner.run(list(starter.cells), list(starter.parameters), {}, only=sql_cells[0].id)
+    result = runs[sql_cells[0].id].result
+    assert result is not None
     assert result.frame["replies"].sum() == replies

@@ -1,4 +1,4 @@
-"""The `nexus` command: init, users, personas, chat, export, metrics, usage, eval, ….
+"""The `nexus` command: init, users, personas, chat, export, metrics, usage, eval, notebooks, ….
 
 Every command exits 0 on success and 1 with a one-line message on stderr (no traceback) on failure.
 The arguments are parsed by ``parser``; a command's module is imported only when it runs, so a
@@ -51,6 +51,9 @@ HANDLERS: Final[dict[tuple[str, str | None], str]] = {
     ("eval", "freeze"): "eval:cmd_freeze",
     ("eval", "run"): "eval:cmd_eval_run",
     ("alerts", "check"): "alerts:cmd_alerts_check",
+    ("notebooks", "import"): "notebooks:cmd_import",
+    ("notebooks", "export"): "notebooks:cmd_export",
+    ("notebooks", "run"): "notebooks:cmd_run",
 }
 
 

@@ -49,7 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="walk the audit hash chain; exit 1 if it is broken")
     verify.add_argument("--json", action="store_true")
     _add_alerts_commands(sub)
+    _add_notebook_commands(sub)
     return parser
+
+
+def _add_notebook_commands(sub: Any) -> None:
+    """`notebooks import|export|run` on the `nexus` parser."""
+    notebooks = sub.add_parser("notebooks", help="workbench notebooks as Markdown files, and runs")
+    notebooks_sub = notebooks.add_subparsers(dest="notebooks_command", required=True)
+    nimport = notebooks_sub.add_parser("import", help="a Markdown file as a new notebook")
+    nimport.add_argument("file", metavar="FILE")
+    nimport.add_argument("--owner", required=True, metavar="NAME", help="an analyst or admin")
+    nexport = notebooks_sub.add_parser("export", help="print a notebook as its Markdown file")
+    nexport.add_argument("id", metavar="ID", type=int)
+    nrun = notebooks_sub.add_parser("run", help="run every cell in dependency order")
+    nrun.add_argument("id", metavar="ID", type=int)
+    nrun.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a parameter's value, as in a link (repeatable; default: its default)",
+    )
+    nrun.add_argument("--json", action="store_true", help="print one JSON line of every cell")
 
 
 def _add_users_commands(sub: Any) -> None:

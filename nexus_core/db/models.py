@@ -316,6 +316,10 @@ class Notebook(TimestampMixin, Base):
     title: Mapped[str] = mapped_column(String(120))
     # The JSON form of the cells (``nexus_core.workbench.cells.cells_to_json``), in order.
     cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # Its declared inputs (``nexus_core.workbench.parameters.parameters_to_json``), in order.
+    parameters: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONType, default=list, server_default="[]"
+    )
     # Shared notebooks are readable (never editable) by every analyst and admin.
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
 

@@ -4,10 +4,11 @@ parameters that name what a page shows, so a link reopens it.
 - Chat: ``/chat?session=<uuid>``, the open chat session.
 - Feedback explorer: ``/explorer?item=<id>``, the open feedback item.
 - Compare: ``/compare?run=<id>`` (an open comparison) or ``?view=<section>`` (leaderboard, tests).
-- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook; ``?ask=<id>``
-  the Ask draft on screen (its audit event), which ``/sql`` in chat links to.
-- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook; or
-  ``/workbench?sql=<query>``, a read-only notebook of one query (an alert's offending events).
+- Workbench: ``/workbench?notebook=<id>`` (or ``starter-<key>``), the open notebook, with
+  ``p.<name>=<value>`` for each parameter chosen other than its default (the value's text form,
+  ``nexus_core.workbench.parameters``), so a link reopens the notebook with the same inputs;
+  ``?ask=<id>``, the Ask draft on screen (its audit event), which ``/sql`` in chat links to; or
+  ``?sql=<query>``, a read-only notebook of one query (an alert's offending events).
 - Dashboard: ``/dashboard?window=<60m|6h|…>``, the window shown (an alert links to its own).
 - Alert history: ``/alert_history?alert=<id>``, one alert's timeline and deliveries. The alert
   service writes these addresses into its messages (``nexus_core.alerts.service``).
@@ -18,6 +19,7 @@ being run (only ``nav`` also reads it whole, to bring a visitor back after sign-
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -31,6 +33,7 @@ ASK_QUERY_PARAM = "ask"
 SQL_QUERY_PARAM = "sql"
 WINDOW_QUERY_PARAM = "window"
 ALERT_QUERY_PARAM = "alert"
+NOTEBOOK_PARAMETER_PREFIX = "p."
 
 
 def page_url(page: str, **query: str | int) -> str:
@@ -54,9 +57,11 @@ def compare_url(run_id: str) -> str:
     return page_url("compare", **{RUN_QUERY_PARAM: run_id})
 
 
-def workbench_url(notebook_key: str) -> str:
-    """The link that opens a notebook (its id, or ``starter-<key>``)."""
-    return page_url("workbench", **{NOTEBOOK_QUERY_PARAM: notebook_key})
+def workbench_url(notebook_key: str, parameters: Mapping[str, str] | None = None) -> str:
+    """The link that opens a notebook (its id, or ``starter-<key>``) with chosen parameter
+    values (their text form)."""
+    chosen = {NOTEBOOK_PARAMETER_PREFIX + name: v for name, v in (parameters or {}).items() if v}
+    return page_url("workbench", **{NOTEBOOK_QUERY_PARAM: notebook_key}, **chosen)
 
 
 def ask_query(draft_id: int) -> dict[str, str]:
@@ -135,7 +140,8 @@ def notebook() -> str | None:
 
 
 def show_notebook(key: str | None) -> None:
-    """Point the address at a notebook (or at none)."""
+    """Point the address at a notebook (or at none), without the last one's parameters."""
+    show_notebook_parameters({})
     _write(NOTEBOOK_QUERY_PARAM, key)
 
 
@@ -169,3 +175,24 @@ def alert() -> int | None:
 def show_alert(alert_id: int | None) -> None:
     """Point the address at an alert (or at none)."""
     _write(ALERT_QUERY_PARAM, alert_id)
+
+
+def notebook_parameters() -> dict[str, str]:
+    """The parameter values the address carries (name -> text form)."""
+    prefix = NOTEBOOK_PARAMETER_PREFIX
+    return {
+        name.removeprefix(prefix): str(value)
+        for name, value in st.query_params.to_dict().items()
+        if name.startswith(prefix) and value
+    }
+
+
+def show_notebook_parameters(values: Mapping[str, str]) -> None:
+    """Make the address carry exactly these parameter values (an empty one is left out)."""
+    wanted = {NOTEBOOK_PARAMETER_PREFIX + name: value for name, value in values.items() if value}
+    for name in list(st.query_params.to_dict()):
+        if name.startswith(NOTEBOOK_PARAMETER_PREFIX) and name not in wanted:
+            st.query_params.pop(name, None)
+    for name, value in wanted.items():
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value

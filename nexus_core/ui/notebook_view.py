@@ -1,22 +1,27 @@
-"""Widgets of one open notebook: each cell's toolbar, editor, run button, result and chart.
+"""Widgets of one open notebook: its parameters, each cell's toolbar, name, editor, run button,
+result and chart.
 
 Results of runs live in this browser session only (keyed by notebook and cell); editing one's own
-notebook saves the stored cells at once through ``widgets.notebook.change_cells``.
+notebook saves the stored cells at once through ``widgets.notebook.change_cells``. A run's cells
+go through ``workbench.runs``: in dependency order on one snapshot; running one cell runs the
+cells it reads first. A result whose inputs changed since is marked stale, not re-run (the README
+says why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
+from typing import Any
 
 import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.ask.drafts import GENERATED_LABEL, is_generated
 from nexus_core.errors import NexusError
-from nexus_core.ui import notices, show
+from nexus_core.ui import dates, links, notices, show
 from nexus_core.ui.show import plain
 from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, change_cells, init_widget
 from nexus_core.users import UserView, feature_enabled
@@ -31,10 +36,22 @@ from nexus_core.workbench.cells import (
     move_cell,
     remove_cell,
     replace_cell,
+    validate_name,
 )
 from nexus_core.workbench.charts import build_chart
+from nexus_core.workbench.dependencies import plan
 from nexus_core.workbench.notebooks import NotebookService
-from nexus_core.workbench.results import DISPLAY_LIMIT, QueryResult
+from nexus_core.workbench.parameters import (
+    PICKED_TYPES,
+    Parameter,
+    Value,
+    declarations,
+    format_value,
+    parse_declarations,
+    parse_value,
+)
+from nexus_core.workbench.results import QueryResult
+from nexus_core.workbench.runs import CellRun, NotebookRunner, stale_cells
 
 RESULTS = "nexus_wb_results"
 CELL_PREFIX = "nexus_wb_cell_"
@@ -43,64 +60,196 @@ RUN_PREFIX = "nexus_wb_run_"
 CHART_PREFIX = "nexus_wb_chart_"
 ADD_SQL_PREFIX = "nexus_wb_add_sql_"
 ADD_MARKDOWN_PREFIX = "nexus_wb_add_md_"
+NAME_PREFIX = "nexus_wb_name_"
+PARAMETER_PREFIX = "nexus_wb_param_"
+DECLARATIONS_PREFIX = "nexus_wb_params_"
+ANY = "(any)"
+STALE_TEXT = (
+    "Stale: its SQL, a parameter it uses or a cell it reads changed since this run; run it again."
+)
 NO_CHART = "none"
 NO_COLUMN = ""
 SQL_EDITOR_HEIGHT = 140
 EXPORT_FEATURE = "workbench_export"
 
 
-@dataclass(frozen=True)
-class CellOutcome:
-    """The last run of a cell in this browser session: its SQL and the result or the error."""
-
-    source: str
-    result: QueryResult | None = None
-    error: str | None = None
+# --- parameters ---------------------------------------------------------------------------------
 
 
-def run_all(ctx: AppContext, user: UserView, notebook: OpenNotebook) -> None:
-    """Run every SQL cell, top to bottom, over one snapshot of the data."""
-    sql_cells = [cell for cell in notebook.cells if cell.kind == "sql"]
-    if not sql_cells:
+def parameters(
+    ctx: AppContext, service: NotebookService, user: UserView, notebook: OpenNotebook
+) -> dict[str, str]:
+    """The notebook's inputs as widgets above its cells (and, for its owner, their declaration);
+    returns the chosen values' text forms, which the page address carries."""
+    if notebook.editable:
+        _declarations_editor(service, user, notebook)
+    if not notebook.parameters:
+        return {}
+    today = datetime.now(UTC).date()
+    from_address = links.notebook_parameters()
+    chosen: dict[str, str] = {}
+    changed: dict[str, str] = {}
+    columns = st.columns(min(len(notebook.parameters), 4))
+    for n, declared in enumerate(notebook.parameters):
+        default = _value(declared, declared.default, today)
+        initial = _value(declared, from_address.get(declared.name, declared.default), today)
+        value = _parameter_widget(ctx, notebook, declared, initial, columns[n % len(columns)])
+        chosen[declared.name] = format_value(declared, value)
+        if chosen[declared.name] != format_value(declared, default):
+            changed[declared.name] = chosen[declared.name] or ANY
+    links.show_notebook_parameters(changed)
+    return {name: "" if text == ANY else text for name, text in chosen.items()}
+
+
+def _value(declared: Parameter, text: str, today: date) -> Value:
+    """The value a text form means; the default when the address carries something else."""
+    try:
+        return parse_value(declared, "" if text == ANY else text, today=today)
+    except NexusError:
+        show.warning(f"The link's value of {declared.name} is not valid; the default is used.")
+        return parse_value(declared, declared.default, today=today)
+
+
+def _parameter_widget(
+    ctx: AppContext, notebook: OpenNotebook, declared: Parameter, initial: Value, where: Any
+) -> Value:
+    """One parameter's widget (in ``where``, a column) and the value it holds."""
+    key = f"{PARAMETER_PREFIX}{notebook.key}_{declared.name}"
+    if declared.type == "date_range":
+        days = initial if isinstance(initial, tuple) else ()
+        picked = dates.day_range(declared.name, key=key, value=days, where=where)
+        return None if picked.first is None or picked.last is None else (picked.first, picked.last)
+    if declared.type in PICKED_TYPES:
+        options = [ANY, *_choices(ctx, declared.type)]
+        if isinstance(initial, str) and initial not in options:
+            options.append(initial)
+        init_widget(key, initial or ANY)
+        choice = where.selectbox(
+            plain(declared.name),
+            options,
+            key=key,
+            accept_new_options=declared.type == "model",
+        )
+        return None if choice in (None, ANY) else str(choice)
+    init_widget(key, initial)
+    if declared.type == "date":
+        value: Value = where.date_input(plain(declared.name), key=key, format=dates.DATE_FORMAT)
+    elif declared.type in ("int", "float"):
+        step = 1 if declared.type == "int" else None
+        value = where.number_input(plain(declared.name), key=key, step=step)
+    else:
+        value = where.text_input(plain(declared.name), key=key) or None
+    return value
+
+
+def _choices(ctx: AppContext, kind: str) -> list[str]:
+    """What a persona, model or user picker offers."""
+    if kind == "persona":
+        return [p.name for p in ctx.personas.list()]
+    if kind == "user":
+        return [u.username for u in ctx.users.list()]
+    models = {p.model for p in ctx.personas.list() if p.model} | {ctx.settings.gemini_model}
+    return sorted(m for m in models if m)
+
+
+def _declarations_editor(service: NotebookService, user: UserView, notebook: OpenNotebook) -> None:
+    key = DECLARATIONS_PREFIX + notebook.key
+    init_widget(key, declarations(notebook.parameters))
+
+    def save() -> None:
+        declared = parse_declarations(str(st.session_state[key]))
+        assert notebook.notebook_id is not None
+        current = service.get(user, notebook.notebook_id)
+        service.save(user, notebook.notebook_id, current.title, current.cells, declared)
+
+    with st.expander("🎛️ Parameters", expanded=False):
+        st.caption(
+            "One a line, `name: type = default`; types: text, int, float, date, date_range, "
+            "persona, model, user. Use them in SQL as `$name` (a date range as "
+            "`$name_start` and `$name_end`)."
+        )
+        st.text_area(
+            "Parameters",
+            key=key,
+            label_visibility="collapsed",
+            placeholder="period: date_range = last 30 days\npersona: persona",
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
+            args=(save,),
+        )
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _runner(ctx: AppContext, user: UserView) -> NotebookRunner:
+    return NotebookRunner(ctx.workbench, include_message_content=user.is_admin)
+
+
+def _runs(notebook: OpenNotebook) -> dict[str, CellRun]:
+    return st.session_state.setdefault(RESULTS, {}).setdefault(notebook.key, {})
+
+
+def _on_screen(notebook: OpenNotebook) -> list[Cell]:
+    """The cells as on screen (the editors' SQL for one's own notebook)."""
+    return [Cell(c.kind, _source(notebook, c), c.chart, c.id, c.name) for c in notebook.cells]
+
+
+def run_all(
+    ctx: AppContext, user: UserView, notebook: OpenNotebook, chosen: dict[str, str]
+) -> None:
+    """Run every SQL cell, in dependency order, over one snapshot of the data."""
+    if not any(cell.kind == "sql" for cell in notebook.cells):
         st.info("This notebook has no SQL cells to run.")
         return
     progress = st.progress(0.0, text="Taking a snapshot of the data…")
 
-    def run_cells() -> None:
-        with ctx.workbench.open(include_message_content=user.is_admin) as session:
-            for done, cell in enumerate(sql_cells, start=1):
-                progress.progress(
-                    done / len(sql_cells), text=f"Running cell {done:d} of {len(sql_cells)}…"
-                )
-                source = _source(notebook, cell)
-                _store(
-                    notebook,
-                    cell,
-                    _outcome(source, lambda s=source: session.run(s, keep=DISPLAY_LIMIT)),
-                )
+    def step(done: int, total: int) -> None:
+        progress.progress(done / total, text=f"Running cell {done + 1:d} of {total:d}…")
 
-    notices.act(run_cells)  # a cell's own error stays with the cell; this is the snapshot's
+    runs = notices.act(
+        lambda: _runner(ctx, user).run(
+            _on_screen(notebook), notebook.parameters, chosen, progress=step
+        )
+    )  # a cell's own error stays with the cell; this is the snapshot's or a parameter's
+    if runs is not None:
+        st.session_state.setdefault(RESULTS, {})[notebook.key] = runs
     progress.empty()
 
 
-def _outcome(source: str, run: Callable[[], QueryResult]) -> CellOutcome:
-    try:
-        return CellOutcome(source, result=run())
-    except NexusError as exc:
-        return CellOutcome(source, error=str(exc))
+def _run_one(
+    ctx: AppContext, user: UserView, notebook: OpenNotebook, cell: Cell, chosen: dict[str, str]
+) -> None:
+    runs = notices.act(
+        lambda: _runner(ctx, user).run(
+            _on_screen(notebook), notebook.parameters, chosen, only=cell.id
+        ),
+        key=NOTICE,
+    )
+    if runs is not None:
+        _runs(notebook).update(runs)
 
 
 def cells(
-    ctx: AppContext, service: NotebookService, user: UserView, notebook: OpenNotebook
+    ctx: AppContext,
+    service: NotebookService,
+    user: UserView,
+    notebook: OpenNotebook,
+    chosen: dict[str, str],
 ) -> None:
     """Every cell with its toolbar, editor or text, last result and chart; then "add cell"."""
+    on_screen = _on_screen(notebook)
+    bound_names = [name for p in notebook.parameters for name in p.bound_names]
+    problems = plan(on_screen, bound_names).errors
+    stale = stale_cells(on_screen, notebook.parameters, chosen, _runs(notebook))
     for number, cell in enumerate(notebook.cells, start=1):
         with st.container(border=True, key=f"{CELL_PREFIX}{notebook.key}_{cell.id}"):
             _toolbar(service, user, notebook, cell, number)
             if cell.kind == "markdown":
                 _markdown_cell(service, user, notebook, cell)
             else:
-                _sql_cell(ctx, service, user, notebook, cell)
+                state = _CellState(chosen, problems.get(cell.id), cell.id in stale)
+                _sql_cell(ctx, service, user, notebook, cell, state)
     if not notebook.cells:
         st.caption("This notebook has no cells yet.")
     if notebook.editable:
@@ -132,10 +281,14 @@ def _toolbar(
     if cell.kind == "sql" and is_generated(cell.source):
         label += f" · {GENERATED_LABEL}"
     if not notebook.editable:
-        st.caption(f"[{number:d}] {plain(label)}")
+        named = f" · {cell.name}" if cell.name else ""
+        st.caption(f"[{number:d}] {plain(label + named)}")
         return
     columns = st.columns([3, 1, 1, 1, 1])
-    columns[0].caption(f"[{number:d}] {plain(label)}")
+    if cell.kind == "sql":
+        _name_input(service, user, notebook, cell, number, columns[0])
+    else:
+        columns[0].caption(f"[{number:d}] {plain(label)}")
     actions: list[tuple[str, str, Callable[[list[Cell]], list[Cell]]]] = [
         (":material/arrow_upward:", "Move up", lambda cs: move_cell(cs, cell.id, -1)),
         (":material/arrow_downward:", "Move down", lambda cs: move_cell(cs, cell.id, 1)),
@@ -153,6 +306,37 @@ def _toolbar(
         )
 
 
+def _name_input(
+    service: NotebookService,
+    user: UserView,
+    notebook: OpenNotebook,
+    cell: Cell,
+    number: int,
+    where: object,
+) -> None:
+    key = f"{NAME_PREFIX}{notebook.key}_{cell.id}"
+    init_widget(key, cell.name or "")
+
+    def save() -> None:
+        name = validate_name(st.session_state[key])
+
+        def change(cs: list[Cell]) -> list[Cell]:
+            stored = next(c for c in cs if c.id == cell.id)
+            return replace_cell(cs, Cell(stored.kind, stored.source, stored.chart, stored.id, name))
+
+        change_cells(service, user, notebook, change)
+
+    where.text_input(  # type: ignore[attr-defined]
+        f"[{number:d}] SQL · name",
+        key=key,
+        placeholder="name (optional): later cells read it as a table",
+        help="Later cells can read this cell's result as a table of this name.",
+        on_change=notices.act,
+        kwargs={"key": NOTICE},
+        args=(save,),
+    )
+
+
 def _markdown_cell(
     service: NotebookService, user: UserView, notebook: OpenNotebook, cell: Cell
 ) -> None:
@@ -161,27 +345,42 @@ def _markdown_cell(
     show.markdown(_source(notebook, cell))
 
 
+@dataclass(frozen=True)
+class _CellState:
+    """What the page knows of a SQL cell beyond its text: the chosen values, why it cannot run
+    (a cycle, a missing name) and whether its last result is stale."""
+
+    chosen: dict[str, str]
+    problem: str | None
+    stale: bool
+
+
 def _sql_cell(
-    ctx: AppContext, service: NotebookService, user: UserView, notebook: OpenNotebook, cell: Cell
+    ctx: AppContext,
+    service: NotebookService,
+    user: UserView,
+    notebook: OpenNotebook,
+    cell: Cell,
+    state: _CellState,
 ) -> None:
     if notebook.editable:
         _editor(service, user, notebook, cell, "SQL")
     else:
         st.code(cell.source, language="sql")
-    if st.button("Run", icon=":material/play_arrow:", key=f"{RUN_PREFIX}{notebook.key}_{cell.id}"):
-        source = _source(notebook, cell)
-        with st.spinner("Running…"):
-            outcome = _outcome(
-                source,
-                lambda: ctx.workbench.run(
-                    source, include_message_content=user.is_admin, keep=DISPLAY_LIMIT
-                ),
-            )
-        _store(notebook, cell, outcome)
-    outcome = st.session_state.get(RESULTS, {}).get(_result_key(notebook, cell))
+    # Run in the button's callback, before the page is drawn: every cell then shows this run.
+    st.button(
+        "Run",
+        icon=":material/play_arrow:",
+        key=f"{RUN_PREFIX}{notebook.key}_{cell.id}",
+        on_click=_run_one,
+        args=(ctx, user, notebook, cell, state.chosen),
+    )
+    outcome = _runs(notebook).get(cell.id)
     if outcome is not None:
         exports = feature_enabled(user, EXPORT_FEATURE, env=ctx.settings.env)
-        _show_outcome(notebook, cell, outcome, exports=exports)
+        _show_outcome(notebook, cell, outcome, exports=exports, stale=state.stale)
+    elif state.problem is not None:
+        show.error(state.problem)
     if notebook.editable:
         _chart_settings(service, user, notebook, cell, outcome)
     if outcome is not None and outcome.result is not None:
@@ -199,7 +398,7 @@ def _editor(
 
         def change(cs: list[Cell]) -> list[Cell]:
             stored = next(c for c in cs if c.id == cell.id)
-            return replace_cell(cs, Cell(stored.kind, source, stored.chart, stored.id))
+            return replace_cell(cs, Cell(stored.kind, source, stored.chart, stored.id, stored.name))
 
         change_cells(service, user, notebook, change)
 
@@ -226,17 +425,11 @@ def _source_key(notebook: OpenNotebook, cell: Cell) -> str:
     return f"{SOURCE_PREFIX}{notebook.key}_{cell.id}"
 
 
-def _result_key(notebook: OpenNotebook, cell: Cell) -> str:
-    return f"{notebook.key}:{cell.id}"
-
-
-def _store(notebook: OpenNotebook, cell: Cell, outcome: CellOutcome) -> None:
-    st.session_state.setdefault(RESULTS, {})[_result_key(notebook, cell)] = outcome
-
-
 def _show_outcome(
-    notebook: OpenNotebook, cell: Cell, outcome: CellOutcome, *, exports: bool
+    notebook: OpenNotebook, cell: Cell, outcome: CellRun, *, exports: bool, stale: bool
 ) -> None:
+    if stale:
+        show.caption(STALE_TEXT)
     if outcome.error is not None:
         # DuckDB's message echoes the query; as code it is shown as typed, carets aligned.
         show.error(outcome.error, verbatim=True)
@@ -246,8 +439,6 @@ def _show_outcome(
     facts = [f"{result.row_count:,} rows", f"{result.elapsed_ms:,.0f} ms"]
     if result.truncated:
         facts.append(f"showing the first {result.display.height:,}")
-    if outcome.source != _source(notebook, cell):
-        facts.append("the SQL changed since this run")
     show.caption(" · ".join(facts))
     st.dataframe(result.display, hide_index=True, width="stretch")
     _downloads(notebook, cell, result, exports=exports)
@@ -300,7 +491,7 @@ def _chart_settings(
     user: UserView,
     notebook: OpenNotebook,
     cell: Cell,
-    outcome: CellOutcome | None,
+    outcome: CellRun | None,
 ) -> None:
     spec = cell.chart
     prefix = f"{CHART_PREFIX}{notebook.key}_{cell.id}_"
@@ -329,7 +520,7 @@ def _chart_settings(
 
         def change(cs: list[Cell]) -> list[Cell]:
             stored = next(c for c in cs if c.id == cell.id)
-            return replace_cell(cs, Cell(stored.kind, stored.source, new, stored.id))
+            return replace_cell(cs, Cell(stored.kind, stored.source, new, stored.id, stored.name))
 
         change_cells(service, user, notebook, change)
 

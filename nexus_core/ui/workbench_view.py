@@ -1,23 +1,28 @@
 """Widgets of the Workbench: the notebook list, a notebook's cells (edit, run, chart) and results.
 
 The open notebook lives in the URL (``links.workbench_url``: its id, or ``starter-<key>`` for a
-starter) so a link reopens it. Every edit of one's own notebook is saved at once, so there is no
-unsaved draft to lose; starter notebooks and notebooks others share are read-only — run them, or
-duplicate one to edit it. Query results live in this browser session only (they can be large and
-are cheap to compute again).
+starter) so a link reopens it, with the parameter values chosen. Every edit of one's own notebook
+is saved at once, so there is no unsaved draft to lose; starter notebooks and notebooks others
+share are read-only — run them, or duplicate one to edit it. Query results live in this browser
+session only (they can be large and are cheap to compute again). A notebook is imported from and
+exported to one Markdown file (``workbench.notebook_file``).
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import streamlit as st
 
-from nexus_core.errors import NotFound
+from nexus_core.errors import NotFound, ValidationError
 from nexus_core.ui import links, notices, show
 from nexus_core.ui.show import plain
 from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, init_widget
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.data import view_schemas
+from nexus_core.workbench.notebook_file import notebook_to_markdown
 from nexus_core.workbench.notebooks import NotebookService, NotebookView
 from nexus_core.workbench.results import DISPLAY_LIMIT
 from nexus_core.workbench.starters import STARTER_NOTEBOOKS, StarterNotebook
@@ -32,6 +37,9 @@ SHARE_PREFIX = "nexus_wb_share_"
 RUN_ALL_PREFIX = "nexus_wb_run_all_"
 DUPLICATE_PREFIX = "nexus_wb_duplicate_"
 DELETE_PREFIX = "nexus_wb_delete_"
+EXPORT_PREFIX = "nexus_wb_export_"
+IMPORT_KEY = "nexus_wb_import"
+IMPORT_TYPES = ("md", "markdown", "txt")
 
 NEW_NOTEBOOK_TITLE = "Untitled notebook"
 NEW_NOTEBOOK_SQL = (
@@ -76,6 +84,28 @@ def sidebar(service: NotebookService, user: UserView) -> None:
             "Nothing shared yet.",
         )
         _links("Starter notebooks", [(_starter_key(s), s.title) for s in STARTER_NOTEBOOKS], "")
+        st.file_uploader(
+            "Import a notebook (.md)",
+            type=IMPORT_TYPES,
+            key=IMPORT_KEY,
+            help="A notebook file (README, “Notebooks”) becomes a new notebook of yours.",
+            on_change=notices.act,
+            kwargs={"key": NOTICE},
+            args=(lambda: _import(service, user),),
+        )
+
+
+def _import(service: NotebookService, user: UserView) -> None:
+    upload = st.session_state.get(IMPORT_KEY)
+    if upload is None:
+        return
+    try:
+        text = upload.getvalue().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{upload.name} is not UTF-8 text; export it again.") from exc
+    notebook = service.import_markdown(user, text, fallback_title=Path(upload.name).stem)
+    _open(str(notebook.id))
+    notices.leave(NOTICE, f"Imported “{notebook.title}” ({len(notebook.cells)} cells).")
 
 
 def _links(heading: str, items: list[tuple[str, str]], empty: str) -> None:
@@ -130,6 +160,7 @@ def opened(service: NotebookService, user: UserView) -> OpenNotebook | None:
                 shared=True,
                 owner_name="Nexus AI",
                 description=starter.description,
+                parameters=list(starter.parameters),
             )
     try:
         notebook = service.get(user, int(key))
@@ -148,6 +179,7 @@ def _from_view(notebook: NotebookView) -> OpenNotebook:
         notebook_id=notebook.id,
         shared=notebook.shared,
         owner_name=notebook.owner_name,
+        parameters=list(notebook.parameters),
     )
 
 
@@ -202,7 +234,16 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
         show.caption(f"{what} by {notebook.owner_name} · read-only; duplicate it to edit.")
         if notebook.description:
             show.caption(notebook.description)
-    columns = st.columns(4)
+    columns = st.columns(5)
+    columns[4].download_button(
+        "Export",
+        icon=":material/download:",
+        data=notebook_to_markdown(notebook.title, notebook.parameters, notebook.cells),
+        file_name=_file_name(notebook.title),
+        mime="text/markdown",
+        key=EXPORT_PREFIX + notebook.key,
+        help="The notebook as one Markdown file, to keep in version control or import again.",
+    )
     run_all = columns[0].button(
         "Run all", icon=":material/play_arrow:", key=RUN_ALL_PREFIX + notebook.key, type="primary"
     )
@@ -240,6 +281,11 @@ def header(service: NotebookService, user: UserView, notebook: OpenNotebook) -> 
     return run_all
 
 
+def _file_name(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "notebook"
+    return f"{slug[:60]}.md"
+
+
 def _save_title(service: NotebookService, user: UserView, notebook: OpenNotebook) -> None:
     assert notebook.notebook_id is not None
     current = service.get(user, notebook.notebook_id)
@@ -249,7 +295,9 @@ def _save_title(service: NotebookService, user: UserView, notebook: OpenNotebook
 
 def _duplicate(service: NotebookService, user: UserView, notebook: OpenNotebook) -> None:
     if notebook.notebook_id is None:
-        copy = service.duplicate_cells(user, notebook.title, notebook.cells)
+        copy = service.duplicate_cells(
+            user, notebook.title, notebook.cells, parameters=notebook.parameters
+        )
     else:
         copy = service.duplicate(user, notebook.notebook_id)
     _open(str(copy.id))

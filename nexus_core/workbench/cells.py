@@ -1,12 +1,14 @@
 """Notebook cells as plain data: what a notebook stores, validated on the way in and out.
 
 A notebook is an ordered list of cells. A cell is SQL (one read-only DuckDB query) or markdown;
-a SQL cell may carry a chart spec (kind, x, y, colour, aggregation) that the page draws with plotly.
+a SQL cell may carry a chart spec (kind, x, y, colour, aggregation) that the page draws with plotly,
+and a name: later cells read a named cell's result as a table of that name (``dependencies``).
 Cells are stored as JSON; ``cells_from_json`` rejects anything that is not a well-formed cell list.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, cast
@@ -23,6 +25,12 @@ AGGREGATIONS: Final[tuple[Aggregation, ...]] = ("none", "sum", "mean", "count", 
 MAX_CELLS: Final = 100
 MAX_SOURCE_CHARS: Final = 20_000
 MAX_TITLE_CHARS: Final = 120
+MAX_NAME_CHARS: Final = 63
+NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What a cell may not be named: the workbench's own relations (``data.view_schemas``).
+RESERVED_NAMES: Final = frozenset(
+    {"events", "sessions", "messages", "feedback", "audit_events", "personas", "users"}
+)
 
 
 def new_cell_id() -> str:
@@ -85,9 +93,10 @@ class Cell:
     source: str = ""
     chart: ChartSpec | None = None
     id: str = field(default_factory=new_cell_id)
+    name: str | None = None  # SQL cells only: later cells read its result under this name
 
     def duplicate(self) -> Cell:
-        """A copy of the cell with a new id."""
+        """A copy of the cell with a new id (and the same name: for copying whole notebooks)."""
         return replace(self, id=new_cell_id())
 
     def to_json(self) -> dict[str, Any]:
@@ -97,6 +106,7 @@ class Cell:
             "kind": self.kind,
             "source": self.source,
             "chart": self.chart.to_json() if self.chart is not None else None,
+            "name": self.name,
         }
 
     @classmethod
@@ -119,7 +129,27 @@ class Cell:
         cell_id = data.get("id") or new_cell_id()
         if not isinstance(cell_id, str):
             raise ValidationError("A cell id must be text.")
-        return cls(kind=cast(CellKind, kind), source=source, chart=chart, id=cell_id)
+        name = validate_name(data.get("name"))
+        if name is not None and kind != "sql":
+            raise ValidationError("Only SQL cells can have a name.")
+        return cls(kind=cast(CellKind, kind), source=source, chart=chart, id=cell_id, name=name)
+
+
+def validate_name(name: Any) -> str | None:
+    """A cell name as stored (None for none); refuses one a query could not use as a table."""
+    if name is None or (isinstance(name, str) and not name.strip()):
+        return None
+    if not isinstance(name, str):
+        raise ValidationError("A cell's name must be text.")
+    name = name.strip()
+    if len(name) > MAX_NAME_CHARS or not NAME_PATTERN.fullmatch(name):
+        raise ValidationError(
+            f"A cell name is a letter or _ followed by letters, digits or _ (at most "
+            f"{MAX_NAME_CHARS}), as a table name in SQL; {name!r} is not."
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise ValidationError(f"{name!r} is one of the workbench's views; name the cell otherwise.")
+    return name
 
 
 def cells_to_json(cells: list[Cell]) -> list[dict[str, Any]]:
@@ -136,6 +166,10 @@ def cells_from_json(data: Any) -> list[Cell]:
     cells = [Cell.from_json(item) for item in data]
     if len({cell.id for cell in cells}) != len(cells):
         raise ValidationError("Two cells share an id.")
+    names = [cell.name.lower() for cell in cells if cell.name]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValidationError(f"Two cells are named {twice[0]!r}; a name belongs to one cell.")
     return cells
 
 
@@ -166,7 +200,8 @@ def duplicate_cell(cells: list[Cell], cell_id: str) -> list[Cell]:
     index = _index(cells, cell_id)
     if len(cells) >= MAX_CELLS:
         raise ValidationError(f"A notebook holds at most {MAX_CELLS} cells.")
-    return [*cells[: index + 1], cells[index].duplicate(), *cells[index + 1 :]]
+    copy = replace(cells[index].duplicate(), name=None)  # a name belongs to one cell
+    return [*cells[: index + 1], copy, *cells[index + 1 :]]
 
 
 def remove_cell(cells: list[Cell], cell_id: str) -> list[Cell]:

@@ -5,11 +5,14 @@ it. A shared notebook is readable by every analyst and admin, but only its owner
 or delete it; others duplicate it to make a copy of their own. A notebook the viewer may not read
 is reported as missing, so private notebooks do not reveal that they exist. Deleting is final
 (the row goes; the audit trail keeps the title).
+
+A notebook also travels as one Markdown file (``notebook_file``): imported as a new notebook of
+its importer, exported by anyone who may read it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -22,6 +25,13 @@ from nexus_core.db.models import Notebook, User
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import MAX_TITLE_CHARS, Cell, cells_from_json, cells_to_json
+from nexus_core.workbench.notebook_file import notebook_from_markdown, notebook_to_markdown
+from nexus_core.workbench.parameters import (
+    Parameter,
+    parameters_from_json,
+    parameters_to_json,
+    validate_parameters,
+)
 
 NOTEBOOK_ROLES: Final = ("analyst", "admin")
 COPY_PREFIX: Final = "Copy of "
@@ -41,6 +51,11 @@ class NotebookView:
     shared: bool
     updated_at: datetime
     editable: bool
+    parameters: list[Parameter] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        """The notebook as a Markdown file (``notebook_file``)."""
+        return notebook_to_markdown(self.title, self.parameters, self.cells)
 
 
 def can_use_notebooks(user: UserView) -> bool:
@@ -73,7 +88,7 @@ def _require_notebook_user(viewer: UserView) -> None:
         raise PermissionDenied("Only analysts and admins may use workbench notebooks.")
 
 
-def _view(notebook: Notebook, owner: User, viewer: UserView) -> NotebookView:
+def _view(notebook: Notebook, owner: User, viewer: UserView | None) -> NotebookView:
     return NotebookView(
         id=notebook.id,
         owner_id=notebook.owner_id,
@@ -82,7 +97,8 @@ def _view(notebook: Notebook, owner: User, viewer: UserView) -> NotebookView:
         cells=cells_from_json(notebook.cells),
         shared=notebook.shared,
         updated_at=notebook.updated_at,
-        editable=notebook.owner_id == viewer.id,
+        editable=viewer is not None and notebook.owner_id == viewer.id,
+        parameters=parameters_from_json(notebook.parameters or []),
     )
 
 
@@ -144,30 +160,69 @@ class NotebookService:
         title: str,
         cells: list[Cell],
         *,
+        parameters: list[Parameter] | None = None,
         copied_from: int | None = None,
+        imported: bool = False,
     ) -> NotebookView:
         """A new private notebook owned by the viewer."""
         _require_notebook_user(viewer)
         title, stored = validate_title(title), cells_to_json(validate_cells(cells))
+        inputs = parameters_to_json(validate_parameters(parameters or []))
         with self.db.session() as session:
-            notebook = Notebook(owner_id=viewer.id, title=title, cells=stored, shared=False)
+            notebook = Notebook(
+                owner_id=viewer.id, title=title, cells=stored, parameters=inputs, shared=False
+            )
             session.add(notebook)
             session.flush()
             source = {} if copied_from is None else {"copied_from": copied_from}
+            if imported:
+                source["imported"] = True
             self._audit(session, audit.NOTEBOOK_CREATED, viewer, notebook, **source)
             return _view(notebook, notebook.owner, viewer)
 
     def save(
-        self, viewer: UserView, notebook_id: int, title: str, cells: list[Cell]
+        self,
+        viewer: UserView,
+        notebook_id: int,
+        title: str,
+        cells: list[Cell],
+        parameters: list[Parameter] | None = None,
     ) -> NotebookView:
-        """Replace the title and cells of a notebook the viewer owns."""
+        """Replace the title and cells (and, given, the parameters) of a notebook the viewer
+        owns."""
         _require_notebook_user(viewer)
         title, stored = validate_title(title), cells_to_json(validate_cells(cells))
+        inputs = None if parameters is None else parameters_to_json(validate_parameters(parameters))
         with self.db.session() as session:
             notebook = self._owned(session, viewer, notebook_id)
             notebook.title, notebook.cells = title, stored
+            if inputs is not None:
+                notebook.parameters = inputs
             session.flush()
             return _view(notebook, notebook.owner, viewer)
+
+    def import_markdown(
+        self, viewer: UserView, text: str, *, fallback_title: str = "Imported notebook"
+    ) -> NotebookView:
+        """A new private notebook of the viewer's from a Markdown file (``notebook_file``)."""
+        _require_notebook_user(viewer)
+        read = notebook_from_markdown(text, fallback_title=fallback_title)
+        return self.create(
+            viewer, read.title, read.cells, parameters=read.parameters, imported=True
+        )
+
+    def export_markdown(self, viewer: UserView, notebook_id: int) -> str:
+        """A notebook the viewer can read, as a Markdown file."""
+        return self.get(viewer, notebook_id).to_markdown()
+
+    def get_any(self, notebook_id: int) -> NotebookView:
+        """Any notebook, whoever owns it, read-only: for the server's operator (``nexus
+        notebooks export|run``), who can read the database anyway."""
+        with self.db.session() as session:
+            notebook = session.get(Notebook, notebook_id)
+            if notebook is None:
+                raise NotFound(f"Notebook #{notebook_id} does not exist.")
+            return _view(notebook, notebook.owner, None)
 
     def set_shared(self, viewer: UserView, notebook_id: int, shared: bool) -> NotebookView:
         """Share a notebook the viewer owns with every analyst and admin, or make it private."""
@@ -183,7 +238,13 @@ class NotebookService:
     def duplicate(self, viewer: UserView, notebook_id: int) -> NotebookView:
         """A private copy, owned by the viewer, of any notebook the viewer can read."""
         original = self.get(viewer, notebook_id)
-        return self.duplicate_cells(viewer, original.title, original.cells, copied_from=original.id)
+        return self.duplicate_cells(
+            viewer,
+            original.title,
+            original.cells,
+            parameters=original.parameters,
+            copied_from=original.id,
+        )
 
     def duplicate_cells(
         self,
@@ -191,11 +252,14 @@ class NotebookService:
         title: str,
         cells: list[Cell],
         *,
+        parameters: list[Parameter] | None = None,
         copied_from: int | None = None,
     ) -> NotebookView:
         """A new notebook titled "Copy of <title>" from cells not stored yet (a starter)."""
         copies = [cell.duplicate() for cell in cells]
-        return self.create(viewer, copy_title(title), copies, copied_from=copied_from)
+        return self.create(
+            viewer, copy_title(title), copies, parameters=parameters, copied_from=copied_from
+        )
 
     def delete(self, viewer: UserView, notebook_id: int) -> None:
         """Delete a notebook the viewer owns, for good."""

@@ -54,6 +54,7 @@ import pyarrow as pa
 
 from nexus_core.analytics.event_snapshot import quote
 from nexus_core.errors import QueryError, QueryRefused, QueryTimeout
+from nexus_core.workbench.parameters import Bound, bound_from_json
 from nexus_core.workbench.results import DISPLAY_MAX_BYTES, file_bytes
 
 FETCH_BATCH_ROWS: Final = 8_192
@@ -64,6 +65,10 @@ OUT_OF_MEMORY: Final = "Out of Memory Error"
 SANDBOX_THREADS: Final = 2
 FRAME_HEADER: Final = struct.Struct(">I")
 CONNECT_CONFIG: Final = {"temp_directory": ""}  # no spill files, and no temp dir to read
+# A named cell's result, kept for the later cells of the run (in memory: temp objects are the
+# only ones a read-only connection may create, and they go with the process).
+MATERIALISE_SQL: Final = "CREATE OR REPLACE TEMP TABLE {name} AS\n"
+NAMED_RESULT_SQL: Final = "SELECT * FROM {name}"
 SESSION_SQL: Final = (
     "SET TimeZone = 'UTC'",
     "SET errors_as_json = true",
@@ -258,15 +263,48 @@ def answer(
     timeout = float(request["timeout"])
     _limit_cpu(timeout)
     sql = str(request["sql"])
+    params = {k: bound_from_json(v) for k, v in (request.get("params") or {}).items()}
     try:
         check_statement(con, sql)
         if request["op"] == "export":
-            return {"ok": True}, export(con, sql, request, config, timeout)
-        return run(con, sql, request, config, timeout)
+            return {"ok": True}, export(con, sql, request, config, timeout, params)
+        name = request.get("name")
+        if name:
+            started = time.perf_counter()
+            materialise(con, sql, str(name), params, config, timeout)
+            header, payload = run(
+                con,
+                NAMED_RESULT_SQL.format(name=_identifier(str(name))),
+                request,
+                config,
+                timeout,
+                {},
+            )
+            header["elapsed_ms"] = (time.perf_counter() - started) * 1000
+            return header, payload
+        return run(con, sql, request, config, timeout, params)
     except QueryError as exc:
         return error_header(exc), b""
     except MemoryError:
         return error_header(QueryError(MEMORY_MESSAGE.format(limit=config.memory_limit))), b""
+
+
+def materialise(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    name: str,
+    params: dict[str, Bound],
+    config: ProcessConfig,
+    timeout: float,
+) -> None:
+    """Keep a checked SELECT's whole result as a temporary table ``name`` for later cells."""
+    prefix = MATERIALISE_SQL.format(name=_identifier(name))
+    deadline = _Deadline(con, timeout)
+    try:
+        with deadline:
+            con.execute(prefix + sql, params or None)
+    except duckdb.Error as exc:
+        raise _failure(exc, sql, config, deadline, timeout, offset=len(prefix.encode())) from exc
 
 
 def run(
@@ -275,11 +313,14 @@ def run(
     request: dict[str, Any],
     config: ProcessConfig,
     timeout: float,
+    params: dict[str, Bound],
 ) -> tuple[dict[str, Any], bytes]:
     """The first rows of the result for the screen (as Arrow IPC), and how many there were."""
     keep = request.get("keep")
     started = time.perf_counter()
-    frame, count, capped = _query(con, sql, config, timeout, keep=keep, max_bytes=DISPLAY_MAX_BYTES)
+    frame, count, capped = _query(
+        con, sql, config, timeout, keep=keep, max_bytes=DISPLAY_MAX_BYTES, params=params
+    )
     if capped and frame.height == 0 and count:
         raise QueryError(TOO_WIDE_MESSAGE.format(limit=_size(DISPLAY_MAX_BYTES)))
     buffer = io.BytesIO()
@@ -295,10 +336,11 @@ def export(
     request: dict[str, Any],
     config: ProcessConfig,
     timeout: float,
+    params: dict[str, Bound],
 ) -> bytes:
     """Every row of the result as a file (``results.FILE_FORMATS``), within its byte limit."""
     limit = int(request["max_bytes"])
-    frame, _, capped = _query(con, sql, config, timeout, keep=None, max_bytes=limit)
+    frame, _, capped = _query(con, sql, config, timeout, keep=None, max_bytes=limit, params=params)
     if capped:
         raise QueryError(DOWNLOAD_TOO_LARGE_MESSAGE.format(limit=_size(limit)))
     data = file_bytes(frame, str(request["format"]))
@@ -369,6 +411,7 @@ def _query(
     *,
     keep: int | None,
     max_bytes: int,
+    params: dict[str, Bound],
 ) -> tuple[pl.DataFrame, int, bool]:
     """The result's first rows (at most ``keep`` and ``max_bytes``), the row count, and whether
     the byte limit cut it. Temporal values Polars cannot take are retried as text."""
@@ -376,7 +419,8 @@ def _query(
         deadline = _Deadline(con, timeout)
         try:
             with deadline:
-                table, count, capped = fetch(con.sql(sql), keep, max_bytes, as_text)
+                relation = con.sql(sql, params=params or None)
+                table, count, capped = fetch(relation, keep, max_bytes, as_text)
         except (duckdb.Error, OSError) as exc:
             # Errors met while rows stream in arrive through Arrow as OSError, DuckDB's text kept.
             raise _failure(exc, sql, config, deadline, timeout) from exc
@@ -483,7 +527,13 @@ def _with_text_columns(
 
 
 def _failure(
-    exc: Exception, sql: str, config: ProcessConfig, deadline: _Deadline, timeout: float
+    exc: Exception,
+    sql: str,
+    config: ProcessConfig,
+    deadline: _Deadline,
+    timeout: float,
+    *,
+    offset: int = 0,
 ) -> QueryError:
     """The error to show for a query DuckDB stopped: time limit, memory, or its message."""
     kind = _duckdb_text(exc)[0]
@@ -493,12 +543,15 @@ def _failure(
         memory = MEMORY_MESSAGE.format(limit=config.memory_limit)
         reason = _duckdb_text(exc)[1].splitlines()[0]  # the rest is advice for DuckDB's owner
         return QueryError(f"{memory}\n\n{OUT_OF_MEMORY}: {reason}")
-    return query_error(exc, sql)
+    return query_error(exc, sql, offset=offset)
 
 
-def query_error(exc: Exception, sql: str) -> QueryError:
-    """DuckDB's error as a ``QueryError`` whose message shows where in ``sql`` it is."""
+def query_error(exc: Exception, sql: str, *, offset: int = 0) -> QueryError:
+    """DuckDB's error as a ``QueryError`` whose message shows where in ``sql`` it is
+    (``offset``: how many bytes of SQL ran before ``sql``, for a position DuckDB counted)."""
     prefix, message, position, length = _duckdb_text(exc)
+    if position is not None:
+        position = position - offset if position >= offset else None
     if isinstance(exc, duckdb.PermissionException):
         return QueryRefused(f"{ACCESS_MESSAGE}\n\n{prefix}: {message}")
     if READ_ONLY_REFUSAL in message:  # a write that got past the statement check, from a string

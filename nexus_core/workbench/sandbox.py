@@ -39,6 +39,7 @@ from nexus_core.db.engine import Database
 from nexus_core.errors import ConfigError, QueryError, QueryTimeout
 from nexus_core.settings import Settings
 from nexus_core.workbench.data import load_snapshot, take_snapshot
+from nexus_core.workbench.parameters import Bound, bound_to_json
 from nexus_core.workbench.query_process import (
     CONNECT_CONFIG,
     FRAME_HEADER,
@@ -226,35 +227,51 @@ class WorkbenchSession:
         self,
         start: Callable[[], QueryProcess],
         settings: Settings,
-        export: Callable[[str, str], bytes] | None = None,
+        export: Callable[[str, str, dict[str, Bound] | None], bytes] | None = None,
     ) -> None:
         self._start = start
         self._settings = settings
         self._export = export
         self._process: QueryProcess | None = None
+        self.generation = 0  # how many query processes (snapshots) this session started
 
     def open(self) -> WorkbenchSession:
         """Take the snapshot and start the process now (rather than at the first query)."""
         self._running()
         return self
 
-    def run(self, sql: str, *, keep: int | None = None) -> QueryResult:
+    def run(
+        self,
+        sql: str,
+        *,
+        keep: int | None = None,
+        params: dict[str, Bound] | None = None,
+        name: str | None = None,
+    ) -> QueryResult:
         """Run one read-only statement; raises ``QueryError`` (or a subclass) when it fails.
 
         ``keep`` bounds the rows held in memory (the rest are counted, not kept); the result can
-        then build the full file by running ``sql`` again on a fresh snapshot.
+        then build the full file by running ``sql`` again on a fresh snapshot. ``params`` are
+        bound to its ``$names``; with ``name`` the whole result is kept in the query process as a
+        table of that name, which later queries of this session read.
         """
-        header, payload = self._ask({"op": "run", "sql": sql, "keep": keep})
+        bound = {key: bound_to_json(value) for key, value in (params or {}).items()}
+        message = {"op": "run", "sql": sql, "keep": keep, "params": bound, "name": name}
+        header, payload = self._ask(message)
         frame = pl.from_arrow(pa.ipc.open_file(pa.py_buffer(payload)).read_all())  # no copy
         assert isinstance(frame, pl.DataFrame)
         export = self._export
-        again = None if export is None else (lambda fmt: export(sql, fmt))
+        # A fresh snapshot lacks this session's named results: the runner re-runs the cells a
+        # chained cell reads (``runs``); a plain query is simply run again.
+        again = None if export is None else (lambda fmt: export(sql, fmt, params))
         return QueryResult(frame, int(header["row_count"]), float(header["elapsed_ms"]), again)
 
-    def export(self, sql: str, fmt: str) -> bytes:
+    def export(self, sql: str, fmt: str, *, params: dict[str, Bound] | None = None) -> bytes:
         """Every row of ``sql``'s result as a file (``results.FILE_FORMATS``)."""
         limit = self._settings.sql_download_max_bytes
-        _, payload = self._ask({"op": "export", "sql": sql, "format": fmt, "max_bytes": limit})
+        bound = {key: bound_to_json(value) for key, value in (params or {}).items()}
+        message = {"op": "export", "sql": sql, "format": fmt, "max_bytes": limit, "params": bound}
+        _, payload = self._ask(message)
         return payload
 
     def _ask(self, message: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -268,6 +285,7 @@ class WorkbenchSession:
     def _running(self) -> QueryProcess:
         if self._process is None or not self._process.alive:
             self._process = self._start()
+            self.generation += 1
         return self._process
 
     def close(self) -> None:
@@ -311,8 +329,10 @@ class Workbench:
     def open(self, *, include_message_content: bool) -> WorkbenchSession:
         """A session over a fresh snapshot; message content only when asked (admins)."""
 
-        def export(sql: str, fmt: str) -> bytes:
-            return self.export(sql, fmt, include_message_content=include_message_content)
+        def export(sql: str, fmt: str, params: dict[str, Bound] | None) -> bytes:
+            return self.export(
+                sql, fmt, include_message_content=include_message_content, params=params
+            )
 
         session = WorkbenchSession(
             lambda: self._start(include_message_content=include_message_content),
@@ -328,10 +348,17 @@ class Workbench:
         with self.open(include_message_content=include_message_content) as session:
             return session.run(sql, keep=keep)
 
-    def export(self, sql: str, fmt: str, *, include_message_content: bool) -> bytes:
+    def export(
+        self,
+        sql: str,
+        fmt: str,
+        *,
+        include_message_content: bool,
+        params: dict[str, Bound] | None = None,
+    ) -> bytes:
         """Every row of one query's result as a file, on a fresh snapshot."""
         with self.open(include_message_content=include_message_content) as session:
-            return session.export(sql, fmt)
+            return session.export(sql, fmt, params=params)
 
     def _start(self, *, include_message_content: bool) -> QueryProcess:
         process = QueryProcess.spawn(self.settings.sql_memory_limit)  # imports meanwhile

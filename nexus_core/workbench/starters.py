@@ -1,8 +1,10 @@
 """Starter notebooks: worked examples over the workbench's relations, defined as data.
 
 Each is a list of cells — markdown that explains, then SQL (with a chart where one helps) — that
-anyone can run as it is, or duplicate and edit. Every time is naive UTC, like ``events.ts``; the
-SLO numbers come from ``nexus_core.analytics.slo`` so the notebook and the dashboard agree.
+anyone can run as it is, or duplicate and edit. Every starter has a date range (``$period_start``,
+``$period_end``) and, where its data knows the persona, a persona picker (``$persona``, empty for
+all). Every time is naive UTC, like ``events.ts``; the SLO numbers come from
+``nexus_core.analytics.slo`` so the notebook and the dashboard agree.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from typing import Final
 
 from nexus_core.analytics.slo import LATENCY_OBJECTIVE, LATENCY_TARGET_MS, SUCCESS_OBJECTIVE
 from nexus_core.workbench.cells import Cell, ChartSpec
+from nexus_core.workbench.parameters import Parameter
 
-SLO_PERIOD_SQL: Final = "INTERVAL 30 DAY"
-RECENT_SQL: Final = "INTERVAL 7 DAY"
+PERIOD: Final = Parameter("period", "date_range", "last 30 days")
+LAST_WEEK: Final = Parameter("period", "date_range", "last 7 days")
+PERSONA: Final = Parameter("persona", "persona")
+IN_PERIOD_SQL: Final = "ts >= $period_start AND ts < $period_end"
+OF_PERSONA_SQL: Final = "($persona IS NULL OR persona = $persona)"
 
 
 @dataclass(frozen=True)
@@ -25,23 +31,30 @@ class StarterNotebook:
     title: str
     description: str
     cells: tuple[Cell, ...]
+    parameters: tuple[Parameter, ...] = (PERIOD, PERSONA)
 
 
-def _notebook(key: str, title: str, description: str, *cells: Cell) -> StarterNotebook:
+def _notebook(
+    key: str,
+    title: str,
+    description: str,
+    *cells: Cell,
+    parameters: tuple[Parameter, ...] = (PERIOD, PERSONA),
+) -> StarterNotebook:
     """The notebook with stable cell ids (``<key>-1``, ``<key>-2``, …)."""
     numbered = tuple(
-        Cell(kind=c.kind, source=c.source, chart=c.chart, id=f"{key}-{n}")
+        Cell(kind=c.kind, source=c.source, chart=c.chart, id=f"{key}-{n}", name=c.name)
         for n, c in enumerate(cells, start=1)
     )
-    return StarterNotebook(key, title, description, numbered)
+    return StarterNotebook(key, title, description, numbered, parameters)
 
 
 def _md(text: str) -> Cell:
     return Cell(kind="markdown", source=text.strip())
 
 
-def _sql(text: str, chart: ChartSpec | None = None) -> Cell:
-    return Cell(kind="sql", source=text.strip(), chart=chart)
+def _sql(text: str, chart: ChartSpec | None = None, *, name: str | None = None) -> Cell:
+    return Cell(kind="sql", source=text.strip(), chart=chart, name=name)
 
 
 SLO_SUMMARY_SQL: Final = f"""
@@ -53,7 +66,7 @@ WITH counts AS (
         count(*) FILTER (WHERE event IN ('request_success', 'request_failure')) AS requests,
         count(*) FILTER (WHERE event = 'request_failure') AS failed_requests
     FROM events
-    WHERE ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+    WHERE {IN_PERIOD_SQL}
 )
 SELECT
     'latency: responses under {LATENCY_TARGET_MS} ms' AS slo,
@@ -85,13 +98,20 @@ SELECT
         / nullif(count(*) FILTER (WHERE event IN ('request_success', 'request_failure')), 0), 2)
         AS api_success_pct
 FROM events
-WHERE ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+WHERE {IN_PERIOD_SQL}
 GROUP BY day
 ORDER BY day
 """
+# Feedback in the period, with the persona of its session (none for a report without one).
+FEEDBACK_IN_PERIOD_SQL: Final = f"""
+SELECT f.*, s.persona
+FROM feedback AS f
+LEFT JOIN sessions AS s ON s.id = f.session_id
+WHERE f.created_at >= $period_start AND f.created_at < $period_end AND {OF_PERSONA_SQL}
+"""
 FEEDBACK_WEEKLY_SQL: Final = """
 SELECT date_trunc('week', created_at) AS week, category, count(*) AS reports
-FROM feedback
+FROM period_feedback
 GROUP BY week, category
 ORDER BY week, category
 """
@@ -102,13 +122,13 @@ SELECT
     count(*) FILTER (WHERE rating = 0) AS thumbs_down,
     round(100 * count(*) FILTER (WHERE rating = 1)
         / nullif(count(*) FILTER (WHERE rating IS NOT NULL), 0), 1) AS thumbs_up_pct
-FROM feedback
+FROM period_feedback
 GROUP BY week
 ORDER BY week
 """
 OPEN_FEEDBACK_SQL: Final = """
 SELECT category, priority, count(*) AS still_open, min(created_at) AS oldest
-FROM feedback
+FROM period_feedback
 WHERE status IN ('open', 'in_progress')
 GROUP BY category, priority
 ORDER BY still_open DESC, oldest
@@ -122,7 +142,7 @@ WITH responses AS (
         round(max(latency_ms)) AS slowest_ms,
         sum(attempts - 1) AS retries
     FROM events
-    WHERE event = 'job_success' AND ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+    WHERE event = 'job_success' AND {IN_PERIOD_SQL} AND {OF_PERSONA_SQL}
     GROUP BY chat_session_id
 )
 SELECT
@@ -144,7 +164,17 @@ LIMIT 20
 RESPONSE_TIMES_SQL: Final = f"""
 SELECT latency_ms, persona
 FROM events
-WHERE event = 'job_success' AND ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+WHERE event = 'job_success' AND {IN_PERIOD_SQL} AND {OF_PERSONA_SQL}
+"""
+# Reads the slowest sessions' cell by its name: one row per persona among them.
+SLOW_BY_PERSONA_SQL: Final = """
+SELECT
+    coalesce(persona, '(unknown)') AS persona,
+    count(*) AS sessions,
+    max(slowest_ms) AS slowest_ms
+FROM slow_sessions
+GROUP BY ALL
+ORDER BY slowest_ms DESC
 """
 RETRIES_HOURLY_SQL: Final = f"""
 WITH hours AS (
@@ -154,7 +184,7 @@ WITH hours AS (
         count(*) FILTER (WHERE event = 'job_retry') AS retries,
         count(DISTINCT job_id) FILTER (WHERE event = 'job_retry') AS jobs_retried
     FROM events
-    WHERE ts >= now()::TIMESTAMP - {RECENT_SQL}
+    WHERE {IN_PERIOD_SQL}
     GROUP BY hour
 )
 SELECT hour, requests, retries, jobs_retried,
@@ -170,7 +200,7 @@ SELECT
     count(DISTINCT job_id) AS jobs,
     round(avg(delay_ms)) AS avg_wait_ms
 FROM events
-WHERE event = 'job_retry' AND ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+WHERE event = 'job_retry' AND {IN_PERIOD_SQL}
 GROUP BY hour, error_type
 ORDER BY retries DESC, hour DESC
 LIMIT 20
@@ -187,6 +217,8 @@ SELECT
     round(avg(m.tokens_out) FILTER (WHERE m.role = 'assistant')) AS avg_tokens_out
 FROM messages AS m
 JOIN sessions AS s ON s.id = m.session_id
+WHERE m.created_at >= $period_start AND m.created_at < $period_end
+    AND ($persona IS NULL OR s.persona = $persona)
 GROUP BY s.persona
 ORDER BY replies DESC
 """
@@ -197,7 +229,7 @@ SELECT
     round(quantile_cont(latency_ms, 0.5)) AS p50_ms,
     round(quantile_cont(latency_ms, 0.95)) AS p95_ms
 FROM events
-WHERE event = 'job_success' AND ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+WHERE event = 'job_success' AND {IN_PERIOD_SQL} AND {OF_PERSONA_SQL}
 GROUP BY persona
 ORDER BY p95_ms DESC
 """
@@ -210,11 +242,13 @@ SELECT
         / nullif(count(*) FILTER (WHERE f.rating IS NOT NULL), 0), 1) AS thumbs_up_pct
 FROM feedback AS f
 JOIN sessions AS s ON s.id = f.session_id
+WHERE f.created_at >= $period_start AND f.created_at < $period_end
+    AND ($persona IS NULL OR s.persona = $persona)
 GROUP BY s.persona
 ORDER BY thumbs_up_pct DESC NULLS LAST
 """
 
-COST_BY_MEMBER_MODEL_SQL: Final = f"""
+COST_BY_MEMBER_MODEL_SQL: Final = """
 SELECT
     coalesce(u.username, '#' || e.user_id) AS member,
     coalesce(e.model, '(unknown)') AS model,
@@ -226,7 +260,8 @@ SELECT
     sum(e.output_tokens) + coalesce(sum(e.reasoning_tokens), 0) AS billed_output_tokens
 FROM events e
 LEFT JOIN users u ON u.id = e.user_id
-WHERE e.event = 'job_success' AND e.ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+WHERE e.event = 'job_success' AND e.ts >= $period_start AND e.ts < $period_end
+    AND ($persona IS NULL OR e.persona = $persona)
 GROUP BY ALL
 ORDER BY cost_usd DESC, replies DESC
 """
@@ -237,7 +272,7 @@ SELECT
     round(coalesce(sum(cost_usd), 0), 4) AS cost_usd,
     count(*) AS replies
 FROM events
-WHERE event = 'job_success' AND ts >= now()::TIMESTAMP - {SLO_PERIOD_SQL}
+WHERE event = 'job_success' AND {IN_PERIOD_SQL} AND {OF_PERSONA_SQL}
 GROUP BY ALL
 ORDER BY day, channel
 """
@@ -249,8 +284,8 @@ STARTER_NOTEBOOKS: Final[tuple[StarterNotebook, ...]] = (
         "SLO over the last 30 days",
         "Latency and success objectives, the error budget left, and how each day did.",
         _md(f"""
-## Service level objectives, last 30 days
-Two objectives over a rolling 30 days, as on the dashboard:
+## Service level objectives over the period
+Two objectives over the period picked above (by default the last 30 days, as on the dashboard):
 - **latency** — {LATENCY_OBJECTIVE:.0%} of AI responses are delivered in under
   {LATENCY_TARGET_MS:,} ms (`job_success.latency_ms`: user message stored → reply stored);
 - **success** — {SUCCESS_OBJECTIVE:.1%} of API requests succeed (`request_success` against
@@ -266,6 +301,7 @@ The share of fast responses, the p95 response time and the API success rate per 
 A day below the objective spends more than its share of the budget.
 """),
         _sql(SLO_DAILY_SQL, ChartSpec(kind="line", x="day", y="fast_pct")),
+        parameters=(PERIOD,),
     ),
     _notebook(
         "feedback-weekly",
@@ -274,8 +310,10 @@ A day below the objective spends more than its share of the budget.
         _md("""
 ## Feedback by category per week
 Every report and thumbs rating is a row of `feedback`; thumbs on a reply are filed under
-`content`. Weeks start on Monday (UTC).
+`content`. Weeks start on Monday (UTC). The first cell picks the feedback of the period (and of
+the persona, when one is picked); the cells after it read it by its name, `period_feedback`.
 """),
+        _sql(FEEDBACK_IN_PERIOD_SQL, name="period_feedback"),
         _sql(
             FEEDBACK_WEEKLY_SQL,
             ChartSpec(kind="bar", x="week", y="reports", color="category", aggregation="sum"),
@@ -290,13 +328,19 @@ Every report and thumbs rating is a row of `feedback`; thumbs on a reply are fil
         "Slowest sessions",
         "The conversations whose replies took longest, joined to their persona and user.",
         _md("""
-## Slowest sessions, last 30 days
+## Slowest sessions in the period
 Response times come from the event log (`job_success.latency_ms`, retries included); the
 persona and user come from the database, joined on `sessions.public_id =
 events.chat_session_id`. `retries` counts the attempts beyond the first.
 """),
-        _sql(SLOWEST_SESSIONS_SQL, ChartSpec(kind="bar", x="session", y="slowest_ms")),
-        _md("### How response times are spread\nEvery response of the last 30 days, by persona."),
+        _sql(
+            SLOWEST_SESSIONS_SQL,
+            ChartSpec(kind="bar", x="session", y="slowest_ms"),
+            name="slow_sessions",
+        ),
+        _md("### Their personas\nThe cell above is named `slow_sessions`; this one reads it."),
+        _sql(SLOW_BY_PERSONA_SQL, ChartSpec(kind="bar", x="persona", y="sessions")),
+        _md("### How response times are spread\nEvery response of the period, by persona."),
         _sql(RESPONSE_TIMES_SQL, ChartSpec(kind="histogram", x="latency_ms", color="persona")),
     ),
     _notebook(
@@ -304,7 +348,7 @@ events.chat_session_id`. `retries` counts the attempts beyond the first.
         "Retry storms by hour",
         "Hours when the AI provider failed often enough to make the pipeline retry.",
         _md("""
-## Retries by hour, last 7 days
+## Retries by hour in the period (by default the last 7 days)
 A `job_retry` is logged when an attempt failed with something worth retrying (a 429, a 5xx, a
 timeout) and the job waits before the next attempt. Many retries in one hour — a *storm* —
 usually means the provider was degraded or rate-limiting us.
@@ -312,10 +356,11 @@ usually means the provider was degraded or rate-limiting us.
         _sql(RETRIES_HOURLY_SQL, ChartSpec(kind="bar", x="hour", y="retries")),
         _md("""
 ### The worst hours, by error
-The hours with the most retries in the last 30 days, per error type, with the average wait
+The hours with the most retries in the period, per error type, with the average wait
 before the next attempt.
 """),
         _sql(RETRY_STORMS_SQL),
+        parameters=(LAST_WEEK,),
     ),
     _notebook(
         "persona-comparison",
@@ -327,7 +372,7 @@ From the database: sessions, replies, error bubbles (failed replies), the median
 and the average reply length in tokens of each persona.
 """),
         _sql(PERSONA_REPLIES_SQL, ChartSpec(kind="bar", x="persona", y="failure_pct")),
-        _md("### Response times from the event log, last 30 days"),
+        _md("### Response times from the event log"),
         _sql(PERSONA_LATENCY_SQL, ChartSpec(kind="bar", x="persona", y="p95_ms")),
         _md("### Thumbs per persona\nRatings on replies, by the persona of their session."),
         _sql(PERSONA_THUMBS_SQL, ChartSpec(kind="bar", x="persona", y="thumbs_up_pct")),
@@ -335,7 +380,7 @@ and the average reply length in tokens of each persona.
     _notebook(
         "cost-by-member-model",
         "Cost by team member and model",
-        "Who spends what on which model in the last 30 days, and the daily cost by channel.",
+        "Who spends what on which model in the period, and the daily cost by channel.",
         _md("""
 ## Cost by team member and model
 From the event log: every stored reply's `job_success` carries its token counts and its cost at

@@ -341,14 +341,20 @@ def open_from_sidebar(page: Page, title: str, heading: str) -> None:
     expect(page.get_by_role("heading", name=heading).first).to_be_visible()
 
 
+def add_analyst_and_a_chat(live_app: LiveApp, analyst: tuple[str, str], message: str) -> None:
+    """An analyst account, and one chat of the member's with the default persona to query."""
+    username, password = analyst
+    live_app.nexus(
+        "users", "add", username, "--role", "analyst", "--password-stdin", stdin=password
+    )
+    live_app.nexus("chat", "--user", MEMBER[0], "--persona", "Nexus Assistant", message)
+
+
 def analyst_on_workbench(
     live_app: LiveApp, new_page: NewPage, username: str, password: str
 ) -> Page:
     """A new analyst (with one member chat reply in the data) signed in on the Workbench."""
-    live_app.nexus(
-        "users", "add", username, "--role", "analyst", "--password-stdin", stdin=password
-    )
-    live_app.nexus("chat", "--user", MEMBER[0], "--persona", "Nexus Assistant", "Hello there")
+    add_analyst_and_a_chat(live_app, (username, password), "Hello there")
     page = new_page()
     sign_in(page, live_app.url, username, password)
     open_from_sidebar(page, "Workbench", "Workbench")

@@ -1,11 +1,14 @@
 """The workbench in a real browser: an analyst runs a starter notebook, duplicates it, adds a SQL
-cell, charts its result, and finds the cell again when reopening the notebook."""
+cell, charts its result, and finds the cell again when reopening the notebook; a link opens a
+parameterised notebook of chained cells with a value chosen, which runs in dependency order and
+marks its results stale when the value changes."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -17,8 +20,10 @@ from nexus_core.workbench.notebooks import NotebookService
 from tests.browser.conftest import (
     LiveApp,
     NewPage,
+    add_analyst_and_a_chat,
     analyst_on_workbench,
     pick,
+    sign_in,
     wait_until_idle,
 )
 
@@ -130,3 +135,39 @@ def chosen_in(page: Page, within: Locator, label: str, option: str) -> None:
         except AssertionError:
             if attempt == 2:
                 raise
+
+
+CHAINED_STARTER = "starter-slowest-sessions"
+PERSONA = "Nexus Assistant"
+STALE = "Stale: its SQL, a parameter it uses or a cell it reads changed since this run"
+LINK_ANALYST = ("lena", "analyst-password-3")
+
+
+def test_a_link_opens_a_parameterised_notebook_whose_chained_cells_run_in_order(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    username, password = LINK_ANALYST
+    add_analyst_and_a_chat(live_app, LINK_ANALYST, "Why is the sky blue?")
+    page = new_page()
+    # Signed out, a link to the notebook with a persona picked: the sign-in keeps the address.
+    link = f"{live_app.url}/workbench?notebook={CHAINED_STARTER}&p.persona={quote(PERSONA)}"
+    sign_in(page, link, username, password, lands_on="Workbench")
+    picker = page.get_by_label("persona", exact=True)
+    expect(picker).to_have_value(PERSONA)
+
+    # Run all: the slowest sessions, then the cell that reads them by name, then the spread.
+    page.get_by_role("button", name=RUN_ALL).click()
+    expect(page.get_by_text(RESULT_CAPTION)).to_have_count(3)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    chained = page.locator(f"[class*='st-key-{notebook_view.CELL_PREFIX}']").nth(3)
+    expect(chained.get_by_text("slow_sessions")).to_be_visible()  # the SQL reads it by name
+    expect(chained.get_by_test_id("stDataFrame")).to_be_visible()
+    screenshot(page, "workbench-chained")
+
+    # Any persona: the address drops the choice and every result says it is stale.
+    chosen_in(page, page.locator("body"), "persona", "(any)")
+    expect(page).not_to_have_url(re.compile(r"p\.persona="))
+    expect(page.get_by_text(STALE)).to_have_count(3)
+    page.get_by_role("button", name=RUN_ALL).click()
+    expect(page.get_by_text(STALE)).to_have_count(0)
+    expect(page.get_by_text(RESULT_CAPTION)).to_have_count(3)

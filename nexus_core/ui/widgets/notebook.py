@@ -8,13 +8,14 @@ through ``notices.act`` with ``key=NOTICE``, so a refused change is the next run
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import streamlit as st
 
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.notebooks import NotebookService
+from nexus_core.workbench.parameters import Parameter
 
 NOTICE = "nexus_wb_notice"
 
@@ -31,6 +32,7 @@ class OpenNotebook:
     shared: bool
     owner_name: str
     description: str = ""
+    parameters: list[Parameter] = field(default_factory=list)
 
 
 def change_cells(
