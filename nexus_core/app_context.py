@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from nexus_core.ops.prometheus import NexusMetrics
     from nexus_core.ops.telemetry import TraceEventSink
     from nexus_core.personas import PersonaService
+    from nexus_core.privacy.personal_data import PersonalDataService
     from nexus_core.users import UserService
     from nexus_core.workbench.notebooks import NotebookService
     from nexus_core.workbench.sandbox import Workbench
@@ -68,6 +69,13 @@ class AppContext:
         from nexus_core.users import UserService
 
         return UserService(self.db)
+
+    @cached_property
+    def personal_data(self) -> PersonalDataService:
+        """One person's data: export and erasure."""
+        from nexus_core.privacy.personal_data import PersonalDataService
+
+        return PersonalDataService(self.db)
 
     @cached_property
     def sign_in(self) -> SignInService:

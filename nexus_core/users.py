@@ -117,6 +117,16 @@ def to_view(user: User) -> UserView:
     )
 
 
+def active_admins(session: Session) -> int:
+    """How many admins may sign in (the last one is never disabled, demoted or erased)."""
+    return (
+        session.scalar(
+            select(func.count()).select_from(User).where(User.role == "admin", ~User.disabled)
+        )
+        or 0
+    )
+
+
 def _lock_in_force(until: datetime | None) -> datetime | None:
     return until if until is not None and until > utc_now() else None
 
@@ -320,14 +330,6 @@ class UserService:
             )
             return to_view(user)
 
-    def _active_admins(self, session: Session) -> int:
-        return (
-            session.scalar(
-                select(func.count()).select_from(User).where(User.role == "admin", ~User.disabled)
-            )
-            or 0
-        )
-
     def set_disabled(
         self, username: str, disabled: bool, *, actor: UserView | None = None
     ) -> UserView:
@@ -335,7 +337,7 @@ class UserService:
         cannot be disabled."""
         with self.db.session() as session:
             user = self._get(session, username)
-            last_admin = user.role == "admin" and self._active_admins(session) <= 1
+            last_admin = user.role == "admin" and active_admins(session) <= 1
             if disabled and not user.disabled and last_admin:
                 raise PermissionDenied("The last active admin cannot be disabled.")
             user.disabled = disabled
@@ -374,7 +376,7 @@ class UserService:
         validate_role(role)
         with self.db.session() as session:
             user = self._get(session, username)
-            last_admin = user.role == "admin" and self._active_admins(session) <= 1
+            last_admin = user.role == "admin" and active_admins(session) <= 1
             if role != "admin" and not user.disabled and last_admin:
                 raise PermissionDenied("The last active admin cannot be demoted.")
             old = user.role
@@ -421,7 +423,7 @@ class UserService:
     def ensure_admin(self, password: str | None = None) -> tuple[bool, str | None]:
         """Create the ``admin`` user when no admin exists; returns (created, generated password)."""
         with self.db.session() as session:
-            if self._active_admins(session) > 0:
+            if active_admins(session) > 0:
                 return False, None
         generated = None
         if not password:

@@ -31,6 +31,8 @@ HANDLERS: Final[dict[tuple[str, str | None], str]] = {
     ("users", "disable"): "admin:cmd_users_disable",
     ("users", "enable"): "admin:cmd_users_enable",
     ("users", "unlock"): "admin:cmd_users_unlock",
+    ("users", "export"): "admin:cmd_users_export",
+    ("users", "erase"): "admin:cmd_users_erase",
     ("users", "passwd"): "admin:cmd_users_passwd",
     ("users", "role"): "admin:cmd_users_role",
     ("audit", "verify"): "admin:cmd_audit_verify",

@@ -93,6 +93,25 @@ def cmd_users_unlock(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_export(ctx: AppContext, args: argparse.Namespace) -> int:
+    print(json.dumps(ctx.personal_data.export(args.name), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_users_erase(ctx: AppContext, args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise ValidationError(
+            f"Erasing {args.name!r} removes their text for good; add --yes to confirm."
+        )
+    report = ctx.personal_data.erase(args.name)
+    print(
+        f"Erased {args.name!r}: {report.messages} messages, {report.sessions} session titles, "
+        f"{report.feedback} feedback items, {report.notes} notes, {report.notebooks} notebooks, "
+        f"{report.test_sets} test sets; the account is now {report.account!r}, disabled."
+    )
+    return 0
+
+
 def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     report = audit_chain.verify(ctx.db)
     if args.json:

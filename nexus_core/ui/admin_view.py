@@ -8,6 +8,7 @@ controls always show what is stored. A callback leaves its outcome as a notice
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import datetime
 
@@ -30,6 +31,9 @@ ROLE_FORM_PREFIX = "nexus_users_role_form_"
 ROLE_PREFIX = "nexus_users_role_"
 DISABLE_PREFIX = "nexus_users_disable_"
 UNLOCK_PREFIX = "nexus_users_unlock_"
+EXPORT_PREFIX = "nexus_users_export_"
+ERASE_FORM_PREFIX = "nexus_users_erase_form_"
+ERASE_CONFIRM_PREFIX = "nexus_users_erase_confirm_"
 RESET_PREFIX = "nexus_users_reset_"
 FEATURE_PREFIX = "nexus_users_feature_"
 
@@ -187,6 +191,7 @@ def user_actions(ctx: AppContext, actor: UserView, users: list[UserView]) -> Non
             key=ROLE_PREFIX + target.username,
         )
         st.form_submit_button("Change role", on_click=_set_role, args=(ctx, actor, target))
+    _personal_data(ctx, actor, target)
     st.markdown("Features (the switch is this user's own flag)")
     for name, description in KNOWN_FEATURES.items():
         key = f"{FEATURE_PREFIX}{target.username}.{name}"
@@ -209,6 +214,53 @@ def _set_disabled(ctx: AppContext, actor: UserView, username: str, disabled: boo
         success=f"{username} is {'disabled' if disabled else 'enabled'}.",
         key=NOTICE,
     )
+
+
+def _personal_data(ctx: AppContext, actor: UserView, target: UserView) -> None:
+    """Download everything held about ``target``; erase it after typing their name."""
+    st.download_button(
+        "Export their data (JSON)",
+        data=lambda: json.dumps(
+            ctx.personal_data.export(target.username, actor=actor), ensure_ascii=False, indent=2
+        ),
+        file_name=f"nexus-{target.username}.json",
+        mime="application/json",
+        key=EXPORT_PREFIX + target.username,
+        icon="📦",
+        on_click="ignore",
+    )
+    with st.form(ERASE_FORM_PREFIX + target.username):
+        st.markdown("**Erase this person's data** (cannot be undone)")
+        show.caption(ERASE_NOTE)
+        st.text_input("Type their username to confirm", key=ERASE_CONFIRM_PREFIX + target.username)
+        st.form_submit_button(
+            "Erase for good", icon="🧹", on_click=_erase, args=(ctx, actor, target.username)
+        )
+
+
+ERASE_NOTE = (
+    "Removes the text of their messages and the replies to them, their feedback and notes, "
+    "session titles, notebooks and test sets, and anonymises the account; counts, latencies "
+    "and costs stay on the dashboards. The audit trail keeps its record."
+)
+
+
+def _erase(ctx: AppContext, actor: UserView, username: str) -> None:
+    typed = st.session_state.get(ERASE_CONFIRM_PREFIX + username, "")
+    st.session_state[ERASE_CONFIRM_PREFIX + username] = ""
+    if typed.strip() != username:
+        notices.leave(NOTICE, f"Nothing erased: type {username} exactly to confirm.", kind="error")
+        return
+    report = notices.act(
+        lambda: ctx.personal_data.erase(username, actor=actor),
+        success=lambda report: (
+            f"Erased {username}'s data: {report.messages} messages, {report.feedback} feedback "
+            f"items, {report.notebooks} notebooks; the account is now {report.account}."
+        ),
+        key=NOTICE,
+    )
+    if report is not None:
+        st.session_state[PICK_USER] = report.account
 
 
 def _unlock(ctx: AppContext, actor: UserView, username: str) -> None:

@@ -1,0 +1,1 @@
+"""Privacy: one person's data exported and erased on request."""
