@@ -8,9 +8,10 @@ Alembic or the workbench (``nexus usage`` starts in a fraction of the time).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nexus_core.settings import Settings, load_settings
 
@@ -250,24 +251,42 @@ class AppContext:
 
     @cached_property
     def worker(self) -> ResponseWorker:
-        """The process's job pools; jobs a dead process left unfinished are failed first."""
+        """The process's AI jobs: its thread pools, where jobs a dead process left unfinished
+        are failed first — or, with ``NEXUS_JOB_BACKEND=queue``, the queue that ``nexus worker``
+        processes take them from (they also run them through this object)."""
         from nexus_core.ai.jobs import ResponseWorker
         from nexus_core.compare.variants import LANE_WORKERS
         from nexus_core.eval.runs import LANE_WORKERS as EVAL_LANE_WORKERS
 
+        lanes = LANE_WORKERS | EVAL_LANE_WORKERS
+        queued = {}
+        if self.settings.job_backend == "queue":
+            queued = self._job_queue(lanes)
         worker = ResponseWorker(
             self.db,
             self.provider,
             self.events,
             providers=self.providers,
-            lanes=LANE_WORKERS | EVAL_LANE_WORKERS,
+            lanes=lanes,
             retry_base_seconds=self.settings.retry_base_seconds,
             budget_chars=self.settings.context_budget_chars,
             max_workers=self.settings.worker_threads,
             job_deadline_seconds=self.settings.job_deadline_seconds,
+            **queued,
         )
         worker.recover_stale_jobs()
         return worker
+
+    def _job_queue(self, lanes: Mapping[str, int]) -> dict[str, Any]:
+        """The queue backend's ``queue`` and ``broker`` (Redis) for the ``ResponseWorker``."""
+        from nexus_core.ai.lanes import CHAT_LANE
+        from nexus_core.ai.queue import JobQueue, RedisJobBroker
+
+        url, namespace = self.settings.broker_url or "", self.settings.queue_namespace
+        queue = JobQueue.connect(
+            url, namespace, self.settings.queue_redelivery_seconds, lanes, CHAT_LANE
+        )
+        return {"queue": queue, "broker": RedisJobBroker.from_url(url, namespace)}
 
     @cached_property
     def compare(self) -> CompareService:

@@ -6,6 +6,7 @@
     │   ├── TransientProviderError  worth retrying (408/429/5xx, timeouts, connection errors)
     │   └── PermanentProviderError  not worth retrying (400/401/403/404, safety blocks)
     ├── DatabaseUnavailable         the database cannot be reached or written just now
+    ├── QueueUnavailable            the job queue's broker (Redis) cannot be reached just now
     ├── NotFound                    a row the caller asked for does not exist
     ├── PermissionDenied            the caller may not do this
     └── ValidationError             the input is wrong; the message says how
@@ -84,6 +85,10 @@ class DatabaseUnavailable(NexusError):
     def __init__(self, reason: str) -> None:
         super().__init__(self.MESSAGE)
         self.reason = reason
+
+
+class QueueUnavailable(NexusError):
+    """The queue backend's broker cannot be reached, so a job cannot be queued just now."""
 
 
 class NotFound(NexusError):

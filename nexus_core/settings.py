@@ -18,6 +18,7 @@ from nexus_core.errors import ConfigError
 
 ENVIRONMENTS = ("development", "test", "production")
 PROVIDERS = ("gemini", "openai", "simulated")
+JOB_BACKENDS = ("thread", "queue")
 MIN_COOKIE_KEY_LENGTH = 32
 # Values from examples and docs that must never sign real cookies.
 PLACEHOLDER_SECRETS = frozenset(
@@ -132,6 +133,29 @@ class Settings:
     redis_url: str | None = _setting(
         "REDIS_URL", None, "Optional Redis; when set, the health check covers it.", secret=True
     )
+    job_backend: str = _setting(
+        "NEXUS_JOB_BACKEND",
+        "thread",
+        "thread: AI jobs run on threads of the app process; queue: they go through the broker "
+        "and `nexus worker` processes run them.",
+    )
+    broker_url: str | None = _setting(
+        "NEXUS_BROKER_URL",
+        None,
+        "The queue backend's Redis (redis://…); default REDIS_URL.",
+        secret=True,
+    )
+    queue_namespace: str = _setting(
+        "NEXUS_QUEUE_NAMESPACE",
+        "nexus",
+        "Prefix of the queue backend's Redis keys (queues, reply streams, worker heartbeats).",
+    )
+    queue_redelivery_seconds: float = _setting(
+        "NEXUS_QUEUE_REDELIVERY_SECONDS",
+        15.0,
+        "Queue backend: a worker silent this long counts as dead and its jobs are delivered to "
+        "another worker.",
+    )
     max_message_chars: int = _setting(
         "NEXUS_MAX_MESSAGE_CHARS", 8000, "Longest chat message accepted."
     )
@@ -227,6 +251,21 @@ class Settings:
                 f"NEXUS_AI_PROVIDER must be one of {', '.join(PROVIDERS)}, "
                 f"not {self.ai_provider!r}."
             )
+
+        if self.job_backend not in JOB_BACKENDS:
+            raise ConfigError(
+                f"NEXUS_JOB_BACKEND must be one of {', '.join(JOB_BACKENDS)}, "
+                f"not {self.job_backend!r}."
+            )
+        if not self.broker_url and self.redis_url:
+            object.__setattr__(self, "broker_url", self.redis_url)
+        if self.job_backend == "queue" and not self.broker_url:
+            raise ConfigError(
+                "NEXUS_JOB_BACKEND=queue needs a broker: set REDIS_URL (or NEXUS_BROKER_URL), "
+                "e.g. redis://127.0.0.1:6379/0."
+            )
+        if self.queue_redelivery_seconds <= 0:
+            raise ConfigError("NEXUS_QUEUE_REDELIVERY_SECONDS must be more than 0.")
 
         bad = [h for h in self.allowed_image_hosts if not IMAGE_HOST_PATTERN.fullmatch(h)]
         if bad:

@@ -28,6 +28,8 @@ CONTRACT_SETTINGS = (
     "NEXUS_COOKIE_KEY",
     "NEXUS_ADMIN_PASSWORD",
     "REDIS_URL",
+    "NEXUS_JOB_BACKEND",
+    "NEXUS_BROKER_URL",
 )
 
 
@@ -43,6 +45,18 @@ def test_defaults_follow_the_contract() -> None:
     assert s.log_max_bytes == 52_428_800
     assert s.retry_base_seconds == 1.0
     assert s.event_log_path == Path("data/logs/api_events.log")
+    assert (s.job_backend, s.broker_url) == ("thread", None)
+
+
+def test_the_queue_backend_needs_a_broker_and_takes_redis_url_by_default() -> None:
+    with pytest.raises(ConfigError, match="NEXUS_JOB_BACKEND=queue needs a broker"):
+        Settings.from_sources({"NEXUS_JOB_BACKEND": "queue"}, secrets_file=None)
+    with pytest.raises(ConfigError, match="NEXUS_JOB_BACKEND must be one of thread, queue"):
+        Settings.from_sources({"NEXUS_JOB_BACKEND": "celery"}, secrets_file=None)
+    redis_only = {"NEXUS_JOB_BACKEND": "queue", "REDIS_URL": "redis://cache:6379/0"}
+    assert Settings.from_sources(redis_only, secrets_file=None).broker_url == "redis://cache:6379/0"
+    both = {**redis_only, "NEXUS_BROKER_URL": "redis://queue:6379/1"}
+    assert Settings.from_sources(both, secrets_file=None).broker_url == "redis://queue:6379/1"
 
 
 def test_a_gemini_key_makes_gemini_the_default_provider() -> None:

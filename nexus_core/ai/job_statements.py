@@ -19,6 +19,8 @@ from nexus_core.db.models import AiJob, ChatSession, Message, Persona, PersonaVe
 # The columns a version of a persona overrides; the version's own are labelled ``version_*``.
 PERSONA_FIELDS = ("description", "system_instruction", "avatar", "color", "model", "temperature")
 
+ACTIVE_STATES = ("queued", "running", "retrying")
+
 # In the order of ``JobView``'s fields.
 JOB_COLUMNS = (
     AiJob.id,
@@ -106,6 +108,10 @@ JOB_TO_START = (
     .where(AiJob.id == bindparam("job_id"))
 )
 
+# The same, for a job delivered by the queue backend: with its state and attempts so far, and the
+# job's row locked until the transaction ends, so two deliveries of one job take turns.
+JOB_TO_CLAIM = JOB_TO_START.add_columns(AiJob.status, AiJob.attempt).with_for_update(of=AiJob)
+
 # One page of a session's messages, newest first, from ``upto_id`` down (keyset paging). The ids
 # are picked first, so only ids get sorted, not contents (SQLite's session index covers the ids).
 _newest_ids = (
@@ -158,4 +164,11 @@ OVERDUE_JOB_COUNT = (
 INSERT_JOB = insert(AiJob)
 INSERT_MESSAGE = insert(Message)
 UPDATE_JOB = update(AiJob).where(AiJob.id == bindparam("job_id"))
+# Ends a job only while it is unfinished and still run by ``owned_by``: a job that another delivery
+# took over (or finished) is left alone, so a reply is stored once per job.
+FINISH_OWNED_JOB = update(AiJob).where(
+    AiJob.id == bindparam("job_id"),
+    AiJob.owner == bindparam("owned_by"),
+    AiJob.status.in_(ACTIVE_STATES),
+)
 UPDATE_SESSION = update(ChatSession).where(ChatSession.id == bindparam("chat_id"))

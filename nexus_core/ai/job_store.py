@@ -8,6 +8,11 @@ is timed from its own start (a test set's wait in the queue is not the model's t
 the process that runs them (``host:pid:token``) so that, at start-up, the unfinished jobs of a dead
 process can be failed and then retried.
 
+A job is ended (its reply or error bubble stored) only by the process that owns it and only while
+it is unfinished. With the queue backend a job can be delivered again — its worker died, or was
+thought dead — and `JobStore.claim` hands it to the new worker: the old one, if it is still alive,
+then finds the job taken (`JobTakenOver`) and stores nothing, so every job has one reply.
+
 Every message passes through here, so the SQL is the prebuilt statements of ``job_statements``,
 run on plain Core connections rather than through ORM sessions.
 """
@@ -24,10 +29,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row
 
 from nexus_core.ai.job_statements import (
+    ACTIVE_STATES,
+    FINISH_OWNED_JOB,
     HISTORY_PAGE,
     INSERT_JOB,
     INSERT_MESSAGE,
     JOB_BY_ID,
+    JOB_TO_CLAIM,
     JOB_TO_FAIL,
     JOB_TO_RETRY,
     JOB_TO_START,
@@ -48,10 +56,13 @@ from nexus_core.errors import NotFound, ValidationError
 from nexus_core.personas import PersonaView
 from nexus_core.users import UserView
 
-ACTIVE_STATES = ("queued", "running", "retrying")
 CHAT_ROLES = ("user", "assistant")  # the roles the model sees; error bubbles are for people
 HISTORY_BATCH = 400  # first page of history: the default budget in one-line (60-char) messages
 INTERRUPTED_MESSAGE = "The reply was interrupted because the server restarted. Press Retry."
+
+
+class JobTakenOver(Exception):
+    """The job was finished, or taken over by another delivery, while this process ran it."""
 
 
 def process_owner() -> str:
@@ -256,13 +267,34 @@ class JobStore:
         """Mark the job running and load the persona version and history it answers."""
         with self.db.transaction() as conn:
             row = conn.execute(JOB_TO_START, {"job_id": job_id}).one_or_none()
-            if row is None:
-                raise NotFound(f"No reply job {job_id} with a session and persona.")
-            history = self._history(conn, row.chat_id, row.user_message_id)
-            now = self.clock()
-            _update_job(
-                conn, job_id, status="running", attempt=1, started_at=now, owner=self.owner, now=now
-            )
+            return self._begin(conn, job_id, row, attempt=1)
+
+    def claim(self, job_id: str) -> tuple[JobInput, int] | None:
+        """Take a job the queue delivered: None when it has ended already (a delivery again after
+        the reply was stored); else mark it running here and return it with the attempts made so
+        far (0 for a queued job; those of a worker that died mid-reply otherwise)."""
+        with self.db.transaction() as conn:
+            row = conn.execute(JOB_TO_CLAIM, {"job_id": job_id}).one_or_none()
+            if row is not None and row.status not in ACTIVE_STATES:
+                return None
+            made = 0 if row is None or row.status == "queued" else row.attempt
+            return self._begin(conn, job_id, row, attempt=max(made, 1)), made
+
+    def _begin(self, conn: Connection, job_id: str, row: Row[Any] | None, attempt: int) -> JobInput:
+        """Mark the job of ``row`` (a ``JOB_TO_START`` row) running here; what it needs to run."""
+        if row is None:
+            raise NotFound(f"No reply job {job_id} with a session and persona.")
+        history = self._history(conn, row.chat_id, row.user_message_id)
+        now = self.clock()
+        _update_job(
+            conn,
+            job_id,
+            status="running",
+            attempt=attempt,
+            started_at=now,
+            owner=self.owner,
+            now=now,
+        )
         return JobInput(
             job_id=job_id,
             chat_id=row.chat_id,
@@ -321,7 +353,9 @@ class JobStore:
                 now=self.clock(),
             )
 
-    def retrying(self, job_id: str, delay_seconds: float, result: ResponseResult) -> None:
+    def retrying(
+        self, job_id: str, delay_seconds: float, error: str | None, error_type: str | None
+    ) -> None:
         """Record a failed attempt that will be retried after ``delay_seconds``."""
         now = self.clock()
         with self.db.transaction() as conn:
@@ -330,8 +364,8 @@ class JobStore:
                 job_id,
                 status="retrying",
                 next_retry_at=now + timedelta(seconds=delay_seconds),
-                last_error=str(result.error) if result.error else None,
-                error_type=result.error_type,
+                last_error=error,
+                error_type=error_type,
                 now=now,
             )
 
@@ -369,7 +403,7 @@ class JobStore:
                 cost_usd=cost,
                 finish_reason=result.finish_reason,
             )
-            _update_job(
+            self._finish_owned(
                 conn,
                 job.job_id,
                 status="succeeded",
@@ -392,7 +426,17 @@ class JobStore:
             row = conn.execute(JOB_TO_FAIL, {"job_id": job_id}).one_or_none()
             if row is None:
                 raise NotFound(job_id)
-            _fail_job(conn, job_id, row, attempts, error_type, message, provider, self.clock())
+            _fail_job(
+                conn, job_id, row, attempts, error_type, message, provider, self.clock(), self
+            )
+
+    def _finish_owned(self, conn: Connection, job_id: str, **values: Any) -> None:
+        """End the job if this process still owns it unfinished, else raise `JobTakenOver` (the
+        caller's transaction rolls back: nothing of this ending is stored)."""
+        values["updated_at"] = values.pop("now")
+        ended = conn.execute(FINISH_OWNED_JOB, {"job_id": job_id, "owned_by": self.owner, **values})
+        if ended.rowcount != 1:
+            raise JobTakenOver(job_id)
 
     def fail_stale(self) -> list[StaleJob]:
         """Fail the unfinished jobs of dead processes on this host (not other hosts' jobs)."""
@@ -441,9 +485,11 @@ def _fail_job(
     message: str,
     provider: str | None,
     now: datetime,
+    owner: JobStore | None = None,
 ) -> None:
     """Store an error bubble answering the job's user message (``job`` has ``session_id`` and
-    ``user_message_id``) and mark the job failed at ``now``."""
+    ``user_message_id``) and mark the job failed at ``now`` — only if ``owner`` still owns it,
+    when given."""
     bubble_id = _insert_message(
         conn,
         session_id=job.session_id,
@@ -453,7 +499,8 @@ def _fail_job(
         reply_to_id=job.user_message_id,
         provider=provider,
     )
-    _update_job(
+    end = _update_job if owner is None else owner._finish_owned
+    end(
         conn,
         job_id,
         status="failed",

@@ -15,7 +15,15 @@ import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
+
+# Every lane a job may be sent to: chat replies, a comparison's variants, a test set's cases and an
+# evaluation's replays. The thread backend gives each its pool; the queue backend, its queue.
+CHAT_LANE: Final = "chat"
+COMPARE_LANE: Final = "compare"
+TEST_SET_LANE: Final = "test_set"
+EVAL_LANE: Final = "eval"
+LANE_NAMES: Final = (CHAT_LANE, COMPARE_LANE, TEST_SET_LANE, EVAL_LANE)
 
 OVERDUE_GRACE_SECONDS = 15.0  # a job running this long past its deadline counts as stuck
 

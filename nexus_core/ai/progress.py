@@ -5,6 +5,9 @@ which it re-renders through the safe Markdown renderer, never ``st.write_stream`
 page reads a running reply's ``text``, and the ``nexus chat`` command subscribes to a session's
 state changes. The database stays the source of truth: this only carries what is still in flight,
 so a page that missed it simply reads the stored reply.
+
+`JobBroker` keeps progress in this process's memory (the thread backend); the queue backend's
+`nexus_core.ai.queue.RedisJobBroker` keeps it in Redis. Both are a `ProgressFeed`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 FINISHED_STATES = frozenset({"succeeded", "failed"})
 MAX_TRACKED_JOBS = 1000
@@ -43,6 +47,24 @@ class _Progress:
 
 
 Listener = Callable[[JobUpdate], None]
+
+
+class ProgressFeed(Protocol):
+    """Where a job's worker publishes its progress and where pages and commands follow it."""
+
+    def update(self, update: JobUpdate) -> None: ...
+
+    def delta(self, job_id: str, text: str) -> None: ...
+
+    def restart(self, job_id: str) -> None: ...
+
+    def knows(self, job_id: str) -> bool: ...
+
+    def text(self, job_id: str) -> str: ...
+
+    def subscribe(self, session_public_id: str, listener: Listener) -> Callable[[], None]: ...
+
+    def watch(self, job_id: str, timeout: float = 300.0) -> Iterator[str | JobUpdate]: ...
 
 
 class JobBroker:

@@ -16,8 +16,6 @@ import random
 import time
 from collections.abc import Callable
 
-from tenacity import RetryCallState
-
 MAX_RETRIES = 3
 MAX_ATTEMPTS = 1 + MAX_RETRIES
 MAX_RETRY_DELAY_SECONDS = 120.0
@@ -57,16 +55,16 @@ class RetryPolicy:
         """Seconds until ``deadline`` (0 when it has passed)."""
         return max(0.0, deadline - self.clock())
 
-    def wait(self, state: RetryCallState, hint: float | None) -> float:
-        """The wait before the next attempt, after attempt ``state.attempt_number`` failed."""
+    def wait(self, failed_attempt: int, hint: float | None) -> float:
+        """The wait before the next attempt, after attempt ``failed_attempt`` (1-based) failed."""
         jitter = self.rng.uniform(0, self.base_seconds)
-        return backoff_seconds(state.attempt_number, self.base_seconds, jitter, hint)
+        return backoff_seconds(failed_attempt, self.base_seconds, jitter, hint)
 
-    def should_stop(self, state: RetryCallState, deadline: float) -> bool:
-        """Whether to give up: out of attempts, or the next one could not run long enough."""
-        # tenacity has already chosen the wait (upcoming_sleep) when it asks whether to stop.
-        next_start = self.clock() + state.upcoming_sleep
-        return state.attempt_number >= MAX_ATTEMPTS or next_start + MIN_ATTEMPT_SECONDS > deadline
+    def should_stop(self, failed_attempt: int, upcoming_sleep: float, deadline: float) -> bool:
+        """Whether to give up after attempt ``failed_attempt`` failed: out of attempts, or the
+        next one, after ``upcoming_sleep``, could not run long enough."""
+        next_start = self.clock() + upcoming_sleep
+        return failed_attempt >= MAX_ATTEMPTS or next_start + MIN_ATTEMPT_SECONDS > deadline
 
     def gave_up(self, message: str, attempts: int) -> str:
         """``message`` of the last transient failure, saying why the job stopped retrying."""

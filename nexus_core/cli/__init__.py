@@ -41,6 +41,7 @@ HANDLERS: Final[dict[tuple[str, str | None], str]] = {
     ("chat", None): "chat:cmd_chat",
     ("export", None): "chat:cmd_export",
     ("health", None): "operations:cmd_health",
+    ("worker", None): "worker:cmd_worker",
     ("metrics", None): "operations:cmd_metrics",
     ("simulate", None): "operations:cmd_simulate",
     ("sql", None): "sql:cmd_sql",

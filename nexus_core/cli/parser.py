@@ -7,6 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn
 
+from nexus_core.ai.lanes import LANE_NAMES
 from nexus_core.errors import ValidationError
 from nexus_core.ops.events import TRAFFIC_KINDS
 from nexus_core.roles import ADMIN_USERNAME, ROLES
@@ -165,6 +166,39 @@ def _add_operations_commands(sub: Any) -> None:
 
     health = sub.add_parser("health", help="check database, Redis and the AI provider")
     health.add_argument("--json", action="store_true", help="print the /health JSON")
+
+    worker = sub.add_parser(
+        "worker", help="run AI jobs from the queue backend until SIGTERM (then drain)"
+    )
+    worker.add_argument(
+        "--lanes",
+        type=_lanes,
+        default=LANE_NAMES,
+        help=f"comma list of the lanes to take jobs from (default {','.join(LANE_NAMES)})",
+    )
+    worker.add_argument(
+        "--threads", type=_positive, help="threads per lane (default NEXUS_WORKER_THREADS)"
+    )
+
+
+def _lanes(text: str) -> tuple[str, ...]:
+    lanes = tuple(dict.fromkeys(lane.strip() for lane in text.split(",") if lane.strip()))
+    unknown = [lane for lane in lanes if lane not in LANE_NAMES]
+    if unknown or not lanes:
+        raise argparse.ArgumentTypeError(
+            f"lanes are a comma list of {', '.join(LANE_NAMES)}, not {text!r}"
+        )
+    return lanes
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return number
 
 
 def _add_alerts_commands(sub: Any) -> None:

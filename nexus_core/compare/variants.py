@@ -21,6 +21,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nexus_core.ai.lanes import COMPARE_LANE, TEST_SET_LANE
 from nexus_core.ai.protocol import Provider
 from nexus_core.db.models import Persona, PersonaVersion
 from nexus_core.errors import NotFound, PermissionDenied, ValidationError
@@ -42,8 +43,6 @@ SINGLE_MODEL_PROVIDERS: Final = frozenset({"simulated"})
 LABEL_SEPARATOR: Final = " · "
 # Job lanes (pools of their own in the worker) and their threads: a comparison's variants all
 # run at once; a test set's cases several at a time, never in front of chat replies.
-COMPARE_LANE: Final = "compare"
-TEST_SET_LANE: Final = "test_set"
 LANE_WORKERS: Final[dict[str, int]] = {COMPARE_LANE: MAX_VARIANTS, TEST_SET_LANE: 4}
 
 

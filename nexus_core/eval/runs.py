@@ -34,6 +34,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from nexus_core.ai.jobs import ResponseWorker
+from nexus_core.ai.lanes import EVAL_LANE
 from nexus_core.compare.checks import TestCase, cases_from_json, cases_to_json, evaluate, passed
 from nexus_core.compare.run_store import NewSession, ReplyView, RunStore
 from nexus_core.compare.scoring import wilson_interval
@@ -74,7 +75,6 @@ from nexus_core.eval.judge import (
 from nexus_core.users import UserView, to_view
 
 KIND: Final = "eval"
-EVAL_LANE: Final = "eval"
 LANE_WORKERS: Final[dict[str, int]] = {EVAL_LANE: 4}
 ORIGINAL: Final = "original"
 CALIBRATION_PAIRS: Final = 50  # new blind-vote pairs a run judges, at most

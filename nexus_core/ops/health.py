@@ -8,9 +8,14 @@ into a `HealthReport` whose ``to_dict()`` is the contract's shape::
      "checks": {"database": {"ok": true, "latency_ms": 1.2, "detail": "SELECT 1 ok"},
                 "redis": {...},          # only when REDIS_URL is set
                 "ai": {...},
+                "queue": {...},          # only with the queue backend
                 "ai_workers": {...}}}
 
 and whose ``http_status`` is 200 when every configured check passes, else 503.
+
+``queue`` is there with ``NEXUS_JOB_BACKEND=queue``: it fails when the broker does not answer, no
+``nexus worker`` has beaten within ``NEXUS_QUEUE_REDELIVERY_SECONDS``, or jobs wait on a lane no
+live worker takes; its detail counts the live workers and each lane's waiting jobs.
 
 ``ai_workers`` fails when chat replies wait too long for a worker (the chat lane is saturated:
 ``NEXUS_HEALTH_QUEUE_WAIT_SECONDS``) or a job runs well past its deadline (stuck). It reads the
@@ -50,7 +55,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from nexus_core.ai.backlog import StoredBacklog, backlog_problems, lane_summary, read_backlog
-from nexus_core.ai.lanes import LaneLoad
+from nexus_core.ai.lanes import LANE_NAMES, LaneLoad
 from nexus_core.ai.protocol import Provider
 from nexus_core.ai.providers import build_provider
 from nexus_core.credentials import scrub, url_passwords
@@ -62,6 +67,7 @@ DATABASE = "database"
 REDIS = "redis"
 AI = "ai"
 AI_WORKERS = "ai_workers"
+QUEUE = "queue"
 PROBE_SQL = "SELECT 1"
 # A write that changes nothing, in a transaction that is rolled back: a read-only database, a
 # locked SQLite file or a read-only PostgreSQL transaction fails it while SELECT 1 still answers.
@@ -226,6 +232,39 @@ def check_redis(
     return CheckResult(REDIS, True, _elapsed_ms(started), "PING ok")
 
 
+def check_queue(
+    settings: Settings, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
+) -> CheckResult | None:
+    """The queue backend: the broker answers and live workers take every lane with jobs
+    waiting; None with the thread backend."""
+    if settings.job_backend != "queue" or not settings.broker_url:
+        return None
+    from nexus_core.ai.queue import queue_state
+
+    secrets = url_passwords(settings.broker_url)
+    started = perf_counter()
+    client: redis.Redis | None = None
+    try:  # redis-py rejects a malformed URL with ValueError
+        client = redis.Redis.from_url(
+            settings.broker_url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        state = queue_state(
+            client, settings.queue_namespace, LANE_NAMES, settings.queue_redelivery_seconds
+        )
+    except Exception as exc:
+        return CheckResult(QUEUE, False, _elapsed_ms(started), describe_failure(exc, secrets))
+    finally:
+        if client is not None:
+            client.close()
+    problems = state.problems()
+    detail = "; ".join([*problems, state.summary()])[:MAX_DETAIL_CHARS]
+    return CheckResult(QUEUE, not problems, _elapsed_ms(started), detail)
+
+
 def check_ai(settings: Settings, provider_factory: ProviderFactory = build_provider) -> CheckResult:
     """Whether the configured AI provider has what it needs, without calling it."""
     started = perf_counter()
@@ -305,6 +344,9 @@ def run_health(
         if redis_result is not None:
             results.append(redis_result)
         results.append(check_ai(settings, provider_factory))
+        queue_result = check_queue(settings)
+        if queue_result is not None:
+            results.append(queue_result)
         jobs_db = probe if database.ok else None
         results.append(check_ai_workers(settings, lanes, jobs_db, timeout_seconds))
     return HealthReport.from_results(results)
