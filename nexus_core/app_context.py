@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from nexus_core.ops.telemetry import TraceEventSink
     from nexus_core.personas import PersonaService
     from nexus_core.privacy.personal_data import PersonalDataService
+    from nexus_core.privacy.redaction import HeldOriginals, Redactor
     from nexus_core.users import UserService
     from nexus_core.workbench.notebooks import NotebookService
     from nexus_core.workbench.sandbox import Workbench
@@ -98,7 +99,29 @@ class AppContext:
     def chat(self) -> ChatService:
         from nexus_core.chat import ChatService
 
-        return ChatService(self.db, max_message_chars=self.settings.max_message_chars)
+        return ChatService(
+            self.db,
+            max_message_chars=self.settings.max_message_chars,
+            redactor=self.redactor,
+            originals=self.held_originals,
+        )
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """What ``NEXUS_REDACT`` masks in stored messages and event fields."""
+        from nexus_core.privacy.redaction import Redactor
+
+        return Redactor.of(self.settings.redacted_kinds)
+
+    @cached_property
+    def held_originals(self) -> HeldOriginals | None:
+        """Masked messages' typed text for the model (None: nothing masked, or
+        ``NEXUS_REDACT_PROMPTS`` sends the model the masked text)."""
+        from nexus_core.privacy.redaction import HeldOriginals
+
+        if not self.redactor or self.settings.redact_prompts:
+            return None
+        return HeldOriginals()
 
     @cached_property
     def prices(self) -> PriceService:
@@ -272,6 +295,7 @@ class AppContext:
             budget_chars=self.settings.context_budget_chars,
             max_workers=self.settings.worker_threads,
             job_deadline_seconds=self.settings.job_deadline_seconds,
+            originals=self.held_originals,
             **queued,
         )
         worker.recover_stale_jobs()

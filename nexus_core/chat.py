@@ -19,6 +19,7 @@ from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import ChatSession, Message, Persona
 from nexus_core.errors import NotFound, ValidationError
+from nexus_core.privacy.redaction import HeldOriginals, Redactor
 from nexus_core.users import UserView
 
 TITLE_CHARS = 60
@@ -150,11 +151,19 @@ class ChatService:
     """Create sessions and store messages for their owners."""
 
     def __init__(
-        self, db: Database, *, max_message_chars: int = 8000, clock: Clock = utc_now
+        self,
+        db: Database,
+        *,
+        max_message_chars: int = 8000,
+        clock: Clock = utc_now,
+        redactor: Redactor | None = None,
+        originals: HeldOriginals | None = None,
     ) -> None:
         self.db = db
         self.max_message_chars = max_message_chars
         self.clock = clock
+        self.redactor = redactor or Redactor()  # NEXUS_REDACT: masked before it is stored
+        self.originals = originals  # where the typed text waits for the model, if it may
 
     def _owned(
         self, session: Session, public_id: str, user: UserView, *, write: bool = False
@@ -293,7 +302,8 @@ class ChatService:
         self, conn: Connection, public_id: str, user: UserView, text: str
     ) -> MessageView:
         """Like ``add_user_message``, in the caller's transaction (with the job that answers it)."""
-        content = clean_message(text, self.max_message_chars)
+        typed = clean_message(text, self.max_message_chars)
+        content = self.redactor.redact(typed)
         chat = conn.execute(WRITABLE_SESSION, {"public_id": public_id}).one_or_none()
         if chat is None or chat.user_id != user.id:
             raise NotFound(SESSION_NOT_FOUND)
@@ -302,6 +312,8 @@ class ChatService:
         now = self.clock()
         values = {"session_id": chat.id, "role": "user", "content": content, "created_at": now}
         message_id = conn.execute(INSERT_MESSAGE, values).inserted_primary_key[0]
+        if content != typed and self.originals is not None:
+            self.originals.hold(message_id, typed)
         changes = {"chat_id": chat.id, "updated_at": now}
         if not chat.has_messages:
             changes["title"] = title_from(content)

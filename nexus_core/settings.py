@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.errors import ConfigError
+from nexus_core.privacy.redaction import KINDS as REDACTION_KINDS
 
 ENVIRONMENTS = ("development", "test", "production")
 PROVIDERS = ("gemini", "openai", "simulated")
@@ -190,6 +191,17 @@ class Settings:
         "Comma-separated hosts whose images may load in chat messages (and that the browser's "
         "Content-Security-Policy allows); none by default.",
     )
+    redact: str = _setting(
+        "NEXUS_REDACT",
+        "",
+        "Comma-separated kinds masked in stored user messages and event fields before they are "
+        "written: emails, phones, cards, secrets (none by default).",
+    )
+    redact_prompts: bool = _setting(
+        "NEXUS_REDACT_PROMPTS",
+        False,
+        "Send the model the masked text too (off: it receives what the person typed).",
+    )
     alert_webhook_urls: str = _setting(
         "NEXUS_ALERT_WEBHOOK_URLS",
         "",
@@ -252,6 +264,10 @@ class Settings:
                 f"not {self.ai_provider!r}."
             )
 
+        self._check_job_backend()
+        self._check_lists()
+
+    def _check_job_backend(self) -> None:
         if self.job_backend not in JOB_BACKENDS:
             raise ConfigError(
                 f"NEXUS_JOB_BACKEND must be one of {', '.join(JOB_BACKENDS)}, "
@@ -267,6 +283,12 @@ class Settings:
         if self.queue_redelivery_seconds <= 0:
             raise ConfigError("NEXUS_QUEUE_REDELIVERY_SECONDS must be more than 0.")
 
+    def _check_lists(self) -> None:
+        unknown = [k for k in self.redacted_kinds if k not in REDACTION_KINDS]
+        if unknown:
+            raise ConfigError(
+                f"NEXUS_REDACT takes {', '.join(REDACTION_KINDS)}, not {unknown[0]!r}."
+            )
         bad = [h for h in self.allowed_image_hosts if not IMAGE_HOST_PATTERN.fullmatch(h)]
         if bad:
             raise ConfigError(
@@ -277,6 +299,11 @@ class Settings:
     def allowed_image_hosts(self) -> tuple[str, ...]:
         """The hosts of ``NEXUS_IMAGE_HOSTS``, lower-cased."""
         return tuple(h.strip().lower() for h in self.image_hosts.split(",") if h.strip())
+
+    @property
+    def redacted_kinds(self) -> tuple[str, ...]:
+        """The kinds of ``NEXUS_REDACT``, lower-cased."""
+        return tuple(k.strip().lower() for k in self.redact.split(",") if k.strip())
 
     @property
     def alert_webhooks(self) -> tuple[str, ...]:

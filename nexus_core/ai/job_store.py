@@ -54,6 +54,7 @@ from nexus_core.db.engine import Database
 from nexus_core.db.models import CHANNELS, new_uuid
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.personas import PersonaView
+from nexus_core.privacy.redaction import HeldOriginals
 from nexus_core.users import UserView
 
 CHAT_ROLES = ("user", "assistant")  # the roles the model sees; error bubbles are for people
@@ -177,6 +178,7 @@ class JobStore:
         budget_chars: int = 24_000,
         budgets: BudgetService | None = None,
         clock: Clock = utc_now,
+        originals: HeldOriginals | None = None,
     ) -> None:
         self.db = db
         self.owner = owner
@@ -184,6 +186,7 @@ class JobStore:
         self.budget_chars = budget_chars
         self.budgets = budgets or BudgetService(db)
         self.clock = clock
+        self.originals = originals  # typed text of masked messages (NEXUS_REDACT)
 
     def create(
         self,
@@ -331,6 +334,8 @@ class JobStore:
                     upto_id = message_id - 1  # where the next page starts
                     if role not in CHAT_ROLES:
                         continue
+                    if self.originals is not None:
+                        content = self.originals.get(message_id, content)
                     newest_first.append(HistoryItem(role, content))
                     used += len(content)
                     if used > self.budget_chars:
@@ -416,6 +421,8 @@ class JobStore:
             )
             conn.execute(UPDATE_SESSION, {"chat_id": job.chat_id, "updated_at": stored_at})
             self.budgets.record_crossings(conn, job.user_id, job.persona_id, stored_at)
+        if self.originals is not None:
+            self.originals.release(job.user_message_id)
         return StoredReply(latency_ms, cost)
 
     def fail(

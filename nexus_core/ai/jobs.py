@@ -65,6 +65,7 @@ from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.errors import BudgetExceeded, QueueUnavailable
 from nexus_core.ops.events import EventName, EventSink
+from nexus_core.privacy.redaction import HeldOriginals
 from nexus_core.users import UserView
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class ResponseWorker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Clock = utc_now,
         rng: random.Random | None = None,
+        originals: HeldOriginals | None = None,
     ) -> None:
         self.provider = provider
         self.providers: dict[str, Provider] = {**(providers or {}), provider.name: provider}
@@ -132,7 +134,14 @@ class ResponseWorker:
         } | {provider.name: self.service}
         self.sleep = sleep
         self.policy = RetryPolicy(retry_base_seconds, job_deadline_seconds, clock=clock, rng=rng)
-        self.store = JobStore(db, process_owner(), MAX_ATTEMPTS, budget_chars, clock=wall_clock)
+        self.store = JobStore(
+            db,
+            process_owner(),
+            MAX_ATTEMPTS,
+            budget_chars,
+            clock=wall_clock,
+            originals=originals,
+        )
         sizes = {
             CHAT_LANE: max_workers,
             **{k: n for k, n in (lanes or {}).items() if k != CHAT_LANE},

@@ -61,6 +61,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from nexus_core.privacy.redaction import Redactor
+
 if TYPE_CHECKING:
     from nexus_core.settings import Settings
 
@@ -235,8 +237,10 @@ class ApiEventLogger:
         max_bytes: int = DEFAULT_MAX_BYTES,
         backups: int = DEFAULT_BACKUPS,
         clock: Callable[[], datetime] = utc_now,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._scrub = scrub  # NEXUS_REDACT: masks text fields (never ids) before they are written
         self.lock_path = self.path.with_name(self.path.name + LOCK_SUFFIX)
         self.max_bytes = max_bytes
         self.backups = backups
@@ -251,10 +255,12 @@ class ApiEventLogger:
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiEventLogger:
         """The logger at ``settings.event_log_path`` with the configured rotation."""
+        redactor = Redactor.of(settings.redacted_kinds)
         return cls(
             settings.event_log_path,
             max_bytes=settings.log_max_bytes,
             backups=settings.log_backups,
+            scrub=redactor.redact if redactor else None,
         )
 
     def emit(
@@ -267,6 +273,8 @@ class ApiEventLogger:
     ) -> None:
         """Append one event; a failure to log is reported on ``nexus.events`` and swallowed."""
         try:
+            if self._scrub is not None:
+                fields = {k: self._scrubbed(k, v) for k, v in fields.items()}
             record = build_record(
                 event,
                 ts=self._clock(),
@@ -283,6 +291,11 @@ class ApiEventLogger:
         else:
             if recovered:
                 _LOG.warning("event log %s is writable again", self.path)
+
+    def _scrubbed(self, name: str, value: Any) -> Any:
+        if isinstance(value, str) and not name.endswith("_id") and self._scrub is not None:
+            return self._scrub(value)
+        return value
 
     def close(self) -> None:
         """Close the log and lock file descriptors (a later emit reopens them)."""

@@ -139,7 +139,8 @@ def build_navigation(user: UserView, *, env: str) -> st.navigation:  # type: ign
     home = sections[PAGES_BY_KEY["chat"].section][0]
     last = list(sections.values())[-1]
     last.extend(_catch_all_pages(lambda path: path in allowed, home))
-    return st.navigation(sections)
+    # Every page listed: a collapsed menu ("View 3 more") hid the admin pages behind a click.
+    return st.navigation(sections, expanded=True)
 
 
 def hide_navigation() -> None:
