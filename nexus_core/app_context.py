@@ -230,16 +230,20 @@ class AppContext:
 
     @cached_property
     def tracing(self) -> TraceEventSink | None:
-        """OTLP/HTTP traces of AI jobs when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else None."""
+        """OTLP/HTTP traces of AI jobs and of the evaluations of their replies when
+        ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else None; dropped spans counted on /metrics."""
         endpoint = self.settings.otel_exporter_otlp_endpoint
         if not endpoint:
             return None
-        from nexus_core.ops.telemetry import TraceEventSink, stored_texts
+        from nexus_core.ops.telemetry import TraceEventSink, stored_explanations, stored_texts
 
+        capture = self.settings.otel_capture_content
         return TraceEventSink.over_http(
             endpoint,
             service_name=self.settings.otel_service_name,
-            content=stored_texts(self.db) if self.settings.otel_capture_content else None,
+            content=stored_texts(self.db) if capture else None,
+            explanations=stored_explanations(self.db) if capture else None,
+            on_drop=self.metrics.count_dropped_spans,
         )
 
     @cached_property

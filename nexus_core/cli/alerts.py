@@ -1,5 +1,5 @@
 """`nexus alerts check`: evaluate every alert rule once, deliver what changed (see README,
-"Alerts and OpenTelemetry")."""
+"Alerts")."""
 
 from __future__ import annotations
 

@@ -38,11 +38,12 @@ from nexus_core.compare.variants import (
     require_feature,
     resolve_variants,
 )
-from nexus_core.compare.votes import Rating, VoteBook, VoteView
+from nexus_core.compare.votes import Rating, VoteBook, VoteView, vote_evaluations
 from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import PromptRun, RunVariant, new_uuid
 from nexus_core.errors import ValidationError
+from nexus_core.ops.events import EventName
 from nexus_core.users import UserView
 
 KIND: Final = "compare"
@@ -228,11 +229,15 @@ class CompareService:
         ratings: Mapping[int, Rating | tuple[bool, str]] | None = None,
     ) -> VoteView:
         """Record the viewer's judgement: the best reply (a position) and/or good/bad ratings
-        with notes. Once every reply has finished; once per person."""
+        with notes. Once every reply has finished; once per person. Once stored, the vote is
+        logged through the worker's event sink as evaluations of the replies it judged."""
         view = self.get(user, run_id)
         with self.db.session() as session:
             labels = {v.position: v.label for v in self.store.variants(session, run_id)}
-        return self.votes.cast(user, view, labels, best=best, ratings=ratings or {})
+        vote = self.votes.cast(user, view, labels, best=best, ratings=ratings or {})
+        for fields in vote_evaluations(view, vote):
+            self.worker.events.emit(EventName.EVALUATION_RESULT, user_id=user.id, **fields)
+        return vote
 
     def list_runs(self, user: UserView, *, limit: int = RUN_LIST_LIMIT) -> list[CompareSummary]:
         """The user's own comparisons, newest first."""

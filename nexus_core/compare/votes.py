@@ -2,7 +2,9 @@
 
 A vote picks the best reply, rates replies good or bad with a note, or both; it is cast once
 every reply has finished, once per person and run (the database refuses a second), and never
-changes. Each vote is audited as ``compare.voted``. How votes turn into wins and losses is
+changes. Each vote is audited as ``compare.voted``, and logged as one ``evaluation_result``
+event per reply it judged (``vote_evaluations``), which the traces export as
+``gen_ai.evaluation.result`` on the reply's job. How votes turn into wins and losses is
 ``scoring``'s rule; variants are identified by their labels.
 """
 
@@ -25,6 +27,7 @@ from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import CompareVote, PromptRun, RunVariant
 from nexus_core.errors import ValidationError
+from nexus_core.ops.genai import VOTE_BEST, VOTE_RATING
 from nexus_core.users import UserView
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ ALREADY_VOTED: Final = "You have already judged this comparison; a vote cannot b
 NOT_FINISHED: Final = "Wait until every reply has arrived or failed before judging."
 NOTHING_CHOSEN: Final = "Pick the best reply, or rate at least one reply good or bad."
 COMPARE_KIND: Final = "compare"
+PERSON: Final = "person"  # the evaluator of a vote
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,41 @@ class VoteBook:
                 labels.setdefault(run_id, {})[position] = label
             records = [_record(row, labels.get(row.run_id, {})) for row in session.execute(votes)]
         return leaderboard(records, start=start, end=end, tag=tag)
+
+
+def vote_evaluations(view: CompareView, vote: VoteView) -> list[dict[str, Any]]:
+    """The vote as evaluations of the replies it judged (``evaluation_result`` event fields):
+    best or not for each reply that arrived when a best one was picked, good or bad for each
+    rated reply. Never a note's text: it may hold personal data."""
+    found: list[dict[str, Any]] = []
+    for slot in view.slots:
+        if slot.reply.job_id is None:
+            continue
+        judged = {"job_id": slot.reply.job_id, "run_id": view.id, "vote_id": vote.id}
+        if vote.best_position is not None and slot.reply.succeeded:
+            best = slot.position == vote.best_position
+            found.append(
+                {
+                    **judged,
+                    "evaluation": VOTE_BEST,
+                    "score_value": 1.0 if best else 0.0,
+                    "score_label": "best" if best else "not_best",
+                    "evaluator": PERSON,
+                }
+            )
+        rating = vote.ratings.get(slot.position)
+        if rating is not None:
+            found.append(
+                {
+                    **judged,
+                    "position": slot.position,
+                    "evaluation": VOTE_RATING,
+                    "score_value": 1.0 if rating.good else 0.0,
+                    "score_label": "good" if rating.good else "bad",
+                    "evaluator": PERSON,
+                }
+            )
+    return found
 
 
 def _clean_rating(

@@ -11,7 +11,8 @@ polling it, can move it on; a guarded status update makes sure only one does):
                 swapped (positions 1 and 2, see ``judge``); with them, up to
                 ``CALIBRATION_PAIRS`` pairs of blind-vote replies this judge has not judged yet
                 (see ``calibration``)
-    finished    verdicts stored per case; the aggregate in ``eval_runs.summary``
+    finished    verdicts stored per case; the aggregate in ``eval_runs.summary``; each judged
+                case logged as an ``evaluation_result`` of its new reply's job
     failed      a step was refused (a spent hard budget): ``error`` says why
 
 The baseline is the case's original reply (``original``), or the reply another eval or test-set
@@ -72,6 +73,8 @@ from nexus_core.eval.judge import (
     PairToJudge,
     judgement_of,
 )
+from nexus_core.ops.events import EventName
+from nexus_core.ops.genai import JUDGE_PAIRWISE
 from nexus_core.users import UserView, to_view
 
 KIND: Final = "eval"
@@ -86,6 +89,8 @@ NO_REPLY: Final = "no new reply: {error}"
 NO_BASELINE: Final = "no baseline reply to judge against"
 DONE_STATES: Final = ("finished", "failed")
 OUTCOME_OF: Final = {"first": "win", "second": "loss", "tie": "tie", "unjudged": "unjudged"}
+# A judged outcome as an evaluation score of the new reply (a tie is half a win, as in the rate).
+JUDGE_SCORES: Final = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 PICK_OF: Final = {"first": "new", "second": "baseline", "tie": "tie", None: None}
 
 
@@ -479,12 +484,22 @@ class EvalService:
     # --- finishing ----------------------------------------------------------------------------
 
     def _finish(self, run_id: str) -> None:
+        finished = self._store_verdicts(run_id)
+        if finished is None:
+            return
+        owner_id, judge, results = finished
+        for fields in judge_evaluations(run_id, judge, results):
+            self.worker.events.emit(EventName.EVALUATION_RESULT, user_id=owner_id, **fields)
+
+    def _store_verdicts(self, run_id: str) -> tuple[int, str, list[CaseResult]] | None:
+        """Store the run's verdicts and summary; its owner, judge and case results (None when
+        another caller finished it first)."""
         with self.db.session() as session:
             row = session.get(EvalRun, run_id)
             run = session.get(PromptRun, run_id)
             assert row is not None and run is not None
             if row.status == "finished":
-                return
+                return None
             owner = _owner(session, run.user_id)
             view = _run_view(run, row, self.store.variants(session, run_id))
             cases = cases_from_json(run.cases)
@@ -507,6 +522,7 @@ class EvalService:
             summary = summarise(results, cases, calibration.agreement(session, judge), costs)
             row.summary = summary.to_json()
             row.status, row.finished_at = "finished", self.clock()
+            return run.user_id, judge, results
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -612,6 +628,28 @@ def summarise(
         latency_ms=_mean(new_latency),
         baseline_latency_ms=_mean(baseline_latency),
     )
+
+
+def judge_evaluations(
+    run_id: str, judge: str, results: Sequence[CaseResult]
+) -> list[dict[str, Any]]:
+    """The judge's verdicts as evaluations of each judged case's new reply
+    (``evaluation_result`` event fields); unjudged cases have none. Never the judge's reasons:
+    they may quote the conversation."""
+    return [
+        {
+            "job_id": result.reply.job_id,
+            "run_id": run_id,
+            "case_index": result.index,
+            "evaluation": JUDGE_PAIRWISE,
+            "score_value": JUDGE_SCORES[result.outcome],
+            "score_label": result.outcome,
+            "evaluator": judge,
+            "order_sensitive": result.order_sensitive,
+        }
+        for result in results
+        if result.outcome in JUDGE_SCORES and result.reply.job_id is not None
+    ]
 
 
 def contract_json(view: EvalRunView) -> dict[str, Any]:

@@ -28,6 +28,10 @@ event                              extra fields
 ``job_success``                    ``job_id``, ``latency_ms`` (user message stored → reply
                                    stored), ``attempts``
 ``job_failure``                    ``job_id``, ``attempts``, ``error_type``
+``evaluation_result``              ``job_id`` (the reply judged), ``run_id``, ``evaluation``,
+                                   ``score_value``, ``score_label``, ``evaluator``; a vote's
+                                   ``vote_id`` (and ``position`` for a rating), a judged case's
+                                   ``case_index`` (never the text of a note or a reason)
 =================================  ===========================================================
 
 Other events (``error``, ``sign_in``, …) carry their own fields. Events of one AI response share a
@@ -113,6 +117,7 @@ class EventName:
     ERROR: Final = "error"
     SIGN_IN: Final = "sign_in"
     BUDGET_REFUSED: Final = "budget_refused"
+    EVALUATION_RESULT: Final = "evaluation_result"
 
 
 def utc_now() -> datetime:

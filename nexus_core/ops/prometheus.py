@@ -19,6 +19,11 @@ and, in the OpenTelemetry GenAI semantic conventions' names, bucket boundaries a
                         gen_ai_client_operation_time_to_first_chunk_seconds (streaming)
     request_failure  -> gen_ai_client_operation_duration_seconds{error_type=...}
 
+When traces are exported (``nexus_core.ops.telemetry``), ``nexus_otel_spans_dropped_total{reason}``
+counts the spans that never reached the collector: ``queue_full`` (the bounded export queue was
+full), ``export_failed`` (the collector refused the batch or could not be reached) and
+``shutdown``; it reads 0 for each reason until then.
+
 Two gauges read their value when scraped, from callables the app supplies: jobs in flight (the
 worker pool) and active sessions (sign-in sessions seen in the last 15 minutes,
 ``SignInService.active_sessions``); each reads 0 until its source is set. Each `NexusMetrics`
@@ -45,7 +50,7 @@ from prometheus_client import (
 
 from nexus_core.auth import ACTIVE_WITHIN
 from nexus_core.ops.events import EventName, EventSink, is_synthetic
-from nexus_core.ops.genai import GENAI_OPERATION, genai_provider_name
+from nexus_core.ops.genai import GENAI_OPERATION, SPAN_DROP_REASONS, genai_provider_name
 
 # Around the 3 s p95 SLO, with room for slow tails; seconds.
 RESPONSE_LATENCY_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
@@ -73,6 +78,7 @@ ACTIVE_SESSIONS: Final = "nexus_active_sessions"
 GENAI_DURATION: Final = "gen_ai_client_operation_duration_seconds"
 GENAI_TOKEN_USAGE: Final = "gen_ai_client_token_usage"
 GENAI_TIME_TO_FIRST_CHUNK: Final = "gen_ai_client_operation_time_to_first_chunk_seconds"
+SPANS_DROPPED_TOTAL: Final = "nexus_otel_spans_dropped_total"
 METRIC_NAMES: Final = (
     REQUESTS_TOTAL,
     REQUEST_FAILURES_TOTAL,
@@ -86,6 +92,7 @@ METRIC_NAMES: Final = (
     GENAI_DURATION,
     GENAI_TOKEN_USAGE,
     GENAI_TIME_TO_FIRST_CHUNK,
+    SPANS_DROPPED_TOTAL,
 )
 
 _LOG = logging.getLogger("nexus.events")
@@ -168,6 +175,14 @@ class NexusMetrics:
             buckets=GENAI_DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.spans_dropped = Counter(
+            SPANS_DROPPED_TOTAL,
+            "Trace spans never exported, by reason (queue_full, export_failed, shutdown).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in SPAN_DROP_REASONS:
+            self.spans_dropped.labels(reason=reason)
         self.jobs_in_flight.set_function(_zero)
         self.active_sessions.set_function(_zero)
 
@@ -178,6 +193,10 @@ class NexusMetrics:
     def set_active_sessions_source(self, source: GaugeSource) -> None:
         """Read ``nexus_active_sessions`` from ``source()`` at every scrape."""
         self.active_sessions.set_function(_guarded(source, ACTIVE_SESSIONS))
+
+    def count_dropped_spans(self, reason: str, spans: int) -> None:
+        """Add ``spans`` trace spans dropped for ``reason`` (the trace exporter calls this)."""
+        self.spans_dropped.labels(reason=_label(reason)).inc(spans)
 
     def render(self) -> tuple[bytes, str]:
         """The registry in the Prometheus text format, and its content type."""

@@ -28,18 +28,22 @@ class Received:
 
 class Receiver:
     """``with Receiver() as r``: ``r.url`` to POST to, ``r.received`` what came, ``r.fail_next``
-    statuses to answer before 200 again, ``r.status`` the answer after them."""
+    statuses to answer before 200 again, ``r.status`` the answer after them; ``r.open`` cleared
+    makes it a slow receiver that holds every POST until it is set again."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.fail_next: list[int] = []
         self.status = 200
+        self.open = threading.Event()
+        self.open.set()
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                receiver.open.wait(WAIT_SECONDS)
                 with receiver._changed:
                     receiver.received.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
@@ -73,5 +77,6 @@ class Receiver:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.open.set()
         self._server.shutdown()
         self._server.server_close()
