@@ -115,11 +115,16 @@ def _kept_text(declared: Parameter, value: Value, today: date) -> str:
     return format_value(declared, value)
 
 
+def interval_of(refresh: str) -> timedelta | None:
+    """How often a pin of this ``refresh`` runs on its own (None: only by hand)."""
+    return REFRESH_INTERVALS.get(cast(Refresh, refresh))
+
+
 def is_due(refresh: str, refreshed_at: datetime | None, now: datetime, *, failed: bool) -> bool:
     """Whether a pin's cached result should be run again on opening its board."""
     if refreshed_at is None:
         return True
-    interval = REFRESH_INTERVALS.get(cast(Refresh, refresh))
+    interval = interval_of(refresh)
     if interval is None:
         return False  # manual: only the Refresh button
     if failed:
