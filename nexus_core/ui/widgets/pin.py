@@ -14,7 +14,7 @@ import streamlit as st
 from nexus_core.boards.pins import DEFAULT_REFRESH, REFRESH_INTERVALS
 from nexus_core.boards.service import BoardService, BoardView
 from nexus_core.ui import links, notices
-from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, init_widget
+from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import MAX_TITLE_CHARS, Cell
 
@@ -51,18 +51,28 @@ def pin_popover(
             format_func=lambda board_id: titles.get(board_id, NEW_BOARD_LABEL),
         )
         if choice == NEW_BOARD:
-            init_widget(keys["new"], NEW_BOARD_TITLE)
-            st.text_input("New board's title", key=keys["new"], max_chars=MAX_TITLE_CHARS)
+            st.text_input(
+                "New board's title",
+                value=NEW_BOARD_TITLE,
+                key=keys["new"],
+                max_chars=MAX_TITLE_CHARS,
+            )
             st.toggle(
                 "Shared with analysts and admins",
                 key=keys["shared"],
                 help="Every analyst and admin can open a shared board; each sees what their "
                 "own role may see.",
             )
-        init_widget(keys["title"], _pin_title(notebook, cell))
-        st.text_input("Pin title", key=keys["title"], max_chars=MAX_TITLE_CHARS)
-        init_widget(keys["refresh"], DEFAULT_REFRESH)
-        st.selectbox("Refresh", list(REFRESH_INTERVALS), key=keys["refresh"])
+        st.text_input(
+            "Pin title",
+            value=_pin_title(notebook, cell),
+            key=keys["title"],
+            max_chars=MAX_TITLE_CHARS,
+        )
+        intervals = list(REFRESH_INTERVALS)
+        st.selectbox(
+            "Refresh", intervals, index=intervals.index(DEFAULT_REFRESH), key=keys["refresh"]
+        )
         st.button(
             "Pin",
             key=keys["go"],
