@@ -17,6 +17,7 @@ from nexus_core.boards.service import BoardService, BoardView, PinResult, PinVie
 from nexus_core.errors import NexusError, NotFound
 from nexus_core.ui import links, notices, show
 from nexus_core.ui.show import plain
+from nexus_core.ui.widgets.notebook import init_widget
 from nexus_core.users import UserView
 from nexus_core.workbench.charts import build_chart
 
@@ -133,8 +134,7 @@ def header(service: BoardService, user: UserView, board: BoardView) -> None:
     if not board.editable:
         return
     share_key = f"{SHARE_PREFIX}{board.id}"
-    if share_key not in st.session_state:
-        st.session_state[share_key] = board.shared
+    init_widget(share_key, board.shared)
     columns[1].toggle(
         "Shared",
         key=share_key,
