@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from nexus_core.analytics.log_store import EventStore
     from nexus_core.ask.service import AskService
     from nexus_core.auth import SignInService
+    from nexus_core.boards.service import BoardService
     from nexus_core.chat import ChatService
     from nexus_core.compare.runs import CompareService
     from nexus_core.compare.test_sets import TestSetService
@@ -173,6 +174,14 @@ class AppContext:
         from nexus_core.workbench.sandbox import Workbench
 
         return Workbench(self.settings, self.db, events=self.event_store)
+
+    @cached_property
+    def boards(self) -> BoardService:
+        """Boards of pinned workbench results; pins run in ``workbench`` with the viewer's
+        visibility."""
+        from nexus_core.boards.service import BoardService
+
+        return BoardService(self.db, self.workbench)
 
     @cached_property
     def ask(self) -> AskService:

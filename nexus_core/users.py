@@ -52,6 +52,7 @@ ROLE_PAGES: dict[str, tuple[str, ...]] = {
         "usage",
         "explorer",
         "workbench",
+        "boards",
         "evals",
     ),
     "admin": (
@@ -62,6 +63,7 @@ ROLE_PAGES: dict[str, tuple[str, ...]] = {
         "usage",
         "explorer",
         "workbench",
+        "boards",
         "evals",
         "dashboard",
         "alerts",

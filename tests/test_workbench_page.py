@@ -14,6 +14,7 @@ from nexus_core.app_context import AppContext
 from nexus_core.ui import links, notebook_view, state, workbench_view
 from nexus_core.ui.guard import ACCESS_DENIED
 from nexus_core.ui.nav import page_path
+from nexus_core.ui.widgets.pin import PIN_PREFIX
 from nexus_core.workbench.cells import Cell, ChartSpec
 from nexus_core.workbench.parameters import Parameter
 from nexus_core.workbench.query_process import ACCESS_MESSAGE
@@ -148,7 +149,9 @@ def test_a_shared_notebook_is_read_only_for_another_analyst(app_ctx: AppContext)
     assert not at.exception
     assert "Ana's shared · Ana Analyst" in [seen_text(b.label) for b in at.button]
     assert "Ana's private" not in [b.label for b in at.button]
-    assert not at.text_area and not at.toggle
+    assert not at.text_area
+    # The only toggle is the pin action's (a read-only notebook's cells can be pinned).
+    assert [t.key for t in at.toggle if not t.key.startswith(PIN_PREFIX)] == []
     button(at, "Run").click().run()
     assert at.dataframe[0].value["answer"].to_list() == [42]
     hidden = open_workbench("bo", str(private.id))

@@ -1,7 +1,8 @@
 """Typed SQLAlchemy 2.0 models: users and their sign-in sessions, personas (versioned), chat
 sessions, messages, AI jobs, feedback, workbench notebooks, prompt runs (comparisons, test sets) and
 the audit trail, internal notes on feedback, evaluations (eval runs, their per-case verdicts, the
-judge's calibration against people's votes). Every timestamp is UTC."""
+judge's calibration against people's votes), boards of pinned workbench results. Every timestamp
+is UTC."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -642,3 +644,56 @@ class SchedulerLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Board(TimestampMixin, Base):
+    """A page of pinned workbench results: its owner's alone, or shared with analysts and admins."""
+
+    __tablename__ = "boards"
+    __table_args__ = (Index("ix_boards_owner_id", "owner_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(120))
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    owner: Mapped[User] = relationship()
+
+
+class BoardPin(Base):
+    """One pinned cell: enough of its notebook to run it on its own, and how often to refresh."""
+
+    __tablename__ = "board_pins"
+    __table_args__ = (Index("ix_board_pins_board_id", "board_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    pinned_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(120))
+    # The pinned cell and the named cells it reads (``cells_to_json``), in run order.
+    cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    cell_id: Mapped[str] = mapped_column(String(64))
+    # The parameters those cells use (``parameters_to_json``) and the values chosen (text forms).
+    parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    chosen: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    chart: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    refresh: Mapped[str] = mapped_column(String(16))  # hourly | daily | manual
+    notebook_id: Mapped[int | None] = mapped_column(ForeignKey("notebooks.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class BoardPinResult(Base):
+    """A pin's last result as one class of viewer sees it (``admin`` or ``analyst``): the rows
+    kept as Parquet, or the error; one row per pin and visibility."""
+
+    __tablename__ = "board_pin_results"
+    __table_args__ = (UniqueConstraint("pin_id", "visibility"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pin_id: Mapped[int] = mapped_column(ForeignKey("board_pins.id", ondelete="CASCADE"))
+    visibility: Mapped[str] = mapped_column(String(16))
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rows: Mapped[bytes | None] = mapped_column(LargeBinary)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    elapsed_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -9,6 +9,7 @@ parameters that name what a page shows, so a link reopens it.
   ``nexus_core.workbench.parameters``), so a link reopens the notebook with the same inputs;
   ``?ask=<id>``, the Ask draft on screen (its audit event), which ``/sql`` in chat links to; or
   ``?sql=<query>``, a read-only notebook of one query (an alert's offending events).
+- Boards: ``/boards?board=<id>``, the open board (what a product manager bookmarks).
 - Dashboard: ``/dashboard?window=<60m|6h|…>``, the window shown (an alert links to its own).
 - Alert history: ``/alert_history?alert=<id>``, one alert's timeline and deliveries. The alert
   service writes these addresses into its messages (``nexus_core.alerts.service``).
@@ -33,6 +34,7 @@ ASK_QUERY_PARAM = "ask"
 SQL_QUERY_PARAM = "sql"
 WINDOW_QUERY_PARAM = "window"
 ALERT_QUERY_PARAM = "alert"
+BOARD_QUERY_PARAM = "board"
 NOTEBOOK_PARAMETER_PREFIX = "p."
 
 
@@ -72,6 +74,11 @@ def ask_query(draft_id: int) -> dict[str, str]:
 def ask_url(draft_id: int) -> str:
     """The link that opens an Ask draft in the workbench."""
     return page_url("workbench", **ask_query(draft_id))
+
+
+def board_url(board_id: int) -> str:
+    """The link that opens a board."""
+    return page_url("boards", **{BOARD_QUERY_PARAM: board_id})
 
 
 def alert_history_url(alert_id: int | None = None) -> str:
@@ -175,6 +182,17 @@ def alert() -> int | None:
 def show_alert(alert_id: int | None) -> None:
     """Point the address at an alert (or at none)."""
     _write(ALERT_QUERY_PARAM, alert_id)
+
+
+def board() -> int | None:
+    """The board the address names, if it is a number."""
+    value = _read(BOARD_QUERY_PARAM)
+    return int(value) if value and value.isdigit() else None
+
+
+def show_board(board_id: int | None) -> None:
+    """Point the address at a board (or at none)."""
+    _write(BOARD_QUERY_PARAM, board_id)
 
 
 def notebook_parameters() -> dict[str, str]:

@@ -40,6 +40,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("usage", "usage.py", "Usage", "💰", "Workspace"),
     PageSpec("explorer", "explorer.py", "Feedback explorer", "🔎", "Product"),
     PageSpec("workbench", "workbench.py", "Workbench", "🧪", "Product"),
+    PageSpec("boards", "boards.py", "Boards", "📌", "Product"),
     PageSpec("evals", "evals.py", "Evals", "🎯", "Product"),
     PageSpec("dashboard", "dashboard.py", "Dashboard", "📈", "Admin"),
     PageSpec("alerts", "alerts.py", "Alerts", "🚨", "Admin"),

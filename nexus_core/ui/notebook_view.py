@@ -20,10 +20,12 @@ import streamlit as st
 
 from nexus_core.app_context import AppContext
 from nexus_core.ask.drafts import GENERATED_LABEL, is_generated
+from nexus_core.boards.service import BoardView
 from nexus_core.errors import NexusError
 from nexus_core.ui import dates, links, notices, show
 from nexus_core.ui.show import plain
 from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, change_cells, init_widget
+from nexus_core.ui.widgets.pin import pin_popover
 from nexus_core.users import UserView, feature_enabled
 from nexus_core.workbench.cells import (
     AGGREGATIONS,
@@ -242,13 +244,14 @@ def cells(
     bound_names = [name for p in notebook.parameters for name in p.bound_names]
     problems = plan(on_screen, bound_names).errors
     stale = stale_cells(on_screen, notebook.parameters, chosen, _runs(notebook))
+    boards = notices.act(lambda: ctx.boards.list_for(user)) or []  # where a cell can be pinned
     for number, cell in enumerate(notebook.cells, start=1):
         with st.container(border=True, key=f"{CELL_PREFIX}{notebook.key}_{cell.id}"):
             _toolbar(service, user, notebook, cell, number)
             if cell.kind == "markdown":
                 _markdown_cell(service, user, notebook, cell)
             else:
-                state = _CellState(chosen, problems.get(cell.id), cell.id in stale)
+                state = _CellState(chosen, problems.get(cell.id), cell.id in stale, boards)
                 _sql_cell(ctx, service, user, notebook, cell, state)
     if not notebook.cells:
         st.caption("This notebook has no cells yet.")
@@ -348,11 +351,13 @@ def _markdown_cell(
 @dataclass(frozen=True)
 class _CellState:
     """What the page knows of a SQL cell beyond its text: the chosen values, why it cannot run
-    (a cycle, a missing name) and whether its last result is stale."""
+    (a cycle, a missing name), whether its last result is stale, and the boards it can be
+    pinned to."""
 
     chosen: dict[str, str]
     problem: str | None
     stale: bool
+    boards: list[BoardView]
 
 
 def _sql_cell(
@@ -367,14 +372,18 @@ def _sql_cell(
         _editor(service, user, notebook, cell, "SQL")
     else:
         st.code(cell.source, language="sql")
+    run, pin, _ = st.columns([1, 2, 3])
     # Run in the button's callback, before the page is drawn: every cell then shows this run.
-    st.button(
+    run.button(
         "Run",
         icon=":material/play_arrow:",
         key=f"{RUN_PREFIX}{notebook.key}_{cell.id}",
         on_click=_run_one,
         args=(ctx, user, notebook, cell, state.chosen),
     )
+    with pin:
+        on_screen = partial(_on_screen, notebook)
+        pin_popover(ctx.boards, user, notebook, cell, on_screen, state.chosen, state.boards)
     outcome = _runs(notebook).get(cell.id)
     if outcome is not None:
         exports = feature_enabled(user, EXPORT_FEATURE, env=ctx.settings.env)

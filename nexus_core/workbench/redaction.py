@@ -1,7 +1,7 @@
 """What the workbench leaves out of audit details for everyone but admins: text people wrote for
 themselves, which the audit trail carries — session titles (the first line of a conversation),
-private notebook titles, test-set names, and the questions asked of Ask (with the errors sent back,
-which may quote a value)."""
+private notebook titles, board and pin titles, test-set names, and the questions asked of Ask
+(with the errors sent back, which may quote a value)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Final
 PRIVATE_DETAILS: Final[dict[str, frozenset[str]]] = {
     "session.": frozenset({"title", "from", "to"}),
     "notebook.": frozenset({"title"}),
+    "board.": frozenset({"title", "pin"}),
     "test_set.": frozenset({"name", "test_set"}),
     "ask.": frozenset({"question", "error"}),
 }

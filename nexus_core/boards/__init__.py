@@ -1,0 +1,1 @@
+"""Boards: pages of pinned workbench results, each refreshing on its own schedule."""
