@@ -289,7 +289,7 @@ def _toolbar(
         return
     columns = st.columns([3, 1, 1, 1, 1])
     if cell.kind == "sql":
-        _name_input(service, user, notebook, cell, number, columns[0])
+        _name_input(service, user, notebook, cell, f"[{number:d}] {label}", columns[0])
     else:
         columns[0].caption(f"[{number:d}] {plain(label)}")
     actions: list[tuple[str, str, Callable[[list[Cell]], list[Cell]]]] = [
@@ -314,7 +314,7 @@ def _name_input(
     user: UserView,
     notebook: OpenNotebook,
     cell: Cell,
-    number: int,
+    heading: str,
     where: object,
 ) -> None:
     key = f"{NAME_PREFIX}{notebook.key}_{cell.id}"
@@ -330,7 +330,7 @@ def _name_input(
         change_cells(service, user, notebook, change)
 
     where.text_input(  # type: ignore[attr-defined]
-        f"[{number:d}] SQL · name",
+        f"{heading} · name",
         key=key,
         placeholder="name (optional): later cells read it as a table",
         help="Later cells can read this cell's result as a table of this name.",
