@@ -14,7 +14,6 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,4 +190,3 @@ def test_the_sign_in_page_offers_the_provider_beside_the_password_form(
     page.goto(live_app.url)
     expect(page.get_by_role("button", name=BUTTON)).to_be_visible()
     expect(page.get_by_label("Password", exact=True)).to_be_visible()
-    assert Path(APP_SCRIPT).is_file()
