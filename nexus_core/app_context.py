@@ -83,11 +83,13 @@ class AppContext:
     @cached_property
     def sign_in(self) -> SignInService:
         from nexus_core.auth import SignInService, resolve_cookie_key, session_lifetime
+        from nexus_core.sso import RoleMapping
 
         return SignInService(
             self.db,
             token_key=resolve_cookie_key(self.settings),
             lifetime=session_lifetime(self.settings),
+            roles=RoleMapping.from_settings(self.settings),
         )
 
     @cached_property

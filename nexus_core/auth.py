@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import bcrypt
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nexus_core import audit
@@ -47,12 +48,14 @@ from nexus_core.db.engine import Database
 from nexus_core.db.models import AuthSession, User
 from nexus_core.errors import ConfigError, PermissionDenied
 from nexus_core.settings import Settings
+from nexus_core.sso import OidcIdentity, RoleMapping, apply_claims, find_or_create_user
 from nexus_core.users import (
     BCRYPT_ROUNDS,
     MAX_PASSWORD_BYTES,
     UserService,
     UserView,
     end_sessions,
+    password_usable,
     to_view,
 )
 
@@ -76,6 +79,11 @@ ACTIVE_WITHIN = timedelta(minutes=15)
 # Why a session is no longer valid, beyond ``SESSION_END_REASONS``.
 EXPIRED = "expired"
 UNKNOWN = "unknown"
+PASSWORD = "password"
+OIDC = "oidc"
+# A single sign-on identity may try to create an account this many times (two first sign-ins of
+# one person at once: the second finds the first's account).
+SSO_ATTEMPTS = 3
 SIGN_IN_FAILED_MESSAGE = (
     "Incorrect username or password. After "
     f"{LOCKOUT_THRESHOLD} failed attempts an account is locked for {LOCKOUT_MINUTES} minutes."
@@ -190,9 +198,11 @@ class SignInService:
         lifetime: timedelta,
         clock: Callable[[], datetime] = utc_now,
         hasher: PasswordHasher | None = None,
+        roles: RoleMapping | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
+        self.roles = roles or RoleMapping()
         self.hasher: PasswordHasher = hasher or BcryptHasher()
         self.lifetime = lifetime
         self._token_key = token_key.encode("utf-8")
@@ -213,7 +223,7 @@ class SignInService:
             user = session.scalar(select(User).where(User.username == name))
             if user is None or user.disabled or self._locked(user):
                 return None
-            return user.password_hash
+            return user.password_hash if password_usable(user.password_hash) else None
 
     def _decide(self, name: str, checked_hash: str | None, matched: bool) -> SessionGrant | None:
         now = self.clock()
@@ -229,8 +239,50 @@ class SignInService:
             user.failed_logins = 0
             user.locked_until = None
             user.last_login_at = now
-            audit.record(session, audit.SIGN_IN, actor_id=user.id, actor_name=user.username)
-            return self._issue(session, user, now)
+            audit.record(
+                session,
+                audit.SIGN_IN,
+                actor_id=user.id,
+                actor_name=user.username,
+                details={"method": PASSWORD},
+            )
+            return self._issue(session, user, now, method=PASSWORD)
+
+    def sign_in_with_identity(self, identity: OidcIdentity) -> SessionGrant | None:
+        """Sign in the person a single sign-on provider vouched for: their user (made on first
+        sign-in, role from the configured claim), or None when Nexus keeps them out (disabled,
+        or the identity is no longer fresh)."""
+        for attempt in range(SSO_ATTEMPTS):
+            try:
+                return self._sign_in_identity(identity)
+            except IntegrityError:  # a parallel first sign-in took the identity or the name
+                if attempt == SSO_ATTEMPTS - 1:
+                    raise
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _sign_in_identity(self, identity: OidcIdentity) -> SessionGrant | None:
+        now = self.clock()
+        with self.db.session() as session:
+            if not identity.is_fresh(now):
+                _audit_sso_failure(session, identity, None, "identity no longer fresh")
+                return None
+            user = find_or_create_user(session, identity, self.roles)
+            if user.disabled:
+                _audit_sso_failure(session, identity, user, "disabled")
+                return None
+            mapped = apply_claims(session, user, identity, self.roles)
+            user.last_login_at = now
+            details: dict[str, Any] = {"method": OIDC, "issuer": identity.issuer}
+            if mapped.role_not_applied is not None:
+                details["role_claim_not_applied"] = mapped.role_not_applied
+            audit.record(
+                session,
+                audit.SIGN_IN,
+                actor_id=user.id,
+                actor_name=user.username,
+                details=details,
+            )
+            return self._issue(session, user, now, method=OIDC)
 
     def _refusal(self, user: User | None, checked_hash: str | None) -> str | None:
         """Why this attempt fails whatever the password was, or None."""
@@ -271,9 +323,9 @@ class SignInService:
             user = session.get(User, user_id, with_for_update=True)
             if user is None or user.disabled:
                 raise PermissionDenied("This account cannot sign in.")
-            return self._issue(session, user, self.clock())
+            return self._issue(session, user, self.clock(), method=PASSWORD)
 
-    def _issue(self, session: Session, user: User, now: datetime) -> SessionGrant:
+    def _issue(self, session: Session, user: User, now: datetime, *, method: str) -> SessionGrant:
         stale = now - KEEP_ENDED
         session.execute(
             delete(AuthSession).where(
@@ -289,6 +341,7 @@ class SignInService:
             issued_at=now,
             expires_at=now + self.lifetime,
             last_seen_at=now,
+            method=method,
         )
         session.add(row)
         session.flush()
@@ -370,7 +423,7 @@ class SignInService:
                 audit.SIGN_OUT,
                 actor_id=user.id,
                 actor_name=user.username,
-                details={"sessions_ended": ended},
+                details={"sessions_ended": ended, "method": row.method},
             )
 
     def change_password(self, session_id: int, current: str, new: str) -> SessionGrant:
@@ -400,6 +453,17 @@ def _why_invalid(row: AuthSession, user: User, now: datetime) -> str | None:
     if row.expires_at <= now:
         return EXPIRED
     return None
+
+
+def _audit_sso_failure(
+    session: Session, identity: OidcIdentity, user: User | None, reason: str
+) -> None:
+    _audit_failure(
+        session,
+        identity.email or identity.subject,
+        user,
+        {"reason": reason, "method": OIDC, "issuer": identity.issuer},
+    )
 
 
 def _audit_failure(session: Session, name: str, user: User | None, details: dict[str, Any]) -> None:

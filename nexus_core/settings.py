@@ -247,6 +247,30 @@ class Settings:
         "Include message text in exported spans (off: it may hold personal data).",
     )
 
+    password_login: bool = _setting(
+        "NEXUS_PASSWORD_LOGIN",
+        True,
+        "Offer the password form; false hides it when single sign-on ([auth] in secrets.toml) "
+        "is configured.",
+    )
+    oidc_role_claim: str = _setting(
+        "NEXUS_OIDC_ROLE_CLAIM",
+        "",
+        "Single sign-on: the ID token claim (e.g. groups) whose values decide the role at every "
+        "sign-in; empty: roles are managed in Nexus and new users are members.",
+    )
+    oidc_admin_values: str = _setting(
+        "NEXUS_OIDC_ADMIN_VALUES",
+        "",
+        "Single sign-on: comma-separated values of the role claim that make an admin.",
+    )
+    oidc_analyst_values: str = _setting(
+        "NEXUS_OIDC_ANALYST_VALUES",
+        "",
+        "Single sign-on: comma-separated values of the role claim that make an analyst "
+        "(otherwise member).",
+    )
+
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
             raise ConfigError(

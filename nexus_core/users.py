@@ -29,6 +29,9 @@ MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_BYTES = 72
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 BCRYPT_ROUNDS = 12
+# A stored password hash starting with this is no hash at all: no password matches it (accounts
+# made by single sign-on, erased accounts).
+NO_PASSWORD_PREFIX = "!"
 
 # Every optional feature a user can be given; unknown names are an error, never silently false.
 KNOWN_FEATURES: dict[str, str] = {
@@ -89,6 +92,8 @@ class UserView:
     last_login_at: datetime | None = None
     created_at: datetime | None = None
     locked_until: datetime | None = None  # set while too many failed sign-ins keep them out
+    has_password: bool = True  # False for accounts made by single sign-on
+    sso_issuer: str | None = None  # the single sign-on provider that vouches for them
 
     @property
     def is_admin(self) -> bool:
@@ -116,7 +121,14 @@ def to_view(user: User) -> UserView:
         last_login_at=user.last_login_at,
         created_at=user.created_at,
         locked_until=_lock_in_force(user.locked_until),
+        has_password=password_usable(user.password_hash),
+        sso_issuer=user.oidc_issuer,
     )
+
+
+def password_usable(password_hash: str) -> bool:
+    """Whether a stored hash is one a password can match (not a single sign-on account's)."""
+    return not password_hash.startswith(NO_PASSWORD_PREFIX)
 
 
 def active_admins(session: Session) -> int:

@@ -135,3 +135,54 @@ def test_a_browser_session_without_a_valid_sign_in_session_is_signed_out(
         "ola", session={state.USER_ID: mia.id}, timeout=TIMEOUT
     )  # a session id that is not this browser's user's
     assert shows_login_form(someone_else)
+
+
+SSO_SECRETS = {
+    "redirect_uri": "http://localhost:8501/oauth2callback",
+    "cookie_secret": "a-cookie-secret-for-the-page-test",
+    "okta": {
+        "client_id": "nexus",
+        "client_secret": "s3cret",
+        "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration",
+    },
+}
+
+
+def login_page(auth: dict[str, object] | None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if auth is not None:
+        at.secrets["auth"] = auth
+    return at.run()
+
+
+def test_single_sign_on_is_offered_beside_the_password_form(app_ctx: AppContext) -> None:
+    at = login_page(SSO_SECRETS)
+    assert [seen_text(b.label) for b in at.button] == ["Sign in with Okta", "Sign in"]
+    assert shows_login_form(at)
+
+
+def test_without_an_auth_section_only_the_password_form_shows(app_ctx: AppContext) -> None:
+    at = login_page(None)
+    assert [b.label for b in at.button] == ["Sign in"]
+
+
+def test_password_login_off_leaves_only_single_sign_on(
+    app_ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_PASSWORD_LOGIN", "false")
+    okta = SSO_SECRETS["okta"]
+    assert isinstance(okta, dict)
+    default_provider = {k: v for k, v in SSO_SECRETS.items() if k != "okta"} | okta
+
+    at = login_page(default_provider)
+
+    assert [seen_text(b.label) for b in at.button] == ["Sign in with single sign-on"]
+    assert not at.text_input
+
+
+def test_password_login_off_without_single_sign_on_keeps_the_password_form(
+    app_ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_PASSWORD_LOGIN", "false")
+    at = login_page(None)
+    assert shows_login_form(at)

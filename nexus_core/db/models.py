@@ -71,6 +71,8 @@ class User(TimestampMixin, Base):
     """A person who signs in; ``role`` decides the pages, ``features`` the optional extras."""
 
     __tablename__ = "users"
+    # One Nexus user per single sign-on identity (issuer and subject together name a person).
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -84,6 +86,9 @@ class User(TimestampMixin, Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The single sign-on identity (the ID token's ``iss`` and ``sub``); None for password users.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(255))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuthSession(Base):
@@ -112,6 +117,7 @@ class AuthSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(16))
+    method: Mapped[str | None] = mapped_column(String(16))  # ``password`` or ``oidc``
 
     user: Mapped[User] = relationship()
 

@@ -38,13 +38,13 @@ from nexus_core.db.models import (
     User,
 )
 from nexus_core.errors import NotFound, PermissionDenied
-from nexus_core.users import UserView, active_admins
+from nexus_core.users import NO_PASSWORD_PREFIX, UserView, active_admins
 
 ERASED_TEXT: Final = "[erased at the person's request]"
 ERASED_TITLE: Final = "Erased session"
 ERASED_NAME: Final = "Erased user"
 ERASED_PREFIX: Final = "erased-"
-UNUSABLE_PASSWORD: Final = "!erased"  # not a bcrypt hash: no password can ever match it
+UNUSABLE_PASSWORD: Final = NO_PASSWORD_PREFIX + "erased"  # no password can ever match it
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,11 @@ def _account(user: User) -> dict[str, Any]:
         "disabled": user.disabled,
         "created_at": _when(user.created_at),
         "last_login_at": _when(user.last_login_at),
+        # Single sign-on: the provider and its id of this person (kept by erasure, which leaves
+        # the account disabled, so the same identity cannot come back as a new account).
+        "sso": {"issuer": user.oidc_issuer, "subject": user.oidc_subject}
+        if user.oidc_subject
+        else None,
     }
 
 

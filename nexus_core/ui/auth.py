@@ -6,9 +6,20 @@ login form comes back with a short note. A browser session that is not signed in
 login cookie it loaded the page with (read on the server: the cookie is HttpOnly). The cookie of a
 new sign-in reaches the browser through a hand-off frame (``nexus_core.web.session_cookie``), drawn
 on every run until the browser has claimed it.
+
+Single sign-on: when ``.streamlit/secrets.toml`` has an ``[auth]`` section (Streamlit's own
+convention), the login form offers "Sign in with <provider>", which runs ``st.login``'s OpenID
+Connect round trip. Back from the provider, ``st.user`` holds the verified claims; the first run
+turns them into a Nexus session (``SignInService.sign_in_with_identity``) exactly like a password
+sign-in, with the same hand-off frame, whose response also deletes Streamlit's identity cookie.
+The identity is used once per browser session, so after signing out the login form stays; and
+``st.logout`` is never called: it would send the browser to the provider's end-session endpoint,
+signing the person out of every other application of their company.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -24,6 +35,7 @@ from nexus_core.auth import (
     SessionGrant,
 )
 from nexus_core.markdown.safe import escape_markdown
+from nexus_core.sso import OidcIdentity
 from nexus_core.ui import notices, show, state
 from nexus_core.users import UserView
 from nexus_core.web.session_cookie import clear_url, handoff_url
@@ -44,13 +56,22 @@ ENDED_NOTES = {
 ENDED_NOTE = "Your sign-in has ended. Sign in again to continue."
 PASSWORD_CHANGED = "Password changed. Every other browser signed in as you has been signed out."
 COOKIE_FRAME_TITLE = "Keeps this browser signed in"
+SSO_REFUSED = (
+    "Single sign-on did not sign you in: this account is disabled, or the sign-in took too long. "
+    "Try again, or ask an administrator if you need access."
+)
+# Streamlit's name of the provider configured directly under ``[auth]`` (not ``[auth.NAME]``).
+DEFAULT_PROVIDER = "default"
+DEFAULT_PROVIDER_LABEL = "single sign-on"
+# Keys that make an ``[auth]`` table a provider's (as Streamlit's own check).
+PROVIDER_KEYS = ("client_id", "server_metadata_url")
 
 
 def sign_in(ctx: AppContext) -> UserView | None:
     """Show the login form until someone signs in; returns the signed-in user or None."""
     st.session_state.pop(state.JUST_SIGNED_IN, None)
     check = _current_sign_in(ctx)
-    user = check.user if check is not None else _login_form(ctx)
+    user = check.user if check is not None else _sign_in_from_provider(ctx) or _login_form(ctx)
     if user is None:
         return None
     _account_sidebar(ctx, user)
@@ -139,20 +160,63 @@ def _forget(note: str) -> None:
     st.session_state[state.CLEAR_COOKIE] = True
 
 
+def sso_providers() -> list[tuple[str, str]]:
+    """The single sign-on providers of the ``[auth]`` secrets, as (name for ``st.login``,
+    label); empty when there is no ``[auth]`` section."""
+    if not st.secrets.load_if_toml_exists():
+        return []
+    section = st.secrets.get("auth")
+    if not isinstance(section, Mapping):
+        return []
+    providers = [
+        (name, name.replace("-", " ").title())
+        for name, value in section.items()
+        if isinstance(value, Mapping) and any(key in value for key in PROVIDER_KEYS)
+    ]
+    if any(key in section for key in PROVIDER_KEYS):
+        providers.insert(0, (DEFAULT_PROVIDER, DEFAULT_PROVIDER_LABEL))
+    return providers
+
+
+def _sign_in_from_provider(ctx: AppContext) -> UserView | None:
+    """Back from the provider's round trip (``st.user`` is signed in): a Nexus session for that
+    identity, tried once per browser session."""
+    if st.session_state.get(state.SSO_IDENTITY_USED) or not st.user.get("is_logged_in", False):
+        return None
+    st.session_state[state.SSO_IDENTITY_USED] = True
+    claims = st.user.to_dict()
+    outcome = notices.act(
+        lambda: ctx.sign_in.sign_in_with_identity(OidcIdentity.from_claims(claims))
+    )
+    grant = outcome if isinstance(outcome, SessionGrant) else None  # act: True for None
+    if grant is None:
+        _forget(SSO_REFUSED)  # the clear frame also deletes Streamlit's identity cookie
+        return None
+    _granted(grant)
+    st.session_state[state.JUST_SIGNED_IN] = True
+    return grant.user
+
+
+def _provider_buttons(providers: list[tuple[str, str]]) -> None:
+    for name, label in providers:
+        st.button(
+            f"Sign in with {escape_markdown(label)}",
+            key=f"{state.SSO_BUTTON_PREFIX}{name}",
+            on_click=st.login,
+            args=(None if name == DEFAULT_PROVIDER else name,),
+            type="primary",
+        )
+
+
 def _login_form(ctx: AppContext) -> UserView | None:
+    providers = sso_providers()
     form_box = st.empty()
-    with form_box.container(), st.form(state.LOGIN_FORM, clear_on_submit=True):
+    with form_box.container():
         st.subheader(LOGIN_TITLE)
-        username = st.text_input(
-            "Username",
-            key=state.LOGIN_USERNAME,
-            max_chars=USERNAME_MAX_CHARS,
-            autocomplete="username",
+        _provider_buttons(providers)
+        submitted, username, password = (
+            _password_fields() if ctx.settings.password_login or not providers else (False, "", "")
         )
-        password = st.text_input(
-            "Password", type="password", key=state.LOGIN_PASSWORD, autocomplete="current-password"
-        )
-        submitted = st.form_submit_button("Sign in")
     if not submitted:
         note = st.session_state.get(state.SIGN_IN_NOTE)
         if note:
@@ -170,6 +234,21 @@ def _login_form(ctx: AppContext) -> UserView | None:
     _granted(grant)
     st.session_state[state.JUST_SIGNED_IN] = True
     return grant.user
+
+
+def _password_fields() -> tuple[bool, str, str]:
+    """The username and password form: (submitted, username, password)."""
+    with st.form(state.LOGIN_FORM, clear_on_submit=True):
+        username = st.text_input(
+            "Username",
+            key=state.LOGIN_USERNAME,
+            max_chars=USERNAME_MAX_CHARS,
+            autocomplete="username",
+        )
+        password = st.text_input(
+            "Password", type="password", key=state.LOGIN_PASSWORD, autocomplete="current-password"
+        )
+        return st.form_submit_button("Sign in"), username, password
 
 
 def _cookie_handoff() -> None:
@@ -204,7 +283,7 @@ def _account_sidebar(ctx: AppContext, user: UserView) -> None:
         st.markdown(f"**{escape_markdown(user.display_name)}** · {escape_markdown(user.role)}")
         if ctx.settings.ai_provider == "simulated":
             st.caption("AI: Simulated model (offline)")
-        if not user.must_change_password:
+        if user.has_password and not user.must_change_password:
             with st.expander("Change password"):
                 _password_form(ctx, ask_current=True)
         # A callback: the sign-out is done before the next run draws anything.

@@ -23,6 +23,9 @@ LOGIN_PASSWORD = "nexus_login_password"
 RETURN_TO = "nexus_return_to"
 RETURN_DEFERRED_ON = "nexus_return_deferred_on"  # the page the switch back waits on
 JUST_SIGNED_IN = "nexus_just_signed_in"  # this run signed someone in through the form
+# Single sign-on: this browser session has used its provider identity (``st.user``) once.
+SSO_IDENTITY_USED = "nexus_sso_identity_used"
+SSO_BUTTON_PREFIX = "nexus_sso_"
 LOGOUT_BUTTON = "nexus_logout"
 PASSWORD_FORM = "nexus_password_form"
 NEW_PASSWORD = "nexus_new_password"

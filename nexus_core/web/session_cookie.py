@@ -10,6 +10,13 @@ still belongs to a valid session, and always clears the old JWT cookie. Both rou
 request, which a page of another site cannot send without a CORS preflight that is never granted,
 and refuse a request the browser marks as not same-origin. Later runs read the cookie on the
 server, from the websocket's request (``st.context.cookies``).
+
+Single sign-on ends in the same place: Streamlit's ``st.login`` leaves its own signed identity
+cookie (``_streamlit_user``, and ``_streamlit_user_tokens``, either split into numbered chunks
+when large); the app turns that identity into a Nexus session once, and the response that sets
+``nexus_session`` deletes Streamlit's cookies, as does ``DELETE /auth/session``. Nexus's session
+is then the only sign-in the browser holds, so signing out, disabling and expiry work exactly as
+for a password sign-in.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ CLAIM_FRAGMENT = "claim="
 CLEAR_FRAGMENT = "end"
 MAX_CODE_CHARS = 128
 NO_STORE = {"cache-control": "no-store"}
+# Streamlit's identity cookies (``st.login``), deleted once the identity became a Nexus session.
+STREAMLIT_IDENTITY_COOKIES = ("_streamlit_user", "_streamlit_user_tokens")
 HANDOFF_PAGE = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Nexus AI sign-in</title></head>
 <body><script src="{HANDOFF_SCRIPT_PATH}"></script></body></html>
@@ -96,6 +105,7 @@ async def claim_cookie(request: Request) -> Response:
         samesite="strict",
     )
     response.delete_cookie(LEGACY_COOKIE, path="/")
+    _clear_streamlit_identity(request, response)
     return response
 
 
@@ -114,7 +124,18 @@ async def clear_cookie(request: Request) -> Response:
             samesite="strict",
         )
     response.delete_cookie(LEGACY_COOKIE, path="/")
+    _clear_streamlit_identity(request, response)
     return response
+
+
+def _clear_streamlit_identity(request: Request, response: Response) -> None:
+    """Delete the identity cookies ``st.login`` set (and their chunks) that the request carries."""
+    for name in request.cookies:
+        base, _, chunk = name.rpartition("_")
+        if name in STREAMLIT_IDENTITY_COOKIES or (
+            base in STREAMLIT_IDENTITY_COOKIES and chunk.isdigit()
+        ):
+            response.delete_cookie(name, path="/", httponly=True, samesite="lax")
 
 
 def _from_this_site(request: Request) -> bool:
