@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from nexus_core.personas import PersonaService
     from nexus_core.privacy.personal_data import PersonalDataService
     from nexus_core.privacy.redaction import HeldOriginals, Redactor
+    from nexus_core.privacy.retention import RetentionScheduler, RetentionService
     from nexus_core.users import UserService
     from nexus_core.workbench.notebooks import NotebookService
     from nexus_core.workbench.sandbox import Workbench
@@ -79,6 +80,25 @@ class AppContext:
         from nexus_core.privacy.personal_data import PersonalDataService
 
         return PersonalDataService(self.db)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        """Removal of content and event-log files older than the retention settings."""
+        from nexus_core.privacy.retention import RetentionService
+
+        return RetentionService(
+            self.db,
+            self.event_store,
+            content_days=self.settings.retain_content_days,
+            events_days=self.settings.retain_events_days,
+        )
+
+    @cached_property
+    def retention_scheduler(self) -> RetentionScheduler:
+        """The daily retention run of this process (started by the app when a policy is set)."""
+        from nexus_core.privacy.retention import RetentionScheduler
+
+        return RetentionScheduler.for_service(self.retention)
 
     @cached_property
     def sign_in(self) -> SignInService:
@@ -369,10 +389,14 @@ class AppContext:
         self.alerts.seed_defaults()
         return InitReport(created, admin_created, password)
 
+    def _stop_schedulers(self) -> None:
+        for name in ("alert_scheduler", "retention_scheduler"):
+            if name in self.__dict__:
+                self.__dict__[name].stop()
+
     def close(self) -> None:
         """Finish running jobs, then release the pool, the log and the database."""
-        if "alert_scheduler" in self.__dict__:
-            self.alert_scheduler.stop()
+        self._stop_schedulers()
         if "alerts" in self.__dict__:
             self.alerts.sender.close()
         if "worker" in self.__dict__:

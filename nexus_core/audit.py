@@ -80,6 +80,7 @@ TEST_SET_DELETED = "test_set.deleted"
 TEST_SET_RUN_STARTED = "test_set.run_started"
 ASK_DRAFTED = "ask.drafted"
 ASK_CORRECTED = "ask.corrected"
+RETENTION_APPLIED = "retention.applied"
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,18 @@ class Settings:
         False,
         "Send the model the masked text too (off: it receives what the person typed).",
     )
+    retain_content_days: int | None = _setting(
+        "NEXUS_RETAIN_CONTENT_DAYS",
+        None,
+        "Days message, feedback and note text and sessions' titles are kept; older text becomes "
+        "'[removed by retention policy]' (rows, tokens and costs stay). Unset: kept forever.",
+    )
+    retain_events_days: int | None = _setting(
+        "NEXUS_RETAIN_EVENTS_DAYS",
+        None,
+        "Days the event log is kept: rotated files whose newest event is older are deleted with "
+        "their compacted copies (the live file is never cut). Unset: kept forever.",
+    )
     alert_webhook_urls: str = _setting(
         "NEXUS_ALERT_WEBHOOK_URLS",
         "",
@@ -290,6 +302,7 @@ class Settings:
 
         self._check_job_backend()
         self._check_lists()
+        self._check_retention()
 
     def _check_job_backend(self) -> None:
         if self.job_backend not in JOB_BACKENDS:
@@ -318,6 +331,27 @@ class Settings:
             raise ConfigError(
                 f"NEXUS_IMAGE_HOSTS lists host names without scheme or port, not {bad[0]!r}."
             )
+
+    def _check_retention(self) -> None:
+        for name in ("retain_content_days", "retain_events_days"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            variable = next(f.metadata["env"] for f in fields(self) if f.name == name)
+            try:
+                days = int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{variable} must be a whole number of days, not {value!r}."
+                ) from None
+            if days < 1:
+                raise ConfigError(f"{variable} must be at least 1 (unset it to keep everything).")
+            object.__setattr__(self, name, days)
+
+    @property
+    def retention_configured(self) -> bool:
+        """Whether any retention setting is set (else everything is kept)."""
+        return self.retain_content_days is not None or self.retain_events_days is not None
 
     @property
     def allowed_image_hosts(self) -> tuple[str, ...]:

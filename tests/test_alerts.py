@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from nexus_core import audit
 from nexus_core.alerts import rules as alert_rules
-from nexus_core.alerts.lease import Lease
 from nexus_core.alerts.rules import RuleSpec
 from nexus_core.alerts.scheduler import AlertScheduler
 from nexus_core.alerts.service import AlertService
 from nexus_core.alerts.webhooks import SIGNATURE_HEADER, WebhookSender, verify_signature
 from nexus_core.app_context import AppContext
+from nexus_core.db.lease import Lease
 from nexus_core.db.models import AlertRule, AuditEvent
 from nexus_core.errors import ValidationError
 from nexus_core.ops.events import ApiEventLogger

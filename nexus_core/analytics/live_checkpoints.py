@@ -133,6 +133,20 @@ class LiveCheckpoints:
                     (self.cache_dir / stretch.parquet).unlink(missing_ok=True)
                     del current[key]
 
+    def retire_file(self, identity: Identity) -> int:
+        """Retire the stretches of a file that is being deleted (retention): without a grace
+        their files go at once, else ``grace_seconds`` later like any retired stretch. Returns
+        how many stretches the file had."""
+        now = time.time()
+        with self._locked() as current:
+            mine = [key for key, s in current.items() if s.identity == identity]
+            for key in mine:
+                if self.grace_seconds <= 0:
+                    (self.cache_dir / current.pop(key).parquet).unlink(missing_ok=True)
+                elif current[key].retired_at is None:
+                    current[key] = replace(current[key], retired_at=now)
+        return len(mine)
+
     @staticmethod
     def head(fd: int, end: int) -> str:
         """The hash a stretch ending at ``end`` records of the file's first bytes."""

@@ -20,6 +20,13 @@ counted as skipped until its newline arrives. A file that vanishes or is swapped
 while being read makes the refresh start again (up to ``REFRESH_ATTEMPTS``); on the last attempt
 it is skipped and counted in ``EventSnapshot.vanished_files``.
 
+Retention (``expire``) deletes whole rotated files whose newest event is older than a cutoff, never
+the live file. It holds the writers' lock while it deletes (no rotation renames a file under it),
+deletes only the very file it read (same inode, size and mtime), and lets the file's Parquet copy
+and live stretches go the way of any vanished file's: ``orphan_grace_seconds`` later, in whichever
+process sharing the cache refreshes next, so a snapshot another process is still querying keeps
+its files.
+
 Threads: ``refresh`` holds a lock; queries run on the returned ``EventSnapshot``, each on its own
 DuckDB cursor, and need no lock. Several processes may share ``cache_dir``: files are written
 under a temporary name and renamed, and the manifest is merged under ``flock``.
@@ -37,7 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,7 +61,8 @@ from nexus_core.analytics.event_snapshot import (
 )
 from nexus_core.analytics.live_checkpoints import LiveCheckpoints
 from nexus_core.analytics.live_log import SEGMENT_ROWS, LiveLog
-from nexus_core.ops.events import log_files
+from nexus_core.analytics.windows import to_utc_naive
+from nexus_core.ops.events import log_files, writers_lock
 
 if TYPE_CHECKING:
     from nexus_core.settings import Settings
@@ -110,6 +118,17 @@ class CompactedPart:
         if self.parquet is None or self.min_ts is None or self.max_ts is None:
             return None
         return Piece(self.fingerprint, str(self.parquet), self.rows, self.min_ts, self.max_ts, True)
+
+
+@dataclass(frozen=True)
+class ExpiredFile:
+    """A rotated log file that retention deleted, and what it held."""
+
+    name: str  # its name when deleted (``api_events.log.7``)
+    events: int
+    newest: datetime | None  # its newest event (naive UTC); None when it held none
+    size: int
+    stretches: int  # live stretches parsed from it while it was the live file
 
 
 class EventStore:
@@ -171,6 +190,30 @@ class EventStore:
     def events_frame(self, start: datetime, end: datetime) -> pl.DataFrame:
         """Every event with ``start ≤ ts < end`` (naive UTC bounds), oldest first."""
         return self.refresh().events_frame(start, end)
+
+    def expire(self, before: datetime) -> list[ExpiredFile]:
+        """Delete every rotated file whose newest event is older than ``before`` (one without
+        events: last written before it); the live file is never cut. Their Parquet copies and
+        live stretches go after the orphan grace (see the module docstring)."""
+        before = to_utc_naive(before)
+        with self._lock:
+            old = []
+            for path in self._list_files(self.log_path):
+                if path.name == self.log_path.name:
+                    continue
+                try:
+                    part, stat = self._closed_part(path)
+                except (FileNotFoundError, _ListingChanged):
+                    continue  # moved by a rotation meanwhile: the next run sees it
+                if _newest(part, stat) < before:
+                    old.append((path, part, stat))
+            deleted = [(item[1], gone) for item in old if (gone := self._delete(*item))]
+            if deleted:
+                gone_parts = {part.fingerprint for part, _ in deleted}
+                self._forget_orphans(
+                    {fp for fp in self._parts if fp not in gone_parts | set(self._missing_since)}
+                )
+        return [gone for _, gone in deleted]
 
     def query(
         self, sql: str, start: datetime, end: datetime, params: dict[str, Any] | None = None
@@ -237,6 +280,10 @@ class EventStore:
         )
 
     def _part_for(self, path: Path) -> CompactedPart:
+        return self._closed_part(path)[0]
+
+    def _closed_part(self, path: Path) -> tuple[CompactedPart, os.stat_result]:
+        """The rotated file's part (compacted now if no process did yet) and the file's stat."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             stat = os.fstat(fd)
@@ -247,10 +294,20 @@ class EventStore:
             known = self._parts.get(fingerprint) or self._load_manifest().get(fingerprint)
             if known is not None:
                 self._parts[fingerprint] = known
-                return known
-            return self._compact(fd, path, fingerprint, stat)
+                return known, stat
+            return self._compact(fd, path, fingerprint, stat), stat
         finally:
             os.close(fd)
+
+    def _delete(self, path: Path, part: CompactedPart, stat: os.stat_result) -> ExpiredFile | None:
+        """Delete the rotated file ``path`` if it is still the file that was read (the writers'
+        lock keeps a rotation from renaming another file to its name meanwhile)."""
+        with writers_lock(path.with_name(self.log_path.name)):
+            if _identity(path, with_size=True) != _stat_key(stat):
+                return None  # rotated or written since it was read: the next run looks again
+            stretches = self._live.checkpoints.retire_file((stat.st_dev, stat.st_ino))
+            path.unlink()
+        return ExpiredFile(path.name, part.rows, part.max_ts, stat.st_size, stretches)
 
     def _compact(
         self, fd: int, path: Path, fingerprint: str, stat: os.stat_result
@@ -348,6 +405,13 @@ class EventStore:
             temporary = self.cache_dir / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
             temporary.write_text(json.dumps(payload, indent=1))
             os.replace(temporary, self.cache_dir / MANIFEST_NAME)
+
+
+def _newest(part: CompactedPart, stat: os.stat_result) -> datetime:
+    """A rotated file's newest event (naive UTC), or its last write when it holds no events."""
+    if part.max_ts is not None:
+        return part.max_ts
+    return datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None)
 
 
 def _identity(path: Path, *, with_size: bool = False) -> Any:

@@ -57,6 +57,7 @@ HANDLERS: Final[dict[tuple[str, str | None], str]] = {
     ("notebooks", "import"): "notebooks:cmd_import",
     ("notebooks", "export"): "notebooks:cmd_export",
     ("notebooks", "run"): "notebooks:cmd_run",
+    ("retention", "apply"): "retention:cmd_retention_apply",
 }
 
 

@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true")
     _add_alerts_commands(sub)
     _add_notebook_commands(sub)
+    retention = sub.add_parser("retention", help="remove content and event logs past retention")
+    apply = retention.add_subparsers(dest="retention_command", required=True).add_parser(
+        "apply",
+        help="apply NEXUS_RETAIN_CONTENT_DAYS and NEXUS_RETAIN_EVENTS_DAYS now (the app: daily)",
+    )
+    apply.add_argument("--now", help="apply as of this time (ISO 8601); default now")
     return parser
 
 

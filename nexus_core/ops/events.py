@@ -60,7 +60,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -406,6 +406,21 @@ def _rotated_files(path: Path) -> list[tuple[int, Path]]:
             if candidate.name.startswith(prefix) and suffix.isdigit() and candidate.is_file():
                 numbered.append((int(suffix), candidate))
     return numbered
+
+
+@contextlib.contextmanager
+def writers_lock(path: Path) -> Iterator[None]:
+    """Hold the lock every writer of the log at ``path`` takes: meanwhile no line is written and
+    no file rotated (what deleting a rotated file needs). Keep it briefly."""
+    path = Path(path)
+    lock_path = path.with_name(path.name + LOCK_SUFFIX)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def log_files(path: Path) -> list[Path]:

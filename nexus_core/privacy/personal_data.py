@@ -38,10 +38,9 @@ from nexus_core.db.models import (
     User,
 )
 from nexus_core.errors import NotFound, PermissionDenied
+from nexus_core.privacy.content import ERASED, ERASED_TEXT, ERASED_TITLE, replace_text
 from nexus_core.users import NO_PASSWORD_PREFIX, UserView, active_admins
 
-ERASED_TEXT: Final = "[erased at the person's request]"
-ERASED_TITLE: Final = "Erased session"
 ERASED_NAME: Final = "Erased user"
 ERASED_PREFIX: Final = "erased-"
 UNUSABLE_PASSWORD: Final = NO_PASSWORD_PREFIX + "erased"  # no password can ever match it
@@ -140,22 +139,28 @@ def _user(session: Session, username: str) -> User:
 def _erase_content(session: Session, user: User) -> tuple[int, ...]:
     """Each kind of content erased, counted in ``ErasureReport``'s order."""
     chat_ids = select(ChatSession.id).where(ChatSession.user_id == user.id)
-    messages = session.execute(
-        update(Message).where(Message.session_id.in_(chat_ids)).values(content=ERASED_TEXT)
-    ).rowcount
-    sessions = session.execute(
-        update(ChatSession)
-        .where(ChatSession.user_id == user.id)
-        .values(title=ERASED_TITLE, instruction=None)
-    ).rowcount
-    feedback = session.execute(
-        update(Feedback)
-        .where(Feedback.user_id == user.id)
-        .values(description=ERASED_TEXT, context={})
-    ).rowcount
-    notes = session.execute(
-        update(FeedbackNote).where(FeedbackNote.author_id == user.id).values(text=ERASED_TEXT)
-    ).rowcount
+    messages = replace_text(
+        session, Message.content, ERASED_TEXT, Message.session_id.in_(chat_ids), keep=ERASED
+    )
+    sessions = replace_text(
+        session,
+        ChatSession.title,
+        ERASED_TITLE,
+        ChatSession.user_id == user.id,
+        instruction=None,
+        keep=ERASED,
+    )
+    feedback = replace_text(
+        session,
+        Feedback.description,
+        ERASED_TEXT,
+        Feedback.user_id == user.id,
+        context={},
+        keep=ERASED,
+    )
+    notes = replace_text(
+        session, FeedbackNote.text, ERASED_TEXT, FeedbackNote.author_id == user.id, keep=ERASED
+    )
     notebooks = session.execute(delete(Notebook).where(Notebook.owner_id == user.id)).rowcount
     test_sets = session.execute(delete(TestSet).where(TestSet.owner_id == user.id)).rowcount
     runs = session.execute(

@@ -19,6 +19,7 @@ from nexus_core.chat import SESSION_NOT_FOUND, MessageView, SessionView
 from nexus_core.errors import NotFound
 from nexus_core.feedback import CATEGORIES, PRIORITIES
 from nexus_core.personas import PersonaView
+from nexus_core.privacy.content import is_removed
 from nexus_core.ui import links, notices, show, state
 from nexus_core.ui.nav import page_path
 from nexus_core.ui.widgets.ask import generated_label
@@ -122,10 +123,10 @@ def conversation(
     for message in messages:
         if message.role == "user":
             with st.chat_message("user", avatar=USER_AVATAR):
-                show.markdown(message.content)
+                _message_text(message.content)
         elif message.role == "assistant":
             with st.chat_message("assistant", avatar=show.avatar(persona.avatar)):
-                show.markdown(message.content)
+                _message_text(message.content)
                 _reply_meta(message)
                 if writable:
                     _feedback_widgets(ctx, user, message, ratings.get(message.id))
@@ -141,6 +142,15 @@ def conversation(
     active = [j for j in jobs if j.status in ACTIVE_STATES]
     if active:
         live_reply(ctx, persona, active[-1])
+
+
+def _message_text(text: str) -> None:
+    """A message's words, or — when retention or erasure removed them — the placeholder saying
+    so, set apart as a caption."""
+    if is_removed(text):
+        show.caption(text)
+    else:
+        show.markdown(text)
 
 
 def _retryable_errors(jobs: list[JobView]) -> dict[int, JobView]:

@@ -27,4 +27,6 @@ def get_context() -> AppContext:
             "(or `make run`, which does) and reload this page."
         )
     ctx.alert_scheduler.start()  # every process runs one; the database lease picks who works
+    if settings.retention_configured:
+        ctx.retention_scheduler.start()  # likewise, once a day
     return ctx
