@@ -152,6 +152,18 @@ def test_a_cell_reading_a_failed_cell_is_not_run(runner: NotebookRunner) -> None
     assert runs[reader.id].error == "Not run: it reads 'broken', which failed (see that cell)."
 
 
+def test_a_deeply_nested_cell_is_an_error_on_that_cell_not_a_crash(runner: NotebookRunner) -> None:
+    deep = sql("SELECT " + "+".join(["1"] * 800), name="deep")  # 3 KB of SQL, 800 levels deep
+    after = sql("SELECT 2 AS two")
+
+    order = plan([deep, after])  # reading what each cell names must not overflow Python's stack
+    runs = runner.run([deep, after], [], {}, today=TODAY)
+
+    assert set(order.order) == {deep.id, after.id}
+    assert "nested too deeply to check" in runs[deep.id].error
+    assert runs[after.id].error is None
+
+
 def test_cell_names_are_sql_names_unique_and_not_a_view() -> None:
     assert set(view_schemas(include_message_content=True)) == RESERVED_NAMES
     for bad in ("events", "two words", "1st", "x" * 64):
@@ -348,6 +360,22 @@ def test_a_broken_file_names_the_line_and_imports_nothing(app: AppContext, ana: 
         with pytest.raises(ValidationError, match=message):
             app.notebooks.import_markdown(ana, text)
     assert app.notebooks.list_for(ana) == []
+
+
+def test_very_long_title_chart_and_parameter_lines_are_read_not_backtracked_over() -> None:
+    """Lines of tens of thousands of characters (a 3,000-space title once took 22 s to read,
+    longer ones hours, holding up the whole app) are read in one pass."""
+    pad = " " * 50_000
+    text = (
+        f"# a{pad}b\n\n```params\nperiod{pad}: int{pad}= 5{pad}\n```\n\n"
+        f"```sql\n-- chart: bar x=a{pad}\nSELECT 1 AS a\n```\n"
+    )
+    notebook = notebook_from_markdown(text)
+    assert notebook.title.startswith("a ") and notebook.title.endswith("b")
+    assert notebook.parameters == [Parameter("period", "int", "5")]
+    assert notebook.cells[0].chart is not None and notebook.cells[0].chart.x == "a"
+    with pytest.raises(ValidationError):
+        parse_declarations(f"n: {'i' * 100_000} x")
 
 
 def test_a_file_without_a_title_takes_the_fallback_and_relative_dates_stay_relative() -> None:

@@ -164,7 +164,10 @@ class EventStore:
         self._live = LiveLog(self.log_path, self.cache_dir, self._cursor, checkpoints, segment_rows)
         self._parts: dict[str, CompactedPart] = self._load_manifest()
         self._removed: set[str] = set()
-        self._missing_since: dict[str, float] = {}
+        # When each part's file was first seen gone (wall clock, shared through the manifest, so
+        # short-lived processes — `nexus retention apply`, other commands — finish the grace too).
+        self._missing_since: dict[str, float] = self._load_missing_since()
+        self._last_seen: set[str] = set()
         self._rollups: RollupCache = {}
 
     @classmethod
@@ -359,14 +362,17 @@ class EventStore:
     # --- the manifest -------------------------------------------------------------------------
 
     def _forget_orphans(self, seen: set[str]) -> None:
-        now = time.monotonic()
+        now = time.time()
+        self._last_seen = seen
         for fingerprint in seen:
             self._missing_since.pop(fingerprint, None)
+        noticed = [fp for fp in self._parts if fp not in seen and fp not in self._missing_since]
+        for fingerprint in noticed:
+            self._missing_since[fingerprint] = now
         gone = [
             fp
             for fp in self._parts
-            if fp not in seen
-            and now - self._missing_since.setdefault(fp, now) >= self._orphan_grace
+            if fp not in seen and now - self._missing_since[fp] >= self._orphan_grace
         ]
         for fingerprint in gone:
             part = self._parts.pop(fingerprint)
@@ -374,8 +380,15 @@ class EventStore:
             self._missing_since.pop(fingerprint, None)
             if part.parquet is not None:
                 part.parquet.unlink(missing_ok=True)
-        if gone:
+        if gone or noticed:
             self._save_manifest()
+
+    def _load_missing_since(self) -> dict[str, float]:
+        try:
+            data = json.loads((self.cache_dir / MANIFEST_NAME).read_text())
+            return {str(fp): float(t) for fp, t in data.get("missing_since", {}).items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}
 
     def _load_manifest(self) -> dict[str, CompactedPart]:
         try:
@@ -398,9 +411,12 @@ class EventStore:
                 if fp not in self._removed and fp not in self._parts
             }
             merged.update(self._parts)
+            missing = self._load_missing_since() | self._missing_since
+            missing = {fp: t for fp, t in missing.items() if fp not in self._last_seen}
             payload = {
                 "version": MANIFEST_VERSION,
                 "parts": [_part_to_json(p) for p in merged.values()],
+                "missing_since": {fp: t for fp, t in missing.items() if fp in merged},
             }
             temporary = self.cache_dir / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
             temporary.write_text(json.dumps(payload, indent=1))

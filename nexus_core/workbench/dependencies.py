@@ -12,15 +12,15 @@ cycle, gets an error of its own and does not run; so do the cells that read it.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Final
+from typing import Final
 
 import duckdb
 
 from nexus_core.workbench.cells import RESERVED_NAMES, Cell
+from nexus_core.workbench.query_process import parse_tree, tree_nodes
 
 PARSE_SQL: Final = "SELECT json_serialize_sql($sql)"
 # Names DuckDB itself answers (its catalog views): never reported as missing.
@@ -61,13 +61,13 @@ def references(sql: str) -> References:
         return References()
     finally:
         con.close()
-    tree = json.loads(rows[0][0]) if rows and rows[0][0] else {"error": True}
+    tree = parse_tree(rows[0][0] if rows else None)
     if tree.get("error"):
         return References()
     tables: set[str] = set()
     ctes: set[str] = set()
     parameters: set[str] = set()
-    for node in _nodes(tree.get("statements", [])):
+    for node in tree_nodes(tree.get("statements", [])):
         if node.get("type") == "BASE_TABLE" and not node.get("schema_name"):
             tables.add(str(node.get("table_name", "")).lower())
         elif node.get("class") == "PARAMETER" and node.get("identifier"):
@@ -76,16 +76,6 @@ def references(sql: str) -> References:
         if isinstance(cte_map, dict):
             ctes.update(str(entry.get("key", "")).lower() for entry in cte_map.get("map", []))
     return References(frozenset(tables - ctes), frozenset(parameters))
-
-
-def _nodes(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        yield value
-        for child in value.values():
-            yield from _nodes(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _nodes(child)
 
 
 @dataclass(frozen=True)

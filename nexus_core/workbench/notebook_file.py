@@ -46,9 +46,11 @@ from nexus_core.workbench.parameters import Parameter, declarations, parse_decla
 SQL_INFO: Final = "sql"
 PARAMS_INFO: Final = "params"
 TEXT_CELL_BREAK: Final = "<!-- cell -->"
-FENCE: Final = re.compile(r"^(`{3,})\s*([^`\s]*)\s*(.*?)\s*$")
-TITLE: Final = re.compile(r"^#\s+(.+?)\s*#*\s*$")
-CHART_LINE: Final = re.compile(r"^\s*--\s*chart\s*:\s*(.*?)\s*$", re.IGNORECASE)
+# Patterns whose parts never overlap (each runs in linear time on a line of any length); what
+# they capture is stripped afterwards rather than by lazy groups, which backtrack badly.
+FENCE: Final = re.compile(r"(`{3,})[ \t]*([^`\s]*)(.*)")
+TITLE: Final = re.compile(r"#[ \t]+(.*)")
+CHART_LINE: Final = re.compile(r"[ \t]*--[ \t]*chart[ \t]*:(.*)", re.IGNORECASE)
 CHART_KEYS: Final = {"x": "x", "y": "y", "color": "color", "colour": "color", "agg": "aggregation"}
 MAX_FILE_CHARS: Final = 2_000_000
 T = TypeVar("T")
@@ -105,8 +107,9 @@ def notebook_from_markdown(text: str, *, fallback_title: str = "Imported noteboo
     lines = text.replace("\r\n", "\n").split("\n")
     title = fallback_title.strip()[:MAX_TITLE_CHARS] or "Imported notebook"
     start = next((n for n, line in enumerate(lines) if line.strip()), len(lines))
-    if start < len(lines) and (heading := TITLE.match(lines[start])):
-        title, start = heading[1], start + 1
+    heading = TITLE.match(lines[start]) if start < len(lines) else None
+    if heading and (named := heading[1].strip().rstrip("#").strip()):
+        title, start = named, start + 1
     reader = _Reader(lines, start)
     return NotebookFile(title, reader.parameters, reader.cells)
 
@@ -131,7 +134,7 @@ class _Reader:
             if match[2].lower() in (SQL_INFO, PARAMS_INFO):
                 self._text_cells(text)
                 text = []
-                self._block(n, match[2].lower(), match[3], lines[n + 1 : end])
+                self._block(n, match[2].lower(), match[3].strip(), lines[n + 1 : end])
             else:
                 text.extend(lines[n : end + 1])
             n = end + 1
@@ -172,7 +175,7 @@ class _Reader:
         for line in body:
             found = CHART_LINE.match(line)
             if found and chart is None:
-                chart = _at(where, lambda found=found: parse_chart(found[1]))
+                chart = _at(where, lambda found=found: parse_chart(found[1].strip()))
             else:
                 kept.append(line)
         source = "\n".join(kept).strip("\n")

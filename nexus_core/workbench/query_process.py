@@ -376,23 +376,42 @@ def statement_nodes(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[str]:
         rows = con.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchall()
     except duckdb.Error as exc:
         raise query_error(exc, sql) from exc
-    tree = json.loads(rows[0][0]) if rows else {"error": True}
+    tree = parse_tree(rows[0][0] if rows else None)
     if tree.get("error"):
         reason = str(tree.get("error_message") or "it cannot be parsed as one SELECT")
         raise QueryRefused(UNCHECKABLE_MESSAGE.format(reason=reason))
-    yield from _node_types(tree["statements"])
-
-
-def _node_types(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        kind = value.get("type")
+    for node in tree_nodes(tree["statements"]):
+        kind = node.get("type")
         if isinstance(kind, str) and kind.endswith(NODE_SUFFIX):
             yield kind
-        for child in value.values():
-            yield from _node_types(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _node_types(child)
+
+
+TOO_DEEP: Final = {"error": True, "error_message": "it is nested too deeply to check"}
+
+
+def parse_tree(text: str | None) -> dict[str, Any]:
+    """DuckDB's JSON parse tree of a statement (``json_serialize_sql``); an ``error`` tree when
+    there is none or it is nested deeper than Python's decoder goes."""
+    if not text:
+        return {"error": True}
+    try:
+        tree = json.loads(text)
+    except RecursionError:
+        return TOO_DEEP
+    return tree if isinstance(tree, dict) else {"error": True}
+
+
+def tree_nodes(value: Any) -> Iterator[dict[str, Any]]:
+    """Every object in a parse tree, walked with a stack of its own (no recursion: a statement of
+    a thousand nested terms must not overflow Python's)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _node_name(node: str) -> str:
