@@ -23,7 +23,12 @@ from nexus_core.alerts import rules as alert_rules
 from nexus_core.alerts.rules import RuleSpec
 from nexus_core.alerts.scheduler import AlertScheduler
 from nexus_core.alerts.service import AlertService
-from nexus_core.alerts.webhooks import SIGNATURE_HEADER, WebhookSender, verify_signature
+from nexus_core.alerts.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookSender,
+    check_url,
+    verify_signature,
+)
 from nexus_core.app_context import AppContext
 from nexus_core.db.lease import Lease
 from nexus_core.db.models import AlertRule, AuditEvent
@@ -305,6 +310,24 @@ def test_a_dead_webhook_is_recorded_as_failed_and_does_not_stop_the_others(
         (True, 1, None),
     ]
     assert "9/hook" not in json.dumps([d.target for d in deliveries])  # a URL may be a secret
+
+
+def test_a_webhook_url_httpx_cannot_use_is_refused_on_saving_and_recorded_when_configured(
+    ctx: AppContext, admin: UserView, receiver: Receiver, slept: list[float]
+) -> None:
+    for bad in ("https://hooks.example.com:x/", "http://[::1", "ftp://hooks.example.com/"):
+        with pytest.raises(ValidationError, match="http:// or https:// URL with a host"):
+            check_url(bad)
+    service = service_for(ctx, ["https://hooks.example.com:x/", receiver.url], slept)
+    only_rule(service, admin, IMMEDIATE)
+    write_requests(ctx.settings.event_log_path, NOW - timedelta(minutes=10), NOW, latency_ms=4000)
+
+    report = service.check(NOW)  # the unusable one (from the environment) fails alone
+
+    assert report.notified == 1 and len(receiver.received) == 1
+    (alert,) = service.history()
+    errors = [d.error for d in service.deliveries(alert.id)]
+    assert errors == ["InvalidURL", None]
 
 
 # --- silences and missing data -----------------------------------------------------------------

@@ -375,3 +375,9 @@ def test_parse_window_reads_minutes_hours_and_days(text: str, expected: timedelt
 def test_parse_window_rejects_anything_else_with_a_clear_message(text: str) -> None:
     with pytest.raises(ValidationError, match=r"60m, 24h, 7d or 30d|at most 366 days"):
         parse_window(text)
+
+
+@pytest.mark.parametrize("text", ["99999999999d", "9999999d", "0m", "7w", "-5d"])
+def test_a_window_too_long_or_malformed_is_a_clear_error(text: str) -> None:
+    with pytest.raises(ValidationError, match="Window"):
+        parse_window(text)

@@ -17,7 +17,13 @@ from nexus_core.workbench.cells import RESERVED_NAMES, Cell, ChartSpec, cells_fr
 from nexus_core.workbench.data import view_schemas
 from nexus_core.workbench.dependencies import plan, references
 from nexus_core.workbench.notebook_file import notebook_from_markdown, notebook_to_markdown
-from nexus_core.workbench.parameters import Parameter, bindings, chosen_values, parse_declarations
+from nexus_core.workbench.parameters import (
+    Parameter,
+    bindings,
+    chosen_values,
+    parse_declarations,
+    parse_value,
+)
 from nexus_core.workbench.runs import NotebookRunner, stale_cells
 from nexus_core.workbench.sandbox import Workbench
 
@@ -236,6 +242,20 @@ def test_date_ranges_bind_inclusive_days_and_relative_defaults_follow_today(
     assert bound["period_end"] == datetime(2026, 12, 9)
     runs = runner.run([REPLIES], PARAMETERS, {"period": "2026-12-04..2026-12-06"}, today=TODAY)
     assert runs[REPLIES.id].result.frame["latency_ms"].to_list() == [2000.0, 4000.0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        ("date_range", "last 999999999 days"),
+        ("date", "today-99999999"),
+        ("date_range", "9999-12-31..9999-12-31"),
+        ("date", "9999-12-31"),
+    ],
+)
+def test_a_value_beyond_the_calendar_is_refused_not_a_crash(kind: str, text: str) -> None:
+    with pytest.raises(ValidationError, match="is not a value of p"):
+        parse_value(Parameter("p", kind, ""), text, today=TODAY)
 
 
 def test_a_chosen_value_of_the_wrong_type_or_an_unknown_parameter_is_refused(

@@ -65,8 +65,14 @@ def target_label(url: str) -> str:
 def check_url(url: str) -> str:
     """``url`` stripped, if it is an http(s) URL with a host; ValidationError otherwise."""
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        httpx.URL(url).port  # noqa: B018  (a port that is not a number, an unclosed [ …)
+        parts.port  # noqa: B018
+    except (ValueError, httpx.InvalidURL):
+        usable = False
+    if not usable:
         raise ValidationError("A webhook is an http:// or https:// URL with a host.")
     return url
 
@@ -146,7 +152,7 @@ class WebhookSender:
         def post() -> httpx.Response | Exception:
             try:
                 return self.http.post(url, content=data, headers=headers)
-            except httpx.HTTPError as exc:  # connection refused, timeout, bad URL …
+            except Exception as exc:  # refused, timed out, a URL httpx cannot use: recorded
                 return exc
 
         options: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from typing import Final
 
 from nexus_core.errors import ValidationError
 
-WINDOW_PATTERN: Final = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
+WINDOW_PATTERN: Final = re.compile(r"^\s*(\d{1,7})\s*([mhd])\s*$")  # beyond: past MAX_WINDOW
 WINDOW_UNITS: Final = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 MAX_WINDOW: Final = timedelta(days=366)
 WINDOW_EXAMPLES: Final = "60m, 24h, 7d or 30d"

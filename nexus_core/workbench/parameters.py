@@ -168,7 +168,7 @@ def parse_value(declared: Parameter, text: str, *, today: date) -> Value:
         raise ValidationError(f"A value of {declared.name} has at most {MAX_VALUE_CHARS} chars.")
     try:
         return _parsed(declared.type, text, today)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # "today-99999999" leaves the calendar
         raise ValidationError(
             f"{text!r} is not a value of {declared.name} ({declared.type}): {_expected(declared)}."
         ) from exc
@@ -198,9 +198,10 @@ def _parsed(kind: ParameterType, text: str, today: date) -> Value:
 
 def _day(text: str, today: date) -> date:
     relative = TODAY.match(text)
-    if relative:
-        return today - timedelta(days=int(relative[1] or 0))
-    return date.fromisoformat(text)
+    day = today - timedelta(days=int(relative[1] or 0)) if relative else date.fromisoformat(text)
+    if day == date.max:  # a range binds the day after its last one
+        raise ValueError("the last day of the calendar cannot be chosen")
+    return day
 
 
 def _expected(declared: Parameter) -> str:
