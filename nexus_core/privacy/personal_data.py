@@ -124,7 +124,7 @@ class PersonalDataService:
                 target_id=user.id,
                 actor_id=actor.id if actor else None,
                 actor_name=actor.username if actor else None,
-                details=report.as_dict(),
+                details={k: v for k, v in report.as_dict().items() if k != "username"},
             )
             return report
 

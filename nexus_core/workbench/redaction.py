@@ -1,7 +1,7 @@
 """What the workbench leaves out of audit details for everyone but admins: text people wrote for
 themselves, which the audit trail carries — session titles (the first line of a conversation),
-private notebook titles, board and pin titles, test-set names, and the questions asked of Ask
-(with the errors sent back, which may quote a value)."""
+private notebook titles, board and pin titles, test-set names, and what was asked of Ask — the
+question, the SQL drafted from it (which repeats its values) and the errors sent back."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PRIVATE_DETAILS: Final[dict[str, frozenset[str]]] = {
     "notebook.": frozenset({"title"}),
     "board.": frozenset({"title", "pin"}),
     "test_set.": frozenset({"name", "test_set"}),
-    "ask.": frozenset({"question", "error"}),
+    "ask.": frozenset({"question", "error", "sql", "title", "note"}),
 }
 
 
