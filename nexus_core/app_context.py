@@ -162,14 +162,14 @@ class AppContext:
     def feedback(self) -> FeedbackService:
         from nexus_core.feedback import FeedbackService
 
-        return FeedbackService(self.db)
+        return FeedbackService(self.db, redactor=self.redactor)
 
     @cached_property
     def triage(self) -> TriageService:
         """Exploring, triaging and exporting everyone's feedback (analysts and admins)."""
         from nexus_core.feedback.triage import TriageService
 
-        return TriageService(self.db)
+        return TriageService(self.db, redactor=self.redactor)
 
     @cached_property
     def notebooks(self) -> NotebookService:
@@ -331,6 +331,7 @@ class AppContext:
             max_workers=self.settings.worker_threads,
             job_deadline_seconds=self.settings.job_deadline_seconds,
             originals=self.held_originals,
+            redactor=self.redactor,
             **queued,
         )
         worker.recover_stale_jobs()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from nexus_core.app_context import AppContext
 from nexus_core.db.engine import Database
-from nexus_core.db.models import Message
+from nexus_core.db.models import Feedback, FeedbackNote, Message
 from nexus_core.errors import ConfigError
 from nexus_core.ops.events import ApiEventLogger
 from nexus_core.privacy.redaction import KINDS, Redactor, luhn_valid
@@ -115,7 +117,7 @@ def chat_with_redaction(
 ) -> tuple[str, str]:
     """Send TYPED through `nexus chat` with every kind masked; (stored text, what the model got)."""
     assert run_nexus(settings, "init").returncode == 0
-    server.enqueue(text="Noted.")
+    server.enqueue(text="Noted: card 4111 1111 1111 1111, mail ada@example.com.")
     env = chat_env(settings, server.base_url) | {"NEXUS_REDACT": ",".join(KINDS), **extra}
     done = run_chat(settings, env, "--user", "admin", "--persona", "Nexus Assistant", TYPED)
     assert done.returncode == 0, done.stderr
@@ -123,8 +125,10 @@ def chat_with_redaction(
     try:
         with db.session() as session:
             stored = session.scalar(select(Message.content).where(Message.role == "user"))
+            reply = session.scalar(select(Message.content).where(Message.role == "assistant"))
     finally:
         db.dispose()
+    assert reply == "Noted: card [card], mail [email]."  # a reply may quote what was typed
     return stored or "", server.last_request.raw_body.decode()
 
 
@@ -161,3 +165,22 @@ def test_the_event_log_masks_text_fields_and_keeps_ids(tmp_path: Path) -> None:
 def test_an_unknown_kind_is_a_clear_settings_error() -> None:
     with pytest.raises(ConfigError, match="NEXUS_REDACT takes emails, phones, cards, secrets"):
         Settings.from_sources({"NEXUS_REDACT": "emails,addresses"}, secrets_file=None)
+
+
+def test_feedback_text_and_triage_notes_are_stored_masked(ctx: AppContext) -> None:
+    ctx.init()
+    masking = AppContext(replace(ctx.settings, redact="emails,phones"))
+    try:
+        admin = masking.users.get("admin")
+        item = masking.feedback.submit(
+            admin, category="bug", priority="high", description="Call me on +44 20 7946 0958"
+        )
+        note = masking.triage.add_note(item.id, "He wrote from bob@example.org", admin)
+        assert item.description == "Call me on [phone]"
+        assert note.summary == "Note: He wrote from [email]"
+        with masking.db.session() as session:
+            stored = set(session.scalars(select(FeedbackNote.text)))
+            described = set(session.scalars(select(Feedback.description)))
+        assert stored == {"He wrote from [email]"} and described == {"Call me on [phone]"}
+    finally:
+        masking.close()

@@ -54,7 +54,7 @@ from nexus_core.db.engine import Database
 from nexus_core.db.models import CHANNELS, new_uuid
 from nexus_core.errors import NotFound, ValidationError
 from nexus_core.personas import PersonaView
-from nexus_core.privacy.redaction import HeldOriginals
+from nexus_core.privacy.redaction import HeldOriginals, Redactor
 from nexus_core.users import UserView
 
 CHAT_ROLES = ("user", "assistant")  # the roles the model sees; error bubbles are for people
@@ -179,6 +179,7 @@ class JobStore:
         budgets: BudgetService | None = None,
         clock: Clock = utc_now,
         originals: HeldOriginals | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.db = db
         self.owner = owner
@@ -187,6 +188,7 @@ class JobStore:
         self.budgets = budgets or BudgetService(db)
         self.clock = clock
         self.originals = originals  # typed text of masked messages (NEXUS_REDACT)
+        self.redactor = redactor or Redactor()  # replies are masked too: they may quote it
 
     def create(
         self,
@@ -393,7 +395,7 @@ class JobStore:
                 conn,
                 session_id=job.chat_id,
                 role="assistant",
-                content=result.content,
+                content=self.redactor.redact(result.content),
                 created_at=stored_at,
                 reply_to_id=job.user_message_id,
                 model=result.model,

@@ -65,7 +65,7 @@ from nexus_core.db.columns import Clock, utc_now
 from nexus_core.db.engine import Database
 from nexus_core.errors import BudgetExceeded, QueueUnavailable
 from nexus_core.ops.events import EventName, EventSink
-from nexus_core.privacy.redaction import HeldOriginals
+from nexus_core.privacy.redaction import HeldOriginals, Redactor
 from nexus_core.users import UserView
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ class ResponseWorker:
         wall_clock: Clock = utc_now,
         rng: random.Random | None = None,
         originals: HeldOriginals | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.provider = provider
         self.providers: dict[str, Provider] = {**(providers or {}), provider.name: provider}
@@ -141,6 +142,7 @@ class ResponseWorker:
             budget_chars,
             clock=wall_clock,
             originals=originals,
+            redactor=redactor,
         )
         sizes = {
             CHAT_LANE: max_workers,

@@ -23,6 +23,7 @@ from nexus_core.db.models import (
     Message,
 )
 from nexus_core.errors import NotFound, ValidationError
+from nexus_core.privacy.redaction import Redactor
 from nexus_core.users import UserView
 
 CATEGORIES = FEEDBACK_CATEGORIES
@@ -76,9 +77,12 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
 class FeedbackService:
     """Store ratings and reports from users."""
 
-    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock = utc_now, redactor: Redactor | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.redactor = redactor or Redactor()  # NEXUS_REDACT: masked before it is stored
 
     def _reply_row(self, session: Any, user: UserView, message_id: int, now: datetime) -> Feedback:
         """The user's feedback row for a reply in one of their sessions (created if needed)."""
@@ -148,7 +152,7 @@ class FeedbackService:
         """A report about a reply (``message_id``), a session, or the app in general."""
         _check_choice(category, FEEDBACK_CATEGORIES, "category")
         _check_choice(priority, FEEDBACK_PRIORITIES, "priority")
-        description = description.strip()
+        description = self.redactor.redact(description.strip())
         if len(description) > MAX_DESCRIPTION_CHARS:
             raise ValidationError(
                 f"The description is longer than {MAX_DESCRIPTION_CHARS:,} characters."

@@ -47,6 +47,7 @@ from nexus_core.feedback.filters import (
     to_row,
 )
 from nexus_core.feedback.tables import FeedbackStats, csv_bytes, feedback_stats, parquet_bytes
+from nexus_core.privacy.redaction import Redactor
 from nexus_core.users import UserView
 
 TRIAGE_ROLES = ("analyst", "admin")
@@ -126,9 +127,12 @@ def _name(user: User | None) -> str | None:
 class TriageService:
     """Explore, triage, chart and export all feedback (analysts and admins only)."""
 
-    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock = utc_now, redactor: Redactor | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.redactor = redactor or Redactor()  # NEXUS_REDACT: notes masked before storage
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -342,7 +346,7 @@ class TriageService:
     def add_note(self, feedback_id: int, text: str, actor: UserView) -> HistoryEntry:
         """Add an internal note (never shown to the item's author)."""
         _require_triager(actor)
-        cleaned = CONTROL_CHARS.sub("", text).strip()
+        cleaned = self.redactor.redact(CONTROL_CHARS.sub("", text).strip())
         if not cleaned:
             raise ValidationError("The note is empty; write something first.")
         if len(cleaned) > MAX_NOTE_CHARS:
