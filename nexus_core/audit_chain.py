@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, event, insert, select, update
+from sqlalchemy import Connection, Row, event, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from nexus_core.db.engine import Database
@@ -134,40 +134,51 @@ class ChainReport:
 
 
 def verify(db: Database) -> ChainReport:
-    """Walk the whole chain, oldest first, and report the first event that was changed,
-    deleted or inserted out of order (or that the newest events are gone)."""
-    with db.transaction() as conn:
+    """Walk the chain up to its head, oldest first, and report the first event that was
+    changed, deleted or inserted out of order (or that the newest events are gone).
+
+    Reads only — on SQLite it never holds the write lock, so chats and sign-ins go on — and walks
+    the events up to the head it read first: events committed meanwhile are the next walk's."""
+    with db.reading() as conn:
         head = conn.execute(
             select(AuditChainHead.seq, AuditChainHead.hash).where(AuditChainHead.id == HEAD_ID)
         ).one_or_none()
-        head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-        unlinked = conn.execute(
-            select(AuditEvent.id).where(AuditEvent.seq.is_(None)).order_by("id").limit(1)
-        ).scalar()
-        walked, prev, problem = 0, GENESIS, None
-        last_id = None
+        if head is None:
+            return ChainReport(False, 0, 0, GENESIS, "the chain's head is missing (deleted)")
+        walked, prev, last_id = 0, GENESIS, None
         rows = conn.execution_options(yield_per=VERIFY_BATCH).execute(
-            select(*CONTENT_COLUMNS).where(AuditEvent.seq.is_not(None)).order_by(AuditEvent.seq)
+            select(*CONTENT_COLUMNS)
+            .where(AuditEvent.seq.is_not(None), AuditEvent.seq <= head.seq)
+            .order_by(AuditEvent.seq)
         )
         try:
             for row in rows:
                 problem = _problem(row, walked + 1, prev, last_id)
                 if problem:
-                    return ChainReport(False, walked, head_seq, head_hash, problem, row.id, row.seq)
+                    return ChainReport(False, walked, head.seq, head.hash, problem, row.id, row.seq)
                 walked, prev, last_id = walked + 1, row.hash, row.id
         finally:
             rows.close()  # a server-side cursor on PostgreSQL: close it when stopping early
-    if walked != head_seq or prev != head_hash:
-        gone = f"events {walked + 1}–{head_seq}" if head_seq > walked else "events"
+        outside = conn.execute(OUTSIDE_THE_CHAIN).scalar()
+    if walked != head.seq or prev != head.hash:
+        gone = f"events {walked + 1}–{head.seq}" if head.seq > walked else "events"
         problem = (
             f"the newest {gone} of the chain are missing (deleted): the head says "
-            f"{head_seq} events, the trail holds {walked}"
+            f"{head.seq} events, the trail holds {walked}"
         )
-        return ChainReport(False, walked, head_seq, head_hash, problem, None, walked + 1)
-    if unlinked is not None:
-        problem = f"event {unlinked} is not in the chain: it was inserted outside Nexus"
-        return ChainReport(False, walked, head_seq, head_hash, problem, unlinked, None)
-    return ChainReport(True, walked, head_seq, head_hash)
+        return ChainReport(False, walked, head.seq, head.hash, problem, None, walked + 1)
+    if outside is not None:
+        problem = f"event {outside} is not in the chain: it was inserted outside Nexus"
+        return ChainReport(False, walked, head.seq, head.hash, problem, outside, None)
+    return ChainReport(True, walked, head.seq, head.hash)
+
+
+# Events no commit linked: no place, or a place past the head (one statement, one snapshot, so
+# an event committed meanwhile is seen with its head).
+OUTSIDE_THE_CHAIN: Final = text(
+    "SELECT min(e.id) FROM audit_events e WHERE e.seq IS NULL "
+    f"OR e.seq > (SELECT h.seq FROM audit_chain_head h WHERE h.id = {HEAD_ID:d})"
+)
 
 
 def _problem(row: Row[Any], expected_seq: int, prev: str, last_id: int | None) -> str | None:

@@ -15,7 +15,7 @@ from nexus_core import audit, audit_chain
 from nexus_core.auth import LOCKOUT_THRESHOLD, SignInService
 from nexus_core.db.engine import Database
 from nexus_core.db.migrate import alembic_config
-from nexus_core.db.models import AuditEvent
+from nexus_core.db.models import AuditChainHead, AuditEvent
 from nexus_core.settings import Settings
 from tests.test_cli import run_nexus
 
@@ -120,6 +120,22 @@ def test_an_event_inserted_in_the_database_is_reported(trail: Database) -> None:
 
     assert not report.intact and report.event_id == forged
     assert "inserted outside Nexus" in (report.problem or "")
+
+
+def test_a_deleted_head_or_an_event_placed_past_it_is_reported(trail: Database) -> None:
+    with trail.transaction() as conn:
+        forged = conn.execute(
+            insert(AuditEvent)
+            .values(action=audit.USER_ENABLED, details={}, created_at=datetime.now(UTC), seq=99)
+            .returning(AuditEvent.id)
+        ).scalar_one()
+    beyond = audit_chain.verify(trail)
+    assert not beyond.intact and beyond.event_id == forged
+    with trail.transaction() as conn:
+        conn.execute(delete(AuditChainHead))
+    headless = audit_chain.verify(trail)
+    assert not headless.intact
+    assert headless.problem == "the chain's head is missing (deleted)"
 
 
 def test_an_event_moved_to_another_place_in_the_chain_is_reported(trail: Database) -> None:

@@ -142,5 +142,9 @@ CHAIN_HELP = (
 def chain_message(report: ChainReport) -> str:
     """What a verification found, in one sentence."""
     if report.intact:
-        return f"The hash chain is intact: {report.events:,} events, head {report.head_hash[:16]}…"
+        return (
+            f"No event of the hash chain was changed, deleted or slipped in: {report.events:,} "
+            f"events up to head {report.head_hash[:16]}…. Compare that head with your last saved "
+            "copy to rule out a cut-off end."
+        )
     return f"The hash chain is broken: {report.problem}."
