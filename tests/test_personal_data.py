@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +14,7 @@ from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.app_context import AppContext
 from nexus_core.audit import AuditQuery
 from nexus_core.cost.usage import usage_report
-from nexus_core.db.models import ChatSession, Feedback, Message, Notebook, User
+from nexus_core.db.models import ChatSession, Feedback, Message, ModelPrice, Notebook, User
 from nexus_core.errors import NotFound, PermissionDenied
 from nexus_core.privacy.personal_data import ERASED_TEXT, ERASED_TITLE
 from nexus_core.simulation import simulate
@@ -31,8 +31,19 @@ def demo(ctx: AppContext) -> Iterator[AppContext]:
     """A fresh install after a small simulation: demo people with chats, feedback and votes."""
     ctx.init()
     simulate(ctx, users=2, sessions=6, days=2, seed=11, word_latency=(0.0, 0.0))
-    person = ctx.users.get(PERSON)
-    ctx.notebooks.create(person_as_analyst(ctx, person), "My private notes", [])
+    person = person_as_analyst(ctx, ctx.users.get(PERSON))
+    ctx.notebooks.create(person, "My private notes", [])
+    ctx.boards.create(person, "Monday numbers", shared=True)
+    with ctx.db.session() as session:
+        session.add(
+            ModelPrice(
+                model="gpt-x",
+                input_usd=1.0,
+                output_usd=2.0,
+                effective_from=date(2026, 1, 1),
+                created_by=PERSON,
+            )
+        )
     yield ctx
 
 
@@ -105,6 +116,9 @@ def test_erasure_removes_their_text_and_keeps_every_number(demo: AppContext) -> 
         )
         notebooks = session.scalar(select(func.count()).where(Notebook.owner_id == person.id))
     assert contents == {ERASED_TEXT} and titles == {ERASED_TITLE}
+    assert report.boards == 1 and demo.boards.list_for(admin) == []
+    with demo.db.session() as session:
+        assert session.scalar(select(ModelPrice.created_by)) == report.account
     assert feedback <= {ERASED_TEXT} and notebooks == 0
     with pytest.raises(NotFound):
         demo.users.get(PERSON)

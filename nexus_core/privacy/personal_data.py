@@ -24,14 +24,20 @@ from nexus_core import audit
 from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import (
+    AlertRule,
+    AlertWebhook,
     AuditEvent,
     AuthSession,
+    Board,
+    BoardPin,
+    BoardPinResult,
     Budget,
     ChatSession,
     CompareVote,
     Feedback,
     FeedbackNote,
     Message,
+    ModelPrice,
     Notebook,
     PromptRun,
     TestSet,
@@ -43,6 +49,13 @@ from nexus_core.users import NO_PASSWORD_PREFIX, UserView, active_admins
 
 ERASED_NAME: Final = "Erased user"
 ERASED_PREFIX: Final = "erased-"
+# Columns that name the account that last changed something (by username, not by id).
+NAMED_BY: Final = (
+    ModelPrice.created_by,
+    Budget.updated_by,
+    AlertRule.updated_by,
+    AlertWebhook.created_by,
+)
 UNUSABLE_PASSWORD: Final = NO_PASSWORD_PREFIX + "erased"  # no password can ever match it
 
 
@@ -60,6 +73,7 @@ class ErasureReport:
     test_sets: int
     runs: int
     votes: int
+    boards: int = 0  # boards they owned and pins they made on others' boards
 
     def as_dict(self) -> dict[str, Any]:
         """The counts as plain data."""
@@ -171,7 +185,12 @@ def _erase_content(session: Session, user: User) -> tuple[int, ...]:
     votes = session.execute(
         update(CompareVote).where(CompareVote.user_id == user.id).values(ratings={})
     ).rowcount
-    return (messages, sessions, feedback, notes, notebooks, test_sets, runs, votes)
+    boards = session.execute(delete(Board).where(Board.owner_id == user.id)).rowcount
+    boards += session.execute(delete(BoardPin).where(BoardPin.pinned_by_id == user.id)).rowcount
+    # Pinned results are caches that may hold their text (an admin's view shows messages): they
+    # fill again when a board is next opened.
+    session.execute(delete(BoardPinResult))
+    return (messages, sessions, feedback, notes, notebooks, test_sets, runs, votes, boards)
 
 
 def _anonymise(session: Session, user: User) -> None:
@@ -181,7 +200,12 @@ def _anonymise(session: Session, user: User) -> None:
         .where(AuthSession.user_id == user.id, AuthSession.ended_at.is_(None))
         .values(ended_at=now, end_reason="erased")
     )
-    user.username = f"{ERASED_PREFIX}{user.id}"
+    anonymous = f"{ERASED_PREFIX}{user.id}"
+    for column in NAMED_BY:  # who last set a price, a budget, a rule or a webhook
+        session.execute(
+            update(column.class_).where(column == user.username).values({column.key: anonymous})
+        )
+    user.username = anonymous
     user.display_name = ERASED_NAME
     user.email = None
     user.password_hash = UNUSABLE_PASSWORD
