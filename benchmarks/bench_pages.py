@@ -167,7 +167,7 @@ def main() -> None:
             server.wait(timeout=30)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; load average before the run: {os.getloadavg()[0]:.1f}"
+        f"{platform.python_version()}; load average at the end: {os.getloadavg()[0]:.1f}"
     )
     print(f"events: ~{args.events:,} over 30 days ending now, plus `nexus simulate`")
     print(
