@@ -249,6 +249,7 @@ class Settings:
         None,
         "OpenTelemetry collector base URL; when set, AI jobs are exported as OTLP/HTTP traces "
         "(to <endpoint>/v1/traces).",
+        secret=True,  # a collector URL may carry credentials
     )
     otel_service_name: str = _setting(
         "OTEL_SERVICE_NAME", "nexus-ai", "service.name of the exported traces."
