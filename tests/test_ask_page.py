@@ -72,7 +72,7 @@ def test_an_analyst_asks_sees_the_draft_runs_it_and_saves_it_as_a_generated_cell
     [cell] = notebook.cells
     assert cell.source == f"{GENERATED_PREFIX}{QUESTION}\n{draft.sql}"
     assert cell.chart == draft.chart
-    assert f"[1] SQL · {GENERATED_LABEL} · name" in [t.label for t in at.text_input]
+    assert f"[1] SQL · {GENERATED_LABEL} · name" in [seen_text(t.label) for t in at.text_input]
 
 
 def test_a_failed_run_offers_a_fix_that_says_what_is_wrong(app_ctx: AppContext) -> None:

@@ -330,7 +330,7 @@ def _name_input(
         change_cells(service, user, notebook, change)
 
     where.text_input(  # type: ignore[attr-defined]
-        f"{heading} · name",
+        f"{plain(heading)} · name",
         key=key,
         placeholder="name (optional): later cells read it as a table",
         help="Later cells can read this cell's result as a table of this name.",
