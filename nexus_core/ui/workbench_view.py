@@ -143,8 +143,12 @@ def opened(service: NotebookService, user: UserView) -> OpenNotebook | None:
             editable=False,
             notebook_id=None,
             shared=True,
-            owner_name="Nexus AI",
-            description="Opened from a link (an alert's offending events); duplicate it to edit.",
+            owner_name="a link",
+            description=(
+                "A query written into the address you opened — alerts link their offending "
+                "events this way, but anyone can write such a link: read it before you run it. "
+                "It runs with your own access; duplicate it to edit."
+            ),
         )
     key = links.notebook()
     if not key:
