@@ -19,7 +19,12 @@ from nexus_core.ask.templates import covered_summary
 from nexus_core.errors import NexusError
 from nexus_core.ui import links, notices, show
 from nexus_core.ui.widgets.ask import generated_label
-from nexus_core.ui.widgets.notebook import OpenNotebook, change_cells, init_widget
+from nexus_core.ui.widgets.notebook import (
+    OpenNotebook,
+    change_cells,
+    init_widget,
+    result_table,
+)
 from nexus_core.ui.widgets.persona import provider_label
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import MAX_TITLE_CHARS, Cell
@@ -143,11 +148,12 @@ def _show_outcome(service: AskService, user: UserView, draft: Draft, outcome: As
         return
     result = outcome.result
     assert result is not None
-    facts = [f"{result.row_count:,} rows", f"{result.elapsed_ms:,.0f} ms"]
-    if result.truncated:
-        facts.append(f"showing the first {result.display.height:,}")
-    show.caption(" · ".join(facts))
-    st.dataframe(result.display, hide_index=True, width="stretch")
+    result_table(
+        result.display,
+        row_count=result.row_count,
+        elapsed_ms=result.elapsed_ms,
+        truncated=result.truncated,
+    )
     if draft.chart is not None and outcome.sql == draft.sql:
         try:
             show.chart(build_chart(result.display, draft.chart), width="stretch")

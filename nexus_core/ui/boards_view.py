@@ -17,7 +17,7 @@ from nexus_core.boards.service import BoardService, BoardView, PinResult, PinVie
 from nexus_core.errors import NexusError, NotFound
 from nexus_core.ui import links, notices, show
 from nexus_core.ui.show import plain
-from nexus_core.ui.widgets.notebook import init_widget
+from nexus_core.ui.widgets.notebook import init_widget, result_table
 from nexus_core.users import UserView
 from nexus_core.workbench.charts import build_chart
 
@@ -213,10 +213,13 @@ def _result(pin: PinView, result: PinResult) -> None:
         return
     frame = result.frame
     assert frame is not None
-    facts = [f"{result.row_count:,} rows", f"{result.elapsed_ms:,.0f} ms"]
-    if result.truncated:
-        facts.append(f"showing the first {frame.height:,}")
-    show.caption(" · ".join(facts))
+    result_table(  # the chart, or else the table, follows
+        frame,
+        row_count=result.row_count,
+        elapsed_ms=result.elapsed_ms,
+        truncated=result.truncated,
+        table=False,
+    )
     if pin.chart is not None:
         try:
             show.chart(build_chart(frame, pin.chart), width="stretch")

@@ -24,7 +24,13 @@ from nexus_core.boards.service import BoardView
 from nexus_core.errors import NexusError
 from nexus_core.ui import dates, links, notices, show
 from nexus_core.ui.show import plain
-from nexus_core.ui.widgets.notebook import NOTICE, OpenNotebook, change_cells, init_widget
+from nexus_core.ui.widgets.notebook import (
+    NOTICE,
+    OpenNotebook,
+    change_cells,
+    init_widget,
+    result_table,
+)
 from nexus_core.ui.widgets.pin import pin_popover
 from nexus_core.users import UserView, feature_enabled
 from nexus_core.workbench.cells import (
@@ -445,11 +451,12 @@ def _show_outcome(
         return
     result = outcome.result
     assert result is not None
-    facts = [f"{result.row_count:,} rows", f"{result.elapsed_ms:,.0f} ms"]
-    if result.truncated:
-        facts.append(f"showing the first {result.display.height:,}")
-    show.caption(" · ".join(facts))
-    st.dataframe(result.display, hide_index=True, width="stretch")
+    result_table(
+        result.display,
+        row_count=result.row_count,
+        elapsed_ms=result.elapsed_ms,
+        truncated=result.truncated,
+    )
     _downloads(notebook, cell, result, exports=exports)
 
 

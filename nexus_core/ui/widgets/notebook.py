@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import polars as pl
 import streamlit as st
 
+from nexus_core.ui import show
 from nexus_core.users import UserView
 from nexus_core.workbench.cells import Cell
 from nexus_core.workbench.notebooks import NotebookService
@@ -51,3 +53,16 @@ def init_widget(key: str, value: object) -> None:
     """Give a widget its stored value the first time it is drawn (later the widget owns it)."""
     if key not in st.session_state:
         st.session_state[key] = value
+
+
+def result_table(
+    frame: pl.DataFrame, *, row_count: int, elapsed_ms: float, truncated: bool, table: bool = True
+) -> None:
+    """A query result as every workbench surface shows it (a cell, an Ask draft, a pin): "N rows
+    · T ms", how many are shown when the result was cut, then the rows (unless ``table`` is off)."""
+    facts = [f"{row_count:,} rows", f"{elapsed_ms:,.0f} ms"]
+    if truncated:
+        facts.append(f"showing the first {frame.height:,}")
+    show.caption(" · ".join(facts))
+    if table:
+        st.dataframe(frame, hide_index=True, width="stretch")
