@@ -31,12 +31,14 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 from playwright.async_api import Page, async_playwright
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_pages import start_app  # noqa: E402
 
 from tests.browser.conftest import CHROMIUM_ARGS, CHROMIUM_PATH, sets_login_cookie  # noqa: E402
 
@@ -46,7 +48,6 @@ PERSONA = "Nexus Assistant"
 MESSAGE = "Summarise what a service level objective is, in a short paragraph."
 BUBBLE = '[data-testid="stChatMessage"]'
 WAIT_MS = 180_000
-START_TIMEOUT_S = 90
 SAMPLE_SECONDS = 0.2
 # The new reply bubble (two after those already there: the message, then the reply) has words
 # in it; once stored, it has its thumbs.
@@ -193,22 +194,6 @@ async def measure(url: str, env: dict[str, str], watch: ServerWatch, n: int, rou
         "peak_mib": watch.peak_kib / 1024,
         "per_session_mib": (open_kib - idle_kib) / 1024 / n,
     }
-
-
-def start_app(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the app did not start")
 
 
 def main() -> None:
