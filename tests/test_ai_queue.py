@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -35,7 +36,7 @@ from nexus_core.chat import ChatService
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, Message
 from nexus_core.ops.events import ListEventSink, read_events
-from nexus_core.ops.health import run_health
+from nexus_core.ops.health import check_worker_here, run_health
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings
 from nexus_core.users import UserService, UserView
@@ -476,6 +477,51 @@ def test_health_reports_the_queue_unhealthy_without_a_worker_and_healthy_with_on
 
     assert not before["ok"] and "no `nexus worker` is alive" in before["detail"]
     assert after["ok"] and after["detail"].startswith("1 worker; waiting: chat 0")
+
+
+def test_health_fails_while_no_live_worker_takes_the_chat_lane(
+    app: AppContext, queued: Settings, worker_process: Callable[..., QueueWorker]
+) -> None:
+    worker_process(lanes=("compare", "test_set", "eval"))
+    check = run_health(queued, app.db).to_dict()["checks"]["queue"]
+
+    assert not check["ok"]
+    assert "no live worker takes the chat lane (0 waiting): chat replies wait" in check["detail"]
+    assert "workers per lane: chat 0, compare 1, test_set 1, eval 1" in check["detail"]
+
+
+def test_the_worker_probe_passes_only_while_a_worker_on_this_host_beats(
+    queued: Settings, worker_process: Callable[..., QueueWorker]
+) -> None:
+    before = check_worker_here(queued)
+    worker_process(lanes=("chat",))
+    here = check_worker_here(queued)
+    elsewhere = check_worker_here(queued, host="another-host")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "NEXUS_DATA_DIR": str(queued.data_dir),
+        "DATABASE_URL": queued.database_url,
+        "NEXUS_ENV": "test",
+        "NEXUS_JOB_BACKEND": "queue",
+        "REDIS_URL": REDIS_URL,
+        "NEXUS_QUEUE_NAMESPACE": queued.queue_namespace,
+        "NEXUS_QUEUE_REDELIVERY_SECONDS": str(REDELIVERY_SECONDS),
+    }
+    env.pop("NEXUS_BROKER_URL", None)
+    probe = subprocess.run(
+        [sys.executable, "-m", "nexus_core.cli", "health", "--worker", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+
+    assert not before.ok and "no `nexus worker` on" in before.detail
+    assert here.ok and here.detail.endswith("(chat)")
+    assert not elsewhere.ok and "another-host" in elsewhere.detail
+    assert probe.returncode == 0, probe.stderr
+    assert list(json.loads(probe.stdout)["checks"]) == ["worker"]
 
 
 def test_the_thread_backend_has_no_queue_check(settings: Settings, db: Database) -> None:

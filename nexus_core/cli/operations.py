@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
 from nexus_core.cli.parser import parse_now
-from nexus_core.ops.health import run_health
+from nexus_core.ops.health import HealthReport, check_worker_here, run_health
 from nexus_core.simulation import simulate
 
 if TYPE_CHECKING:
@@ -20,7 +20,10 @@ PROGRESS_WIDTH: Final = 30
 
 
 def cmd_health(ctx: AppContext, args: argparse.Namespace) -> int:
-    report = run_health(ctx.settings)
+    if args.worker:
+        report = HealthReport.from_results([check_worker_here(ctx.settings)])
+    else:
+        report = run_health(ctx.settings)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -172,6 +172,11 @@ def _add_operations_commands(sub: Any) -> None:
 
     health = sub.add_parser("health", help="check database, Redis and the AI provider")
     health.add_argument("--json", action="store_true", help="print the /health JSON")
+    health.add_argument(
+        "--worker",
+        action="store_true",
+        help="only whether a `nexus worker` on this host beats (a worker container's probe)",
+    )
 
     worker = sub.add_parser(
         "worker", help="run AI jobs from the queue backend until SIGTERM (then drain)"

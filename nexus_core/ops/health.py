@@ -14,8 +14,10 @@ into a `HealthReport` whose ``to_dict()`` is the contract's shape::
 and whose ``http_status`` is 200 when every configured check passes, else 503.
 
 ``queue`` is there with ``NEXUS_JOB_BACKEND=queue``: it fails when the broker does not answer, no
-``nexus worker`` has beaten within ``NEXUS_QUEUE_REDELIVERY_SECONDS``, or jobs wait on a lane no
-live worker takes; its detail counts the live workers and each lane's waiting jobs.
+``nexus worker`` has beaten within ``NEXUS_QUEUE_REDELIVERY_SECONDS``, no live worker takes the chat
+lane, or jobs wait on another lane no live worker takes; its detail counts the live workers, each
+lane's waiting jobs and each lane's live workers. `check_worker_here` (``nexus health --worker``)
+is one worker's liveness probe instead: a ``nexus worker`` on this host has beaten in that time.
 
 ``ai_workers`` fails when chat replies wait too long for a worker (the chat lane is saturated:
 ``NEXUS_HEALTH_QUEUE_WAIT_SECONDS``) or a job runs well past its deadline (stuck). It reads the
@@ -41,11 +43,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import redis
 from redis.backoff import NoBackoff
@@ -63,11 +66,15 @@ from nexus_core.db.engine import Database
 from nexus_core.errors import ConfigError
 from nexus_core.settings import Settings
 
+if TYPE_CHECKING:
+    from nexus_core.ai.queue import QueueState
+
 DATABASE = "database"
 REDIS = "redis"
 AI = "ai"
 AI_WORKERS = "ai_workers"
 QUEUE = "queue"
+WORKER = "worker"
 PROBE_SQL = "SELECT 1"
 # A write that changes nothing, in a transaction that is rolled back: a read-only database, a
 # locked SQLite file or a read-only PostgreSQL transaction fails it while SELECT 1 still answers.
@@ -235,34 +242,64 @@ def check_redis(
 def check_queue(
     settings: Settings, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
 ) -> CheckResult | None:
-    """The queue backend: the broker answers and live workers take every lane with jobs
-    waiting; None with the thread backend."""
+    """The queue backend: the broker answers, a live worker takes the chat lane, and live workers
+    take every lane with jobs waiting; None with the thread backend."""
     if settings.job_backend != "queue" or not settings.broker_url:
         return None
+    started = perf_counter()
+    state = _read_queue_state(settings, timeout_seconds)
+    if isinstance(state, str):
+        return CheckResult(QUEUE, False, _elapsed_ms(started), state)
+    problems = state.problems()
+    detail = "; ".join([*problems, state.summary()])[:MAX_DETAIL_CHARS]
+    return CheckResult(QUEUE, not problems, _elapsed_ms(started), detail)
+
+
+def check_worker_here(
+    settings: Settings, host: str | None = None, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
+) -> CheckResult:
+    """Whether a ``nexus worker`` on ``host`` (default this one) has beaten within
+    ``NEXUS_QUEUE_REDELIVERY_SECONDS``: the liveness probe of a worker's container or unit."""
+    started = perf_counter()
+    if settings.job_backend != "queue" or not settings.broker_url:
+        detail = "not the queue backend: set NEXUS_JOB_BACKEND=queue and REDIS_URL"
+        return CheckResult(WORKER, False, _elapsed_ms(started), detail)
+    host = host or socket.gethostname()
+    state = _read_queue_state(settings, timeout_seconds)
+    if isinstance(state, str):
+        return CheckResult(WORKER, False, _elapsed_ms(started), state)
+    here = state.on_host(host)
+    window = f"{settings.queue_redelivery_seconds:g} s"
+    if not here:
+        detail = f"no `nexus worker` on {host} has beaten within {window}"
+        return CheckResult(WORKER, False, _elapsed_ms(started), detail[:MAX_DETAIL_CHARS])
+    described = ", ".join(f"{name} ({','.join(lanes)})" for name, lanes in here)
+    detail = f"beating within {window}: {described}"[:MAX_DETAIL_CHARS]
+    return CheckResult(WORKER, True, _elapsed_ms(started), detail)
+
+
+def _read_queue_state(settings: Settings, timeout_seconds: float) -> QueueState | str:
+    """The queue's state from the broker, or why it could not be read (a safe detail)."""
     from nexus_core.ai.queue import queue_state
 
-    secrets = url_passwords(settings.broker_url)
-    started = perf_counter()
+    url = settings.broker_url or ""
     client: redis.Redis | None = None
     try:  # redis-py rejects a malformed URL with ValueError
         client = redis.Redis.from_url(
-            settings.broker_url,
+            url,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        state = queue_state(
+        return queue_state(
             client, settings.queue_namespace, LANE_NAMES, settings.queue_redelivery_seconds
         )
     except Exception as exc:
-        return CheckResult(QUEUE, False, _elapsed_ms(started), describe_failure(exc, secrets))
+        return describe_failure(exc, url_passwords(url))
     finally:
         if client is not None:
             client.close()
-    problems = state.problems()
-    detail = "; ".join([*problems, state.summary()])[:MAX_DETAIL_CHARS]
-    return CheckResult(QUEUE, not problems, _elapsed_ms(started), detail)
 
 
 def check_ai(settings: Settings, provider_factory: ProviderFactory = build_provider) -> CheckResult:

@@ -10,7 +10,8 @@ delivered again within the timeout plus a worker's poll.
 
 ``nexus worker`` processes also note themselves in ``<namespace>:__nexus_workers__`` (member
 ``host:pid|lane,lane``, scored by their last beat): `queue_state` reads it, with each lane's
-waiting messages, for ``/health``.
+waiting messages, for ``/health`` — the ``queue`` check of the whole deployment, and ``nexus health
+--worker``, a worker container's own liveness probe (a live worker on this host).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
+from nexus_core.ai.lanes import CHAT_LANE
 from nexus_core.errors import QueueUnavailable
 
 ACTOR_NAME: Final = "nexus_reply"
@@ -105,21 +107,41 @@ class QueueState:
     workers: list[tuple[str, tuple[str, ...]]]  # (host:pid, its lanes), of the live ones
 
     def problems(self) -> list[str]:
-        """What is wrong: no live worker, or jobs waiting on a lane no live worker takes."""
+        """What is wrong: no live worker, none on the chat lane (every chat reply would wait for
+        one), or jobs waiting on a lane no live worker takes."""
         if not self.workers:
             return ["no `nexus worker` is alive: AI replies wait until one starts"]
-        served = {lane for _name, lanes in self.workers for lane in lanes}
-        return [
+        served = self.workers_per_lane()
+        problems = []
+        if CHAT_LANE in self.waiting and not served.get(CHAT_LANE):
+            waiting = self.waiting[CHAT_LANE]
+            problems.append(
+                f"no live worker takes the {CHAT_LANE} lane ({waiting} waiting): chat replies wait"
+            )
+        problems += [
             f"no live worker takes the {lane} lane ({count} waiting)"
             for lane, count in self.waiting.items()
-            if count and lane not in served
+            if count and not served.get(lane) and lane != CHAT_LANE
         ]
+        return problems
+
+    def workers_per_lane(self) -> dict[str, int]:
+        """How many live workers take each lane of ``waiting``."""
+        return {lane: sum(lane in lanes for _name, lanes in self.workers) for lane in self.waiting}
+
+    def on_host(self, host: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The live workers running on ``host``."""
+        return [(name, lanes) for name, lanes in self.workers if name.split(":")[0] == host]
 
     def summary(self) -> str:
-        """``2 workers; waiting: chat 0, compare 3``."""
+        """``2 workers; waiting: chat 0, compare 3; workers per lane: chat 1, compare 1``."""
         count = len(self.workers)
         waiting = ", ".join(f"{lane} {n}" for lane, n in self.waiting.items())
-        return f"{count} worker{'s' if count != 1 else ''}; waiting: {waiting}"
+        per_lane = ", ".join(f"{lane} {n}" for lane, n in self.workers_per_lane().items())
+        return (
+            f"{count} worker{'s' if count != 1 else ''}; waiting: {waiting}; "
+            f"workers per lane: {per_lane}"
+        )
 
 
 def queue_state(
