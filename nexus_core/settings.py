@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -32,6 +33,9 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
+# NEXUS_LOG_HOST: one directory name under logs/ (no separators, not "." or "..").
+LOG_HOST_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+LOG_HOST_AUTO = "auto"
 # A host name, IPv4 address or bracketed IPv6 address: nothing that could end a CSP directive.
 IMAGE_HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
@@ -110,6 +114,12 @@ class Settings:
     )
     log_backups: int = _setting(
         "NEXUS_LOG_BACKUPS", 20, "How many rotated event log files to keep."
+    )
+    log_host: str = _setting(
+        "NEXUS_LOG_HOST",
+        "",
+        "Empty: events go to logs/api_events.log; a name (or auto: the host name) puts this "
+        "process's events in logs/<name>/api_events.log. Readers take every host's file.",
     )
     retry_base_seconds: float = _setting(
         "NEXUS_RETRY_BASE_SECONDS", 1.0, "Backoff base for retries of transient AI failures."
@@ -327,6 +337,12 @@ class Settings:
             raise ConfigError(
                 f"NEXUS_REDACT takes {', '.join(REDACTION_KINDS)}, not {unknown[0]!r}."
             )
+        if self.log_host and self.log_host != LOG_HOST_AUTO:
+            if not LOG_HOST_PATTERN.fullmatch(self.log_host):
+                raise ConfigError(
+                    "NEXUS_LOG_HOST is one directory name (letters, digits, '.', '_', '-') or "
+                    f"auto, not {self.log_host!r}."
+                )
         bad = [h for h in self.allowed_image_hosts if not IMAGE_HOST_PATTERN.fullmatch(h)]
         if bad:
             raise ConfigError(
@@ -379,7 +395,16 @@ class Settings:
 
     @property
     def event_log_path(self) -> Path:
+        """The top-level log file: where readers start (they take every host's log too)."""
         return self.log_dir / "api_events.log"
+
+    @property
+    def own_event_log_path(self) -> Path:
+        """The file this process writes its events to (see ``NEXUS_LOG_HOST``)."""
+        host = self.log_host
+        if host == LOG_HOST_AUTO:
+            host = _host_directory(socket.gethostname())
+        return self.log_dir / host / "api_events.log" if host else self.event_log_path
 
     def require_production_secrets(self) -> None:
         """Refuse to start in production without a strong cookie key."""
@@ -441,6 +466,12 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, not {raw!r}.") from exc
     return str(raw)
+
+
+def _host_directory(name: str) -> str:
+    """A host name as one safe directory name (``auto``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:100]
+    return cleaned or "host"
 
 
 def load_settings() -> Settings:

@@ -3,7 +3,8 @@
 Every row has the columns of ``EVENT_COLUMNS`` (the union of all events' fields, all nullable);
 ``ts`` is a naive ``TIMESTAMP`` in UTC. A *piece* is an immutable slice of events with a known
 ``[min_ts, max_ts]``: a rotated file compacted to Parquet, or a frozen segment of the live file
-held in memory. The *hot* table holds the newest live rows and still grows.
+held in memory. The *hot* table holds the newest live rows and still grows (with several hosts'
+logs, the union of each live file's hot table).
 
 SQL run through a snapshot reads a relation named ``events`` (a common table expression put in
 front of it, cheaper than a view) holding only the pieces that overlap the window plus the hot
@@ -134,7 +135,7 @@ class EventSnapshot:
     """
 
     pieces: tuple[Piece, ...]
-    hot_table: str
+    hot_table: str  # the hot rows as a FROM item: a table, or a union of several hosts' tables
     hot_rows: int
     skipped_lines: int  # lines of the current log files that were not events
     vanished_files: int  # rotated files that disappeared while being read

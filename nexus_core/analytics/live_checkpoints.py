@@ -8,6 +8,12 @@ file and reads only the bytes after it. A stretch belongs to the file by its dev
 a hash of the file's first bytes (a reused inode holds other text), and only while the file is at
 least ``end`` bytes long.
 
+Each stretch names its *log* — the live file's path under ``logs/`` (``api_events.log``,
+``host-a/api_events.log``) — and a ``LiveCheckpoints`` serves one log: with several hosts' logs
+in one cache, replacing one host's live file retires only that log's stretches. Within a log a
+stretch is matched by inode (and the head hash), not by device: clients of one network filesystem
+may number its device differently, and one replica must not retire what another is using.
+
 When the live file is replaced (rotation, truncation), the old file's stretches are marked retired
 and their files deleted ``grace_seconds`` later (the store's orphan grace): another process may
 still be compacting the rotated file from them or querying a snapshot that holds them. The file is
@@ -32,6 +38,7 @@ from typing import Final
 LIVE_MANIFEST_NAME: Final = "live.json"
 LOCK_NAME: Final = "manifest.lock"  # shared with the compacted parts' manifest
 HEAD_BYTES: Final = 4096
+DEFAULT_LOG: Final = "api_events.log"  # the single-host log; stretches recorded before ``log``
 
 Identity = tuple[int, int]  # (st_dev, st_ino)
 
@@ -51,6 +58,7 @@ class Stretch:
     min_ts: str | None
     max_ts: str | None
     retired_at: float | None = None  # wall-clock time the file stopped being the live one
+    log: str = DEFAULT_LOG  # the live file's path under logs/, POSIX style
 
     @property
     def identity(self) -> Identity:
@@ -70,10 +78,17 @@ class Stretch:
 class LiveCheckpoints:
     """The live files' parsed stretches in one cache dir, shared by every process using it."""
 
-    def __init__(self, cache_dir: Path, *, version: int, grace_seconds: float) -> None:
+    def __init__(
+        self, cache_dir: Path, *, version: int, grace_seconds: float, log: str = DEFAULT_LOG
+    ) -> None:
         self.cache_dir = cache_dir
         self.version = version
         self.grace_seconds = grace_seconds
+        self.log = log
+
+    def _of_file(self, stretch: Stretch, identity: Identity | None) -> bool:
+        """Whether ``stretch`` is of this log's file ``identity`` (by inode: see the module)."""
+        return identity is not None and stretch.log == self.log and stretch.ino == identity[1]
 
     def target(self, identity: Identity, start: int, end: int) -> Path:
         """Where the stretch ``[start, end)`` of the file ``identity`` is written."""
@@ -85,7 +100,7 @@ class LiveCheckpoints:
         by_start: dict[int, list[Stretch]] = {}
         for stretch in self._load():
             if (
-                stretch.identity == identity
+                self._of_file(stretch, identity)
                 and stretch.retired_at is None
                 and stretch.end <= size
                 and (self.cache_dir / stretch.parquet).is_file()
@@ -118,14 +133,15 @@ class LiveCheckpoints:
             stretches[stretch.key] = stretch
 
     def retire_others(self, live: Identity | None) -> None:
-        """Mark the stretches of every file but ``live`` retired; delete those retired long ago."""
+        """Mark the stretches of this log's files but ``live`` retired (other logs' are left
+        alone); delete those retired long ago."""
         now = time.time()
         stretches = self._load()
-        if all(s.identity == live for s in stretches):
+        if all(s.log != self.log or self._of_file(s, live) for s in stretches):
             return
         with self._locked() as current:
             for key, stretch in list(current.items()):
-                if stretch.identity == live:
+                if stretch.log != self.log or self._of_file(stretch, live):
                     continue
                 if stretch.retired_at is None:
                     current[key] = replace(stretch, retired_at=now)
@@ -139,7 +155,7 @@ class LiveCheckpoints:
         how many stretches the file had."""
         now = time.time()
         with self._locked() as current:
-            mine = [key for key, s in current.items() if s.identity == identity]
+            mine = [key for key, s in current.items() if self._of_file(s, identity)]
             for key in mine:
                 if self.grace_seconds <= 0:
                     (self.cache_dir / current.pop(key).parquet).unlink(missing_ok=True)

@@ -58,6 +58,7 @@ class LiveLog:
     cursor: CursorFactory
     checkpoints: LiveCheckpoints
     segment_rows: int = SEGMENT_ROWS
+    table_prefix: str = "live"  # unique per live file among those sharing the DuckDB connection
     identity: Identity | None = None
     offset: int = 0
     skipped: int = 0
@@ -73,7 +74,7 @@ class LiveLog:
     _retired: list[tuple[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.hot = self._new_table("live")
+        self.hot = self._new_table(self.table_prefix)
 
     @property
     def rows(self) -> int:
@@ -175,7 +176,7 @@ class LiveLog:
         self.checkpoints.record(stretch)
         self._add_stretch(stretch)
         self._retire([self.hot])
-        self.hot, self.hot_rows = self._new_table("live"), 0
+        self.hot, self.hot_rows = self._new_table(self.table_prefix), 0
         self.hot_start, self.hot_skipped = self.offset, 0
 
     def _adopt(self, fd: int, identity: Identity, size: int) -> None:
@@ -195,7 +196,7 @@ class LiveLog:
     def _start_over(self, identity: Identity | None) -> None:
         self._retire([self.hot])
         self.segments = []
-        self.hot, self.hot_rows = self._new_table("live"), 0
+        self.hot, self.hot_rows = self._new_table(self.table_prefix), 0
         self.identity, self.offset, self.skipped, self.pending = identity, 0, 0, False
         self.hot_start, self.hot_skipped = 0, 0
         self.checkpoints.retire_others(identity)

@@ -27,6 +27,14 @@ and live stretches go the way of any vanished file's: ``orphan_grace_seconds`` l
 process sharing the cache refreshes next, so a snapshot another process is still querying keeps
 its files.
 
+Several hosts (``NEXUS_LOG_HOST``): every log under ``logs/`` — the top-level one and one per host
+directory (``ops.events.log_paths``) — is read the same way and the snapshot holds them all; an
+event is in exactly one file, so it is counted once. Each host's live file has a ``LiveLog`` of its
+own whose stretches are recorded under its log's name; the fingerprint of a rotated file in a host
+directory also covers the directory's name, so two hosts' files that begin alike (same first
+4 KiB, size and mtime) stay two parts. Retention expires each host's rotated files under that
+host's writers' lock; live files are never cut.
+
 Threads: ``refresh`` holds a lock; queries run on the returned ``EventSnapshot``, each on its own
 DuckDB cursor, and need no lock. Several processes may share ``cache_dir``: files are written
 under a temporary name and renamed, and the manifest is merged under ``flock``.
@@ -62,7 +70,7 @@ from nexus_core.analytics.event_snapshot import (
 from nexus_core.analytics.live_checkpoints import LiveCheckpoints
 from nexus_core.analytics.live_log import SEGMENT_ROWS, LiveLog
 from nexus_core.analytics.windows import to_utc_naive
-from nexus_core.ops.events import log_files, writers_lock
+from nexus_core.ops.events import log_files, log_paths, writers_lock
 
 if TYPE_CHECKING:
     from nexus_core.settings import Settings
@@ -94,6 +102,7 @@ FROM read_json($path, format = 'newline_delimited', ignore_errors = true,
 """
 
 ListFiles = Callable[[Path], list[Path]]
+FindLogs = Callable[[Path], list[Path]]
 
 
 class _ListingChanged(Exception):
@@ -110,7 +119,7 @@ class CompactedPart:
     skipped: int
     min_ts: datetime | None
     max_ts: datetime | None
-    source: str  # the file's name when it was compacted
+    source: str  # the file's name under logs/ when it was compacted
     size: int
 
     def piece(self) -> Piece | None:
@@ -124,7 +133,7 @@ class CompactedPart:
 class ExpiredFile:
     """A rotated log file that retention deleted, and what it held."""
 
-    name: str  # its name when deleted (``api_events.log.7``)
+    name: str  # its name under logs/ when deleted (``api_events.log.7``, ``host-a/…``)
     events: int
     newest: datetime | None  # its newest event (naive UTC); None when it held none
     size: int
@@ -140,6 +149,7 @@ class EventStore:
         cache_dir: Path,
         *,
         list_files: ListFiles = log_files,
+        find_logs: FindLogs = log_paths,
         memory_limit: str = DUCKDB_MEMORY_LIMIT,
         orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS,
         segment_rows: int = SEGMENT_ROWS,
@@ -149,6 +159,8 @@ class EventStore:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.compactions = 0
         self._list_files = list_files
+        self._find_logs = find_logs
+        self._segment_rows = segment_rows
         self._orphan_grace = orphan_grace_seconds
         self._lock = threading.Lock()
         self._con_lock = threading.Lock()
@@ -158,10 +170,8 @@ class EventStore:
                 "temp_directory": str(self.cache_dir / "duckdb_tmp"),
             }
         )
-        checkpoints = LiveCheckpoints(
-            self.cache_dir, version=MANIFEST_VERSION, grace_seconds=orphan_grace_seconds
-        )
-        self._live = LiveLog(self.log_path, self.cache_dir, self._cursor, checkpoints, segment_rows)
+        self._lives: dict[Path, LiveLog] = {}  # each log's live file -> its tail
+        self._live_for(self.log_path)
         self._parts: dict[str, CompactedPart] = self._load_manifest()
         self._removed: set[str] = set()
         # When each part's file was first seen gone (wall clock, shared through the manifest, so
@@ -178,7 +188,7 @@ class EventStore:
     @property
     def live_bytes_parsed(self) -> int:
         """Bytes of the live log this store parsed itself (not adopted from another process)."""
-        return self._live.parsed_bytes
+        return sum(live.parsed_bytes for live in self._lives.values())
 
     def refresh(self) -> EventSnapshot:
         """Compact new rotated files, read what the live file gained, and return a snapshot."""
@@ -201,9 +211,7 @@ class EventStore:
         before = to_utc_naive(before)
         with self._lock:
             old = []
-            for path in self._list_files(self.log_path):
-                if path.name == self.log_path.name:
-                    continue
+            for path in self._rotated_files():
                 try:
                     part, stat = self._closed_part(path)
                 except (FileNotFoundError, _ListingChanged):
@@ -250,33 +258,76 @@ class EventStore:
 
     # --- one refresh --------------------------------------------------------------------------
 
+    def _live_for(self, live_path: Path) -> LiveLog:
+        """The tail of one log's live file (each log's stretches recorded under its name)."""
+        live = self._lives.get(live_path)
+        if live is None:
+            name = self._name(live_path)
+            checkpoints = LiveCheckpoints(
+                self.cache_dir,
+                version=MANIFEST_VERSION,
+                grace_seconds=self._orphan_grace,
+                log=name,
+            )
+            prefix = "live" if not self._lives else f"live_h{len(self._lives)}"
+            live = LiveLog(
+                live_path,
+                self.cache_dir,
+                self._cursor,
+                checkpoints,
+                self._segment_rows,
+                table_prefix=prefix,
+            )
+            self._lives[live_path] = live
+        return live
+
+    def _logs(self) -> list[Path]:
+        """Every log's live file: those under ``logs/`` now and those read before (a host
+        directory that went away reads as empty)."""
+        found = self._find_logs(self.log_path)
+        return found + [path for path in self._lives if path not in found]
+
+    def _rotated_files(self) -> list[Path]:
+        """The rotated files of every log, log by log, oldest first within each."""
+        return [
+            path
+            for live_path in self._logs()
+            for path in self._list_files(live_path)
+            if path.name != live_path.name
+        ]
+
     def _refresh_once(self, *, tolerant: bool) -> EventSnapshot:
-        live_before = _identity(self.log_path)
         parts: list[CompactedPart] = []
+        lives: list[LiveLog] = []
         vanished = 0
-        for path in self._list_files(self.log_path):
-            if path.name == self.log_path.name:
-                continue
-            try:
-                parts.append(self._part_for(path))
-            except (FileNotFoundError, _ListingChanged):
-                if not tolerant:
-                    raise _ListingChanged from None
-                vanished += 1
-        read = self._live.read()
-        if live_before is not None and read != live_before and not tolerant:
-            raise _ListingChanged  # rotated after the listing: the old live file is unlisted
+        for live_path in self._logs():
+            live_before = _identity(live_path)
+            for path in self._list_files(live_path):
+                if path.name == live_path.name:
+                    continue
+                try:
+                    parts.append(self._part_for(path))
+                except (FileNotFoundError, _ListingChanged):
+                    if not tolerant:
+                        raise _ListingChanged from None
+                    vanished += 1
+            live = self._live_for(live_path)
+            read = live.read()
+            if live_before is not None and read != live_before and not tolerant:
+                raise _ListingChanged  # rotated after the listing: the old live file is unlisted
+            lives.append(live)
         self._forget_orphans({p.fingerprint for p in parts})
         pieces = [piece for part in parts if (piece := part.piece()) is not None]
-        pieces += self._live.segments
+        for live in lives:
+            pieces += live.segments
         current = {piece.key for piece in pieces}
         for key in [k for k in list(self._rollups) if not current.issuperset(k[0])]:
             self._rollups.pop(key, None)  # list(): other threads may be adding totals
         return EventSnapshot(
             pieces=tuple(pieces),
-            hot_table=self._live.hot,
-            hot_rows=self._live.hot_rows,
-            skipped_lines=sum(p.skipped for p in parts) + self._live.skipped_lines,
+            hot_table=_hot_rows_of(lives),
+            hot_rows=sum(live.hot_rows for live in lives),
+            skipped_lines=sum(p.skipped for p in parts) + sum(live.skipped_lines for live in lives),
             vanished_files=vanished,
             cursor=self._cursor,
             rollups=self._rollups,
@@ -291,8 +342,7 @@ class EventStore:
         try:
             stat = os.fstat(fd)
             head = os.pread(fd, FINGERPRINT_HEAD_BYTES, 0)
-            digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:".encode() + head)
-            fingerprint = digest.hexdigest()[:24]
+            fingerprint = self._fingerprint(path, stat, head)
             # Another process sharing the cache may have compacted it already.
             known = self._parts.get(fingerprint) or self._load_manifest().get(fingerprint)
             if known is not None:
@@ -302,15 +352,32 @@ class EventStore:
         finally:
             os.close(fd)
 
+    def _fingerprint(self, path: Path, stat: os.stat_result, head: bytes) -> str:
+        """A rotated file's part key: its size, mtime and first bytes, and for a host's log the
+        host directory's name (the top-level log's keys are as they always were)."""
+        where = str(Path(self._name(path)).parent)
+        scope = b"" if where == "." else where.encode() + b"\0"
+        digest = hashlib.sha256(scope + f"{stat.st_size}:{stat.st_mtime_ns}:".encode() + head)
+        return digest.hexdigest()[:24]
+
+    def _name(self, path: Path) -> str:
+        """A log file's name under ``logs/`` (``api_events.log.3``, ``host-a/api_events.log.3``)."""
+        try:
+            return path.relative_to(self.log_path.parent).as_posix()
+        except ValueError:
+            return str(path)
+
     def _delete(self, path: Path, part: CompactedPart, stat: os.stat_result) -> ExpiredFile | None:
-        """Delete the rotated file ``path`` if it is still the file that was read (the writers'
-        lock keeps a rotation from renaming another file to its name meanwhile)."""
-        with writers_lock(path.with_name(self.log_path.name)):
+        """Delete the rotated file ``path`` if it is still the file that was read (its log's
+        writers' lock keeps a rotation from renaming another file to its name meanwhile)."""
+        live_path = path.with_name(self.log_path.name)
+        with writers_lock(live_path):
             if _identity(path, with_size=True) != _stat_key(stat):
                 return None  # rotated or written since it was read: the next run looks again
-            stretches = self._live.checkpoints.retire_file((stat.st_dev, stat.st_ino))
+            checkpoints = self._live_for(live_path).checkpoints
+            stretches = checkpoints.retire_file((stat.st_dev, stat.st_ino))
             path.unlink()
-        return ExpiredFile(path.name, part.rows, part.max_ts, stat.st_size, stretches)
+        return ExpiredFile(self._name(path), part.rows, part.max_ts, stat.st_size, stretches)
 
     def _compact(
         self, fd: int, path: Path, fingerprint: str, stat: os.stat_result
@@ -318,10 +385,11 @@ class EventStore:
         """Write one closed file's events to Parquet, reading the file at most once more."""
         target = self.cache_dir / f"events-{fingerprint}.parquet"
         temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        covering = next((live for live in self._lives.values() if live.covers(stat)), None)
         with self._cursor() as cur:
-            if self._live.covers(stat):  # the live file we read to its end, now rotated
-                relation = " UNION ALL ".join(f"SELECT * FROM {t}" for t in self._live.relations())
-                skipped = self._live.skipped
+            if covering is not None:  # a live file we read to its end, now rotated
+                relation = " UNION ALL ".join(f"SELECT * FROM {t}" for t in covering.relations())
+                skipped = covering.skipped
             else:
                 # /proc/self/fd pins the inode we fingerprinted; elsewhere, check the name.
                 pinned = PROC_FD_DIR.is_dir()
@@ -352,7 +420,7 @@ class EventStore:
             skipped=skipped,
             min_ts=min_ts,
             max_ts=max_ts,
-            source=path.name,
+            source=self._name(path),
             size=stat.st_size,
         )
         self._parts[fingerprint] = part
@@ -421,6 +489,14 @@ class EventStore:
             temporary = self.cache_dir / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
             temporary.write_text(json.dumps(payload, indent=1))
             os.replace(temporary, self.cache_dir / MANIFEST_NAME)
+
+
+def _hot_rows_of(lives: list[LiveLog]) -> str:
+    """The live files' hot rows as one FROM item: a table, or the union of those with rows."""
+    tables = [live.hot for live in lives if live.hot_rows] or [lives[0].hot]
+    if len(tables) == 1:
+        return tables[0]
+    return "(" + " UNION ALL ".join(f"SELECT * FROM {table}" for table in tables) + ")"
 
 
 def _newest(part: CompactedPart, stat: os.stat_result) -> datetime:

@@ -44,6 +44,12 @@ per open file). Rotation happens under the same lock; writers in other processes
 file's inode changed and reopen it. A writer that finds the file not ending in a newline (torn
 after a crash) writes one first. Do not delete the lock file while writers are running.
 
+Several hosts: with ``NEXUS_LOG_HOST`` set, a process writes ``logs/<host>/api_events.log``
+instead, with its own lock file and rotation in that directory, so only the processes of one host
+share a lock and no lock spans machines. Readers take every log under ``logs/`` as one log: the
+top-level one and one per host directory (``log_paths``), each with its rotated files. An event is
+in exactly one file, so counting every file once counts every event once.
+
 Secrets: the log writes what it is given, except that a field whose key contains ``key``,
 ``secret``, ``password`` or ``token`` is dropped (``tokens_in`` / ``tokens_out`` are allowed).
 Logging never fails the caller: an unwritable log is reported once per outage on the stdlib
@@ -259,10 +265,11 @@ class ApiEventLogger:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiEventLogger:
-        """The logger at ``settings.event_log_path`` with the configured rotation."""
+        """The logger at ``settings.own_event_log_path`` (this host's file when
+        ``NEXUS_LOG_HOST`` is set) with the configured rotation."""
         redactor = Redactor.of(settings.redacted_kinds)
         return cls(
-            settings.event_log_path,
+            settings.own_event_log_path,
             max_bytes=settings.log_max_bytes,
             backups=settings.log_backups,
             scrub=redactor.redact if redactor else None,
@@ -430,6 +437,35 @@ def log_files(path: Path) -> list[Path]:
     if path.is_file():
         files.append(path)
     return files
+
+
+def log_paths(path: Path) -> list[Path]:
+    """The live file of every log under ``path``'s directory: ``path`` itself, then
+    ``<dir>/<host>/<path.name>`` for each host directory (one level down) holding that file or
+    its rotated siblings, by name. Each is listed whether or not its live file exists now."""
+    path = Path(path)
+    hosts: list[Path] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(path.parent):
+            if entry.is_dir(follow_symlinks=False) and _holds_log(Path(entry.path), path.name):
+                hosts.append(Path(entry.path) / path.name)
+    return [path, *sorted(hosts)]
+
+
+def _holds_log(directory: Path, name: str) -> bool:
+    prefix = name + "."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.name == name or (
+                entry.name.startswith(prefix) and entry.name[len(prefix) :].isdigit()
+            ):
+                return True
+    return False
+
+
+def all_log_files(path: Path) -> list[Path]:
+    """Every file of every log under ``path``'s directory (see ``log_paths``), log by log."""
+    return [file for live in log_paths(path) for file in log_files(live)]
 
 
 def read_events(path: Path) -> tuple[list[dict[str, Any]], int]:

@@ -168,7 +168,7 @@ def simulate(
     end = utc_now()
     clock = BackdatedClock(end - timedelta(days=days))
     log = ApiEventLogger(
-        ctx.settings.event_log_path,
+        ctx.settings.own_event_log_path,
         ctx.settings.log_max_bytes,
         ctx.settings.log_backups,
         clock=clock,

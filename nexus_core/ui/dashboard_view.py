@@ -26,7 +26,7 @@ from nexus_core.analytics.windows import describe_span, parse_window
 from nexus_core.app_context import AppContext
 from nexus_core.errors import ValidationError
 from nexus_core.feedback.filters import FeedbackFilters
-from nexus_core.ops.events import log_files
+from nexus_core.ops.events import all_log_files
 from nexus_core.settings import Settings
 from nexus_core.ui import links, show
 from nexus_core.ui.widgets.follow import follow
@@ -78,8 +78,8 @@ def window_asked() -> str:
 
 
 def nothing_logged(settings: Settings) -> bool:
-    """Whether the event log has no content at all (no file, or only empty ones)."""
-    return all(path.stat().st_size == 0 for path in log_files(settings.event_log_path))
+    """Whether the event log has no content at all (no file, or only empty ones, on any host)."""
+    return all(path.stat().st_size == 0 for path in all_log_files(settings.event_log_path))
 
 
 def dashboard(ctx: AppContext, user: UserView) -> None:
