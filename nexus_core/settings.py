@@ -337,12 +337,13 @@ class Settings:
             raise ConfigError(
                 f"NEXUS_REDACT takes {', '.join(REDACTION_KINDS)}, not {unknown[0]!r}."
             )
-        if self.log_host and self.log_host != LOG_HOST_AUTO:
-            if not LOG_HOST_PATTERN.fullmatch(self.log_host):
-                raise ConfigError(
-                    "NEXUS_LOG_HOST is one directory name (letters, digits, '.', '_', '-') or "
-                    f"auto, not {self.log_host!r}."
-                )
+        if self.log_host not in ("", LOG_HOST_AUTO) and not LOG_HOST_PATTERN.fullmatch(
+            self.log_host
+        ):
+            raise ConfigError(
+                "NEXUS_LOG_HOST is one directory name (letters, digits, '.', '_', '-') or auto, "
+                f"not {self.log_host!r}."
+            )
         bad = [h for h in self.allowed_image_hosts if not IMAGE_HOST_PATTERN.fullmatch(h)]
         if bad:
             raise ConfigError(
