@@ -172,6 +172,7 @@ class LiveLog:
             skipped=self.hot_skipped,
             min_ts=min_ts.isoformat() if min_ts else None,
             max_ts=max_ts.isoformat() if max_ts else None,
+            log=self.checkpoints.log,
         )
         self.checkpoints.record(stretch)
         self._add_stretch(stretch)

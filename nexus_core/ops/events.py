@@ -445,8 +445,8 @@ def log_paths(path: Path) -> list[Path]:
     its rotated siblings, by name. Each is listed whether or not its live file exists now."""
     path = Path(path)
     hosts: list[Path] = []
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        for entry in os.scandir(path.parent):
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(path.parent) as it:
+        for entry in it:
             if entry.is_dir(follow_symlinks=False) and _holds_log(Path(entry.path), path.name):
                 hosts.append(Path(entry.path) / path.name)
     return [path, *sorted(hosts)]
@@ -454,12 +454,12 @@ def log_paths(path: Path) -> list[Path]:
 
 def _holds_log(directory: Path, name: str) -> bool:
     prefix = name + "."
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(directory):
-            if entry.name == name or (
-                entry.name.startswith(prefix) and entry.name[len(prefix) :].isdigit()
-            ):
-                return True
+    with contextlib.suppress(OSError), os.scandir(directory) as it:
+        return any(
+            entry.name == name
+            or (entry.name.startswith(prefix) and entry.name[len(prefix) :].isdigit())
+            for entry in it
+        )
     return False
 
 
