@@ -443,6 +443,48 @@ def test_sigterm_finishes_the_running_reply_and_hands_back_the_waiting_one(
     assert job_owner_pid(app.db, waiting) == second.pid
 
 
+def test_two_workers_on_two_hosts_write_their_own_logs_and_metrics_count_each_event_once(
+    gemini_app: tuple[AppContext, dict[str, str]],
+    gemini_server: FakeGeminiServer,
+    workers: Callable[..., WorkerProcess],
+) -> None:
+    app, env = gemini_app
+    user = app.users.create("quinn", PASSWORD)
+    hold_first_reply(gemini_server)
+    first = workers({**env, "NEXUS_LOG_HOST": "worker-a"}, "--lanes", "chat", "--threads", "1")
+    _session, held = ask(app, user, "Answer slowly, please")
+    assert first_text(app, held).startswith("word0")  # the first worker's one thread is busy
+    second = workers({**env, "NEXUS_LOG_HOST": "worker-b"}, "--lanes", "chat")
+    _session, quick = ask(app, user, "And quickly, please")
+
+    assert app.worker.wait(quick, timeout=WAIT_SECONDS).status == "succeeded"
+    assert app.worker.wait(held, timeout=WAIT_SECONDS).status == "succeeded"
+    assert (job_owner_pid(app.db, held), job_owner_pid(app.db, quick)) == (first.pid, second.pid)
+    logs = app.settings.log_dir
+    by_file = {
+        name: [(e["event"], e.get("job_id")) for e in read_events(logs / name)[0]]
+        for name in ("api_events.log", "worker-a/api_events.log", "worker-b/api_events.log")
+    }
+    assert ("job_enqueued", held) in by_file["api_events.log"]  # the app process: no host set
+    assert ("job_success", held) in by_file["worker-a/api_events.log"]
+    assert ("job_success", quick) in by_file["worker-b/api_events.log"]
+    assert ("job_success", quick) not in by_file["worker-a/api_events.log"]
+
+    result = subprocess.run(
+        [sys.executable, "-m", "nexus_core.cli", "metrics", "--window", "60m", "--json"],
+        env={**env, "NEXUS_LOG_HOST": "reader"},
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout)
+    assert (numbers["jobs_succeeded"], numbers["jobs_failed"]) == (2, 0)
+    assert (numbers["requests"], numbers["successes"], numbers["failures"]) == (2, 2, 0)
+    assert numbers["skipped_lines"] == 0
+
+
 def test_nexus_worker_refuses_to_start_with_the_thread_backend(settings: Settings) -> None:
     env = {
         **os.environ,
