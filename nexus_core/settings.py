@@ -33,9 +33,7 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
-# NEXUS_LOG_HOST: one directory name under logs/ (no separators, not "." or "..").
-LOG_HOST_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-LOG_HOST_AUTO = "auto"
+LOG_HOST_AUTO = "auto"  # NEXUS_LOG_HOST=auto: the machine's host name
 # A host name, IPv4 address or bracketed IPv6 address: nothing that could end a CSP directive.
 IMAGE_HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
@@ -337,12 +335,10 @@ class Settings:
             raise ConfigError(
                 f"NEXUS_REDACT takes {', '.join(REDACTION_KINDS)}, not {unknown[0]!r}."
             )
-        if self.log_host not in ("", LOG_HOST_AUTO) and not LOG_HOST_PATTERN.fullmatch(
-            self.log_host
-        ):
+        if self.log_host not in ("", LOG_HOST_AUTO) and not _host_directory(self.log_host):
             raise ConfigError(
-                "NEXUS_LOG_HOST is one directory name (letters, digits, '.', '_', '-') or auto, "
-                f"not {self.log_host!r}."
+                "NEXUS_LOG_HOST names this process's directory under logs/: give it letters or "
+                f"digits (or auto), not {self.log_host!r}."
             )
         bad = [h for h in self.allowed_image_hosts if not IMAGE_HOST_PATTERN.fullmatch(h)]
         if bad:
@@ -402,10 +398,13 @@ class Settings:
     @property
     def own_event_log_path(self) -> Path:
         """The file this process writes its events to (see ``NEXUS_LOG_HOST``)."""
-        host = self.log_host
-        if host == LOG_HOST_AUTO:
-            host = _host_directory(socket.gethostname())
-        return self.log_dir / host / "api_events.log" if host else self.event_log_path
+        if not self.log_host:
+            return self.event_log_path
+        if self.log_host == LOG_HOST_AUTO:
+            host = _host_directory(socket.gethostname()) or "host"
+        else:
+            host = _host_directory(self.log_host)
+        return self.log_dir / host / "api_events.log"
 
     def require_production_secrets(self) -> None:
         """Refuse to start in production without a strong cookie key."""
@@ -470,9 +469,11 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
 
 
 def _host_directory(name: str) -> str:
-    """A host name as one safe directory name (``auto``)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:100]
-    return cleaned or "host"
+    """``NEXUS_LOG_HOST`` (or the host name) as one directory name under ``logs/``: characters
+    other than letters, digits, ``.``, ``_`` and ``-`` become ``-`` (a systemd instance's
+    commas, a path's slashes) and leading ``.``, ``_``, ``-`` go, so it is never ``..`` or
+    hidden; empty when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:100]
 
 
 def load_settings() -> Settings:

@@ -36,9 +36,6 @@ CADDYFILE = REPO / "deploy" / "Caddyfile"
 ENV_EXAMPLE = REPO / "deploy" / "nexus.env.example"
 UNITS = REPO / "deploy" / "systemd"
 DEPLOY_FILES = (COMPOSE, DOCKERFILE, CADDYFILE, ENV_EXAMPLE, *sorted(UNITS.iterdir()))
-# Named in the deployment files before the setting exists: each process's own event log, which
-# another branch adds (README "Deploying" holds its placeholder). Remove once it is a Setting.
-PENDING_SETTINGS = frozenset({"NEXUS_LOG_HOST"})
 # Not Nexus settings, and what reads them.
 OTHER_VARIABLES = {
     "POSTGRES_PASSWORD": "the postgres image, and compose.yaml's DATABASE_URL",
@@ -215,7 +212,7 @@ def test_every_nexus_variable_in_the_deployment_files_is_a_setting() -> None:
         (path.name, name)
         for path in DEPLOY_FILES
         for name in NEXUS_VARIABLE.findall(path.read_text())
-        if name not in settings and name not in PENDING_SETTINGS
+        if name not in settings
     }
     assert not unknown, f"not settings of nexus_core/settings.py: {sorted(unknown)}"
 

@@ -139,8 +139,25 @@ def test_a_log_host_gets_a_directory_of_its_own_and_auto_is_the_host_name(
     assert auto.own_event_log_path.parent.name.startswith(socket.gethostname()[:1])
 
 
-@pytest.mark.parametrize("value", ["../elsewhere", "a/b", ".", "..", " web", ".hidden"])
-def test_a_log_host_must_be_one_plain_directory_name(tmp_path: Path, value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "directory"),
+    [
+        ("web1-worker-compare,test_set,eval", "web1-worker-compare-test_set-eval"),  # systemd %I
+        ("../elsewhere", "elsewhere"),
+        ("a/b", "a-b"),
+        (".hidden", "hidden"),
+    ],
+)
+def test_a_log_host_becomes_one_plain_directory_directly_under_logs(
+    tmp_path: Path, value: str, directory: str
+) -> None:
+    path = Settings(data_dir=tmp_path, env="test", log_host=value).own_event_log_path
+
+    assert path == tmp_path / "logs" / directory / "api_events.log"
+
+
+@pytest.mark.parametrize("value", [".", "..", "/", " "])
+def test_a_log_host_without_letters_or_digits_is_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="NEXUS_LOG_HOST"):
         Settings(data_dir=tmp_path, env="test", log_host=value)
 
