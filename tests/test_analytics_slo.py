@@ -274,3 +274,49 @@ def test_window_sums_are_exact_at_any_boundary_across_pieces(
         since, until = (m.isoformat(timespec="milliseconds") for m in (start, end))
         assert got["success_bad"] == sum(since <= ts < until for ts in stamps), start
     assert slo_counts(snapshot, starts[0], end)["success"].bad == sums[0]["success_bad"]
+
+
+def rollup_files_on_disk(cache: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in cache.glob("rollup-*")}
+
+
+def test_a_new_store_sums_from_the_stored_per_minute_totals_without_scanning_again(
+    log_path: Path, store: EventStore, tmp_path: Path
+) -> None:
+    write_traffic(log_path, timedelta(hours=10), per_minute=7, fails=lambda n, at: n % 13 == 0)
+    stamps = [e["ts"] for e in read_events(log_path)[0] if e["event"] == "request_failure"]
+    starts = [NOW - timedelta(hours=9, seconds=17), NOW - timedelta(hours=2)]
+    end = NOW - timedelta(seconds=5)
+    params = {"latency_target_ms": 3000}
+    first = window_sums(store.refresh(), SLO_COUNTS_SQL, starts, end, params)
+    stored = rollup_files_on_disk(tmp_path / "cache")
+    assert len(stored) == len(store.refresh().pieces)
+
+    with EventStore(log_path, tmp_path / "cache", segment_rows=512) as fresh:
+        again = window_sums(fresh.refresh(), SLO_COUNTS_SQL, starts, end, params)
+
+    assert again == first
+    assert rollup_files_on_disk(tmp_path / "cache") == stored  # read, not written again
+    for start, got in zip(starts, again, strict=True):
+        since, until = (m.isoformat(timespec="milliseconds") for m in (start, end))
+        assert got["success_bad"] == sum(since <= ts < until for ts in stamps)
+
+
+def test_stored_totals_of_deleted_pieces_go_when_new_totals_are_written(
+    log_path: Path, tmp_path: Path
+) -> None:
+    write_traffic(log_path, timedelta(hours=10), per_minute=7)
+    cache = tmp_path / "cache"
+    with EventStore(log_path, cache, segment_rows=512, orphan_grace_seconds=0) as store:
+        slo_counts(store, NOW - timedelta(days=1), NOW)
+        rotated = sorted(log_path.parent.glob("api_events.log.*"))
+        rotated[-1].unlink()  # the oldest
+        snapshot = store.refresh()  # its compacted part is deleted at once (no grace)
+
+        window_sums(
+            snapshot, SLO_COUNTS_SQL, [NOW - timedelta(days=1)], NOW, {"latency_target_ms": 1000}
+        )
+
+    pieces = {Path(p.source).stem for p in snapshot.pieces}
+    stems = {p.name.removeprefix("rollup-").rpartition("-")[0] for p in cache.glob("rollup-*")}
+    assert stems == pieces

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 import duckdb
@@ -102,8 +103,8 @@ def traffic_filter(traffic: str) -> str | None:
 WITH_PATTERN: Final = re.compile(r"^\s*WITH\s+(?!RECURSIVE\b)", re.IGNORECASE)
 
 CursorFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
-# (piece keys, SQL, parameters) -> per-minute totals; see ``rollups``.
-RollupCache = dict[tuple[tuple[str, ...], str, tuple[tuple[str, Any], ...]], pl.DataFrame]
+# (piece keys, SQL, parameters) -> the file holding the piece's per-minute totals; see ``rollups``.
+RollupCache = dict[tuple[tuple[str, ...], str, tuple[tuple[str, Any], ...]], Path]
 
 
 @dataclass(frozen=True)

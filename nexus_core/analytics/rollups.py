@@ -1,28 +1,48 @@
 """Additive aggregates (counts) over several windows ending at the same moment, cheaply.
 
 The SLO needs counts over 5 min … 30 days at every refresh. Scanning 30 days of events each
-time would grow with history, so every immutable piece gets, once, its per-minute totals of the
-requested aggregates (cached per piece, SQL and parameters). A window's total is then: whole
-minutes from those totals, plus an exact scan of the hot live rows and of the few *cut* minutes
-that a window start (or the end) splits. Exact to the microsecond, with a cost bounded by the
-number of minutes, not of events.
+time would grow with history, so every immutable Parquet piece gets, once, its per-minute totals
+of the requested aggregates. A window's total is then: whole minutes from those totals, plus an
+exact scan of the hot live rows (and of any in-memory piece) and of the few *cut* minutes that a
+window start (or the end) splits. Exact to the microsecond, with a cost bounded by the number of
+minutes, not of events.
 
 Windows are nested (same end), so one scan assigns each event a *ring*: ring ``r`` holds the
 events newer than exactly ``r`` of the window starts (sorted newest first), and the window
-starting at the ``r``-th boundary sums rings ``0..r``.
+starting at the ``r``-th boundary sums rings ``0..r``. Totals and the exact scan are one query.
+
+A piece's totals live on disk next to its Parquet file, as
+``rollup-<piece file's stem>-<digest>.parquet``, so a new process (a ``nexus metrics``, a
+restarted app) reads a few thousand rows per piece instead of scanning its events again: its
+first SLO costs the same whatever the length of the history. The digest names the aggregates,
+their parameters, the traffic filter and the piece as it is now (rows, time range, and the size
+and mtime of its Parquet file, so a file written again gets new totals). A file is written under
+a temporary name and renamed; whenever one is written, those whose piece file is gone are
+deleted. The snapshot's rollup cache remembers which file holds which piece's totals, so a warm
+refresh does not even ``stat`` the pieces.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
-import polars as pl
-
-from nexus_core.analytics.event_snapshot import EventSnapshot, Piece, filtered, with_events
+from nexus_core.analytics.event_snapshot import (
+    EventSnapshot,
+    Piece,
+    filtered,
+    quote,
+    with_events,
+)
 
 MINUTE: Final = timedelta(minutes=1)
+ROLLUP_PREFIX: Final = "rollup-"
+PARQUET_SUFFIX: Final = ".parquet"
 MINUTE_TOTALS_SQL: Final = """
 SELECT date_trunc('minute', ts) AS minute, {aggregates}
 FROM {relation}
@@ -35,39 +55,81 @@ FROM events
 WHERE ts >= $start AND ts < $end
 GROUP BY ring
 """
+# Whole minutes of the stored totals (the same columns, in the same order, as the aggregates).
+WHOLE_MINUTES_SQL: Final = """
+SELECT len(list_filter($boundaries, lambda b: b > minute)) AS ring,
+    sum(COLUMNS(* EXCLUDE (minute)))
+FROM read_parquet([{files}])
+WHERE minute >= $start AND minute + INTERVAL 1 minute <= $end
+    AND NOT list_contains($cuts::TIMESTAMP[], minute)
+GROUP BY ring
+"""
 
 
 def _floor_minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def minute_totals(
+def rollup_files(
     snapshot: EventSnapshot, pieces: list[Piece], aggregates: str, params: Mapping[str, Any]
-) -> pl.DataFrame | None:
-    """The pieces' aggregates per minute (``minute`` then one column each), computed once."""
-    if not pieces:
-        return None
+) -> list[Path]:
+    """The files holding the Parquet pieces' per-minute totals, computed once if missing."""
     extra = (*sorted(params.items()), ("_rows", snapshot.row_filter))
-    combined_key = (tuple(p.key for p in pieces), aggregates, extra)
-    combined = snapshot.rollups.get(combined_key)
-    if combined is None:
-        frames = []
-        for piece in pieces:
-            key = ((piece.key,), aggregates, extra)
-            frame = snapshot.rollups.get(key)
-            if frame is None:
-                relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
-                sql = MINUTE_TOTALS_SQL.format(aggregates=aggregates, relation=f"({relation})")
-                with snapshot.cursor() as cur:
-                    frame = cur.sql(sql, params=dict(params) or None).pl()
-                snapshot.rollups[key] = frame
-            frames.append(frame)
-        # Keep one combination per query: older ones would pile up as segments freeze.
-        stale = [k for k in list(snapshot.rollups) if len(k[0]) > 1 and k[1:] == combined_key[1:]]
-        for key in stale:
-            snapshot.rollups.pop(key, None)
-        combined = snapshot.rollups[combined_key] = pl.concat(frames, rechunk=True)
-    return combined
+    files = []
+    for piece in pieces:
+        if not piece.parquet:
+            continue
+        key = ((piece.key,), aggregates, extra)
+        stored = snapshot.rollups.get(key)
+        if stored is None:
+            stored = _piece_totals(snapshot, piece, aggregates, extra)
+            if stored is None:
+                continue  # the piece's file is gone: the snapshot cannot be read any more
+            snapshot.rollups[key] = stored
+        files.append(stored)
+    return files
+
+
+def _piece_totals(
+    snapshot: EventSnapshot, piece: Piece, aggregates: str, extra: tuple[tuple[str, Any], ...]
+) -> Path | None:
+    """The piece's rollup file, written now if no process did yet; None if the piece is gone."""
+    source = Path(piece.source)
+    try:
+        stat = source.stat()
+    except FileNotFoundError:
+        return None
+    identity = (piece.key, piece.rows, piece.min_ts, piece.max_ts, stat.st_size, stat.st_mtime_ns)
+    digest = hashlib.sha256(repr((identity, aggregates, extra)).encode()).hexdigest()[:24]
+    stored = source.with_name(f"{ROLLUP_PREFIX}{source.stem}-{digest}{PARQUET_SUFFIX}")
+    if stored.is_file():
+        return stored
+    params = {name: value for name, value in extra if name != "_rows"}
+    relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
+    sql = MINUTE_TOTALS_SQL.format(aggregates=aggregates, relation=f"({relation})")
+    temporary = stored.with_name(f".{stored.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with snapshot.cursor() as cur:
+            cur.execute(f"COPY ({sql}) TO {quote(str(temporary))} (FORMAT parquet)", params)
+        os.replace(temporary, stored)  # another process may have written the same totals
+    finally:
+        temporary.unlink(missing_ok=True)
+    _sweep(stored.parent)
+    return stored
+
+
+def _sweep(directory: Path) -> None:
+    """Delete the rollup files whose piece's Parquet file is gone."""
+    try:
+        names = set(os.listdir(directory))
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(ROLLUP_PREFIX) and name.endswith(PARQUET_SUFFIX)):
+            continue
+        stem = name[len(ROLLUP_PREFIX) : -len(PARQUET_SUFFIX)].rpartition("-")[0]
+        if f"{stem}{PARQUET_SUFFIX}" not in names:
+            (directory / name).unlink(missing_ok=True)
 
 
 def window_sums(
@@ -83,24 +145,12 @@ def window_sums(
     oldest = boundaries[-1]
     cuts = sorted({_floor_minute(m) for m in [*boundaries, end] if _floor_minute(m) != m})
     pieces = snapshot.overlapping(oldest, end)
-    rings: dict[int, list[int]] = {}
-    names: list[str] = []
-    totals = minute_totals(snapshot, pieces, aggregates, params)
-    if totals is not None:
-        names = totals.columns[1:]
-        minute = pl.col("minute")
-        ring = pl.sum_horizontal([(minute < b).cast(pl.Int64) for b in boundaries])
-        whole = (
-            totals.filter(minute >= oldest, minute + MINUTE <= end, ~minute.is_in(cuts))
-            .group_by(ring.alias("ring"))
-            .agg(pl.col(names).sum())
-        )
-        for row in whole.iter_rows():
-            _add(rings, row[0], row[1:])
-    # Exact part: the hot rows, and the pieces' rows in minutes a boundary cuts.
+    files = rollup_files(snapshot, pieces, aggregates, params)
+    # Exact part: the hot rows, in-memory pieces, and the Parquet pieces' rows in cut minutes.
     branches = [f"SELECT * FROM {snapshot.hot_table}"]
+    branches += [f"SELECT * FROM {piece.from_item}" for piece in pieces if not piece.parquet]
     for index, cut in enumerate(cuts):
-        cut_pieces = [piece for piece in pieces if piece.overlaps(cut, cut + MINUTE)]
+        cut_pieces = [p for p in pieces if p.parquet and p.overlaps(cut, cut + MINUTE)]
         if cut_pieces:
             params[f"cut_{index}"] = cut
         branches += [
@@ -109,11 +159,17 @@ def window_sums(
             for piece in cut_pieces
         ]
     relation = filtered(" UNION ALL ".join(branches), snapshot.row_filter)
-    sql = with_events(RING_TOTALS_SQL.format(aggregates=aggregates), relation)
+    sql = RING_TOTALS_SQL.format(aggregates=aggregates)
     bound = {"boundaries": boundaries, "start": oldest, "end": end, **params}
+    if files:
+        sql += " UNION ALL " + WHOLE_MINUTES_SQL.format(
+            files=", ".join(quote(str(path)) for path in files)
+        )
+        bound["cuts"] = cuts
+    rings: dict[int, list[int]] = {}
     with snapshot.cursor() as cur:
-        result = cur.execute(sql, bound)
-        names = names or [column[0] for column in result.description][1:]
+        result = cur.execute(with_events(sql, relation), bound)
+        names = [column[0] for column in result.description][1:]
         for row in result.fetchall():
             _add(rings, row[0], row[1:])
     sums: dict[datetime, dict[str, int]] = {}
