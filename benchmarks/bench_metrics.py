@@ -1,16 +1,26 @@
 """Window metrics over a large event log: compacted store vs the naive re-parse of every line.
 
-Run: ``python benchmarks/bench_metrics.py [--events N] [--small-events N] [--repeats N]``.
+Run: ``python benchmarks/bench_metrics.py [--events N] [--small-events N] [--large-events N]
+[--repeats N] [--fresh-repeats N] [--data-dir DIR]``.
 Writes realistic events (jobs with requests, retries, failures, personas and models) at one rate
-(the large log spans 30 days) into a temporary directory, rotated at the default 50 MB as
-``ApiEventLogger`` does, then measures in separate processes (so each peak RSS is its own):
+(the large log spans 30 days) into a temporary directory (or ``--data-dir``, where the logs and the
+compacted cache are kept for the next run), rotated at the default 50 MB as ``ApiEventLogger``
+does, then measures in separate processes (so each peak RSS is its own):
 
 - cold: a new store with an empty cache (compacts every rotated file) and the first metrics;
+- fresh: ``--fresh-repeats`` new processes over the cache on disk, each timing its first
+  ``compute_metrics`` 60m (store opened, live file read, metrics; CPU time too, which a loaded
+  machine disturbs less), and as many runs of the whole command, ``nexus metrics --window 60m``
+  (interpreter start and imports included);
 - restart: a new process over the existing cache (reads the live file, compacts nothing);
 - warm: the dashboard's refresh — ``compute_metrics`` again with nothing new, and after appending
   a few hundred events through the real ``ApiEventLogger``; plus ``timeseries``; the 30-day
   window in a process of its own (its scan fills DuckDB's buffer pool, so its RSS is apart);
-- naive: a Python ``json.loads`` loop over every line computing p95 latency and success rate.
+- naive: a Python ``json.loads`` loop over every line computing p95 latency and success rate;
+- large (``--large-events``, 20 M by default, 0 skips it): the large log replicated by DuckDB
+  (each job ten times, a fraction of the job spacing apart, ids made unique: the same 30 days at
+  ten times the rate; a minute instead of an hour of Python), compacted once, then the 30-day
+  ``compute_metrics`` in process, and each of its queries alone.
 
 Prints the machine and a markdown table; timings are medians (and minimums) of ``--repeats`` runs.
 """
@@ -18,29 +28,47 @@ Prints the machine and a markdown table; timings are medians (and minimums) of `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nexus_core.analytics.log_store import EventStore
-from nexus_core.analytics.metrics import compute_metrics, parse_window, timeseries
+from nexus_core.analytics import breakdowns
+from nexus_core.analytics.log_store import CACHE_DIR_NAME, DUCKDB_MEMORY_LIMIT, EventStore
+from nexus_core.analytics.metrics import (
+    PER_MINUTE_JSON_SQL,
+    SUMMARY_SQL,
+    compute_metrics,
+    parse_window,
+    timeseries,
+)
+from nexus_core.analytics.slo import slo_report
+from nexus_core.analytics.windows import window_bounds
 from nexus_core.ops.events import DEFAULT_MAX_BYTES, ApiEventLogger, format_ts, log_files
 
+ROOT = Path(__file__).resolve().parents[1]
 EVENTS = 2_000_000
 SMALL_EVENTS = 10_000
+LARGE_EVENTS = 20_000_000
 REPEATS = 15
+FRESH_REPEATS = 9
+LARGE_MEMORY_LIMIT = "1GB"  # the large window again with more memory for DuckDB than the store's
 NEW_EVENTS = 300
 HISTORY = timedelta(days=30)
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -193,6 +221,76 @@ def generate(
     return live
 
 
+# Each line of the large log's source ten times: ts moved back k × (job spacing / factor), ids
+# prefixed with k. Lines are read as text (a tab never occurs in JSON Lines) and written as is.
+REPLICATE_SQL = """
+COPY (
+    WITH lines AS (
+        SELECT line FROM read_csv($path, columns = {{'line': 'VARCHAR'}}, header = false,
+            delim = '\t', quote = '', escape = '', auto_detect = false)
+    ), stamped AS (
+        SELECT line, strptime(substr(line, 8, 24), '%Y-%m-%dT%H:%M:%S.%gZ') AS t
+        FROM lines WHERE line <> ''
+    )
+    SELECT unnest(list_transform(range({factor}), lambda k:
+        '{{"ts":"' || strftime(t - to_milliseconds((k * {step_ms})::BIGINT),
+            '%Y-%m-%dT%H:%M:%S.%g') || 'Z'
+        || replace(replace(replace(substr(line, 32),
+            '"job_id":"', '"job_id":"' || k),
+            '"request_id":"', '"request_id":"' || k),
+            '"chat_session_id":"', '"chat_session_id":"' || k)))
+    FROM stamped
+) TO {target} (FORMAT csv, header false, quote '', escape '', delimiter '\t')
+"""
+
+
+def replicate(source: Path, directory: Path, factor: int, spacing: timedelta) -> Path:
+    """The log ``source`` with each line ``factor`` times (a ``factor`` times denser log over
+    the same days), rotated at the default size like the logger; returns the live file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    step_ms = spacing / timedelta(milliseconds=1) / factor
+    con = duckdb.connect(config={"memory_limit": "2GB"})
+    copies = []
+    for index, file in enumerate(log_files(source)):
+        copies.append(directory / f"copy-{index:04d}")
+        target = "'" + str(copies[-1]).replace("'", "''") + "'"
+        sql = REPLICATE_SQL.format(factor=factor, step_ms=step_ms, target=target)
+        con.execute(sql, {"path": str(file)})
+    con.close()
+    segments = _split(copies, directory, DEFAULT_MAX_BYTES)
+    live = directory / LOG_NAME
+    for age, segment in enumerate(reversed(segments)):
+        segment.rename(live if age == 0 else live.with_name(f"{LOG_NAME}.{age}"))
+    return live
+
+
+def _split(files: list[Path], directory: Path, max_bytes: int) -> list[Path]:
+    """The lines of ``files`` (in order) in files of at most ``max_bytes``, cut at newlines."""
+    segments: list[Path] = []
+    out, size, pending = None, 0, b""
+    for file in files:
+        with file.open("rb") as fh:
+            while block := fh.read(8 << 20):
+                pending += block
+                while pending:
+                    if out is None:
+                        segments.append(directory / f"segment-{len(segments):05d}")
+                        out, size = segments[-1].open("wb"), 0
+                    if size + len(pending) <= max_bytes:
+                        out.write(pending)
+                        size, pending = size + len(pending), b""
+                        break
+                    cut = pending.rfind(b"\n", 0, max_bytes - size) + 1
+                    out.write(pending[:cut])
+                    pending = pending[cut:]
+                    out.close()
+                    out = None
+        file.unlink()
+    if out is not None:
+        out.close()
+    return segments
+
+
 def _timed(fn: Any, repeats: int) -> tuple[float, float]:
     samples = []
     for _ in range(repeats):
@@ -246,6 +344,69 @@ def run_store(log: Path, cache: Path, repeats: int, windows: list[str]) -> dict[
     store.close()
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
+
+
+def run_fresh(log: Path, cache: Path) -> dict[str, Any]:
+    """A new process's first metrics over the cache on disk, wall and CPU time."""
+    started, cpu = time.perf_counter(), time.process_time()
+    with EventStore(log, cache) as store:
+        first = compute_metrics(store, "60m", NOW)
+    return {
+        "first_s": time.perf_counter() - started,
+        "first_cpu_s": time.process_time() - cpu,
+        "p95": first["p95_latency_ms"],
+    }
+
+
+def run_queries(
+    log: Path, cache: Path, repeats: int, window: str, memory_limit: str
+) -> dict[str, Any]:
+    """Each query of ``compute_metrics`` over ``window`` alone, warm (medians of ``repeats``);
+    one that runs out of DuckDB's memory is recorded as such."""
+    result: dict[str, Any] = {"memory_limit": memory_limit}
+
+    def timed(key: str, fn: Any) -> None:
+        try:
+            fn()
+            result[key] = _timed(fn, repeats)
+        except duckdb.OutOfMemoryException:
+            result[key] = "out of memory"
+
+    with EventStore(log, cache, memory_limit=memory_limit) as store:
+        snapshot = store.refresh().of_traffic("user")
+        start, end = window_bounds(parse_window(window), NOW)
+        timed("compute_metrics", lambda: compute_metrics(snapshot, window, NOW))
+        timed("slo_report", lambda: slo_report(snapshot, start, end, NOW))
+        queries = {"SUMMARY_SQL": SUMMARY_SQL, "PER_MINUTE_JSON_SQL": PER_MINUTE_JSON_SQL} | {
+            name: getattr(breakdowns, name)
+            for name in (
+                "TOP_ERRORS_SQL",
+                "BY_MODEL_SQL",
+                "BY_PERSONA_SQL",
+                "COST_SQL",
+                "COST_BY_PERSONA_SQL",
+            )
+        }
+        for name, sql in queries.items():
+            params = {"limit": breakdowns.TOP_ERRORS_LIMIT} if name == "TOP_ERRORS_SQL" else None
+            timed(name, lambda s=sql, p=params: snapshot.records(s, start, end, p))
+        result["rows"] = snapshot.rows
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+def command_seconds(data_dir: Path, window: str) -> tuple[float, float]:
+    """Wall and CPU time of one ``nexus metrics --window …`` run over ``data_dir``."""
+    env = {**os.environ, "NEXUS_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "nexus_core.cli", "metrics", "--window", window, "--json"]
+    command += ["--now", format_ts(NOW)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=data_dir)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
 
 
 def run_naive(log: Path) -> dict[str, Any]:
@@ -310,25 +471,66 @@ def _ms(pair: tuple[float, float]) -> str:
     return f"{pair[0] * 1000:.1f} ms (min {pair[1] * 1000:.1f})"
 
 
-def report(events: int, small_events: int, repeats: int) -> None:
-    """Generate both logs, run every phase in its own process and print the table."""
+@contextlib.contextmanager
+def _data_root(path: str | None) -> Iterator[Path]:
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
+
+
+def _events_log(
+    root: Path, count: int, per_day: float, source: tuple[Path, int] | None = None
+) -> Path:
+    """The log of ``count`` events under ``root/n<count>``: reused when a run wrote it already,
+    else generated (or replicated from ``source``)."""
+    base = root / f"n{count}"
+    log, done = base / "logs" / LOG_NAME, base / "generated.json"
+    if done.is_file():
+        print(f"{count:,} events: reusing {base}")
+        return log
+    shutil.rmtree(base, ignore_errors=True)
+    started = time.perf_counter()
+    if source is None:
+        generate(log.parent, count, per_day)
+    else:
+        path, requested = source  # the source's requested events set its jobs' spacing
+        spacing = HISTORY / max(1, round(requested / EVENTS_PER_JOB))
+        replicate(path, log.parent, max(1, round(count / requested)), spacing)
+    files = log_files(log)
+    size = sum(f.stat().st_size for f in files)
+    seconds = time.perf_counter() - started
+    done.write_text(json.dumps({"files": len(files), "bytes": size, "seconds": seconds}))
+    print(f"{count:,} events: {len(files)} files, {size / 1e6:.0f} MB, written in {seconds:.1f} s")
+    return log
+
+
+def _median(samples: list[float]) -> tuple[float, float]:
+    return statistics.median(samples), min(samples)
+
+
+def report(
+    events: int,
+    small_events: int,
+    large_events: int,
+    repeats: int,
+    fresh_repeats: int,
+    data_dir: str | None,
+) -> None:
+    """Generate the logs, run every phase in its own process and print the tables."""
     print(f"Machine: {machine()}\n")
-    with tempfile.TemporaryDirectory() as tmp:
+    with _data_root(data_dir) as root:
         rows: dict[int, dict[str, Any]] = {}
-        for count in (small_events, events):
-            base = Path(tmp) / f"n{count}"
-            started = time.perf_counter()
-            log = generate(base / "logs", count, per_day=events / HISTORY.days)
-            files = log_files(log)
-            size = sum(f.stat().st_size for f in files)
-            print(
-                f"{count:,} events requested: {len(files)} files, {size / 1e6:.0f} MB, "
-                f"generated in {time.perf_counter() - started:.1f} s"
-            )
-            cache = str(base / "cache")
-            cold = _phase("store", str(log), cache, str(repeats), "60m")
-            restart = _phase("store", str(log), cache, str(repeats), DASHBOARD_WINDOWS)
-            long = _phase("store", str(log), cache, str(max(3, repeats // 3)), LONG_WINDOWS)
+        sizes = (small_events, events)
+        logs = {n: _events_log(root, n, per_day=events / HISTORY.days) for n in sizes}
+        for count in sizes:
+            log, cache = logs[count], logs[count].parent.parent / CACHE_DIR_NAME
+            shutil.rmtree(cache, ignore_errors=True)
+            cold = _phase("store", str(log), str(cache), str(repeats), "60m")
+            restart = _phase("store", str(log), str(cache), str(repeats), DASHBOARD_WINDOWS)
+            long = _phase("store", str(log), str(cache), str(max(3, repeats // 3)), LONG_WINDOWS)
             naive = _phase("naive", str(log))
             rows[count] = {"cold": cold, "restart": restart, "long": long, "naive": naive}
             agree = _close(cold["p95"], naive["p95"]) and _close(
@@ -338,16 +540,68 @@ def report(events: int, small_events: int, repeats: int) -> None:
                 f"  {cold['rows']:,} events stored; {cold['skipped']} skipped lines; "
                 f"store and naive agree on p95 and success rate: {agree}"
             )
-    print()
-    print(f"| measurement | {small_events:,} events | {events:,} events |")
-    print("|---|---|---|")
-    lines = [
-        ("cold: compact all rotated files + first metrics (60m)", "cold", "first_s", None),
-        ("restart: new process, cache on disk, first metrics", "restart", "first_s", None),
+        # Fresh processes, the two sizes interleaved so that a change of load hits both alike.
+        fresh: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+        for _ in range(fresh_repeats):
+            for count in sizes:
+                log = logs[count]
+                got = _phase("fresh", str(log), str(log.parent.parent / CACHE_DIR_NAME))
+                wall, cpu = command_seconds(log.parent.parent, "60m")
+                for key, value in (
+                    ("first", got["first_s"]),
+                    ("first_cpu", got["first_cpu_s"]),
+                    ("command", wall),
+                    ("command_cpu", cpu),
+                ):
+                    fresh[count].setdefault(key, []).append(value)
+        large: list[dict[str, Any]] | None = None
+        if large_events:
+            large = _large(root, (logs[events], events), large_events, max(3, repeats // 3))
+    _print_tables(rows, fresh, sizes, fresh_repeats)
+    if large is not None:
+        _print_large(large, large_events)
+
+
+def _large(root: Path, source: tuple[Path, int], count: int, repeats: int) -> list[dict[str, Any]]:
+    """The large log (replicated), compacted once (kept in the data dir), then its 30-day
+    window's queries, warm, in one process."""
+    log = _events_log(root, count, per_day=0, source=source)
+    cache = log.parent.parent / CACHE_DIR_NAME
+    compacted = log.parent.parent / "compacted.json"
+    if not compacted.is_file():
+        shutil.rmtree(cache, ignore_errors=True)
+        cold = _phase("store", str(log), str(cache), "1", "60m")
+        compacted.write_text(json.dumps(cold))
+    cold = json.loads(compacted.read_text())
+    print(f"{count:,} events: {cold['rows']:,} stored, compacted in {cold['first_s']:.0f} s")
+    return [
+        _phase("queries", str(log), str(cache), str(repeats), LONG_WINDOWS, limit)
+        for limit in (DUCKDB_MEMORY_LIMIT, LARGE_MEMORY_LIMIT)
     ]
-    for label, phase, key, _ in lines:
-        cells = [f"{rows[n][phase][key]:.2f} s" for n in (small_events, events)]
-        print(f"| {label} | {' | '.join(cells)} |")
+
+
+def _print_tables(
+    rows: dict[int, dict[str, Any]],
+    fresh: dict[int, dict[str, list[float]]],
+    sizes: tuple[int, int],
+    fresh_repeats: int,
+) -> None:
+    small_events, events = sizes
+    print()
+    print(f"| measurement | {small_events:,} events | {events:,} events | ratio |")
+    print("|---|---|---|---|")
+    cells = [f"{rows[n]['cold']['first_s']:.2f} s" for n in sizes]
+    print(f"| cold: compact all rotated files + first metrics (60m) | {' | '.join(cells)} | |")
+    for key, label in (
+        ("first", "fresh process, cache on disk: first `compute_metrics` 60m, wall"),
+        ("first_cpu", "… the same, CPU time (all threads)"),
+        ("command", "whole `nexus metrics --window 60m` (a new interpreter), wall"),
+        ("command_cpu", "… the same, CPU time"),
+    ):
+        medians = [_median(fresh[n][key]) for n in sizes]
+        cells = [f"{m * 1000:.0f} ms (min {low * 1000:.0f})" for m, low in medians]
+        ratio = medians[1][0] / medians[0][0]
+        print(f"| {label}, median of {fresh_repeats} | {' | '.join(cells)} | {ratio:.2f}× |")
     for phase, key, label in (
         ("restart", "warm_60m", "warm refresh, nothing new: compute_metrics 60m"),
         ("restart", "warm_new_lines", f"warm refresh after {NEW_EVENTS} new live lines (60m)"),
@@ -355,24 +609,37 @@ def report(events: int, small_events: int, repeats: int) -> None:
         ("restart", "timeseries_24h", "timeseries 24h (15-min buckets)"),
         ("long", "warm_30d", "warm refresh, nothing new: compute_metrics 30d"),
     ):
-        cells = [_ms(rows[n][phase][key]) for n in (small_events, events)]
-        print(f"| {label} | {' | '.join(cells)} |")
-    cells = [f"{rows[n]['naive']['seconds']:.2f} s" for n in (small_events, events)]
+        cells = [_ms(rows[n][phase][key]) for n in sizes]
+        print(f"| {label} | {' | '.join(cells)} | |")
+    cells = [f"{rows[n]['naive']['seconds']:.2f} s" for n in sizes]
     label = "naive: json.loads loop over every line (p95 + success rate, 60m)"
-    print(f"| {label} | {' | '.join(cells)} |")
-    speedups = [
-        rows[n]["naive"]["seconds"] / rows[n]["restart"]["warm_60m"][0]
-        for n in (small_events, events)
-    ]
-    print(f"| naive ÷ warm refresh (60m) | {' | '.join(f'{s:.0f}×' for s in speedups)} |")
+    print(f"| {label} | {' | '.join(cells)} | |")
+    speedups = [rows[n]["naive"]["seconds"] / rows[n]["restart"]["warm_60m"][0] for n in sizes]
+    print(f"| naive ÷ warm refresh (60m) | {' | '.join(f'{s:.0f}×' for s in speedups)} | |")
     for phase, label in (
         ("cold", "cold"),
         ("restart", "restart + warm 60m/24h"),
         ("long", "restart + warm 30d"),
         ("naive", "naive"),
     ):
-        cells = [f"{rows[n][phase]['peak_rss_mb']:.0f} MB" for n in (small_events, events)]
-        print(f"| peak RSS, {label} process | {' | '.join(cells)} |")
+        cells = [f"{rows[n][phase]['peak_rss_mb']:.0f} MB" for n in sizes]
+        print(f"| peak RSS, {label} process | {' | '.join(cells)} | |")
+
+
+def _print_large(large: list[dict[str, Any]], count: int) -> None:
+    print()
+    rows = large[0]["rows"]
+    print(f"30-day window over {rows:,} events ({count:,} requested), compacted, warm, in process:")
+    print()
+    limits = [f"DuckDB memory limit {run['memory_limit']}" for run in large]
+    print(f"| query | {' | '.join(limits)} |")
+    print("|---|" + "---|" * len(large))
+    keys = [k for k, v in large[0].items() if isinstance(v, list | str) and k != "memory_limit"]
+    for key in keys:
+        cells = [run[key] if isinstance(run[key], str) else _ms(tuple(run[key])) for run in large]
+        print(f"| {key} | {' | '.join(cells)} |")
+    peaks = [f"{run['peak_rss_mb']:.0f} MB" for run in large]
+    print(f"| peak RSS | {' | '.join(peaks)} |")
 
 
 def main() -> None:
@@ -380,18 +647,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=EVENTS)
     parser.add_argument("--small-events", type=int, default=SMALL_EVENTS)
+    parser.add_argument("--large-events", type=int, default=LARGE_EVENTS)
     parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--fresh-repeats", type=int, default=FRESH_REPEATS)
+    parser.add_argument("--data-dir", help="keep the logs and caches here for the next run")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         kind, *rest = args.phase
         if kind == "store":
             result = run_store(Path(rest[0]), Path(rest[1]), int(rest[2]), rest[3].split(","))
+        elif kind == "fresh":
+            result = run_fresh(Path(rest[0]), Path(rest[1]))
+        elif kind == "queries":
+            result = run_queries(Path(rest[0]), Path(rest[1]), int(rest[2]), rest[3], rest[4])
         else:
             result = run_naive(Path(rest[0]))
         print(json.dumps(result))
         return
-    report(args.events, args.small_events, args.repeats)
+    report(
+        args.events,
+        args.small_events,
+        args.large_events,
+        args.repeats,
+        args.fresh_repeats,
+        args.data_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,13 @@ _CONTRACT_NUMBERS: Final = (
     "api_p95_latency_ms",
 )
 
+# The per-minute counts with each minute as ``format_ts`` writes it, formatted by DuckDB (a
+# Python loop over a 30-day window's 43,200 rows cost more than the query).
+PER_MINUTE_JSON_SQL: Final = f"""
+SELECT strftime(minute, '%Y-%m-%dT%H:%M:%S.%g') || 'Z' AS minute, requests, failures, retries
+FROM ({PER_MINUTE_SQL})
+"""
+
 SUMMARY_SQL: Final = f"""
 SELECT
     count(*) FILTER (WHERE event = 'request_start') AS requests,
@@ -128,13 +135,6 @@ def _percentile(values: list[float] | None, p: int) -> float | None:
     return None if values is None else values[PERCENTILES.index(p)]
 
 
-def _iso_minutes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Naive UTC minutes, formatted as ``format_ts`` would (it is slower for 43,200 rows).
-    return [
-        {**row, "minute": row["minute"].isoformat(timespec="milliseconds") + "Z"} for row in rows
-    ]
-
-
 def compute_metrics(
     source: EventStore | EventSnapshot,
     window: timedelta | str,
@@ -163,7 +163,7 @@ def compute_metrics(
         "now": format_ts(end),
         **{key: numbers.pop(key) for key in _CONTRACT_NUMBERS},
         "top_errors": snapshot.records(TOP_ERRORS_SQL, start, end, {"limit": TOP_ERRORS_LIMIT}),
-        "per_minute": _iso_minutes(snapshot.records(PER_MINUTE_SQL, start, end)),
+        "per_minute": snapshot.records(PER_MINUTE_JSON_SQL, start, end),
         "skipped_lines": snapshot.skipped_lines,
         "slo": slo,
     }
