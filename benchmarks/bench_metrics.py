@@ -484,11 +484,13 @@ def _data_root(path: str | None) -> Iterator[Path]:
 def _events_log(
     root: Path, count: int, per_day: float, source: tuple[Path, int] | None = None
 ) -> Path:
-    """The log of ``count`` events under ``root/n<count>``: reused when a run wrote it already,
-    else generated (or replicated from ``source``)."""
+    """The log of ``count`` events under ``root/n<count>``: reused when a run wrote it already
+    (its live file cut back to its generated length: the restart phase appends to it), else
+    generated (or replicated from ``source``)."""
     base = root / f"n{count}"
     log, done = base / "logs" / LOG_NAME, base / "generated.json"
     if done.is_file():
+        os.truncate(log, json.loads(done.read_text())["live_bytes"])
         print(f"{count:,} events: reusing {base}")
         return log
     shutil.rmtree(base, ignore_errors=True)
@@ -502,7 +504,8 @@ def _events_log(
     files = log_files(log)
     size = sum(f.stat().st_size for f in files)
     seconds = time.perf_counter() - started
-    done.write_text(json.dumps({"files": len(files), "bytes": size, "seconds": seconds}))
+    facts = {"files": len(files), "bytes": size, "live_bytes": log.stat().st_size}
+    done.write_text(json.dumps(facts | {"seconds": seconds}))
     print(f"{count:,} events: {len(files)} files, {size / 1e6:.0f} MB, written in {seconds:.1f} s")
     return log
 
@@ -525,22 +528,13 @@ def report(
         rows: dict[int, dict[str, Any]] = {}
         sizes = (small_events, events)
         logs = {n: _events_log(root, n, per_day=events / HISTORY.days) for n in sizes}
+        colds = {}
         for count in sizes:
-            log, cache = logs[count], logs[count].parent.parent / CACHE_DIR_NAME
+            cache = logs[count].parent.parent / CACHE_DIR_NAME
             shutil.rmtree(cache, ignore_errors=True)
-            cold = _phase("store", str(log), str(cache), str(repeats), "60m")
-            restart = _phase("store", str(log), str(cache), str(repeats), DASHBOARD_WINDOWS)
-            long = _phase("store", str(log), str(cache), str(max(3, repeats // 3)), LONG_WINDOWS)
-            naive = _phase("naive", str(log))
-            rows[count] = {"cold": cold, "restart": restart, "long": long, "naive": naive}
-            agree = _close(cold["p95"], naive["p95"]) and _close(
-                cold["success_rate"], naive["success_rate"]
-            )
-            print(
-                f"  {cold['rows']:,} events stored; {cold['skipped']} skipped lines; "
-                f"store and naive agree on p95 and success rate: {agree}"
-            )
-        # Fresh processes, the two sizes interleaved so that a change of load hits both alike.
+            colds[count] = _phase("store", str(logs[count]), str(cache), str(repeats), "60m")
+        # Fresh processes (before the restart phase appends to the logs), the two sizes
+        # interleaved so that a change of load hits both alike.
         fresh: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
         for _ in range(fresh_repeats):
             for count in sizes:
@@ -554,12 +548,27 @@ def report(
                     ("command_cpu", cpu),
                 ):
                     fresh[count].setdefault(key, []).append(value)
+        for count in sizes:
+            log, cache = logs[count], logs[count].parent.parent / CACHE_DIR_NAME
+            cold = colds[count]
+            restart = _phase("store", str(log), str(cache), str(repeats), DASHBOARD_WINDOWS)
+            long = _phase("store", str(log), str(cache), str(max(3, repeats // 3)), LONG_WINDOWS)
+            naive = _phase("naive", str(log))
+            rows[count] = {"cold": cold, "restart": restart, "long": long, "naive": naive}
+            agree = _close(cold["p95"], naive["p95"]) and _close(
+                cold["success_rate"], naive["success_rate"]
+            )
+            print(
+                f"  {cold['rows']:,} events stored; {cold['skipped']} skipped lines; "
+                f"store and naive agree on p95 and success rate: {agree}"
+            )
         large: list[dict[str, Any]] | None = None
         if large_events:
             large = _large(root, (logs[events], events), large_events, max(3, repeats // 3))
     _print_tables(rows, fresh, sizes, fresh_repeats)
     if large is not None:
         _print_large(large, large_events)
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}")
 
 
 def _large(root: Path, source: tuple[Path, int], count: int, repeats: int) -> list[dict[str, Any]]:

@@ -72,10 +72,11 @@ def _floor_minute(moment: datetime) -> datetime:
 
 def rollup_files(
     snapshot: EventSnapshot, pieces: list[Piece], aggregates: str, params: Mapping[str, Any]
-) -> list[Path]:
-    """The files holding the Parquet pieces' per-minute totals, computed once if missing."""
+) -> dict[str, Path]:
+    """Piece key -> the file holding the Parquet piece's per-minute totals (computed once if
+    missing). In-memory pieces, and pieces whose file is gone, have none."""
     extra = (*sorted(params.items()), ("_rows", snapshot.row_filter))
-    files = []
+    files = {}
     for piece in pieces:
         if not piece.parquet:
             continue
@@ -84,9 +85,9 @@ def rollup_files(
         if stored is None:
             stored = _piece_totals(snapshot, piece, aggregates, extra)
             if stored is None:
-                continue  # the piece's file is gone: the snapshot cannot be read any more
+                continue
             snapshot.rollups[key] = stored
-        files.append(stored)
+        files[piece.key] = stored
     return files
 
 
@@ -146,11 +147,12 @@ def window_sums(
     cuts = sorted({_floor_minute(m) for m in [*boundaries, end] if _floor_minute(m) != m})
     pieces = snapshot.overlapping(oldest, end)
     files = rollup_files(snapshot, pieces, aggregates, params)
-    # Exact part: the hot rows, in-memory pieces, and the Parquet pieces' rows in cut minutes.
+    # Exact part: the hot rows, pieces without totals (in memory; a file gone, which then fails
+    # as any query of the snapshot would), and the other pieces' rows in cut minutes.
     branches = [f"SELECT * FROM {snapshot.hot_table}"]
-    branches += [f"SELECT * FROM {piece.from_item}" for piece in pieces if not piece.parquet]
+    branches += [f"SELECT * FROM {piece.from_item}" for piece in pieces if piece.key not in files]
     for index, cut in enumerate(cuts):
-        cut_pieces = [p for p in pieces if p.parquet and p.overlaps(cut, cut + MINUTE)]
+        cut_pieces = [p for p in pieces if p.key in files and p.overlaps(cut, cut + MINUTE)]
         if cut_pieces:
             params[f"cut_{index}"] = cut
         branches += [
@@ -163,7 +165,7 @@ def window_sums(
     bound = {"boundaries": boundaries, "start": oldest, "end": end, **params}
     if files:
         sql += " UNION ALL " + WHOLE_MINUTES_SQL.format(
-            files=", ".join(quote(str(path)) for path in files)
+            files=", ".join(quote(str(path)) for path in files.values())
         )
         bound["cuts"] = cuts
     rings: dict[int, list[int]] = {}
