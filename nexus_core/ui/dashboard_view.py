@@ -212,7 +212,7 @@ def _charts(
     """The charts, a group to a tab: only the open tab's are computed and drawn (the first when
     the page opens), so a page opened at its address draws two charts here, not six."""
     latency_tab, traffic_tab, persona_tab = st.tabs(
-        list(CHART_TABS), key=CHART_TAB_PICK, on_change="rerun"
+        CHART_TABS, key=CHART_TAB_PICK, on_change="rerun"
     )
     if latency_tab.open or traffic_tab.open:
         series = timeseries(snapshot, window, now)

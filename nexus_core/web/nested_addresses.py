@@ -51,13 +51,9 @@ def root_base_tags(base_path: str = "") -> bytes:
 class NestedAddresses:
     """Rewrites Streamlit's HTML at a nested address so that it loads from the app's root."""
 
-    def __init__(self, app: ASGIApp, base_path: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, base_path: str = "") -> None:
         self.app = app
-        if base_path is None:
-            from streamlit import config  # only where the server runs
-
-            base_path = config.get_option("server.baseUrlPath") or ""
-        self.base_path = base_path
+        self.base_path = base_path  # Streamlit's server.baseUrlPath, which app.py reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

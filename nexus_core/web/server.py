@@ -141,10 +141,10 @@ def routes() -> list[Route]:
     return [Route("/health", health), Route("/metrics", metrics), *session_cookie.routes()]
 
 
-def middleware() -> list[Middleware]:
+def middleware(base_path: str = "") -> list[Middleware]:
     """Middleware for every request: security headers outermost, so that they are on the HTML
-    ``NestedAddresses`` rewrites too."""
-    return [Middleware(SecurityHeaders), Middleware(NestedAddresses)]
+    ``NestedAddresses`` rewrites too; ``base_path`` is Streamlit's ``server.baseUrlPath``."""
+    return [Middleware(SecurityHeaders), Middleware(NestedAddresses, base_path=base_path)]
 
 
 def exception_handlers() -> dict[Any, Any]:
