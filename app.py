@@ -16,7 +16,7 @@ if get_script_run_ctx(suppress_warning=True) is None:  # no warning: this check 
     app = st.App(
         __file__,
         routes=server.routes(),
-        middleware=server.middleware(),
+        middleware=server.middleware(base_path=st.get_option("server.baseUrlPath") or ""),
         exception_handlers=server.exception_handlers(),
         on_script_error=on_script_error,
     )

@@ -21,14 +21,16 @@ rows = notices.act(
 if rows is None:
     st.stop()
 
-items_tab, charts_tab = st.tabs(["Items", "Charts"])
+# Charts only while their tab is open: not on the first screen (no chart code to load, no stats).
+items_tab, charts_tab = st.tabs(["Items", "Charts"], key=explorer_view.TABS, on_change="rerun")
 with items_tab:
     selected = explorer_view.feedback_table(rows, page)
     explorer_view.bulk_actions(triage, user, selected)
     explorer_view.freeze_selected(ctx, user, rows, selected)
     explorer_view.downloads(triage, user, filters, total)
-with charts_tab:
-    explorer_view.charts(triage, user, filters, bucket)
+if charts_tab.open:
+    with charts_tab:
+        explorer_view.charts(triage, user, filters, bucket)
 
 opened = links.explorer_item()
 if opened is not None:

@@ -8,11 +8,16 @@ them). Then it starts the real app (``streamlit run app.py``) and drives Debian'
 
 - sign-in: from pressing "Sign in" until the Chat page has finished its run;
 - each page, opened from the sidebar as a person does: from the click until the page's own
-  heading stands, its run has ended (Streamlit's "Running…" widget gone) and nothing on the page
-  is stale — the moment a reader sees the finished page.
+  heading stands, its run has ended (the app's script state, not the "Running…" widget, which
+  only shows after a delay), nothing on the page is stale or still loading, and every chart in
+  sight is drawn — the moment a reader sees the finished page.
 
 Each page is opened ``--repeats`` times (Chat between visits); prints the machine, the load
-average and a markdown table of medians and maximums.
+average and a markdown table of medians and maximums. ``--pages usage,dashboard`` measures only
+those pages (and sign-in); ``--opens-only`` skips the sidebar visits. A direct open is also split
+into milestones (medians, from entering the address): the HTML's scripts run
+(DOMContentLoaded), the page's heading stands (the server's run has reached the browser), the
+run has ended, the Plotly chunk has arrived, the first chart is drawn, and finished.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,22 +45,28 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_metrics  # noqa: E402
 from bench_usage import add_costs  # noqa: E402
 
-from nexus_core.ui.nav import PAGES  # noqa: E402
+from nexus_core.ui.nav import PAGES, PageSpec  # noqa: E402
 from tests.browser.conftest import CHROMIUM_ARGS, CHROMIUM_PATH, sets_login_cookie  # noqa: E402
 
 REPEATS = 5
 ADMIN_PASSWORD = "bench-admin-password-1"
 START_TIMEOUT_S = 90
 WAIT_MS = 60_000
-# The finished page: its address, its own heading, no run going and nothing left stale.
+# The finished page: its address, its own heading, its run ended (Streamlit's script state, not
+# the "Running…" widget, which only shows after a delay), nothing stale or still loading, and
+# every chart in sight drawn (a chart's code loads after the run has ended).
 RENDERED_JS = """([path, title]) => {
   const here = location.pathname.replace(/\\/$/, '') === path;
   const heading = [...document.querySelectorAll('[data-testid="stMain"] h1, h2, h3')]
     .some(h => h.textContent.includes(title));
+  const app = document.querySelector('[data-testid="stApp"]');
+  const ended = app && app.dataset.testScriptState === 'notRunning';
   const running = document.querySelector('[data-testid="stStatusWidget"]');
   const stale = document.querySelector('[data-stale="true"]');
   const waiting = document.querySelector('[data-testid="stSpinner"], [data-testid="stSkeleton"]');
-  return here && heading && !running && !stale && !waiting;
+  const undrawn = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+    .some(c => c.checkVisibility() && !c.querySelector('.main-svg'));
+  return here && heading && ended && !running && !stale && !waiting && !undrawn;
 }"""
 
 
@@ -94,6 +106,42 @@ def start_app(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the app did not start")
 
 
+# Installed in every document before its own scripts: notes when the heading first appears, when
+# the run first ends and when the first chart is drawn (performance.now(), milliseconds from the
+# start of the navigation).
+MILESTONES_JS = """(() => {
+  const marks = (window.__benchMarks = {});
+  const poll = () => {
+    if (!marks.heading && document.querySelector('[data-testid="stMain"] h1')) {
+      marks.heading = performance.now();
+    }
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (marks.heading && !marks.run && app && app.dataset.testScriptState === 'notRunning') {
+      marks.run = performance.now();
+    }
+    if (!marks.chart && document.querySelector('.js-plotly-plot .main-svg')) {
+      marks.chart = performance.now();
+    }
+    requestAnimationFrame(poll);
+  };
+  requestAnimationFrame(poll);
+})()"""
+READ_MILESTONES_JS = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const plotly = performance.getEntriesByType('resource')
+    .find(r => r.name.includes('/PlotlyChart.'));
+  return {
+    scripts: nav ? nav.domContentLoadedEventEnd : null,
+    heading: window.__benchMarks.heading ?? null,
+    run: window.__benchMarks.run ?? null,
+    plotly: plotly ? plotly.responseEnd : null,
+    chart: window.__benchMarks.chart ?? null,
+    done: performance.now(),
+  };
+}"""
+MILESTONES = ("scripts", "heading", "run", "plotly", "chart", "done")
+
+
 def rendered(page: Page, path: str, title: str) -> None:
     page.wait_for_function(RENDERED_JS, arg=[path, title], polling="raf", timeout=WAIT_MS)
 
@@ -119,20 +167,94 @@ def time_page(page: Page, key: str, title: str) -> float:
     return time.perf_counter() - started
 
 
-def time_open(page: Page, url: str, key: str, title: str) -> float:
-    """Open the page's own address in the signed-in tab (a bookmark, a shared link)."""
+def time_open(page: Page, url: str, key: str, title: str, marks: dict[str, list[float]]) -> float:
+    """Open the page's own address in the signed-in tab (a bookmark, a shared link); add its
+    milestones (seconds) to ``marks``."""
     path = "" if key == "chat" else f"/{key}"
     started = time.perf_counter()
     page.goto(url + path)
     rendered(page, path, title)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    for name, value in page.evaluate(READ_MILESTONES_JS).items():
+        if value is not None:
+            marks.setdefault(name, []).append(value / 1000)
+    return elapsed
+
+
+def _median(values: list[float] | None) -> str:
+    return f"{statistics.median(values):.2f}" if values else "—"
+
+
+@dataclass
+class Results:
+    """What one run measured, in seconds, by page title."""
+
+    sign_ins: list[float] = field(default_factory=list)
+    times: dict[str, list[float]] = field(default_factory=dict)
+    opens: dict[str, list[float]] = field(default_factory=dict)
+    marks: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def measure(page: Page, url: str, specs: list[PageSpec], repeats: int, *, sidebar: bool) -> Results:
+    """Sign in, visit ``specs`` from the sidebar (``sidebar``) and open each at its address,
+    ``repeats`` times; then sign in again ``repeats - 1`` times."""
+    results = Results(sign_ins=[time_sign_in(page, url)])
+    for spec in specs:
+        results.times[spec.title], results.opens[spec.title] = [], []
+        results.marks[spec.title] = {}
+    for _ in range(repeats):
+        for spec in specs if sidebar else []:
+            if spec.key == "chat":
+                continue
+            # each page, then back to Chat (the first page)
+            results.times[spec.title].append(time_page(page, spec.key, spec.title))
+            back = time_page(page, "chat", "Chat")
+            if "Chat" in results.times:
+                results.times["Chat"].append(back)
+        for spec in specs:
+            opened = time_open(page, url, spec.key, spec.title, results.marks[spec.title])
+            results.opens[spec.title].append(opened)
+    for _ in range(repeats - 1):
+        page.context.clear_cookies()
+        results.sign_ins.append(time_sign_in(page, url))
+    return results
+
+
+def report(results: Results, events: int) -> None:
+    """The machine, the load and the tables of medians and maximums."""
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; load average at the end: {os.getloadavg()[0]:.1f}"
+    )
+    print(f"events: ~{events:,} over 30 days ending now, plus `nexus simulate`")
+    print(
+        "| page | from the sidebar: median | max | opened at its address: median | max |\n"
+        "|---|---:|---:|---:|---:|"
+    )
+    sign_ins = results.sign_ins
+    print(
+        f"| sign-in (press → Chat finished) | {statistics.median(sign_ins):.2f} s "
+        f"| {max(sign_ins):.2f} s | — | — |"
+    )
+    for title, values in results.times.items():
+        opens = results.opens[title]
+        sidebar = f"{statistics.median(values):.2f} s | {max(values):.2f} s" if values else "— | —"
+        print(f"| {title} | {sidebar} | {statistics.median(opens):.2f} s | {max(opens):.2f} s |")
+    print("\nOpened at its address, milestones (median s from entering the address):")
+    print("| page | " + " | ".join(MILESTONES) + " |\n|---|" + "---:|" * len(MILESTONES))
+    for title, marks in results.marks.items():
+        print(f"| {title} | " + " | ".join(_median(marks.get(m)) for m in MILESTONES) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=bench_metrics.EVENTS)
     parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--pages", help="comma-separated page keys (default: every page)")
+    parser.add_argument("--opens-only", action="store_true", help="no visits from the sidebar")
     args = parser.parse_args()
+    wanted = set(args.pages.split(",")) if args.pages else {spec.key for spec in PAGES}
+    specs = [spec for spec in PAGES if spec.key in wanted]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "GEMINI_"))}
@@ -147,42 +269,17 @@ def main() -> None:
                 browser = playwright.chromium.launch(
                     executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS
                 )
-                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                context.add_init_script(MILESTONES_JS)
                 url = f"http://127.0.0.1:{port}"
-                sign_ins = [time_sign_in(page, url)]
-                times: dict[str, list[float]] = {spec.title: [] for spec in PAGES}
-                opens: dict[str, list[float]] = {spec.title: [] for spec in PAGES}
-                for _ in range(args.repeats):
-                    for spec in PAGES[1:]:  # each page, then back to Chat (the first page)
-                        times[spec.title].append(time_page(page, spec.key, spec.title))
-                        times["Chat"].append(time_page(page, "chat", "Chat"))
-                    for spec in PAGES:
-                        opens[spec.title].append(time_open(page, url, spec.key, spec.title))
-                for _ in range(args.repeats - 1):
-                    page.context.clear_cookies()
-                    sign_ins.append(time_sign_in(page, url))
+                results = measure(
+                    context.new_page(), url, specs, args.repeats, sidebar=not args.opens_only
+                )
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; load average at the end: {os.getloadavg()[0]:.1f}"
-    )
-    print(f"events: ~{args.events:,} over 30 days ending now, plus `nexus simulate`")
-    print(
-        "| page | from the sidebar: median | max | opened at its address: median | max |\n"
-        "|---|---:|---:|---:|---:|"
-    )
-    print(
-        f"| sign-in (press → Chat finished) | {statistics.median(sign_ins):.2f} s "
-        f"| {max(sign_ins):.2f} s | — | — |"
-    )
-    for title, values in times.items():
-        print(
-            f"| {title} | {statistics.median(values):.2f} s | {max(values):.2f} s "
-            f"| {statistics.median(opens[title]):.2f} s | {max(opens[title]):.2f} s |"
-        )
+    report(results, args.events)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,11 +22,11 @@ from nexus_core.analytics.log_store import EventStore
 from nexus_core.chat import ChatService
 from nexus_core.cost.budgets import BudgetService, month_start, next_month
 from nexus_core.cost.prices import PriceService, PriceView, TokenCounts, cost_usd, price_in_effect
-from nexus_core.cost.usage import parse_keys, usage_report
+from nexus_core.cost.usage import parse_keys, usage_report, usage_reports
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, Message
 from nexus_core.errors import BudgetExceeded, ValidationError
-from nexus_core.ops.events import ApiEventLogger, ListEventSink
+from nexus_core.ops.events import ApiEventLogger, EventName, ListEventSink
 from nexus_core.personas import PersonaService
 from nexus_core.settings import Settings
 from nexus_core.users import UserService, UserView
@@ -478,3 +479,59 @@ def test_a_retry_under_a_spent_hard_budget_is_refused_and_logged(
     assert len(gemini_server.requests) == asked
     events = (settings.data_dir / "logs" / "api_events.log").read_text()
     assert events.count('"budget_refused"') == 1
+
+
+def test_several_breakdowns_in_one_pass_match_a_report_each(tmp_path: Path) -> None:
+    # The Usage page reads the organisation's breakdown and its cost per day in one pass.
+    now = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
+    replies = [  # (days ago, user id, persona, cost or None for unpriced, session)
+        (0, 1, "Coder", 0.004, "s1"),
+        (0, 2, "Writer", None, "s2"),
+        (1, 1, "Writer", 0.002, "s1"),
+        (1, 3, None, 0.003, "s3"),
+        (3, 2, "Coder", 0.001, "s4"),
+        (40, 1, "Coder", 9.0, "s5"),  # outside the 30 days
+    ]
+    clock = {"at": now}
+    log_path = tmp_path / "logs" / "api_events.log"
+    with ApiEventLogger(log_path, clock=lambda: clock["at"]) as log:
+        for days, user_id, persona, cost, session in replies:
+            clock["at"] = now - timedelta(days=days, hours=1)
+            fields = {"persona": persona, "model": MODEL, "channel": "chat"}
+            log.emit(
+                EventName.JOB_SUCCESS,
+                chat_session_id=session,
+                user_id=user_id,
+                job_id=f"job-{days}-{user_id}",
+                input_tokens=100,
+                cached_input_tokens=10,
+                output_tokens=20,
+                reasoning_tokens=0,
+                cost_usd=cost,
+                **fields,
+            )
+    names = {1: "mia", 2: "ana"}.get
+    breakdowns = [["user"], ["day"], ["persona", "day"], ["user"]]
+    with EventStore(log_path, tmp_path / "cache") as store:
+        together = usage_reports(store, "30d", now, breakdowns, user_names=names)
+        apart = [usage_report(store, "30d", now, b, user_names=names) for b in breakdowns]
+        mine = usage_reports(store, "30d", now, [["day"], ["persona"]], user_id=1)
+    assert together == apart
+    by_user, by_day, by_persona_day, again = together
+    assert again == by_user
+    assert [(r["user"], r["replies"], r["cost_usd"]) for r in by_user["rows"]] == [
+        ("mia", 2, 0.006),
+        ("#3", 1, 0.003),
+        ("ana", 2, 0.001),
+    ]
+    assert [(r["day"], r["replies"]) for r in by_day["rows"]] == [
+        ("2026-05-19", 2),
+        ("2026-05-20", 2),
+        ("2026-05-17", 1),
+    ]
+    assert set(by_persona_day["rows"][0]) >= {"persona", "day"}
+    assert "user" not in by_persona_day["rows"][0]
+    assert by_user["total"] == by_day["total"]
+    assert (by_user["total"]["replies"], by_user["total"]["unpriced_replies"]) == (5, 1)
+    assert [(r["persona"], r["replies"]) for r in mine[1]["rows"]] == [("Coder", 1), ("Writer", 1)]
+    assert mine[0]["total"]["replies"] == 2

@@ -126,7 +126,13 @@ def test_an_admin_sees_kpis_charts_and_the_feedback_panel(app_ctx: AppContext) -
     assert tiles["Cost of replies"].value == f"${59 * 3 * REPLY_COST_USD:,.4f}"
     assert tiles["Cost per 1k replies"].value == "$2.0000"
     assert tiles["Unpriced replies"].value == f"{59 * 2:,}"
-    assert len(at.get("plotly_chart")) >= 5
+    # The first chart tab's two charts, and the feedback panel's.
+    assert [t.label for t in at.tabs] == list(dashboard_view.CHART_TABS)
+    assert [t.split(" · ")[0] for t in chart_titles(at)] == [
+        "Response latency",
+        "API success rate",
+        "Issues by category",
+    ]
     assert any(c.value.startswith("Last updated ") for c in at.caption)
     assert not at.error and not at.warning
     assert "Feedback" in [s.value for s in at.subheader]
@@ -158,7 +164,10 @@ def test_the_window_selector_and_auto_refresh_toggle_rerender(app_ctx: AppContex
     assert {m.label for m in at.metric} == kpi_labels("hour") | SYNTHETIC_LABELS
     # The same 296 requests, now counted per hour of the day.
     assert {m.label: m.value for m in at.metric}["Requests per hour"] == f"{296 / 24:,.2f}"
-    assert len(at.get("plotly_chart")) >= 5
+    assert chart_titles(at)[:2] == [
+        "Response latency · last 24 hours, per 15 min",
+        "API success rate · last 24 hours, per 15 min",
+    ]
 
 
 def test_an_empty_log_shows_the_friendly_empty_state(app_ctx: AppContext) -> None:
@@ -318,18 +327,28 @@ def test_charts_with_nothing_to_draw_say_what_would_appear_instead_of_blank_axes
     at = open_dashboard("admin")
     at.radio(key=dashboard_view.WINDOW_PICK).set_value("7d").run()
     assert not at.exception
-    seen = captions(at)
+    # Each chart tab draws (and computes) its charts once it is open: what each one shows.
+    titles, seen, bold = [], [], []
+    for tab in dashboard_view.CHART_TABS:
+        at.session_state[dashboard_view.CHART_TAB_PICK] = tab
+        at.run()
+        assert not at.exception
+        titles.append(chart_titles(at))
+        seen += captions(at)
+        bold += [seen_text(m.value) for m in at.markdown]
     no_errors = "No failed requests in the last 7 days — error types would be listed here"
     assert f"📭 {no_errors}, most frequent first." in seen
     assert any(c.startswith("📭 No feedback in the last 7 days — ") for c in seen)
     assert any(
         c.startswith("📭 No priced replies in the last 7 days (60 without a price)") for c in seen
     )
-    titles = chart_titles(at)
     assert titles == [
-        "Response latency · last 7 days, per 2 hours",
-        "API success rate · last 7 days, per 2 hours",
-        "Requests, failures and retries · last 7 days, per 2 hours",
-        "Latency by persona · last 7 days",
+        [
+            "Response latency · last 7 days, per 2 hours",
+            "API success rate · last 7 days, per 2 hours",
+        ],
+        ["Requests, failures and retries · last 7 days, per 2 hours"],
+        ["Latency by persona · last 7 days"],
     ]
-    assert "**Top error types · last 7 days**" in [seen_text(m.value) for m in at.markdown]
+    assert "**Top error types · last 7 days**" in bold
+    assert "**Cost by persona · last 7 days**" in bold

@@ -285,10 +285,14 @@ def test_the_charts_and_downloads_are_there_for_the_filtered_set(app_ctx: AppCon
     seed(app_ctx)
     at = signed_in("ana", "explorer")
     assert [t.label for t in at.tabs] == ["Items", "Charts"]
-    charts = at.get("plotly_chart")
-    assert len(charts) == 3
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download CSV", "Download Parquet"]
+    # The charts are built only once their tab is opened: none on the first screen.
+    assert not at.get("plotly_chart")
+    at.session_state[explorer_view.TABS] = "Charts"
+    at.run()
+    assert len(at.get("plotly_chart")) == 3
+    assert labels == [b.label for b in at.get("download_button")]  # the items stay
 
 
 def test_charts_of_a_filter_that_matches_nothing_say_so_instead_of_drawing_blank_axes(
@@ -296,6 +300,7 @@ def test_charts_of_a_filter_that_matches_nothing_say_so_instead_of_drawing_blank
 ) -> None:
     seed(app_ctx)
     at = signed_in("ana", "explorer")
+    at.session_state[explorer_view.TABS] = "Charts"
     at.text_input(key=explorer_view.SEARCH).input("no such words").run()
     assert not at.exception
     assert not at.get("plotly_chart")

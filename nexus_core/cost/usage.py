@@ -41,11 +41,13 @@ MEASURES: Final = """
     count(DISTINCT chat_session_id) AS sessions
 """
 WHERE: Final = "event = 'job_success' AND ts >= $start AND ts < $end"
-# One pass gives the rows and the total: the grouping set () is the total (its GROUPING() ≠ 0).
+# One pass gives the rows of every breakdown and the total: each grouping set is a breakdown,
+# the empty set () the total; GROUPING() of every key tells them apart (a bit set for each key a
+# row is not grouped by, so the total has them all).
 REPORT_SQL: Final = """
-SELECT {columns}, GROUPING({names}) <> 0 AS is_total, {measures} FROM events WHERE {where}
-GROUP BY GROUPING SETS (({names}), ())
-ORDER BY is_total DESC, cost_usd DESC, replies DESC, {names} NULLS LAST
+SELECT {columns}, GROUPING({names}) AS grouping_id, {measures} FROM events WHERE {where}
+GROUP BY GROUPING SETS ({sets}, ())
+ORDER BY grouping_id, cost_usd DESC, replies DESC, {names} NULLS LAST
 """
 NUMBER_FIELDS: Final = (
     "replies",
@@ -70,13 +72,19 @@ def parse_keys(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _report_sql(keys: Sequence[str], only_user: bool) -> str:
+def _report_sql(keys: Sequence[str], breakdowns: Sequence[Sequence[str]], only_user: bool) -> str:
     return REPORT_SQL.format(
         columns=", ".join(f"{KEY_COLUMNS[k]} AS {k}" for k in keys),
         names=", ".join(keys),
+        sets=", ".join(f"({', '.join(b)})" for b in breakdowns),
         measures=MEASURES,
         where=WHERE + (" AND user_id = $user_id" if only_user else ""),
     )
+
+
+def _grouping_id(keys: Sequence[str], breakdown: Sequence[str]) -> int:
+    """GROUPING(keys) of the rows of ``breakdown``: a bit for each key it is not grouped by."""
+    return sum(1 << (len(keys) - 1 - i) for i, key in enumerate(keys) if key not in breakdown)
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
@@ -102,25 +110,58 @@ def usage_report(
 
     ``user_names`` turns a user id into the name shown; ``user_id`` keeps one person's usage.
     """
+    return usage_reports(source, window, now, [by], user_names=user_names, user_id=user_id)[0]
+
+
+def usage_reports(
+    source: EventStore | EventSnapshot,
+    window: timedelta | str,
+    now: datetime,
+    breakdowns: Sequence[Sequence[str]],
+    *,
+    user_names: Callable[[int], str | None] = lambda _id: None,
+    user_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """``usage_report`` of each of ``breakdowns`` (e.g. by user, and by day), in one pass over
+    the window's events: the page that shows both reads the log once."""
     if isinstance(window, str):
         window = parse_window(window)
-    keys = parse_keys(by)
+    sets = list(dict.fromkeys(parse_keys(b) for b in breakdowns))  # each once, in order
+    keys = tuple(dict.fromkeys(k for b in sets for k in b))
     snapshot = snapshot_of(source)
     start, end = window_bounds(window, now)
     params = {} if user_id is None else {"user_id": user_id}
-    total, *found = snapshot.records(_report_sql(keys, user_id is not None), start, end, params)
-    total = _clean({k: v for k, v in total.items() if k not in keys and k != "is_total"})
-    rows = []
-    for found_row in found:
-        row = _clean({k: v for k, v in found_row.items() if k != "is_total"})
-        if "user" in row:
-            row["user"] = (
-                None if row["user"] is None else user_names(row["user"]) or f"#{row['user']}"
-            )
-        if "day" in row and row["day"] is not None:
-            row["day"] = row["day"].isoformat()
-        rows.append(row)
-    return {"window": format_window(window), "now": format_ts(end), "total": total, "rows": rows}
+    records = snapshot.records(_report_sql(keys, sets, user_id is not None), start, end, params)
+    total_id = _grouping_id(keys, ())
+    total = next(r for r in records if r["grouping_id"] == total_id)
+    total = _clean({k: v for k, v in total.items() if k not in keys and k != "grouping_id"})
+    reports = {}
+    for breakdown in sets:
+        wanted = _grouping_id(keys, breakdown)
+        rows = [_row(r, breakdown, keys, user_names) for r in records if r["grouping_id"] == wanted]
+        reports[breakdown] = {
+            "window": format_window(window),
+            "now": format_ts(end),
+            "total": dict(total),
+            "rows": rows,
+        }
+    return [reports[parse_keys(b)] for b in breakdowns]
+
+
+def _row(
+    found: dict[str, Any],
+    breakdown: Sequence[str],
+    keys: Sequence[str],
+    user_names: Callable[[int], str | None],
+) -> dict[str, Any]:
+    row = _clean(
+        {k: v for k, v in found.items() if k != "grouping_id" and (k in breakdown or k not in keys)}
+    )
+    if "user" in row:
+        row["user"] = None if row["user"] is None else user_names(row["user"]) or f"#{row['user']}"
+    if "day" in row and row["day"] is not None:
+        row["day"] = row["day"].isoformat()
+    return row
 
 
 def cache_share(row: dict[str, Any]) -> float | None:

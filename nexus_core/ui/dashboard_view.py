@@ -1,7 +1,8 @@
 """The SLO dashboard for admins: window selector, KPI tiles against the previous window, the
-30-day error budgets with what the window used of them, the burn-rate banner, the charts, the
-feedback panel and auto-refresh. What each tile says (label, unit, window, change) is decided in
-``nexus_core.analytics.dashboard_tiles``; this module draws it.
+30-day error budgets with what the window used of them, the burn-rate banner, the charts (in
+tabs, only the open one drawn), the feedback panel and auto-refresh. What each tile says (label,
+unit, window, change) is decided in ``nexus_core.analytics.dashboard_tiles``; this module draws
+it.
 
 Numbers come from the event log through the process's ``EventStore`` (``ctx.event_store``); a window
 ``w`` is compared with the window of the same length just before it (``compute_metrics`` at
@@ -48,6 +49,9 @@ TRAFFIC_NOTES: Final = {
     "all": "All traffic: user traffic and comparisons and test sets together.",
 }
 REFRESH_SECONDS: Final = 30
+# The charts' tabs, in order; the first is open when the page opens.
+CHART_TAB_PICK: Final = "nexus_dashboard_chart_tab"
+CHART_TABS: Final = ("Latency and success", "Traffic and errors", "Personas")
 TILES_PER_ROW: Final = 4
 DELTA_COLORS: Final = {"up": "normal", "down": "inverse"}
 FEEDBACK_DAYS: Final = 7
@@ -205,19 +209,31 @@ def budget_row(current: dict[str, Any], window: timedelta) -> None:
 def _charts(
     snapshot: Any, window: timedelta, now: datetime, cost_by_persona: list[dict[str, Any]]
 ) -> None:
-    series = timeseries(snapshot, window, now)
-    left, right = st.columns(2)
-    with left:
-        show.chart(charts.latency_figure(series, window))
-    with right:
-        show.chart(charts.success_rate_figure(series, window))
-    show.chart(charts.traffic_figure(series, window))
-    show.chart(charts.top_errors_figure(top_errors(snapshot, window, now), window))
-    left, right = st.columns(2)
-    with left:
-        show.chart(charts.persona_latency_figure(by_persona(snapshot, window, now), window))
-    with right:
-        show.chart(charts.persona_cost_figure(cost_by_persona, window))
+    """The charts, a group to a tab: only the open tab's are computed and drawn (the first when
+    the page opens), so a page opened at its address draws two charts here, not six."""
+    latency_tab, traffic_tab, persona_tab = st.tabs(
+        CHART_TABS, key=CHART_TAB_PICK, on_change="rerun"
+    )
+    if latency_tab.open or traffic_tab.open:
+        series = timeseries(snapshot, window, now)
+    if latency_tab.open:
+        with latency_tab:
+            left, right = st.columns(2)
+            with left:
+                show.chart(charts.latency_figure(series, window))
+            with right:
+                show.chart(charts.success_rate_figure(series, window))
+    if traffic_tab.open:
+        with traffic_tab:
+            show.chart(charts.traffic_figure(series, window))
+            show.chart(charts.top_errors_figure(top_errors(snapshot, window, now), window))
+    if persona_tab.open:
+        with persona_tab:
+            left, right = st.columns(2)
+            with left:
+                show.chart(charts.persona_latency_figure(by_persona(snapshot, window, now), window))
+            with right:
+                show.chart(charts.persona_cost_figure(cost_by_persona, window))
 
 
 def cost_tiles(cost: dict[str, Any]) -> None:

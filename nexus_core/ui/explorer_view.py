@@ -53,6 +53,8 @@ ASSIGNEE_PREFIX = "nexus_explorer_assignee_"
 ASSIGN_PREFIX = "nexus_explorer_assign_"
 NOTE_FORM_PREFIX = "nexus_explorer_note_"
 NOTICE = "nexus_explorer_notice"
+# The Items | Charts tabs: the charts are built and drawn only while their tab is open.
+TABS = "nexus_explorer_tabs"
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 NOBODY = "(nobody)"

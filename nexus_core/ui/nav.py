@@ -187,17 +187,28 @@ def _catch_all_pages(is_page: Callable[[str], bool], home: st.Page) -> list[st.P
         )
     ]
     path = requested_path()
-    # A page's address holds no "/" and no surrounding blanks: such an address (``/a/b``) falls
+    # No surrounding blanks in a page's address (Streamlit strips them): such an address falls
     # back to Chat under Streamlit's own "page not found" notice.
-    registrable = "/" not in path and path == path.strip()
-    if path and path != ROOT_URL_PATH and registrable and not is_page(path):
-        pages.append(
-            st.Page(
-                lambda: show_not_found(path, home),
-                title=NOT_FOUND_TITLE,
-                icon="🧭",
-                url_path=path,
-                visibility="hidden",
-            )
-        )
+    if path and path != ROOT_URL_PATH and path == path.strip() and not is_page(path):
+        pages.append(_not_found_page(path, home))
     return pages
+
+
+def _not_found_page(path: str, home: st.Page) -> st.Page:  # type: ignore[valid-type]
+    """The hidden page that answers the unknown address ``path`` with the friendly 404.
+
+    Streamlit refuses an ``url_path`` with a "/" because its HTML would load its scripts relative
+    to it; ``nexus_core.web.nested_addresses`` serves that HTML with the root as its base, so a
+    nested address (``/a/b``) gets its 404 page too: the path is set after Streamlit's check (a
+    page is found by, and hashed from, ``_url_path``; pinned by ``tests/test_ui_nav.py``).
+    """
+    page = st.Page(
+        lambda: show_not_found(path, home),
+        title=NOT_FOUND_TITLE,
+        icon="🧭",
+        url_path=path.replace("/", "_"),
+        visibility="hidden",
+    )
+    if "/" in path:
+        page._url_path = path  # see above
+    return page

@@ -15,7 +15,7 @@ from nexus_core.analytics.windows import parse_window
 from nexus_core.app_context import AppContext
 from nexus_core.cost.budgets import BudgetView
 from nexus_core.cost.prices import SIMULATED_NOTE
-from nexus_core.cost.usage import USAGE_KEYS, cache_share, per_reply, per_session, usage_report
+from nexus_core.cost.usage import USAGE_KEYS, cache_share, per_reply, per_session, usage_reports
 from nexus_core.ui import notices, show
 from nexus_core.users import UserView
 
@@ -25,15 +25,16 @@ NOTICE_KEY: Final = "usage_notice"
 KEY_LABELS: Final = {"user": "User", "persona": "Persona", "model": "Model", "channel": "Channel"}
 
 
-def _report(
-    ctx: AppContext, window: str, by: list[str], user_id: int | None = None
-) -> dict[str, Any]:
+def _reports(
+    ctx: AppContext, window: str, breakdowns: list[list[str]], user_id: int | None = None
+) -> list[dict[str, Any]]:
+    """The usage of ``window`` broken down each way of ``breakdowns``, in one pass."""
     names = {u.id: u.username for u in ctx.users.list()}
-    return usage_report(
+    return usage_reports(
         ctx.event_store,
         window,
         datetime.now(UTC),
-        by,
+        breakdowns,
         user_names=names.get,
         user_id=user_id,
     )
@@ -97,7 +98,8 @@ def my_usage(ctx: AppContext, user: UserView) -> None:
     """The signed-in person's own tokens and cost, by persona and day, and their budgets."""
     show.subheader("My usage")
     label = st.segmented_control("Window", list(WINDOWS), default="Last 30 days", key="my_window")
-    report = _report(ctx, WINDOWS[label or "Last 30 days"], ["persona", "day"], user_id=user.id)
+    window = WINDOWS[label or "Last 30 days"]
+    (report,) = _reports(ctx, window, [["persona", "day"]], user_id=user.id)
     _tiles(report["total"])
     _table(report["rows"], ["persona", "day"])
     mine = [b for b in ctx.budgets.list_budgets() if b.scope == "user" and b.target_id == user.id]
@@ -117,9 +119,9 @@ def organisation_usage(ctx: AppContext) -> None:
         key="usage_by",
     )
     window = WINDOWS[label or "Last 30 days"]
-    report = _report(ctx, window, by or ["user"])
+    report, per_day = _reports(ctx, window, [by or ["user"], ["day"]])
     _tiles(report["total"])
-    show.chart(cost_trend_figure(_report(ctx, window, ["day"])["rows"], parse_window(window)))
+    show.chart(cost_trend_figure(per_day["rows"], parse_window(window)))
     _table(report["rows"], by or ["user"])
     _budget_lines(ctx.budgets.list_budgets())
 

@@ -1,6 +1,6 @@
 """The ASGI side of the app: `/health`, `/metrics`, the login cookie's routes
-(``session_cookie``), security headers, branded 404 and the script error handler that `app.py`
-hands to ``st.App``."""
+(``session_cookie``), security headers, pages at nested addresses (``nested_addresses``), branded
+404 and the script error handler that `app.py` hands to ``st.App``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from nexus_core.ops.health import run_health
 from nexus_core.ops.incidents import withhold_exception_text
 from nexus_core.settings import Settings, load_settings
 from nexus_core.web import session_cookie
+from nexus_core.web.nested_addresses import NestedAddresses
 
 log = logging.getLogger("nexus.server")
 
@@ -140,9 +141,10 @@ def routes() -> list[Route]:
     return [Route("/health", health), Route("/metrics", metrics), *session_cookie.routes()]
 
 
-def middleware() -> list[Middleware]:
-    """Middleware for every request."""
-    return [Middleware(SecurityHeaders)]
+def middleware(base_path: str = "") -> list[Middleware]:
+    """Middleware for every request: security headers outermost, so that they are on the HTML
+    ``NestedAddresses`` rewrites too; ``base_path`` is Streamlit's ``server.baseUrlPath``."""
+    return [Middleware(SecurityHeaders), Middleware(NestedAddresses, base_path=base_path)]
 
 
 def exception_handlers() -> dict[Any, Any]:

@@ -1,7 +1,8 @@
 """Addresses in a real Chromium: every known page opens at its own address without Streamlit's
 own "Page not found" notice, and an unknown address keeps its address (and a reload keeps the
 friendly 404) instead of being rewritten to the root — also one typed with characters the browser
-escapes (a space, an accent, "%", "#"), and through the sign-in form."""
+escapes (a space, an accent, "%", "#"), one of several segments (``/a/b``), and through the
+sign-in form."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.browser.conftest import (
     ADMIN_PASSWORD,
     LiveApp,
     NewPage,
+    open_from_sidebar,
     sign_in,
     wait_until_idle,
 )
@@ -92,6 +94,30 @@ def test_an_escaped_unknown_address_keeps_its_404_through_sign_in_and_reloads(
         _shows_the_404_at(page, f"{live_app.url}{path}", shown)
         page.reload()
         _shows_the_404_at(page, f"{live_app.url}{path}", shown)
+    page.get_by_role("link", name="Back to Chat").click()
+    expect(page.get_by_role("heading", name="Chat").first).to_be_visible()
+    expect(page).to_have_url(re.compile(re.escape(live_app.url) + "/?$"))
+
+
+def test_a_nested_unknown_address_shows_the_404_and_keeps_its_address(
+    live_app: LiveApp, new_page: NewPage
+) -> None:
+    # Streamlit's HTML loads its scripts relative to the address: at /a/b it asked for
+    # /a/static/… and stayed blank. Typed while signed out, through the sign-in form, as well.
+    page = new_page()
+    url = f"{live_app.url}/a/b"
+    sign_in(page, url, "admin", ADMIN_PASSWORD, lands_on="Page not found")
+    _shows_the_404_at(page, url, "a/b")
+    for path in ("/dashboard/x", "/a/b/c"):
+        page.goto(f"{live_app.url}{path}")
+        _shows_the_404_at(page, f"{live_app.url}{path}", path.lstrip("/"))
+        page.reload()
+        _shows_the_404_at(page, f"{live_app.url}{path}", path.lstrip("/"))
+    # The menu and the way back still lead to the pages at the root, not under /dashboard/.
+    open_from_sidebar(page, "Dashboard", "Dashboard")
+    expect(page).to_have_url(f"{live_app.url}/dashboard")
+    page.goto(f"{live_app.url}/dashboard/x")
+    _shows_the_404_at(page, f"{live_app.url}/dashboard/x", "dashboard/x")
     page.get_by_role("link", name="Back to Chat").click()
     expect(page.get_by_role("heading", name="Chat").first).to_be_visible()
     expect(page).to_have_url(re.compile(re.escape(live_app.url) + "/?$"))

@@ -316,6 +316,17 @@ def test_hostile_text_in_every_field_stays_text_on_every_page(
             quoted = ["persona-instruction"] if "run=" in address else []
             marks = [m for m in seeded.plain_marks if m not in quoted]
             drawn += _drawn(admin, leak, marks)
+        # Charts with persona names on their bars, drawn once their tab is opened.
+        for address, heading, tab in (
+            (f"{url}/explorer", "Feedback explorer", "Charts"),
+            (f"{url}/dashboard", "Open incidents", "Personas"),
+        ):
+            _open(admin, address, heading)
+            admin.get_by_role("tab", name=tab).click()
+            expect(admin.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
+            wait_until_idle(admin)
+            expect(admin.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+            drawn += _drawn(admin, leak, seeded.plain_marks)
         _open(admin, f"{url}/compare?view=tests", "Test set")
         pick(admin, "Test set", re.compile("test-set-name"))
         expect(admin.get_by_text("Run “test-set-name", exact=False)).to_be_visible()
