@@ -109,10 +109,12 @@ def test_a_database_that_cannot_be_written_is_a_clear_nexus_error(
         assert session.scalars(select(User.username)).all() == ["kept"]
 
 
-def test_a_read_only_session_reads_but_the_database_refuses_it_any_write(db: Database) -> None:
+def test_a_read_only_session_reads_but_sqlite_refuses_it_any_write(tmp_path: Path) -> None:
     """Work that says it only reads takes no write lock; so that it cannot write by mistake either
-    (on SQLite a write there would skip the lock every other writer queues for), the database
-    itself refuses: SQLite's ``query_only``, a read-only transaction on PostgreSQL."""
+    (a write there would skip the lock every other writer queues for), SQLite itself refuses
+    (``query_only``)."""
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade_to_head(db.engine)
     with db.session() as session:
         session.add(_user())
     with db.session(read_only=True) as session:
@@ -121,6 +123,24 @@ def test_a_read_only_session_reads_but_the_database_refuses_it_any_write(db: Dat
         session.add(User(username="u2", display_name="U", password_hash="x", role="member"))
     with db.session() as session:
         assert session.scalars(select(User.username)).all() == ["u1"]
+    db.dispose()
+
+
+def test_a_read_only_database_refuses_writes_on_a_connection_that_served_reads(
+    db: Database, read_only_url: Callable[[Database], str]
+) -> None:
+    """Reading leaves a pooled connection as it found it: a database made read-only (a replica,
+    a full disk's remount) still refuses its next write, as "database unavailable"."""
+    frozen = Database(read_only_url(db), pool_size=1, max_overflow=0)
+    try:
+        with frozen.session(read_only=True) as session:
+            assert session.scalars(select(User)).all() == []
+        with pytest.raises(DatabaseUnavailable), frozen.session() as session:
+            session.add(_user())
+    finally:
+        frozen.dispose()
+    with db.session() as session:
+        assert session.scalars(select(User)).all() == []
 
 
 def test_a_pooled_connection_writes_again_after_serving_a_read_only_session(

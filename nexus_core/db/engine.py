@@ -9,8 +9,8 @@ it when it begins (``BEGIN IMMEDIATE``): a transaction that read first and then 
 fail at once with ``database is locked`` whenever another writer had committed meanwhile, without
 waiting for the busy timeout. So the write lock is held from a writing unit of work's first
 statement to its commit — and work that only reads says so (``session(read_only=True)``,
-``reading()``): it takes no lock, never waits for one, and the database refuses it any write
-(SQLite's ``query_only``, PostgreSQL's read-only transactions). With many people signing in at
+``reading()``): it takes no lock, never waits for one, and SQLite refuses it any write
+(``query_only``), which would otherwise skip the lock. With many people signing in at
 once, page reads that took the write lock queued behind every sign-in, and the queue outlasted
 the busy timeout (see README "Benchmarks": sign-in bursts).
 """
@@ -125,8 +125,12 @@ def _rollback(session: Session) -> None:
 
 
 def _read_only(engine: Engine) -> Engine:
-    """``engine`` for reads only: no write lock on SQLite, read-only transactions on PostgreSQL."""
-    return engine.execution_options(**{READ_ONLY_OPTION: True, "postgresql_readonly": True})
+    """``engine`` for reads only: on SQLite no write lock, and no write (``query_only``).
+
+    PostgreSQL needs neither: its reads take no lock that writers wait for. (Not its
+    ``postgresql_readonly`` option: handing the connection back to the pool sets it to read-write
+    explicitly, which would override a database made read-only.)"""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -153,7 +157,7 @@ class Database:
         """A session that commits when the block ends and rolls back on an exception.
 
         ``read_only``: for work that only reads, which then neither takes nor waits for SQLite's
-        write lock; the database refuses it any write. A database that cannot be reached or
+        write lock (and SQLite refuses it any write). A database that cannot be reached or
         written raises ``DatabaseUnavailable``.
         """
         session = (self._read_sessions if read_only else self._sessions)()
