@@ -110,6 +110,8 @@ class ServerWatch:
 
 async def signed_in_on_chat(browser, url: str, username: str, session_id: str) -> Page:  # type: ignore[no-untyped-def]
     context = await browser.new_context(viewport={"width": 1200, "height": 900})
+    # 20 pages loading at once on a busy machine can take longer than Playwright's 30 s default.
+    context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
     await page.goto(url)
     await page.get_by_label("Username").fill(username)

@@ -160,7 +160,7 @@ def for_target(
         .order_by(AuditEvent.id)
         .limit(limit)
     )
-    with db.session() as session:
+    with db.session(read_only=True) as session:
         return [to_record(e) for e in session.scalars(query)]
 
 
@@ -232,7 +232,7 @@ def _filtered(statement: Select, query: AuditQuery) -> Select:  # type: ignore[t
 def search(db: Database, query: AuditQuery, *, limit: int, offset: int = 0) -> list[AuditRecord]:
     """One page of the events matching ``query``, newest first."""
     statement = _filtered(select(AuditEvent), query).order_by(AuditEvent.id.desc())
-    with db.session() as session:
+    with db.session(read_only=True) as session:
         rows = session.scalars(statement.limit(limit).offset(offset))
         return [to_record(e) for e in rows]
 
@@ -240,13 +240,13 @@ def search(db: Database, query: AuditQuery, *, limit: int, offset: int = 0) -> l
 def count(db: Database, query: AuditQuery) -> int:
     """How many events match ``query``."""
     statement = _filtered(select(func.count()).select_from(AuditEvent), query)
-    with db.session() as session:
+    with db.session(read_only=True) as session:
         return session.scalar(statement) or 0
 
 
 def actions(db: Database) -> list[str]:
     """Every action name that occurs in the trail, alphabetically (for the filter)."""
-    with db.session() as session:
+    with db.session(read_only=True) as session:
         return list(session.scalars(select(AuditEvent.action).distinct().order_by("action")))
 
 
@@ -258,7 +258,7 @@ def actors(db: Database) -> list[str]:
         .distinct()
         .order_by("actor_name")
     )
-    with db.session() as session:
+    with db.session(read_only=True) as session:
         return [name for name in session.scalars(statement) if name]
 
 

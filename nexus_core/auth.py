@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import bcrypt
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -219,7 +219,7 @@ class SignInService:
 
     def _checkable_hash(self, name: str) -> str | None:
         """The password hash to check, or None when the account cannot sign in right now."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             user = session.scalar(select(User).where(User.username == name))
             if user is None or user.disabled or self._locked(user):
                 return None
@@ -356,8 +356,10 @@ class SignInService:
         return self._check(AuthSession.token_hash == self._keyed(token))
 
     def _check(self, which: Any) -> SessionCheck:
+        """Read the session (no write lock: every run of every signed-in browser does this), then
+        note when it was last seen, at most every ``LAST_SEEN_EVERY``, in a write of its own."""
         now = self.clock()
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             found = session.execute(
                 select(AuthSession, User).join(User, AuthSession.user_id == User.id).where(which)
             ).one_or_none()
@@ -367,16 +369,29 @@ class SignInService:
             ended = _why_invalid(row, user, now)
             if ended is not None:
                 return SessionCheck(session_id=row.id, user=None, ended=ended)
-            if now - row.last_seen_at >= LAST_SEEN_EVERY:
-                row.last_seen_at = now
             pending = row.token_hash is None and (row.handoff_expires_at or now) > now
-            return SessionCheck(session_id=row.id, user=to_view(user), cookie_pending=pending)
+            check = SessionCheck(session_id=row.id, user=to_view(user), cookie_pending=pending)
+        if now - row.last_seen_at >= LAST_SEEN_EVERY:
+            self._seen(row.id, now)
+        return check
+
+    def _seen(self, session_id: int, now: datetime) -> None:
+        """Move a session's last-seen time to ``now`` unless a parallel run just did."""
+        with self.db.session() as session:
+            session.execute(
+                update(AuthSession)
+                .where(
+                    AuthSession.id == session_id,
+                    AuthSession.last_seen_at <= now - LAST_SEEN_EVERY,
+                )
+                .values(last_seen_at=now)
+            )
 
     def active_sessions(self, within: timedelta = ACTIVE_WITHIN) -> int:
         """How many sign-in sessions are valid (not ended, not expired, user enabled) and were
         seen in the last ``within``: the ``nexus_active_sessions`` gauge."""
         now = self.clock()
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             count = session.scalar(
                 select(func.count())
                 .select_from(AuthSession)

@@ -232,7 +232,7 @@ class ChatService:
             query = query.where(
                 ChatSession.title.ilike(f"%{_escape_like(search.strip())}%", escape="\\")
             )
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             return [session_view(s) for s in session.scalars(query)]
 
     def rename(self, public_id: str, user: UserView, title: str) -> SessionView:
@@ -290,7 +290,7 @@ class ChatService:
 
     def get_session(self, public_id: str, user: UserView) -> SessionView:
         """A session the user owns (admins may read any)."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             return session_view(self._owned(session, public_id, user))
 
     def add_user_message(self, public_id: str, user: UserView, text: str) -> MessageView:
@@ -322,7 +322,7 @@ class ChatService:
 
     def messages(self, public_id: str, user: UserView) -> list[MessageView]:
         """The session's messages, oldest first."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             chat = self._owned(session, public_id, user)
             rows = session.scalars(
                 select(Message).where(Message.session_id == chat.id).order_by(Message.id)
@@ -331,7 +331,7 @@ class ChatService:
 
     def message(self, message_id: int, user: UserView) -> MessageView:
         """One message of a session the user owns."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             message = session.get(Message, message_id)
             chat = session.get(ChatSession, message.session_id) if message else None
             if (

@@ -202,12 +202,12 @@ class PersonaService:
         query = select(Persona).order_by(Persona.name)
         if not include_inactive:
             query = query.where(Persona.active)
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             return [_view(p) for p in session.scalars(query)]
 
     def get(self, name: str) -> PersonaView:
         """The current version of the persona called ``name``."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             return _view(self._get(session, name))
 
     def get_by_id(self, persona_id: int, version: int | None = None) -> PersonaView:

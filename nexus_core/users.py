@@ -265,12 +265,12 @@ class UserService:
 
     def get(self, username: str) -> UserView:
         """The user called ``username``."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             return to_view(self._get(session, username))
 
     def get_by_id(self, user_id: int) -> UserView:
         """The user with id ``user_id``."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             user = session.get(User, user_id)
             if user is None:
                 raise NotFound(f"No user with id {user_id}.")
@@ -278,7 +278,7 @@ class UserService:
 
     def list(self) -> list[UserView]:
         """All users, by username."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             return [to_view(u) for u in session.scalars(select(User).order_by(User.username))]
 
     def create(
@@ -416,9 +416,10 @@ class UserService:
     ) -> UserView:
         """Set a new password; every sign-in session of the user ends (browsers and cookies)."""
         validate_password(password)
+        new_hash = hash_password(password)  # before the transaction: bcrypt holds no write lock
         with self.db.session() as session:
             user = self._get(session, username)
-            user.password_hash = hash_password(password)
+            user.password_hash = new_hash
             user.must_change_password = must_change
             end_sessions(session, user.id, "password")
             user.failed_logins = 0
@@ -449,9 +450,11 @@ class UserService:
         self, username: str, current: str, new: str, *, verify_current: bool = True
     ) -> UserView:
         """A user changing their own password (the current one is checked unless forced)."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             user = self._get(session, username)
-            if verify_current and not check_password(current, user.password_hash):
-                raise ValidationError("The current password is not right.")
             actor = to_view(user)
+            current_hash = user.password_hash
+        # The bcrypt check outside any transaction: it would hold SQLite's write lock otherwise.
+        if verify_current and not check_password(current, current_hash):
+            raise ValidationError("The current password is not right.")
         return self.set_password(username, new, actor=actor)

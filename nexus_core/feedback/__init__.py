@@ -200,7 +200,7 @@ class FeedbackService:
 
     def for_session(self, session_id: int) -> list[FeedbackView]:
         """All feedback linked to a session, oldest first."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             rows = session.scalars(
                 select(Feedback).where(Feedback.session_id == session_id).order_by(Feedback.id)
             )
@@ -208,7 +208,7 @@ class FeedbackService:
 
     def mine(self, user: UserView) -> list[FeedbackView]:
         """The user's own feedback, newest first."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             rows = session.scalars(
                 select(Feedback).where(Feedback.user_id == user.id).order_by(Feedback.id.desc())
             )
