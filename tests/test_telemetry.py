@@ -77,6 +77,15 @@ def decoded(received: list[Any]) -> list[Span]:
     return found
 
 
+def unique_spans(received: list[Any]) -> dict[bytes, str]:
+    """The spans the receiver got, once each: span id → the job id it carries."""
+    found = {}
+    for span in decoded(received):
+        job = next((a.value.string_value for a in span.attributes if a.key == "nexus.job_id"), "")
+        found[bytes(span.span_id)] = job
+    return found
+
+
 def spans_until(
     collector: Receiver, ctx: AppContext, condition: Callable[[list[Span]], bool]
 ) -> list[Span]:
@@ -386,12 +395,16 @@ def test_spans_past_a_full_queue_are_counted_while_the_collector_is_slow(
         full = dropped(metrics)["queue_full"]
         collector.open.set()
         sink.provider.force_flush()
-        received = collector.wait_for(lambda got: len(decoded(got)) + full >= 10)
+        received = collector.wait_for(lambda got: len(unique_spans(got)) + full >= 10)
     finally:
         sink.shutdown()
 
     assert full >= 10 - 2 - 2  # at most one batch in flight (2 spans) and a full queue of 2
-    assert len(decoded(received)) + full == 10  # every span exported or counted, none lost
+    # Every span exported or counted, none lost (spans counted once each, by id). The count is
+    # the SDK's own: it counts a drop when it finds the queue full, and its export thread can
+    # take the waiting batch before the new span goes in, so one span may be counted too many.
+    exported = unique_spans(received)
+    assert 10 <= len(exported) + full <= 11, (sorted(exported.values()), full)
     assert dropped(metrics)["export_failed"] == 0.0
 
 
