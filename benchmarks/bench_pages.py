@@ -255,7 +255,9 @@ def main() -> None:
     parser.add_argument("--pages", help="comma-separated page keys (default: every page)")
     parser.add_argument("--opens-only", action="store_true", help="no visits from the sidebar")
     parser.add_argument(
-        "--data", type=Path, help="a data directory to keep: built if it does not exist, else reused"
+        "--data",
+        type=Path,
+        help="a data directory to keep: built if it does not exist, else reused",
     )
     args = parser.parse_args()
     wanted = set(args.pages.split(",")) if args.pages else {spec.key for spec in PAGES}
