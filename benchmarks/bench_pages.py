@@ -16,10 +16,10 @@ Each page is opened ``--repeats`` times (Chat between visits); prints the machin
 average and a markdown table of medians and maximums. ``--pages usage,dashboard`` measures only
 those pages (and sign-in); ``--opens-only`` skips the sidebar visits; ``--data DIR`` builds the
 data directory there once and reuses it on later runs (e.g. to compare two checkouts of the app
-in interleaved rounds on the same data; its events keep the time they were generated at). A direct open is also split
-into milestones (medians, from entering the address): the HTML's scripts run
-(DOMContentLoaded), the page's heading stands (the server's run has reached the browser), the
-run has ended, the Plotly chunk has arrived, the first chart is drawn, and finished.
+in interleaved rounds on the same data; its events keep the time they were generated at). A
+direct open is also split into milestones (medians, from entering the address): the HTML's
+scripts run (DOMContentLoaded), the page's heading stands (the server's run has reached the
+browser), the run has ended, the Plotly chunk has arrived, the first chart is drawn, and finished.
 """
 
 from __future__ import annotations
