@@ -15,5 +15,4 @@ if user.role in ("admin", "analyst"):
     usage_view.organisation_usage(ctx)
 if user.is_admin:
     st.divider()
-    usage_view.prices_admin(ctx, user)
-    usage_view.budgets_admin(ctx, user)
+    usage_view.admin_settings(ctx, user)

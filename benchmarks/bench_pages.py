@@ -14,10 +14,12 @@ them). Then it starts the real app (``streamlit run app.py``) and drives Debian'
 
 Each page is opened ``--repeats`` times (Chat between visits); prints the machine, the load
 average and a markdown table of medians and maximums. ``--pages usage,dashboard`` measures only
-those pages (and sign-in); ``--opens-only`` skips the sidebar visits. A direct open is also split
-into milestones (medians, from entering the address): the HTML's scripts run
-(DOMContentLoaded), the page's heading stands (the server's run has reached the browser), the
-run has ended, the Plotly chunk has arrived, the first chart is drawn, and finished.
+those pages (and sign-in); ``--opens-only`` skips the sidebar visits; ``--data DIR`` builds the
+data directory there once and reuses it on later runs (e.g. to compare two checkouts of the app
+in interleaved rounds on the same data; its events keep the time they were generated at). A
+direct open is also split into milestones (medians, from entering the address): the HTML's
+scripts run (DOMContentLoaded), the page's heading stands (the server's run has reached the
+browser), the run has ended, the Plotly chunk has arrived, the first chart is drawn, and finished.
 """
 
 from __future__ import annotations
@@ -252,16 +254,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--pages", help="comma-separated page keys (default: every page)")
     parser.add_argument("--opens-only", action="store_true", help="no visits from the sidebar")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a data directory to keep: built if it does not exist, else reused",
+    )
     args = parser.parse_args()
     wanted = set(args.pages.split(",")) if args.pages else {spec.key for spec in PAGES}
     specs = [spec for spec in PAGES if spec.key in wanted]
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
+        data = args.data.resolve() if args.data else Path(tmp) / "data"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "GEMINI_"))}
         env.pop("DATABASE_URL", None)
         env |= {"NEXUS_DATA_DIR": str(data), "NEXUS_ADMIN_PASSWORD": ADMIN_PASSWORD}
         env |= {"STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-        build_data(data, args.events, env)
+        if not data.exists():
+            build_data(data, args.events, env)
         port = 8700 + os.getpid() % 200
         server = start_app(env, port)
         try:

@@ -15,7 +15,12 @@ import pytest
 
 from nexus_core.analytics.breakdowns import by_persona, top_errors
 from nexus_core.analytics.log_store import EventStore
-from nexus_core.analytics.metrics import compute_metrics, parse_window, timeseries
+from nexus_core.analytics.metrics import (
+    compute_metrics,
+    parse_window,
+    timeseries,
+    window_numbers,
+)
 from nexus_core.errors import ValidationError
 from nexus_core.ops.events import ApiEventLogger, format_ts, log_files, read_events
 
@@ -209,6 +214,21 @@ def test_metrics_match_numpy_on_a_rotated_log_with_garbage(
     assert_matches(metrics, expected_metrics(log_path, parse_window(window), NOW))
     if window == "60m":
         assert metrics["per_minute"] == expected_minutes(log_path, parse_window(window), NOW)
+
+
+def test_the_window_before_is_compared_on_the_same_numbers_and_slo_as_compute_metrics(
+    log_path: Path, store: EventStore
+) -> None:
+    write_jobs(log_path, random.Random(11), 300, NOW - timedelta(days=2), timedelta(days=2))
+    before = NOW - timedelta(hours=6)
+
+    numbers = window_numbers(store, "6h", before)
+    full = compute_metrics(store, "6h", before)
+
+    assert numbers["requests"] > 0 and numbers["slo"]
+    assert numbers == {key: full[key] for key in numbers}
+    expected = expected_metrics(log_path, timedelta(hours=6), before)
+    assert_matches(numbers, {key: expected[key] for key in expected if key in numbers})
 
 
 def test_metrics_json_has_the_contract_keys_first_and_serialises(

@@ -11,7 +11,7 @@ from nexus_core import audit
 from nexus_core.app_context import AppContext
 from nexus_core.db.models import ChatSession, Message
 from nexus_core.ops.events import EventName
-from nexus_core.ui import links, state
+from nexus_core.ui import links, state, usage_view
 from tests.apptest import seen_text, signed_in_app
 
 PASSWORD = "correct-horse-1"
@@ -73,8 +73,42 @@ def all_text(at) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(parts)
 
 
-def test_an_admin_adds_a_price_and_a_hard_budget_with_the_forms(app_ctx: AppContext) -> None:
+def open_admin_settings(at):  # type: ignore[no-untyped-def]
+    """Open the Prices and Budgets expanders (their forms are built only while open)."""
+    at.session_state[usage_view.PRICES_OPEN] = True
+    at.session_state[usage_view.BUDGETS_OPEN] = True
+    return at.run()
+
+
+def test_the_page_opens_without_the_chart_and_admin_forms_until_they_are_opened(
+    app_ctx: AppContext,
+) -> None:
+    spend(app_ctx, "mia", 0.25)
     at = signed_in_app("ada", page="usage")
+    assert not at.exception
+    assert [t.label for t in at.tabs] == list(usage_view.ORG_TABS)
+    assert [e.label for e in at.main.expander] == [
+        usage_view.PRICES_LABEL,
+        usage_view.BUDGETS_LABEL,
+    ]
+    assert not at.get("plotly_chart") and not at.main.text_input and not at.main.radio
+    org = at.dataframe[-1].value
+    assert list(zip(org["User"], org["Cost (USD)"], strict=True)) == [("mia", 0.25)]
+
+    at.session_state[usage_view.ORG_TAB_PICK] = "Cost per day"
+    at.run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1
+    assert "$0.2500" in all_text(at)
+
+    open_admin_settings(at)
+    assert not at.exception
+    assert [t.label for t in at.main.text_input] == ["Model, or a prefix ending in *"]
+    assert [r.label for r in at.main.radio] == ["For"]
+
+
+def test_an_admin_adds_a_price_and_a_hard_budget_with_the_forms(app_ctx: AppContext) -> None:
+    at = open_admin_settings(signed_in_app("ada", page="usage"))
     assert not at.exception
     form_inputs = {t.label: t for t in at.text_input}
     form_inputs["Model, or a prefix ending in *"].set_value("gemini-2.5-flash*")
@@ -92,7 +126,8 @@ def test_an_admin_adds_a_price_and_a_hard_budget_with_the_forms(app_ctx: AppCont
     )
     assert "Price for gemini-2.5-flash* added." in all_text(at)
 
-    at.radio[0].set_value("user").run()
+    [scope] = [r for r in at.radio if r.label == "For"]
+    scope.set_value("user").run()
     [name] = [s for s in at.selectbox if s.label == "Name"]
     name.set_value("mia")
     [monthly] = [n for n in at.number_input if n.label == "Monthly budget (USD)"]
@@ -107,7 +142,7 @@ def test_an_admin_adds_a_price_and_a_hard_budget_with_the_forms(app_ctx: AppCont
 
 
 def test_a_bad_price_shows_its_message_and_adds_nothing(app_ctx: AppContext) -> None:
-    at = signed_in_app("ada", page="usage")
+    at = open_admin_settings(signed_in_app("ada", page="usage"))
     [model] = [t for t in at.text_input if t.label.startswith("Model")]
     model.set_value("not a model")
     at.button(key="FormSubmitter:price_form-Add price").click().run()

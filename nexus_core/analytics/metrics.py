@@ -38,6 +38,7 @@ __all__ = [
     "summary",
     "timeseries",
     "traffic_summary",
+    "window_numbers",
 ]
 
 PERCENTILES: Final = (50, 90, 95, 99)
@@ -135,6 +136,24 @@ def _percentile(values: list[float] | None, p: int) -> float | None:
     return None if values is None else values[PERCENTILES.index(p)]
 
 
+def window_numbers(
+    source: EventStore | EventSnapshot,
+    window: timedelta | str,
+    now: datetime,
+    traffic: str = "user",
+) -> dict[str, Any]:
+    """``summary``'s numbers of the window ending at ``now`` and its ``slo``: what a window is
+    compared on (the dashboard's window before), without ``compute_metrics``'s breakdowns."""
+    if isinstance(window, str):
+        window = parse_window(window)
+    snapshot = snapshot_of(source).of_traffic(traffic)
+    start, end = window_bounds(window, now)
+    numbers = summary(snapshot, start, end)
+    slo = slo_report(snapshot, start, end, now)
+    slo[LATENCY]["p95_latency_ms"] = numbers["p95_latency_ms"]
+    return numbers | {"slo": slo}
+
+
 def compute_metrics(
     source: EventStore | EventSnapshot,
     window: timedelta | str,
@@ -155,9 +174,8 @@ def compute_metrics(
         window = parse_window(window)
     snapshot = snapshot_of(source).of_traffic(traffic)
     start, end = window_bounds(window, now)
-    numbers = summary(snapshot, start, end)
-    slo = slo_report(snapshot, start, end, now)
-    slo[LATENCY]["p95_latency_ms"] = numbers["p95_latency_ms"]
+    numbers = window_numbers(snapshot, window, now, traffic)
+    slo = numbers.pop("slo")
     contract: dict[str, Any] = {
         "window": format_window(window),
         "now": format_ts(end),

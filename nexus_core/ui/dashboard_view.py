@@ -21,7 +21,7 @@ import streamlit as st
 from nexus_core.analytics import dashboard_charts as charts
 from nexus_core.analytics import dashboard_tiles as tiles
 from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
-from nexus_core.analytics.metrics import compute_metrics, traffic_summary
+from nexus_core.analytics.metrics import compute_metrics, traffic_summary, window_numbers
 from nexus_core.analytics.slo import PAGE, TICKET
 from nexus_core.analytics.windows import describe_span, parse_window
 from nexus_core.app_context import AppContext
@@ -127,7 +127,8 @@ def _numbers(ctx: AppContext, user: UserView, window_label: str, traffic: str) -
     window = parse_window(window_label)
     snapshot = ctx.event_store.refresh().of_traffic(traffic)
     current = compute_metrics(snapshot, window, now, traffic=traffic)
-    previous = compute_metrics(snapshot, window, now - window, traffic=traffic)
+    # The window before is compared on its counts, latency and SLO only: no breakdowns.
+    previous = window_numbers(snapshot, window, now - window, traffic=traffic)
     alert_banner(current["slo"]["alerts"])
     show.caption(tiles.window_caption(current, window, now))
     kpi_tiles(current, previous, window)

@@ -1,5 +1,10 @@
 """The Usage page: everyone's own usage and budgets; for analysts and admins the organisation's
-cost and tokens by user, persona, model and channel; for admins the price table and budgets."""
+cost and tokens by user, persona, model and channel (its cost per day in a tab of its own); for
+admins the price table and budgets, each in an expander.
+
+The cost-per-day tab and the admin expanders are lazy: what they hold is computed and drawn only
+while they are open, so a page opened at its address neither loads the chart code nor reads the
+log for the per-day rows, nor builds the admin forms."""
 
 from __future__ import annotations
 
@@ -23,6 +28,13 @@ T = TypeVar("T")
 WINDOWS: Final = {"Last 24 hours": "24h", "Last 7 days": "7d", "Last 30 days": "30d"}
 NOTICE_KEY: Final = "usage_notice"
 KEY_LABELS: Final = {"user": "User", "persona": "Persona", "model": "Model", "channel": "Channel"}
+# The organisation's tabs, in order; the first is open when the page opens.
+ORG_TAB_PICK: Final = "usage_org_tab"
+ORG_TABS: Final = ("Breakdown", "Cost per day")
+PRICES_LABEL: Final = "Prices (USD per million tokens)"
+BUDGETS_LABEL: Final = "Budgets"
+PRICES_OPEN: Final = "usage_prices_open"
+BUDGETS_OPEN: Final = "usage_budgets_open"
 
 
 def _reports(
@@ -119,10 +131,17 @@ def organisation_usage(ctx: AppContext) -> None:
         key="usage_by",
     )
     window = WINDOWS[label or "Last 30 days"]
-    report, per_day = _reports(ctx, window, [by or ["user"], ["day"]])
+    keys = by or ["user"]
+    # Only the open tab's rows are read: the per-day ones (and the chart) once it is opened.
+    breakdown_tab, per_day_tab = st.tabs(list(ORG_TABS), key=ORG_TAB_PICK, on_change="rerun")
+    report, *per_day = _reports(ctx, window, [keys, ["day"]] if per_day_tab.open else [keys])
     _tiles(report["total"])
-    show.chart(cost_trend_figure(per_day["rows"], parse_window(window)))
-    _table(report["rows"], by or ["user"])
+    if breakdown_tab.open:
+        with breakdown_tab:
+            _table(report["rows"], keys)
+    if per_day_tab.open:
+        with per_day_tab:
+            show.chart(cost_trend_figure(per_day[0]["rows"], parse_window(window)))
     _budget_lines(ctx.budgets.list_budgets())
 
 
@@ -134,11 +153,23 @@ def _saved(action: Callable[[], T], success: Callable[[T], str]) -> bool:
     return True
 
 
+def admin_settings(ctx: AppContext, user: UserView) -> None:
+    """Prices and budgets, each in an expander built only while it is open; the notice of the
+    last change above them, so it shows whichever is open."""
+    notices.show(NOTICE_KEY)
+    prices = st.expander(PRICES_LABEL, key=PRICES_OPEN, on_change="rerun")
+    if prices.open:
+        with prices:
+            prices_admin(ctx, user)
+    budgets = st.expander(BUDGETS_LABEL, key=BUDGETS_OPEN, on_change="rerun")
+    if budgets.open:
+        with budgets:
+            budgets_admin(ctx, user)
+
+
 def prices_admin(ctx: AppContext, user: UserView) -> None:
     """The price table with its history, and a form for a new price version."""
-    show.subheader("Prices (USD per million tokens)")
     show.caption(f"A reply is costed at the price in effect when it ran; {SIMULATED_NOTE}.")
-    notices.show(NOTICE_KEY)
     with st.form("price_form", clear_on_submit=True):
         model = st.text_input("Model, or a prefix ending in *", placeholder="gemini-2.5-flash*")
         cols = st.columns(3)
@@ -185,7 +216,6 @@ def prices_admin(ctx: AppContext, user: UserView) -> None:
 
 def budgets_admin(ctx: AppContext, user: UserView) -> None:
     """Set or remove a monthly budget of a user or a persona."""
-    show.subheader("Budgets")
     with st.form("budget_form"):
         scope = st.radio("For", ["user", "persona"], horizontal=True)
         names = (

@@ -67,7 +67,16 @@ def priced_reply(app: LiveApp) -> str:
     return str(answer["session_id"])
 
 
+def open_expander(page: Page, label: str, button: str) -> None:
+    """Open one of the admin expanders: its form (ending in ``button``) is built by the run that
+    opening it starts."""
+    page.locator("summary", has_text=label).click()
+    expect(page.get_by_role("button", name=button)).to_be_visible()
+    wait_until_idle(page)
+
+
 def add_price(page: Page) -> None:
+    open_expander(page, "Prices (USD per million tokens)", "Add price")
     page.get_by_label("Model, or a prefix ending in *").fill("gemini-flash*")
     page.get_by_label("Input", exact=True).fill("1")
     page.get_by_label("Output (and reasoning)").fill("4")
@@ -77,6 +86,7 @@ def add_price(page: Page) -> None:
 
 
 def set_hard_budget(page: Page, username: str, usd: str) -> None:
+    open_expander(page, "Budgets", "Set budget")
     pick(page, "Name", username)
     page.get_by_label("Monthly budget (USD)").fill(usd)
     page.get_by_text("Hard: refuse new messages once spent").click()
