@@ -1,23 +1,25 @@
 """Window series and breakdowns as Polars frames, ready for the dashboard's charts.
 
 All frames cover events with ``start ≤ ts < end``; time columns are naive UTC. A request's model
-and persona come from its ``request_start`` (grouped by ``request_id`` within the window, so an
+and persona come from its ``request_start`` (joined by ``request_id`` within the window, so an
 outcome whose start fell before the window counts as ``unknown``); a response's persona comes
-from ``job_success.persona``. Missing values group as ``unknown``.
+from ``job_success.persona``. Missing values group as ``unknown``. Latency percentiles are exact
+(``exact``): no query keeps a month of values in DuckDB's memory.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
+import numpy as np
 import polars as pl
 
 from nexus_core.analytics.event_snapshot import EventSnapshot
-from nexus_core.analytics.exact import grouped_quantiles, quantiles
+from nexus_core.analytics.exact import grouped_quantiles
 from nexus_core.analytics.log_store import EventStore, snapshot_of
-from nexus_core.analytics.windows import bucket_width, to_utc_naive, window_bounds
+from nexus_core.analytics.windows import bucket_width, window_bounds
 
 UNKNOWN: Final = "unknown"
 TOP_ERRORS_LIMIT: Final = 10
@@ -86,35 +88,32 @@ LEFT JOIN grouped AS g USING (minute)
 ORDER BY m.minute
 """
 
-# A request pass: one row per request (``request_id``) — its model and persona from its start,
-# its outcomes — summed per (model, persona), the API latencies kept as a list. DuckDB's grouping
-# by request_id does not spill (its table of a few million requests overflows the store's memory
-# limit), so the window's requests are split by hash into ``$parts`` passes of bounded size.
-REQUESTS_SQL: Final = """
-WITH requests AS (
-    SELECT coalesce(any_value(model) FILTER (WHERE event = 'request_start'), 'unknown') AS model,
-        coalesce(any_value(persona) FILTER (WHERE event = 'request_start'), 'unknown')
-            AS persona,
-        count(*) FILTER (WHERE event = 'request_start') AS starts,
-        count(*) FILTER (WHERE event = 'request_success') AS successes,
-        count(*) FILTER (WHERE event = 'request_failure') AS failures,
-        any_value(latency_ms) FILTER (WHERE event = 'request_success') AS api_latency_ms
-    FROM events
-    WHERE ts >= $start AND ts < $end
-        AND event IN ('request_start', 'request_success', 'request_failure')
-        AND hash(request_id) % $parts = $part
-    GROUP BY hash(request_id)  -- 8 bytes a key instead of a 36-character UUID
-)
-SELECT model, persona,
-    sum(starts)::BIGINT AS requests,
-    sum(successes)::BIGINT AS successes,
-    sum(failures)::BIGINT AS failures,
-    list(api_latency_ms) FILTER (WHERE api_latency_ms IS NOT NULL) AS api_latencies
-FROM requests
-GROUP BY model, persona
+# A request's model and persona are its ``request_start``'s; its outcome is joined to that start
+# by ``request_id`` within the window (no start there: ``unknown``). A join, not a grouping by
+# request_id: DuckDB's hash join spills to disk, its grouping of a month's millions of requests
+# does not (it overflowed the store's memory limit). Codes index ``$models`` / ``$personas``
+# (``unknown`` is 0), so the outcomes stream out as numbers.
+REQUEST_STARTS_SQL: Final = """
+SELECT coalesce(model, 'unknown') AS model, coalesce(persona, 'unknown') AS persona,
+    count(*) AS requests
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_start'
+GROUP BY ALL
 """
-# Events a request pass groups at most (about a fifth are requests' starts); more are split.
-REQUEST_PASS_ROWS: Final = 2_500_000
+REQUEST_OUTCOMES_SQL: Final = """
+WITH starts AS (
+    SELECT hash(request_id) AS request,
+        list_position($models, coalesce(model, 'unknown'))::INTEGER - 1 AS model,
+        list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS persona
+    FROM events
+    WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
+)
+SELECT coalesce(s.model, 0) AS model, coalesce(s.persona, 0) AS persona,
+    o.event = 'request_success' AS success, coalesce(o.latency_ms, 'NaN'::DOUBLE) AS latency_ms
+FROM events AS o
+LEFT JOIN starts AS s ON s.request = hash(o.request_id)
+WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
+"""
 
 # What the window's replies cost (``job_success``): priced replies sum their ``cost_usd``;
 # unpriced ones (a model without a price) are counted apart, never as $0.
@@ -220,18 +219,40 @@ def timeseries(
     return bucket_series(source, window, now, bucket_width(window))
 
 
+@dataclass(frozen=True)
+class RequestTotals:
+    """The window's requests and outcomes by their start's model and persona (codes index the
+    name tuples; ``unknown`` is 0): the requests counted per (model, persona), and one entry per
+    outcome."""
+
+    models: tuple[str, ...]
+    personas: tuple[str, ...]
+    starts: list[dict[str, Any]]  # model, persona, requests
+    model: np.ndarray  # each outcome's model code
+    persona: np.ndarray  # … and persona code
+    success: np.ndarray  # whether it is a request_success
+    latency_ms: np.ndarray  # its latency (NaN: none)
+
+
 def request_totals(
     source: EventStore | EventSnapshot, start: datetime, end: datetime
-) -> pl.DataFrame:
-    """The window's requests summed per (model, persona), with their API latencies: the request
-    passes of ``REQUESTS_SQL``, as many as keep each pass's grouping within DuckDB's memory."""
+) -> RequestTotals:
+    """The window's requests by model and persona (``REQUEST_STARTS_SQL``) and their outcomes
+    joined to them (``REQUEST_OUTCOMES_SQL``)."""
     snapshot = snapshot_of(source)
-    pieces = snapshot.overlapping(to_utc_naive(start), to_utc_naive(end))
-    rows = sum(piece.rows for piece in pieces) + snapshot.hot_rows
-    parts = max(1, math.ceil(rows / REQUEST_PASS_ROWS))
-    return pl.concat(
-        snapshot.query(REQUESTS_SQL, start, end, {"parts": parts, "part": part})
-        for part in range(parts)
+    starts = snapshot.records(REQUEST_STARTS_SQL, start, end)
+    models = (UNKNOWN, *sorted({row["model"] for row in starts} - {UNKNOWN}))
+    personas = (UNKNOWN, *sorted({row["persona"] for row in starts} - {UNKNOWN}))
+    params = {"models": list(models), "personas": list(personas)}
+    outcomes = snapshot.arrays(REQUEST_OUTCOMES_SQL, start, end, params)
+    return RequestTotals(
+        models,
+        personas,
+        starts,
+        outcomes["model"],
+        outcomes["persona"],
+        outcomes["success"].astype(bool),
+        outcomes["latency_ms"],
     )
 
 
@@ -239,29 +260,42 @@ def _rate(successes: int, failures: int) -> float | None:
     return successes / (successes + failures) if successes + failures else None
 
 
-def model_breakdown(totals: pl.DataFrame) -> pl.DataFrame:
-    """Requests, outcomes and API p95 latency per model (``request_totals``' rows summed)."""
-    rows = []
-    for (model,), group in totals.group_by("model"):
-        successes, failures = int(group["successes"].sum()), int(group["failures"].sum())
-        latencies = group["api_latencies"].explode().drop_nulls().to_numpy()
-        p95 = quantiles(latencies.astype(float), (0.95,))
-        rows.append(
-            {
-                "model": model,
-                "requests": int(group["requests"].sum()),
-                "successes": successes,
-                "failures": failures,
-                "success_rate": _rate(successes, failures),
-                "api_p95_latency_ms": None if p95 is None else p95[0],
-            }
+def _outcome_counts(codes: np.ndarray, success: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Per code, (successes, failures)."""
+    ok = np.bincount(codes[success], minlength=size)
+    failed = np.bincount(codes[~success], minlength=size)
+    return [(int(a), int(b)) for a, b in zip(ok, failed, strict=True)]
+
+
+def model_breakdown(totals: RequestTotals) -> pl.DataFrame:
+    """Requests, outcomes and API p95 latency (``request_success``) per model."""
+    requests = dict.fromkeys(totals.models, 0)
+    for row in totals.starts:
+        requests[row["model"]] += row["requests"]
+    outcomes = _outcome_counts(totals.model, totals.success, len(totals.models))
+    p95 = grouped_quantiles(
+        totals.model[totals.success], totals.latency_ms[totals.success], (0.95,)
+    )
+    rows = [
+        {
+            "model": model,
+            "requests": requests[model],
+            "successes": successes,
+            "failures": failures,
+            "success_rate": _rate(successes, failures),
+            "api_p95_latency_ms": p95.get(code, [None])[0],
+        }
+        for code, (model, (successes, failures)) in enumerate(
+            zip(totals.models, outcomes, strict=True)
         )
+        if requests[model] or successes or failures
+    ]
     frame = pl.DataFrame(rows, schema=BY_MODEL_SCHEMA)
     return frame.sort(["requests", "model"], descending=[True, False])
 
 
 def persona_breakdown(
-    source: EventStore | EventSnapshot, start: datetime, end: datetime, totals: pl.DataFrame
+    source: EventStore | EventSnapshot, start: datetime, end: datetime, totals: RequestTotals
 ) -> pl.DataFrame:
     """Requests and outcomes (``request_totals``) and responses with their latency per persona."""
     snapshot = snapshot_of(source)
@@ -271,9 +305,14 @@ def persona_breakdown(
     if personas:
         values = snapshot.arrays(RESPONSE_LATENCIES_SQL, start, end, {"personas": personas})
         found = grouped_quantiles(values["code"], values["latency_ms"], (0.95,))
+    requests = dict.fromkeys(totals.personas, 0)
+    for row in totals.starts:
+        requests[row["persona"]] += row["requests"]
+    outcomes = _outcome_counts(totals.persona, totals.success, len(totals.personas))
     by_requests = {
-        persona: (int(g["requests"].sum()), int(g["successes"].sum()), int(g["failures"].sum()))
-        for (persona,), g in totals.group_by("persona")
+        persona: (requests[persona], successes, failures)
+        for persona, (successes, failures) in zip(totals.personas, outcomes, strict=True)
+        if requests[persona] or successes or failures
     }
     by_responses = {
         row["persona"]: (row["responses"], found.get(code + 1, [None])[0], row["avg_latency_ms"])
