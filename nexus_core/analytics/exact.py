@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -57,4 +58,10 @@ def _interpolate(ordered: np.ndarray, rank: float) -> float:
     if low == high:
         return lo
     hi = float(ordered[high])
-    return lo + (hi - lo) * (rank - low)
+    weight = rank - low
+    return _fma(lo, 1 - weight, hi * weight)
+
+
+def _fma(x: float, y: float, z: float) -> float:
+    """``x·y + z`` rounded once (``math.fma`` from Python 3.13 on)."""
+    return float(Fraction(x) * Fraction(y) + Fraction(z))
