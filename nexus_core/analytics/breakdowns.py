@@ -91,8 +91,9 @@ ORDER BY m.minute
 # A request's model and persona are its ``request_start``'s; its outcome is joined to that start
 # by ``request_id`` within the window (no start there: ``unknown``). A join, not a grouping by
 # request_id: DuckDB's hash join spills to disk, its grouping of a month's millions of requests
-# does not (it overflowed the store's memory limit). Codes index ``$models`` / ``$personas``
-# (``unknown`` is 0), so the outcomes stream out as numbers.
+# does not (it overflowed the store's memory limit). A request_id names one HTTP call (a UUID);
+# should a log repeat one, its outcome counts once per start of that id in the window. Codes
+# index ``$models`` / ``$personas`` (``unknown`` is 0), so the outcomes stream out as numbers.
 REQUEST_STARTS_SQL: Final = """
 SELECT coalesce(model, 'unknown') AS model, coalesce(persona, 'unknown') AS persona,
     count(*) AS requests
@@ -134,10 +135,13 @@ WHERE ts >= $start AND ts < $end AND event = 'job_success'
 GROUP BY ALL
 ORDER BY cost_usd DESC, replies DESC
 """
-# Responses per persona; their latency percentiles come from ``RESPONSE_LATENCIES_SQL``.
+# Responses (replies) per persona, with what they cost; their latency percentiles come from
+# ``RESPONSE_LATENCIES_SQL``.
 RESPONSES_SQL: Final = """
 SELECT coalesce(persona, 'unknown') AS persona, count(*) AS responses,
-    avg(latency_ms) AS avg_latency_ms
+    avg(latency_ms) AS avg_latency_ms,
+    coalesce(sum(cost_usd), 0.0) AS cost_usd,
+    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
 FROM events
 WHERE ts >= $start AND ts < $end AND event = 'job_success'
 GROUP BY 1
@@ -256,6 +260,43 @@ def request_totals(
     )
 
 
+@dataclass(frozen=True)
+class ResponseTotals:
+    """The window's responses (``job_success``) per persona (``RESPONSES_SQL`` rows) and each
+    response's latency with its persona's 1-based index in those rows."""
+
+    rows: list[dict[str, Any]]
+    code: np.ndarray
+    latency_ms: np.ndarray
+
+
+def response_totals(
+    source: EventStore | EventSnapshot, start: datetime, end: datetime
+) -> ResponseTotals:
+    """The window's responses per persona and their latencies."""
+    snapshot = snapshot_of(source)
+    rows = snapshot.records(RESPONSES_SQL, start, end)
+    personas = [row["persona"] for row in rows]
+    if not personas:
+        return ResponseTotals(rows, np.zeros(0, dtype=np.int32), np.zeros(0))
+    values = snapshot.arrays(RESPONSE_LATENCIES_SQL, start, end, {"personas": personas})
+    return ResponseTotals(rows, values["code"], values["latency_ms"])
+
+
+def cost_by_persona(responses: ResponseTotals) -> list[dict[str, Any]]:
+    """Replies, cost and unpriced replies per persona, the costliest first."""
+    rows = [
+        {
+            "persona": row["persona"],
+            "replies": row["responses"],
+            "cost_usd": row["cost_usd"],
+            "unpriced_replies": row["unpriced_replies"],
+        }
+        for row in responses.rows
+    ]
+    return sorted(rows, key=lambda row: (-row["cost_usd"], -row["replies"]))
+
+
 def _rate(successes: int, failures: int) -> float | None:
     return successes / (successes + failures) if successes + failures else None
 
@@ -294,17 +335,10 @@ def model_breakdown(totals: RequestTotals) -> pl.DataFrame:
     return frame.sort(["requests", "model"], descending=[True, False])
 
 
-def persona_breakdown(
-    source: EventStore | EventSnapshot, start: datetime, end: datetime, totals: RequestTotals
-) -> pl.DataFrame:
-    """Requests and outcomes (``request_totals``) and responses with their latency per persona."""
-    snapshot = snapshot_of(source)
-    responses = snapshot.records(RESPONSES_SQL, start, end)
-    personas = [row["persona"] for row in responses]
-    found: dict[int, list[float]] = {}
-    if personas:
-        values = snapshot.arrays(RESPONSE_LATENCIES_SQL, start, end, {"personas": personas})
-        found = grouped_quantiles(values["code"], values["latency_ms"], (0.95,))
+def persona_breakdown(totals: RequestTotals, responses: ResponseTotals) -> pl.DataFrame:
+    """Requests and outcomes (``request_totals``) and responses with their latency
+    (``response_totals``) per persona."""
+    found = grouped_quantiles(responses.code, responses.latency_ms, (0.95,))
     requests = dict.fromkeys(totals.personas, 0)
     for row in totals.starts:
         requests[row["persona"]] += row["requests"]
@@ -316,7 +350,7 @@ def persona_breakdown(
     }
     by_responses = {
         row["persona"]: (row["responses"], found.get(code + 1, [None])[0], row["avg_latency_ms"])
-        for code, row in enumerate(responses)
+        for code, row in enumerate(responses.rows)
     }
     rows = []
     for persona in by_requests.keys() | by_responses.keys():
@@ -349,4 +383,5 @@ def by_persona(
     """Requests, outcomes and response latency per persona (``unknown`` when not logged)."""
     snapshot = snapshot_of(source)
     start, end = window_bounds(window, now)
-    return persona_breakdown(snapshot, start, end, request_totals(snapshot, start, end))
+    requests = request_totals(snapshot, start, end)
+    return persona_breakdown(requests, response_totals(snapshot, start, end))

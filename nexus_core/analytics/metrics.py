@@ -17,15 +17,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
+
 from nexus_core.analytics.breakdowns import (
-    COST_BY_PERSONA_SQL,
     COST_SQL,
     PER_MINUTE_SQL,
     TOP_ERRORS_LIMIT,
     TOP_ERRORS_SQL,
+    cost_by_persona,
     model_breakdown,
     persona_breakdown,
     request_totals,
+    response_totals,
     timeseries,
 )
 from nexus_core.analytics.event_snapshot import EventSnapshot
@@ -75,7 +78,10 @@ SELECT
     count(*) FILTER (WHERE event = 'job_retry') AS retries,
     count(*) FILTER (WHERE event = 'job_success') AS jobs_succeeded,
     count(*) FILTER (WHERE event = 'job_failure') AS jobs_failed,
-    avg(latency_ms) FILTER (WHERE event = 'job_success') AS avg_latency_ms
+    avg(latency_ms) FILTER (WHERE event = 'job_success') AS avg_latency_ms,
+    count(*) FILTER (WHERE event = 'job_success') AS replies,
+    coalesce(sum(cost_usd) FILTER (WHERE event = 'job_success'), 0.0) AS cost_usd,
+    count(*) FILTER (WHERE event = 'job_success' AND cost_usd IS NULL) AS unpriced_replies
 FROM events
 WHERE ts >= $start AND ts < $end
 """
@@ -88,6 +94,15 @@ WHERE ts >= $start AND ts < $end AND event IN ('job_success', 'request_success')
     AND (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)
 """
 
+# ``LATENCIES_SQL``'s API half, for ``compute_metrics`` (the responses' come with ``by_persona``).
+API_LATENCIES_SQL: Final = """
+SELECT coalesce(latency_ms, 'NaN'::DOUBLE) AS latency_ms,
+    coalesce(ttft_ms, 'NaN'::DOUBLE) AS ttft_ms
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_success'
+    AND (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)
+"""
+
 
 def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) -> dict[str, Any]:
     """The window's counts, success rate and latency percentiles as plain numbers."""
@@ -95,9 +110,19 @@ def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) 
     (row,) = snapshot.records(SUMMARY_SQL, start, end)
     values = snapshot.arrays(LATENCIES_SQL, start, end)
     job = values["job"]
-    latency = quantiles(values["latency_ms"][job], _QUANTILES)
-    api = quantiles(values["latency_ms"][~job], [0.95])
-    ttft = quantiles(values["ttft_ms"][~job], _QUANTILES)
+    return _numbers(
+        row, values["latency_ms"][job], values["latency_ms"][~job], values["ttft_ms"][~job]
+    )
+
+
+def _numbers(
+    row: dict[str, Any], latency: np.ndarray, api_latency: np.ndarray, ttft: np.ndarray
+) -> dict[str, Any]:
+    """``SUMMARY_SQL``'s counts with the percentiles of the responses' latencies, the API's
+    (``request_success``) latencies and times to first token."""
+    response = quantiles(latency, _QUANTILES)
+    api = quantiles(api_latency, [0.95])
+    first_token = quantiles(ttft, _QUANTILES)
     outcomes = row["successes"] + row["failures"]
     result: dict[str, Any] = {
         "requests": row["requests"],
@@ -105,7 +130,7 @@ def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) 
         "failures": row["failures"],
         "retries": row["retries"],
         "success_rate": row["successes"] / outcomes if outcomes else None,
-        "p95_latency_ms": _percentile(latency, 95),
+        "p95_latency_ms": _percentile(response, 95),
         "avg_latency_ms": row["avg_latency_ms"],
         "api_p95_latency_ms": None if api is None else api[0],
         "jobs_succeeded": row["jobs_succeeded"],
@@ -113,9 +138,9 @@ def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) 
     }
     for p in PERCENTILES:
         if p != 95:
-            result[f"p{p}_latency_ms"] = _percentile(latency, p)
+            result[f"p{p}_latency_ms"] = _percentile(response, p)
     for p in PERCENTILES:
-        result[f"ttft_p{p}_ms"] = _percentile(ttft, p)
+        result[f"ttft_p{p}_ms"] = _percentile(first_token, p)
     return result
 
 
@@ -171,7 +196,11 @@ def compute_metrics(
         window = parse_window(window)
     snapshot = snapshot_of(source).of_traffic(traffic)
     start, end = window_bounds(window, now)
-    numbers = summary(snapshot, start, end)
+    (row,) = snapshot.records(SUMMARY_SQL, start, end)
+    requests = request_totals(snapshot, start, end)
+    responses = response_totals(snapshot, start, end)
+    api = snapshot.arrays(API_LATENCIES_SQL, start, end)
+    numbers = _numbers(row, responses.latency_ms, api["latency_ms"], api["ttft_ms"])
     slo = slo_report(snapshot, start, end, now)
     slo[LATENCY]["p95_latency_ms"] = numbers["p95_latency_ms"]
     contract: dict[str, Any] = {
@@ -183,14 +212,13 @@ def compute_metrics(
         "skipped_lines": snapshot.skipped_lines,
         "slo": slo,
     }
-    requests = request_totals(snapshot, start, end)
     extras = {
         "traffic": traffic,
         "start": format_ts(start),
         **numbers,
         "by_model": model_breakdown(requests).to_dicts(),
-        "by_persona": persona_breakdown(snapshot, start, end, requests).to_dicts(),
-        "cost": _cost(snapshot.records(COST_SQL, start, end)[0]),
-        "cost_by_persona": snapshot.records(COST_BY_PERSONA_SQL, start, end),
+        "by_persona": persona_breakdown(requests, responses).to_dicts(),
+        "cost": _cost({key: row[key] for key in ("replies", "cost_usd", "unpriced_replies")}),
+        "cost_by_persona": cost_by_persona(responses),
     }
     return contract | extras
