@@ -125,16 +125,6 @@ SELECT count(*) AS replies,
 FROM events
 WHERE ts >= $start AND ts < $end AND event = 'job_success'
 """
-COST_BY_PERSONA_SQL: Final = """
-SELECT coalesce(persona, 'unknown') AS persona,
-    count(*) AS replies,
-    coalesce(sum(cost_usd), 0.0) AS cost_usd,
-    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
-FROM events
-WHERE ts >= $start AND ts < $end AND event = 'job_success'
-GROUP BY ALL
-ORDER BY cost_usd DESC, replies DESC
-"""
 # Responses (replies) per persona, with what they cost; their latency percentiles come from
 # ``RESPONSE_LATENCIES_SQL``.
 RESPONSES_SQL: Final = """
