@@ -367,6 +367,11 @@ def persona_breakdown(totals: RequestTotals, responses: ResponseTotals) -> pl.Da
     )
 
 
+def persona_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """``compute_metrics``' ``by_persona`` rows as ``by_persona``'s frame."""
+    return pl.DataFrame(rows, schema=BY_PERSONA_SCHEMA)
+
+
 def by_persona(
     source: EventStore | EventSnapshot, window: timedelta, now: datetime
 ) -> pl.DataFrame:
