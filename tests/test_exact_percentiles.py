@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from nexus_core.analytics.breakdowns import by_persona, timeseries
+from nexus_core.analytics.breakdowns import by_persona, persona_frame, timeseries
 from nexus_core.analytics.exact import grouped_quantiles, quantiles
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
@@ -184,3 +184,18 @@ def test_dashboard_persona_and_series_percentiles_equal_quantile_cont(store: Eve
     for row in series.iter_rows(named=True):
         before = old.get(row["bucket"], {"p50_ms": None, "p95_ms": None})
         assert (row["p50_ms"], row["p95_ms"]) == (before["p50_ms"], before["p95_ms"])
+
+
+def test_the_dashboards_persona_panel_from_the_metrics_equals_by_persona(
+    store: EventStore,
+) -> None:
+    snapshot = store.refresh().of_traffic("user")
+    window = timedelta(hours=24)
+
+    from_metrics = persona_frame(compute_metrics(snapshot, window, NOW)["by_persona"])
+    queried = by_persona(snapshot, window, NOW)
+
+    assert from_metrics.schema == queried.schema
+    assert from_metrics.drop("avg_latency_ms").equals(queried.drop("avg_latency_ms"))
+    for a, b in zip(from_metrics["avg_latency_ms"], queried["avg_latency_ms"], strict=True):
+        assert a == pytest.approx(b, rel=1e-9)
