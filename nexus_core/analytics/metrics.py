@@ -6,8 +6,10 @@ Over the events with ``now − window ≤ ts < now`` (see ``docs/contract.md``, 
 outcomes (None without outcomes). Response latency (``p95_latency_ms``, ``avg_latency_ms``, p50,
 p90, p99) is ``job_success.latency_ms``, what the user waits for; ``api_p95_latency_ms`` is
 ``request_success.latency_ms``; time to first token is ``request_success.ttft_ms``. Percentiles
-interpolate linearly (DuckDB ``quantile_cont``, numpy's default). ``skipped_lines`` counts the
-lines of the current log files that were not events: they carry no time, so no window applies.
+interpolate linearly (DuckDB ``quantile_cont``, numpy's default), computed from the values
+streamed out of DuckDB (``exact``), so a month of events never exhausts DuckDB's memory.
+``skipped_lines`` counts the lines of the current log files that were not events: they carry no
+time, so no window applies.
 """
 
 from __future__ import annotations
@@ -15,23 +17,29 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
+
 from nexus_core.analytics.breakdowns import (
-    BY_MODEL_SQL,
-    BY_PERSONA_SQL,
-    COST_BY_PERSONA_SQL,
     COST_SQL,
     PER_MINUTE_SQL,
     TOP_ERRORS_LIMIT,
     TOP_ERRORS_SQL,
+    cost_by_persona,
+    model_breakdown,
+    persona_breakdown,
+    request_totals,
+    response_totals,
     timeseries,
 )
 from nexus_core.analytics.event_snapshot import EventSnapshot
+from nexus_core.analytics.exact import quantiles
 from nexus_core.analytics.log_store import EventStore, snapshot_of
 from nexus_core.analytics.slo import LATENCY, slo_report
 from nexus_core.analytics.windows import format_window, parse_window, window_bounds
 from nexus_core.ops.events import format_ts
 
 __all__ = [
+    "LATENCIES_SQL",
     "SUMMARY_SQL",
     "compute_metrics",
     "parse_window",
@@ -42,7 +50,7 @@ __all__ = [
 ]
 
 PERCENTILES: Final = (50, 90, 95, 99)
-_QUANTILES: Final = "[" + ", ".join(str(p / 100) for p in PERCENTILES) + "]"
+_QUANTILES: Final = tuple(p / 100 for p in PERCENTILES)
 
 _CONTRACT_NUMBERS: Final = (
     "requests",
@@ -62,7 +70,8 @@ SELECT strftime(minute, '%Y-%m-%dT%H:%M:%S.%g') || 'Z' AS minute, requests, fail
 FROM ({PER_MINUTE_SQL})
 """
 
-SUMMARY_SQL: Final = f"""
+# Counts and means only: they stream. Percentiles come from ``LATENCIES_SQL`` (see ``exact``).
+SUMMARY_SQL: Final = """
 SELECT
     count(*) FILTER (WHERE event = 'request_start') AS requests,
     count(*) FILTER (WHERE event = 'request_success') AS successes,
@@ -70,19 +79,51 @@ SELECT
     count(*) FILTER (WHERE event = 'job_retry') AS retries,
     count(*) FILTER (WHERE event = 'job_success') AS jobs_succeeded,
     count(*) FILTER (WHERE event = 'job_failure') AS jobs_failed,
-    quantile_cont(latency_ms, {_QUANTILES}) FILTER (WHERE event = 'job_success') AS latency,
     avg(latency_ms) FILTER (WHERE event = 'job_success') AS avg_latency_ms,
-    quantile_cont(latency_ms, 0.95) FILTER (WHERE event = 'request_success')
-        AS api_p95_latency_ms,
-    quantile_cont(ttft_ms, {_QUANTILES}) FILTER (WHERE event = 'request_success') AS ttft
+    count(*) FILTER (WHERE event = 'job_success') AS replies,
+    coalesce(sum(cost_usd) FILTER (WHERE event = 'job_success'), 0.0) AS cost_usd,
+    count(*) FILTER (WHERE event = 'job_success' AND cost_usd IS NULL) AS unpriced_replies
 FROM events
 WHERE ts >= $start AND ts < $end
+"""
+# The values the percentiles are taken of: a filter and a projection, streamed out of DuckDB.
+LATENCIES_SQL: Final = """
+SELECT event = 'job_success' AS job, coalesce(latency_ms, 'NaN'::DOUBLE) AS latency_ms,
+    coalesce(ttft_ms, 'NaN'::DOUBLE) AS ttft_ms
+FROM events
+WHERE ts >= $start AND ts < $end AND event IN ('job_success', 'request_success')
+    AND (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)
+"""
+
+# ``LATENCIES_SQL``'s API half, for ``compute_metrics`` (the responses' come with ``by_persona``).
+API_LATENCIES_SQL: Final = """
+SELECT coalesce(latency_ms, 'NaN'::DOUBLE) AS latency_ms,
+    coalesce(ttft_ms, 'NaN'::DOUBLE) AS ttft_ms
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_success'
+    AND (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)
 """
 
 
 def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) -> dict[str, Any]:
     """The window's counts, success rate and latency percentiles as plain numbers."""
-    (row,) = snapshot_of(source).records(SUMMARY_SQL, start, end)
+    snapshot = snapshot_of(source)
+    (row,) = snapshot.records(SUMMARY_SQL, start, end)
+    values = snapshot.arrays(LATENCIES_SQL, start, end)
+    job = values["job"]
+    return _numbers(
+        row, values["latency_ms"][job], values["latency_ms"][~job], values["ttft_ms"][~job]
+    )
+
+
+def _numbers(
+    row: dict[str, Any], latency: np.ndarray, api_latency: np.ndarray, ttft: np.ndarray
+) -> dict[str, Any]:
+    """``SUMMARY_SQL``'s counts with the percentiles of the responses' latencies, the API's
+    (``request_success``) latencies and times to first token."""
+    response = quantiles(latency, _QUANTILES)
+    api = quantiles(api_latency, [0.95])
+    first_token = quantiles(ttft, _QUANTILES)
     outcomes = row["successes"] + row["failures"]
     result: dict[str, Any] = {
         "requests": row["requests"],
@@ -90,17 +131,17 @@ def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) 
         "failures": row["failures"],
         "retries": row["retries"],
         "success_rate": row["successes"] / outcomes if outcomes else None,
-        "p95_latency_ms": _percentile(row["latency"], 95),
+        "p95_latency_ms": _percentile(response, 95),
         "avg_latency_ms": row["avg_latency_ms"],
-        "api_p95_latency_ms": row["api_p95_latency_ms"],
+        "api_p95_latency_ms": None if api is None else api[0],
         "jobs_succeeded": row["jobs_succeeded"],
         "jobs_failed": row["jobs_failed"],
     }
     for p in PERCENTILES:
         if p != 95:
-            result[f"p{p}_latency_ms"] = _percentile(row["latency"], p)
+            result[f"p{p}_latency_ms"] = _percentile(response, p)
     for p in PERCENTILES:
-        result[f"ttft_p{p}_ms"] = _percentile(row["ttft"], p)
+        result[f"ttft_p{p}_ms"] = _percentile(first_token, p)
     return result
 
 
@@ -174,8 +215,13 @@ def compute_metrics(
         window = parse_window(window)
     snapshot = snapshot_of(source).of_traffic(traffic)
     start, end = window_bounds(window, now)
-    numbers = window_numbers(snapshot, window, now, traffic)
-    slo = numbers.pop("slo")
+    (row,) = snapshot.records(SUMMARY_SQL, start, end)
+    requests = request_totals(snapshot, start, end)
+    responses = response_totals(snapshot, start, end)
+    api = snapshot.arrays(API_LATENCIES_SQL, start, end)
+    numbers = _numbers(row, responses.latency_ms, api["latency_ms"], api["ttft_ms"])
+    slo = slo_report(snapshot, start, end, now)
+    slo[LATENCY]["p95_latency_ms"] = numbers["p95_latency_ms"]
     contract: dict[str, Any] = {
         "window": format_window(window),
         "now": format_ts(end),
@@ -189,9 +235,9 @@ def compute_metrics(
         "traffic": traffic,
         "start": format_ts(start),
         **numbers,
-        "by_model": snapshot.records(BY_MODEL_SQL, start, end),
-        "by_persona": snapshot.records(BY_PERSONA_SQL, start, end),
-        "cost": _cost(snapshot.records(COST_SQL, start, end)[0]),
-        "cost_by_persona": snapshot.records(COST_BY_PERSONA_SQL, start, end),
+        "by_model": model_breakdown(requests).to_dicts(),
+        "by_persona": persona_breakdown(requests, responses).to_dicts(),
+        "cost": _cost({key: row[key] for key in ("replies", "cost_usd", "unpriced_replies")}),
+        "cost_by_persona": cost_by_persona(responses),
     }
     return contract | extras

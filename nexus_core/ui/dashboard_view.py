@@ -20,7 +20,7 @@ import streamlit as st
 
 from nexus_core.analytics import dashboard_charts as charts
 from nexus_core.analytics import dashboard_tiles as tiles
-from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
+from nexus_core.analytics.breakdowns import persona_frame, timeseries, top_errors
 from nexus_core.analytics.metrics import compute_metrics, traffic_summary, window_numbers
 from nexus_core.analytics.slo import PAGE, TICKET
 from nexus_core.analytics.windows import describe_span, parse_window
@@ -141,7 +141,7 @@ def _numbers(ctx: AppContext, user: UserView, window_label: str, traffic: str) -
             "try a longer window."
         )
     else:
-        _charts(snapshot, window, now, current["cost_by_persona"])
+        _charts(snapshot, window, now, current)
     if traffic == "user":
         synthetic_panel(traffic_summary(snapshot, window, now, "synthetic"), window)
     feedback_panel(ctx, user, now)
@@ -207,11 +207,10 @@ def budget_row(current: dict[str, Any], window: timedelta) -> None:
     _tile_row(tiles.budget_tiles(current, window))
 
 
-def _charts(
-    snapshot: Any, window: timedelta, now: datetime, cost_by_persona: list[dict[str, Any]]
-) -> None:
+def _charts(snapshot: Any, window: timedelta, now: datetime, current: dict[str, Any]) -> None:
     """The charts, a group to a tab: only the open tab's are computed and drawn (the first when
-    the page opens), so a page opened at its address draws two charts here, not six."""
+    the page opens), so a page opened at its address draws two charts here, not six. The persona
+    tab's come from ``current`` (the window's metrics), not queried again."""
     latency_tab, traffic_tab, persona_tab = st.tabs(
         CHART_TABS, key=CHART_TAB_PICK, on_change="rerun"
     )
@@ -232,9 +231,10 @@ def _charts(
         with persona_tab:
             left, right = st.columns(2)
             with left:
-                show.chart(charts.persona_latency_figure(by_persona(snapshot, window, now), window))
+                personas = persona_frame(current["by_persona"])
+                show.chart(charts.persona_latency_figure(personas, window))
             with right:
-                show.chart(charts.persona_cost_figure(cost_by_persona, window))
+                show.chart(charts.persona_cost_figure(current["cost_by_persona"], window))
 
 
 def cost_tiles(cost: dict[str, Any]) -> None:
