@@ -115,6 +115,21 @@ def test_quantiles_equal_duckdb_quantile_cont_to_the_last_bit(size: int) -> None
     assert quantiles(values, QS) == duckdb_quantiles(values, QS)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [[1.0, np.inf], [np.inf, np.inf], [3.0, 1.0, 2.0, np.inf, np.inf], [1e308, 1e308, np.inf]],
+)
+def test_an_infinite_latency_gives_what_quantile_cont_gives_instead_of_failing(
+    values: list[float],
+) -> None:
+    """A log line with ``1e999`` or ``Infinity`` reads as an infinite latency."""
+    array = np.array(values)
+
+    assert quantiles(array, QS) == duckdb_quantiles(array, QS)
+    codes = np.zeros(len(array), dtype=np.int64)
+    assert grouped_quantiles(codes, array, QS) == {0: duckdb_quantiles(array, QS)}
+
+
 def test_quantiles_of_no_value_are_none() -> None:
     assert quantiles(np.array([]), QS) is None
     assert quantiles(np.array([np.nan, np.nan]), QS) is None

@@ -59,6 +59,10 @@ def _interpolate(ordered: np.ndarray, rank: float) -> float:
         return lo
     hi = float(ordered[high])
     weight = rank - low
+    if not (math.isfinite(lo) and math.isfinite(hi * weight)):
+        # An infinite latency (``1e999`` or ``Infinity`` in a hand-edited log line reads as
+        # one): exact arithmetic has no infinity; plain arithmetic gives what DuckDB gives.
+        return lo * (1 - weight) + hi * weight
     return _fma(lo, 1 - weight, hi * weight)
 
 
