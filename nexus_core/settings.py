@@ -33,6 +33,7 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
+EVENT_LOG_NAME = "api_events.log"
 LOG_HOST_AUTO = "auto"  # NEXUS_LOG_HOST=auto: the machine's host name
 # A host name, IPv4 address or bracketed IPv6 address: nothing that could end a CSP directive.
 IMAGE_HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
@@ -338,7 +339,8 @@ class Settings:
         if self.log_host not in ("", LOG_HOST_AUTO) and not _host_directory(self.log_host):
             raise ConfigError(
                 "NEXUS_LOG_HOST names this process's directory under logs/: give it letters or "
-                f"digits (or auto), not {self.log_host!r}."
+                f"digits (or auto), not {self.log_host!r}; it cannot be named like the log's "
+                "own files (api_events.log…)."
             )
         bad = [h for h in self.allowed_image_hosts if not IMAGE_HOST_PATTERN.fullmatch(h)]
         if bad:
@@ -393,7 +395,7 @@ class Settings:
     @property
     def event_log_path(self) -> Path:
         """The top-level log file: where readers start (they take every host's log too)."""
-        return self.log_dir / "api_events.log"
+        return self.log_dir / EVENT_LOG_NAME
 
     @property
     def own_event_log_path(self) -> Path:
@@ -404,7 +406,7 @@ class Settings:
             host = _host_directory(socket.gethostname()) or "host"
         else:
             host = _host_directory(self.log_host)
-        return self.log_dir / host / "api_events.log"
+        return self.log_dir / host / EVENT_LOG_NAME
 
     def require_production_secrets(self) -> None:
         """Refuse to start in production without a strong cookie key."""
@@ -473,7 +475,10 @@ def _host_directory(name: str) -> str:
     other than letters, digits, ``.``, ``_`` and ``-`` become ``-`` (a systemd instance's
     commas, a path's slashes) and leading ``.``, ``_``, ``-`` go, so it is never ``..`` or
     hidden; empty when nothing is left."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:100]
+    directory = re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:100]
+    # Not a name of the top-level log's files (``api_events.log``, ``.1``, ``.lock``): a
+    # directory there would stop its writers and its rotation.
+    return "" if directory.startswith(EVENT_LOG_NAME) else directory
 
 
 def load_settings() -> Settings:

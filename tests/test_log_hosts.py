@@ -156,8 +156,12 @@ def test_a_log_host_becomes_one_plain_directory_directly_under_logs(
     assert path == tmp_path / "logs" / directory / "api_events.log"
 
 
-@pytest.mark.parametrize("value", [".", "..", "/", " "])
-def test_a_log_host_without_letters_or_digits_is_refused(tmp_path: Path, value: str) -> None:
+@pytest.mark.parametrize(
+    "value", [".", "..", "/", " ", "api_events.log", "api_events.log.1", "api_events.log.lock"]
+)
+def test_a_log_host_without_letters_or_digits_or_named_like_the_logs_files_is_refused(
+    tmp_path: Path, value: str
+) -> None:
     with pytest.raises(ConfigError, match="NEXUS_LOG_HOST"):
         Settings(data_dir=tmp_path, env="test", log_host=value)
 
