@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -46,7 +47,7 @@ from nexus_core import audit
 from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuthSession, User
-from nexus_core.errors import ConfigError, PermissionDenied
+from nexus_core.errors import ConfigError, DatabaseUnavailable, PermissionDenied
 from nexus_core.settings import Settings
 from nexus_core.sso import OidcIdentity, RoleMapping, apply_claims, find_or_create_user
 from nexus_core.users import (
@@ -58,6 +59,8 @@ from nexus_core.users import (
     password_usable,
     to_view,
 )
+
+_LOG = logging.getLogger(__name__)
 
 LOCKOUT_THRESHOLD = 5
 LOCKOUT_MINUTES = 15
@@ -376,16 +379,21 @@ class SignInService:
         return check
 
     def _seen(self, session_id: int, now: datetime) -> None:
-        """Move a session's last-seen time to ``now`` unless a parallel run just did."""
-        with self.db.session() as session:
-            session.execute(
-                update(AuthSession)
-                .where(
-                    AuthSession.id == session_id,
-                    AuthSession.last_seen_at <= now - LAST_SEEN_EVERY,
+        """Move a session's last-seen time to ``now`` unless a parallel run just did. Best
+        effort: the session was already found valid, so a database that cannot take the write
+        now (locked past the busy timeout, read-only) leaves it for a later run."""
+        try:
+            with self.db.session() as session:
+                session.execute(
+                    update(AuthSession)
+                    .where(
+                        AuthSession.id == session_id,
+                        AuthSession.last_seen_at <= now - LAST_SEEN_EVERY,
+                    )
+                    .values(last_seen_at=now)
                 )
-                .values(last_seen_at=now)
-            )
+        except DatabaseUnavailable as exc:
+            _LOG.warning("last-seen time of sign-in session %s not written: %s", session_id, exc)
 
     def active_sessions(self, within: timedelta = ACTIVE_WITHIN) -> int:
         """How many sign-in sessions are valid (not ended, not expired, user enabled) and were

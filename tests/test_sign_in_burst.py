@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from nexus_core import audit, audit_chain
-from nexus_core.auth import BcryptHasher, SignInService
+from nexus_core.auth import LAST_SEEN_EVERY, BcryptHasher, SignInService
 from nexus_core.chat import ChatService
+from nexus_core.db.columns import utc_now
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AuthSession, User
 from nexus_core.errors import DatabaseUnavailable
@@ -176,6 +178,42 @@ def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
     database = Database(f"sqlite:///{path}")
     yield database
     database.dispose()
+
+
+def test_a_valid_session_stays_signed_in_when_its_last_seen_time_cannot_be_written(
+    sqlite_db: Database,
+) -> None:
+    """The last-seen write is best effort: a lock held past the busy timeout (shortened here)
+    leaves it for a later run instead of failing a page whose session was found valid."""
+    db = sqlite_db
+    add_users(db, ["hal"])
+    now = [utc_now()]
+    sign_in = SignInService(
+        db,
+        token_key=TOKEN_KEY,
+        lifetime=timedelta(days=7),
+        hasher=BcryptHasher(TEST_ROUNDS),
+        clock=lambda: now[0],
+    )
+    grant = sign_in.attempt("hal", PASSWORD)
+    assert grant is not None
+
+    @event.listens_for(db.engine, "connect")
+    def short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=100")
+
+    db.engine.dispose()  # new connections get the short timeout
+    now[0] += LAST_SEEN_EVERY * 2  # the last-seen time is due
+    with writer_mid_transaction(db):
+        check = sign_in.check_session(grant.session_id)
+    assert check.user is not None and check.user.username == "hal"
+    with db.session(read_only=True) as session:
+        seen = session.get(AuthSession, grant.session_id)
+        assert seen is not None and seen.last_seen_at < now[0]  # left for a later run
+    assert sign_in.check_session(grant.session_id).user is not None  # and written then
+    with db.session(read_only=True) as session:
+        seen = session.get(AuthSession, grant.session_id)
+        assert seen is not None and seen.last_seen_at == now[0]
 
 
 def test_page_reads_answer_while_another_writer_holds_the_write_lock(sqlite_db: Database) -> None:
