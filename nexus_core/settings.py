@@ -221,7 +221,8 @@ class Settings:
         "NEXUS_RETAIN_EVENTS_DAYS",
         None,
         "Days the event log is kept: rotated files whose newest event is older are deleted with "
-        "their compacted copies (the live file is never cut). Unset: kept forever.",
+        "their compacted copies (a live file only once last written before the cutoff). "
+        "Unset: kept forever.",
     )
     alert_webhook_urls: str = _setting(
         "NEXUS_ALERT_WEBHOOK_URLS",

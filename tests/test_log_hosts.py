@@ -379,6 +379,33 @@ def test_retention_deletes_old_rotated_files_of_every_host_and_never_a_live_file
         logger.close()
 
 
+def test_retention_rotates_and_deletes_the_live_file_of_a_host_that_stopped_writing(
+    root: Path, tmp_path: Path
+) -> None:
+    """A host that stopped writing (a removed replica, a quiet worker) never rotates its live
+    file; retention rotates it once it was last written before the cutoff, then deletes it."""
+    cutoff = datetime(2026, 6, 1)
+    idle = ApiEventLogger(host_log(root, "host-a"), clock=StepClock(datetime(2026, 1, 1)))
+    busy = ApiEventLogger(host_log(root, "host-b"), clock=StepClock(datetime(2026, 1, 1)))
+    emit_requests(idle, "idle-old", 10)
+    emit_requests(busy, "busy-old", 10)  # old events, but the file is written to now
+    last_write = datetime(2026, 1, 2, tzinfo=UTC).timestamp()
+    os.utime(host_log(root, "host-a"), (last_write, last_write))
+
+    with EventStore(root, tmp_path / "cache") as store:
+        expired = store.expire(cutoff)
+        assert [(gone.name, gone.events) for gone in expired] == [("host-a/api_events.log.1", 20)]
+        assert not host_log(root, "host-a").exists()
+        assert host_log(root, "host-b").is_file()  # written lately: never cut
+        emit_requests(idle, "idle-back", 3)  # the old writer opens a new live file
+        assert Counter(stored_request_ids(store)) == Counter(logged_request_ids(root))
+        assert {i for i in stored_request_ids(store) if i.startswith("idle")} == {
+            f"idle-back-{n}" for n in range(3)
+        }
+    idle.close()
+    busy.close()
+
+
 # --- the workbench and `nexus metrics` --------------------------------------------------------
 
 

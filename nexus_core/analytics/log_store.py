@@ -33,7 +33,8 @@ event is in exactly one file, so it is counted once. Each host's live file has a
 own whose stretches are recorded under its log's name; the fingerprint of a rotated file in a host
 directory also covers the directory's name, so two hosts' files that begin alike (same first
 4 KiB, size and mtime) stay two parts. Retention expires each host's rotated files under that
-host's writers' lock; live files are never cut.
+host's writers' lock; a live file is never cut, but one last written before the cutoff (a host
+that stopped writing) is rotated first.
 
 Threads: ``refresh`` holds a lock; queries run on the returned ``EventSnapshot``, each on its own
 DuckDB cursor, and need no lock. Several processes may share ``cache_dir``: files are written
@@ -70,7 +71,7 @@ from nexus_core.analytics.event_snapshot import (
 from nexus_core.analytics.live_checkpoints import LiveCheckpoints
 from nexus_core.analytics.live_log import SEGMENT_ROWS, LiveLog
 from nexus_core.analytics.windows import to_utc_naive
-from nexus_core.ops.events import log_files, log_paths, writers_lock
+from nexus_core.ops.events import log_files, log_paths, rotate_log, writers_lock
 
 if TYPE_CHECKING:
     from nexus_core.settings import Settings
@@ -206,10 +207,13 @@ class EventStore:
 
     def expire(self, before: datetime) -> list[ExpiredFile]:
         """Delete every rotated file whose newest event is older than ``before`` (one without
-        events: last written before it); the live file is never cut. Their Parquet copies and
-        live stretches go after the orphan grace (see the module docstring)."""
+        events: last written before it). A live file is never cut, but one last written before
+        ``before`` — a host that stopped writing, or a quiet one — is rotated first, so it goes
+        too. Their Parquet copies and live stretches go after the orphan grace (see the module
+        docstring)."""
         before = to_utc_naive(before)
         with self._lock:
+            self._rotate_idle(before)
             old = []
             for path in self._rotated_files():
                 try:
@@ -366,6 +370,21 @@ class EventStore:
             return path.relative_to(self.log_path.parent).as_posix()
         except ValueError:
             return str(path)
+
+    def _rotate_idle(self, before: datetime) -> None:
+        """Rotate every log's live file last written before ``before`` (so every event in it is
+        older), if no writer touched it meanwhile; the next write starts a new live file."""
+        for live_path in self._logs():
+            try:
+                stat = os.stat(live_path)
+            except FileNotFoundError:
+                continue
+            written = datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None)
+            if stat.st_size == 0 or written >= before:
+                continue
+            with writers_lock(live_path):
+                if _identity(live_path, with_size=True) == _stat_key(stat):
+                    rotate_log(live_path)
 
     def _delete(self, path: Path, part: CompactedPart, stat: os.stat_result) -> ExpiredFile | None:
         """Delete the rotated file ``path`` if it is still the file that was read (its log's

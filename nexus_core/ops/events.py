@@ -368,15 +368,7 @@ class ApiEventLogger:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self.backups <= 0:
-            self.path.unlink(missing_ok=True)
-            return
-        for n, older in sorted(_rotated_files(self.path), reverse=True):
-            if n >= self.backups:
-                older.unlink()
-            else:
-                os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
-        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        rotate_log(self.path, self.backups)
 
     def _close_fds(self) -> None:
         for fd in (self._fd, self._lock_fd):
@@ -428,6 +420,21 @@ def writers_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+def rotate_log(path: Path, backups: int | None = None) -> None:
+    """Shift ``.N-1`` → ``.N`` … live → ``.1``, dropping files past ``backups`` (None: keep
+    every one). Call under ``writers_lock(path)``; writers elsewhere find the live file's inode
+    changed and open a new one."""
+    if backups is not None and backups <= 0:
+        path.unlink(missing_ok=True)
+        return
+    for n, older in sorted(_rotated_files(path), reverse=True):
+        if backups is not None and n >= backups:
+            older.unlink()
+        else:
+            os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
 
 
 def log_files(path: Path) -> list[Path]:

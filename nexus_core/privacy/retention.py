@@ -7,8 +7,9 @@ retention policy]" (``content``). The rows stay — timestamps, latencies, token
 dashboards, the Usage page and budgets count as before.
 
 *Events* (``NEXUS_RETAIN_EVENTS_DAYS``): whole rotated log files whose newest event is older than
-the cutoff are deleted with their compacted copies (``EventStore.expire``). The live file is never
-cut: its old lines go when it has been rotated and its newest line is old enough.
+the cutoff are deleted with their compacted copies (``EventStore.expire``). A live file is never
+cut: its old lines go when it has been rotated and its newest line is old enough; one last written
+before the cutoff (a host that stopped writing) is rotated by retention first.
 
 *When*: every process of the app runs a ``RetentionScheduler``; each check it tries to *claim*
 the daily lease, which only succeeds when the last run's day is over — so one process of the
