@@ -184,6 +184,31 @@ def test_readers_find_the_top_level_log_and_every_host_directory_holding_one(
     assert host_log(root, "host-a") in all_log_files(root)
 
 
+def test_a_linked_host_directory_is_read_once_and_a_link_back_to_logs_is_not_a_host(
+    root: Path, tmp_path: Path
+) -> None:
+    """A host directory may link to a host's local disk: written through, so read through too,
+    each real directory once."""
+    local = tmp_path / "local-disk" / "web-3"
+    local.mkdir(parents=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    (root.parent / "web-3").symlink_to(local, target_is_directory=True)
+    (root.parent / "loop").symlink_to(root.parent, target_is_directory=True)
+    written = Settings(data_dir=tmp_path, env="test", log_host="web-3")
+    assert written.own_event_log_path == root.parent / "web-3" / "api_events.log"
+    with ApiEventLogger.from_settings(written) as logger:
+        emit_requests(logger, "linked", 4)
+    with ApiEventLogger(root) as top:
+        emit_requests(top, "top", 2)
+    (root.parent / "web-3-again").symlink_to(local, target_is_directory=True)
+
+    assert log_paths(root) == [root, host_log(root, "web-3")]
+    with EventStore(root, tmp_path / "cache") as store:
+        assert Counter(stored_request_ids(store)) == Counter(
+            [f"linked-{n}" for n in range(4)] + ["top-0", "top-1"]
+        )
+
+
 # --- one log from many hosts ------------------------------------------------------------------
 
 

@@ -452,9 +452,24 @@ def log_paths(path: Path) -> list[Path]:
     its rotated siblings, by name. Each is listed whether or not its live file exists now."""
     path = Path(path)
     hosts: list[Path] = []
+    # A host directory may be a link (to a host's local disk, say): followed, but each real
+    # directory read once and never ``logs/`` itself again.
+    seen: set[tuple[int, int]] = set()
+    with contextlib.suppress(OSError):
+        top = os.stat(path.parent)
+        seen.add((top.st_dev, top.st_ino))
     with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(path.parent) as it:
-        for entry in it:
-            if entry.is_dir(follow_symlinks=False) and _holds_log(Path(entry.path), path.name):
+        for entry in sorted(it, key=lambda e: (e.is_symlink(), e.name)):
+            try:
+                if not entry.is_dir():
+                    continue
+                real = entry.stat()
+            except OSError:
+                continue
+            if (real.st_dev, real.st_ino) in seen:
+                continue
+            seen.add((real.st_dev, real.st_ino))
+            if _holds_log(Path(entry.path), path.name):
                 hosts.append(Path(entry.path) / path.name)
     return [path, *sorted(hosts)]
 
