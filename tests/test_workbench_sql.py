@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,9 +21,15 @@ from nexus_core.app_context import AppContext
 from nexus_core.compare.checks import TestCase
 from nexus_core.db.engine import Database
 from nexus_core.db.models import User
-from nexus_core.errors import ConfigError, QueryError, QueryRefused, QueryTimeout
+from nexus_core.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    QueryError,
+    QueryRefused,
+    QueryTimeout,
+)
 from nexus_core.ops.events import ApiEventLogger, log_files
-from nexus_core.workbench.data import view_schemas
+from nexus_core.workbench.data import read_only_snapshot, view_schemas
 from nexus_core.workbench.notebooks import NotebookService
 from nexus_core.workbench.results import DISPLAY_LIMIT
 from nexus_core.workbench.sandbox import Workbench, WorkbenchSession
@@ -442,3 +448,22 @@ def test_an_error_met_while_rows_stream_in_is_duckdbs_message(session: Workbench
         session.run(late, keep=DISPLAY_LIMIT)
     assert not isinstance(streamed.value, QueryTimeout)
     assert str(streamed.value).startswith("Conversion Error: Could not convert string 'x'")
+
+
+def test_a_workbench_snapshot_leaves_its_pooled_connection_to_the_databases_own_read_only_rule(
+    database_url: str, read_only_url: Callable[[Database], str]
+) -> None:
+    """On PostgreSQL the snapshot's read-only transaction is said inside the transaction: a
+    connection option would come back from the pool reset explicitly to read-write, and so let
+    writes through to a database made read-only."""
+    setup = Database(database_url)
+    url = read_only_url(setup)
+    setup.dispose()
+    db = Database(url, pool_size=1, max_overflow=0)  # one connection: the snapshot's, reused
+    try:
+        with read_only_snapshot(db) as conn:
+            assert conn.execute(select(func.count()).select_from(User)).scalar() is not None
+        with pytest.raises(DatabaseUnavailable), db.session() as session:
+            session.execute(insert(User).values(username="sneaky", password_hash="x"))
+    finally:
+        db.dispose()

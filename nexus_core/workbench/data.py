@@ -321,13 +321,13 @@ def load_snapshot(con: duckdb.DuckDBPyConnection, data: DataSnapshot) -> None:
 def read_only_snapshot(db: Database) -> Iterator[Connection]:
     """A connection inside one read-only transaction: every read sees the same moment."""
     if db.dialect != "sqlite":
-        with db.engine.connect() as conn:
-            reader = conn.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            with reader.begin() as transaction:
-                yield reader
-                transaction.rollback()
+        # Said in the transaction, not as connection options: SQLAlchemy hands a connection
+        # back to the pool with those reset *explicitly* to read-write, which would then
+        # override a database made read-only for every later user of that connection.
+        with db.engine.connect() as conn, conn.begin() as transaction:
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+            transaction.rollback()
         return
     engine = _sqlite_reader(db)
     try:
