@@ -133,7 +133,7 @@ def organisation_usage(ctx: AppContext) -> None:
     window = WINDOWS[label or "Last 30 days"]
     keys = by or ["user"]
     # Only the open tab's rows are read: the per-day ones (and the chart) once it is opened.
-    breakdown_tab, per_day_tab = st.tabs(list(ORG_TABS), key=ORG_TAB_PICK, on_change="rerun")
+    breakdown_tab, per_day_tab = st.tabs(ORG_TABS, key=ORG_TAB_PICK, on_change="rerun")
     report, *per_day = _reports(ctx, window, [keys, ["day"]] if per_day_tab.open else [keys])
     _tiles(report["total"])
     if breakdown_tab.open:
