@@ -28,25 +28,10 @@ from nexus_core.ops.events import (
 from nexus_core.settings import Settings
 from nexus_core.workbench.sandbox import Workbench
 from tests.test_cli import run_nexus
+from tests.test_log_store import FAR_FUTURE, FAR_PAST, SMALL_LOG_BYTES, START, StepClock
 
-START = datetime(2026, 11, 27, 9, 0, 0)
-FAR_PAST = datetime(2000, 1, 1)
-FAR_FUTURE = datetime(2100, 1, 1)
-SMALL_LOG_BYTES = 3_000  # a rotation every dozen events or so
 HOSTS = ("host-a", "host-b")
 SPAWN = multiprocessing.get_context("spawn")  # fresh interpreters, like separate hosts
-
-
-class StepClock:
-    """A clock for the logger that moves forward by ``step`` on every call."""
-
-    def __init__(self, start: datetime = START, step: timedelta = timedelta(seconds=7)) -> None:
-        self.now = start
-        self.step = step
-
-    def __call__(self) -> datetime:
-        self.now += self.step
-        return self.now
 
 
 def host_log(root: Path, host: str) -> Path:
