@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,10 +74,18 @@ def database_url(
     admin_url = _pg_admin_url()
     if admin_url is None or pg_template is None:
         pytest.skip(PG_SKIP_REASON)
-    name = f"nexus_t_{uuid.uuid4().hex[:12]}"
+    with fresh_pg_database(admin_url, "nexus_t_", template=pg_template) as url:
+        yield url
+
+
+@contextmanager
+def fresh_pg_database(admin_url: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """The URL of a new PostgreSQL database (a copy of ``template`` if given), dropped after."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:

@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 from playwright.sync_api import Page, expect
-from sqlalchemy import create_engine, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from nexus_core.db.engine import Database
 from nexus_core.db.models import AiJob, Message
@@ -42,6 +41,7 @@ from tests.browser.conftest import (
     run_nexus,
     sign_in,
 )
+from tests.conftest import fresh_pg_database
 
 pytestmark = pytest.mark.browser
 
@@ -87,16 +87,8 @@ def own_database() -> Iterator[str]:
     admin_url = os.environ.get(PG_ENV)
     if not admin_url:
         pytest.skip(f"{PG_ENV} is not set; the two-app queue journey needs PostgreSQL")
-    name = f"nexus_queue_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with fresh_pg_database(admin_url, "nexus_queue_") as url:
+        yield url
 
 
 @contextmanager
