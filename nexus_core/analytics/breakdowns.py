@@ -9,16 +9,16 @@ from ``job_success.persona``. Missing values group as ``unknown``. Latency perce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import numpy as np
 import polars as pl
 
 from nexus_core.analytics.event_snapshot import EventSnapshot
-from nexus_core.analytics.exact import grouped_quantiles
+from nexus_core.analytics.exact import grouped_quantiles, runs_quantiles
 from nexus_core.analytics.log_store import EventStore, snapshot_of
+from nexus_core.analytics.tallies import API, RESPONSE, Tally, window_tally
 from nexus_core.analytics.windows import bucket_width, window_bounds
 
 UNKNOWN: Final = "unknown"
@@ -88,34 +88,6 @@ LEFT JOIN grouped AS g USING (minute)
 ORDER BY m.minute
 """
 
-# A request's model and persona are its ``request_start``'s; its outcome is joined to that start
-# by ``request_id`` within the window (no start there: ``unknown``). A join, not a grouping by
-# request_id: DuckDB's hash join spills to disk, its grouping of a month's millions of requests
-# does not (it overflowed the store's memory limit). A request_id names one HTTP call (a UUID);
-# should a log repeat one, its outcome counts once per start of that id in the window. Codes
-# index ``$models`` / ``$personas`` (``unknown`` is 0), so the outcomes stream out as numbers.
-REQUEST_STARTS_SQL: Final = """
-SELECT coalesce(model, 'unknown') AS model, coalesce(persona, 'unknown') AS persona,
-    count(*) AS requests
-FROM events
-WHERE ts >= $start AND ts < $end AND event = 'request_start'
-GROUP BY ALL
-"""
-REQUEST_OUTCOMES_SQL: Final = """
-WITH starts AS (
-    SELECT hash(request_id) AS request,
-        list_position($models, coalesce(model, 'unknown'))::INTEGER - 1 AS model,
-        list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS persona
-    FROM events
-    WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
-)
-SELECT coalesce(s.model, 0) AS model, coalesce(s.persona, 0) AS persona,
-    o.event = 'request_success' AS success, coalesce(o.latency_ms, 'NaN'::DOUBLE) AS latency_ms
-FROM events AS o
-LEFT JOIN starts AS s ON s.request = hash(o.request_id)
-WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
-"""
-
 # What the window's replies cost (``job_success``): priced replies sum their ``cost_usd``;
 # unpriced ones (a model without a price) are counted apart, never as $0.
 COST_SQL: Final = """
@@ -124,22 +96,6 @@ SELECT count(*) AS replies,
     count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
 FROM events
 WHERE ts >= $start AND ts < $end AND event = 'job_success'
-"""
-# Responses (replies) per persona, with what they cost; their latency percentiles come from
-# ``RESPONSE_LATENCIES_SQL``.
-RESPONSES_SQL: Final = """
-SELECT coalesce(persona, 'unknown') AS persona, count(*) AS responses,
-    avg(latency_ms) AS avg_latency_ms,
-    coalesce(sum(cost_usd), 0.0) AS cost_usd,
-    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
-FROM events
-WHERE ts >= $start AND ts < $end AND event = 'job_success'
-GROUP BY 1
-"""
-RESPONSE_LATENCIES_SQL: Final = """
-SELECT list_position($personas, coalesce(persona, 'unknown'))::INTEGER AS code, latency_ms
-FROM events
-WHERE ts >= $start AND ts < $end AND event = 'job_success' AND latency_ms IS NOT NULL
 """
 BUCKET_LATENCIES_SQL: Final = """
 SELECT epoch_us(time_bucket($width, ts)) AS bucket, latency_ms
@@ -213,149 +169,80 @@ def timeseries(
     return bucket_series(source, window, now, bucket_width(window))
 
 
-@dataclass(frozen=True)
-class RequestTotals:
-    """The window's requests and outcomes by their start's model and persona (codes index the
-    name tuples; ``unknown`` is 0): the requests counted per (model, persona), and one entry per
-    outcome."""
-
-    models: tuple[str, ...]
-    personas: tuple[str, ...]
-    starts: list[dict[str, Any]]  # model, persona, requests
-    model: np.ndarray  # each outcome's model code
-    persona: np.ndarray  # … and persona code
-    success: np.ndarray  # whether it is a request_success
-    latency_ms: np.ndarray  # its latency (NaN: none)
-
-
-def request_totals(
-    source: EventStore | EventSnapshot, start: datetime, end: datetime
-) -> RequestTotals:
-    """The window's requests by model and persona (``REQUEST_STARTS_SQL``) and their outcomes
-    joined to them (``REQUEST_OUTCOMES_SQL``)."""
-    snapshot = snapshot_of(source)
-    starts = snapshot.records(REQUEST_STARTS_SQL, start, end)
-    models = (UNKNOWN, *sorted({row["model"] for row in starts} - {UNKNOWN}))
-    personas = (UNKNOWN, *sorted({row["persona"] for row in starts} - {UNKNOWN}))
-    params = {"models": list(models), "personas": list(personas)}
-    outcomes = snapshot.arrays(REQUEST_OUTCOMES_SQL, start, end, params)
-    return RequestTotals(
-        models,
-        personas,
-        starts,
-        outcomes["model"],
-        outcomes["persona"],
-        outcomes["success"].astype(bool),
-        outcomes["latency_ms"],
-    )
-
-
-@dataclass(frozen=True)
-class ResponseTotals:
-    """The window's responses (``job_success``) per persona (``RESPONSES_SQL`` rows) and each
-    response's latency with its persona's 1-based index in those rows."""
-
-    rows: list[dict[str, Any]]
-    code: np.ndarray
-    latency_ms: np.ndarray
-
-
-def response_totals(
-    source: EventStore | EventSnapshot, start: datetime, end: datetime
-) -> ResponseTotals:
-    """The window's responses per persona and their latencies."""
-    snapshot = snapshot_of(source)
-    rows = snapshot.records(RESPONSES_SQL, start, end)
-    personas = [row["persona"] for row in rows]
-    if not personas:
-        return ResponseTotals(rows, np.zeros(0, dtype=np.int32), np.zeros(0))
-    values = snapshot.arrays(RESPONSE_LATENCIES_SQL, start, end, {"personas": personas})
-    return ResponseTotals(rows, values["code"], values["latency_ms"])
-
-
-def cost_by_persona(responses: ResponseTotals) -> list[dict[str, Any]]:
+def cost_by_persona(tally: Tally) -> list[dict[str, Any]]:
     """Replies, cost and unpriced replies per persona, the costliest first."""
     rows = [
         {
-            "persona": row["persona"],
-            "replies": row["responses"],
-            "cost_usd": row["cost_usd"],
-            "unpriced_replies": row["unpriced_replies"],
+            "persona": persona,
+            "replies": int(responses),
+            "cost_usd": float(cost),
+            "unpriced_replies": int(unpriced),
         }
-        for row in responses.rows
+        for persona, (responses, _, _, cost, unpriced) in tally.responses.items()
     ]
-    return sorted(rows, key=lambda row: (-row["cost_usd"], -row["replies"]))
+    return sorted(rows, key=lambda row: (-row["cost_usd"], -row["replies"], row["persona"]))
 
 
 def _rate(successes: int, failures: int) -> float | None:
     return successes / (successes + failures) if successes + failures else None
 
 
-def _outcome_counts(codes: np.ndarray, success: np.ndarray, size: int) -> list[tuple[int, int]]:
-    """Per code, (successes, failures)."""
-    ok = np.bincount(codes[success], minlength=size)
-    failed = np.bincount(codes[~success], minlength=size)
-    return [(int(a), int(b)) for a, b in zip(ok, failed, strict=True)]
+def _by(tally: Tally, index: int) -> tuple[Counter[str], dict[str, list[int]]]:
+    """Requests and [successes, failures] per model (``index`` 0) or persona (1)."""
+    requests: Counter[str] = Counter()
+    for key, count in tally.starts.items():
+        requests[key[index]] += count
+    outcomes: dict[str, list[int]] = {}
+    for (*key, success), count in tally.outcomes.items():
+        outcomes.setdefault(key[index], [0, 0])[0 if success else 1] += count
+    return requests, outcomes
 
 
-def model_breakdown(totals: RequestTotals) -> pl.DataFrame:
+def _p95(tally: Tally, series: str, group: str) -> float | None:
+    found = runs_quantiles(tally.runs_of(series, group), (0.95,))
+    return None if found is None else found[0]
+
+
+def model_breakdown(tally: Tally) -> pl.DataFrame:
     """Requests, outcomes and API p95 latency (``request_success``) per model."""
-    requests = dict.fromkeys(totals.models, 0)
-    for row in totals.starts:
-        requests[row["model"]] += row["requests"]
-    outcomes = _outcome_counts(totals.model, totals.success, len(totals.models))
-    p95 = grouped_quantiles(
-        totals.model[totals.success], totals.latency_ms[totals.success], (0.95,)
-    )
-    rows = [
-        {
-            "model": model,
-            "requests": requests[model],
-            "successes": successes,
-            "failures": failures,
-            "success_rate": _rate(successes, failures),
-            "api_p95_latency_ms": p95.get(code, [None])[0],
-        }
-        for code, (model, (successes, failures)) in enumerate(
-            zip(totals.models, outcomes, strict=True)
-        )
-        if requests[model] or successes or failures
-    ]
+    requests, outcomes = _by(tally, 0)
+    rows = []
+    for model in requests.keys() | outcomes.keys():
+        successes, failures = outcomes.get(model, (0, 0))
+        if requests[model] or successes or failures:
+            rows.append(
+                {
+                    "model": model,
+                    "requests": requests[model],
+                    "successes": successes,
+                    "failures": failures,
+                    "success_rate": _rate(successes, failures),
+                    "api_p95_latency_ms": _p95(tally, API, model),
+                }
+            )
     frame = pl.DataFrame(rows, schema=BY_MODEL_SCHEMA)
     return frame.sort(["requests", "model"], descending=[True, False])
 
 
-def persona_breakdown(totals: RequestTotals, responses: ResponseTotals) -> pl.DataFrame:
-    """Requests and outcomes (``request_totals``) and responses with their latency
-    (``response_totals``) per persona."""
-    found = grouped_quantiles(responses.code, responses.latency_ms, (0.95,))
-    requests = dict.fromkeys(totals.personas, 0)
-    for row in totals.starts:
-        requests[row["persona"]] += row["requests"]
-    outcomes = _outcome_counts(totals.persona, totals.success, len(totals.personas))
-    by_requests = {
-        persona: (requests[persona], successes, failures)
-        for persona, (successes, failures) in zip(totals.personas, outcomes, strict=True)
-        if requests[persona] or successes or failures
-    }
-    by_responses = {
-        row["persona"]: (row["responses"], found.get(code + 1, [None])[0], row["avg_latency_ms"])
-        for code, row in enumerate(responses.rows)
-    }
+def persona_breakdown(tally: Tally) -> pl.DataFrame:
+    """Requests and outcomes (by their start's persona) and responses with their latency per
+    persona."""
+    requests, outcomes = _by(tally, 1)
     rows = []
-    for persona in by_requests.keys() | by_responses.keys():
-        requests, successes, failures = by_requests.get(persona, (0, 0, 0))
-        count, p95, avg = by_responses.get(persona, (0, None, None))
+    for persona in requests.keys() | outcomes.keys() | tally.responses.keys():
+        successes, failures = outcomes.get(persona, (0, 0))
+        asked = bool(requests[persona] or successes or failures)
+        count, latency_sum, latency_count, _, _ = tally.responses.get(persona, (0, 0, 0, 0, 0))
         rows.append(
             {
                 "persona": persona,
-                "requests": requests,
+                "requests": requests[persona],
                 "successes": successes,
                 "failures": failures,
-                "success_rate": _rate(successes, failures) if persona in by_requests else None,
-                "responses": count,
-                "p95_latency_ms": p95,
-                "avg_latency_ms": avg,
+                "success_rate": _rate(successes, failures) if asked else None,
+                "responses": int(count),
+                "p95_latency_ms": _p95(tally, RESPONSE, persona),
+                "avg_latency_ms": latency_sum / latency_count if latency_count else None,
             }
         )
     frame = pl.DataFrame(rows, schema=BY_PERSONA_SCHEMA)
@@ -376,7 +263,5 @@ def by_persona(
     source: EventStore | EventSnapshot, window: timedelta, now: datetime
 ) -> pl.DataFrame:
     """Requests, outcomes and response latency per persona (``unknown`` when not logged)."""
-    snapshot = snapshot_of(source)
     start, end = window_bounds(window, now)
-    requests = request_totals(snapshot, start, end)
-    return persona_breakdown(requests, response_totals(snapshot, start, end))
+    return persona_breakdown(window_tally(snapshot_of(source), start, end))

@@ -213,7 +213,7 @@ class EventSnapshot:
         bound = {"start": start, "end": end, **(params or {})}
         with self.cursor() as cur:
             columns = cur.execute(with_events(sql, relation), bound).fetchnumpy()
-        return {name: _unmasked(column) for name, column in columns.items()}
+        return {name: unmasked(column) for name, column in columns.items()}
 
     def events_frame(self, start: datetime, end: datetime) -> pl.DataFrame:
         """Every event with ``start ≤ ts < end``, oldest first, as a Polars frame."""
@@ -250,7 +250,7 @@ def with_events(sql: str, relation: str) -> str:
     return f"WITH {cte} {sql}"
 
 
-def _unmasked(column: Any) -> np.ndarray:
+def unmasked(column: Any) -> np.ndarray:
     """A fetched column as a plain array: NULL doubles become NaN (other NULLs are not used)."""
     if isinstance(column, np.ma.MaskedArray):
         if column.dtype.kind == "f":

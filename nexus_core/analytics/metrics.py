@@ -20,27 +20,28 @@ from typing import Any, Final
 import numpy as np
 
 from nexus_core.analytics.breakdowns import (
-    COST_SQL,
-    PER_MINUTE_SQL,
     TOP_ERRORS_LIMIT,
-    TOP_ERRORS_SQL,
     cost_by_persona,
     model_breakdown,
     persona_breakdown,
-    request_totals,
-    response_totals,
     timeseries,
 )
 from nexus_core.analytics.event_snapshot import EventSnapshot
-from nexus_core.analytics.exact import quantiles
+from nexus_core.analytics.exact import runs_quantiles
 from nexus_core.analytics.log_store import EventStore, snapshot_of
 from nexus_core.analytics.slo import LATENCY, slo_report
+from nexus_core.analytics.tallies import (
+    API,
+    RESPONSE,
+    TTFT,
+    Tally,
+    minute_grid,
+    window_tally,
+)
 from nexus_core.analytics.windows import format_window, parse_window, window_bounds
 from nexus_core.ops.events import format_ts
 
 __all__ = [
-    "LATENCIES_SQL",
-    "SUMMARY_SQL",
     "compute_metrics",
     "parse_window",
     "summary",
@@ -63,67 +64,19 @@ _CONTRACT_NUMBERS: Final = (
     "api_p95_latency_ms",
 )
 
-# The per-minute counts with each minute as ``format_ts`` writes it, formatted by DuckDB (a
-# Python loop over a 30-day window's 43,200 rows cost more than the query).
-PER_MINUTE_JSON_SQL: Final = f"""
-SELECT strftime(minute, '%Y-%m-%dT%H:%M:%S.%g') || 'Z' AS minute, requests, failures, retries
-FROM ({PER_MINUTE_SQL})
-"""
-
-# Counts and means only: they stream. Percentiles come from ``LATENCIES_SQL`` (see ``exact``).
-SUMMARY_SQL: Final = """
-SELECT
-    count(*) FILTER (WHERE event = 'request_start') AS requests,
-    count(*) FILTER (WHERE event = 'request_success') AS successes,
-    count(*) FILTER (WHERE event = 'request_failure') AS failures,
-    count(*) FILTER (WHERE event = 'job_retry') AS retries,
-    count(*) FILTER (WHERE event = 'job_success') AS jobs_succeeded,
-    count(*) FILTER (WHERE event = 'job_failure') AS jobs_failed,
-    avg(latency_ms) FILTER (WHERE event = 'job_success') AS avg_latency_ms,
-    count(*) FILTER (WHERE event = 'job_success') AS replies,
-    coalesce(sum(cost_usd) FILTER (WHERE event = 'job_success'), 0.0) AS cost_usd,
-    count(*) FILTER (WHERE event = 'job_success' AND cost_usd IS NULL) AS unpriced_replies
-FROM events
-WHERE ts >= $start AND ts < $end
-"""
-# The values the percentiles are taken of: a filter and a projection, streamed out of DuckDB.
-LATENCIES_SQL: Final = """
-SELECT event = 'job_success' AS job, coalesce(latency_ms, 'NaN'::DOUBLE) AS latency_ms,
-    coalesce(ttft_ms, 'NaN'::DOUBLE) AS ttft_ms
-FROM events
-WHERE ts >= $start AND ts < $end AND event IN ('job_success', 'request_success')
-    AND (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)
-"""
-
-# ``LATENCIES_SQL``'s API half, for ``compute_metrics`` (the responses' come with ``by_persona``).
-API_LATENCIES_SQL: Final = """
-SELECT coalesce(latency_ms, 'NaN'::DOUBLE) AS latency_ms,
-    coalesce(ttft_ms, 'NaN'::DOUBLE) AS ttft_ms
-FROM events
-WHERE ts >= $start AND ts < $end AND event = 'request_success'
-    AND (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)
-"""
-
 
 def summary(source: EventStore | EventSnapshot, start: datetime, end: datetime) -> dict[str, Any]:
     """The window's counts, success rate and latency percentiles as plain numbers."""
-    snapshot = snapshot_of(source)
-    (row,) = snapshot.records(SUMMARY_SQL, start, end)
-    values = snapshot.arrays(LATENCIES_SQL, start, end)
-    job = values["job"]
-    return _numbers(
-        row, values["latency_ms"][job], values["latency_ms"][~job], values["ttft_ms"][~job]
-    )
+    return _numbers(window_tally(snapshot_of(source), start, end, detail=False))
 
 
-def _numbers(
-    row: dict[str, Any], latency: np.ndarray, api_latency: np.ndarray, ttft: np.ndarray
-) -> dict[str, Any]:
-    """``SUMMARY_SQL``'s counts with the percentiles of the responses' latencies, the API's
-    (``request_success``) latencies and times to first token."""
-    response = quantiles(latency, _QUANTILES)
-    api = quantiles(api_latency, [0.95])
-    first_token = quantiles(ttft, _QUANTILES)
+def _numbers(tally: Tally) -> dict[str, Any]:
+    """The tally's counts (``_tally_counts``) with the percentiles (``_QUANTILES``) of the
+    responses' latencies, the API's (``request_success``) p95 latency and times to first token."""
+    row = _tally_counts(tally)
+    response = runs_quantiles(tally.runs_of(RESPONSE), _QUANTILES)
+    api = runs_quantiles(tally.runs_of(API), [0.95])
+    first_token = runs_quantiles(tally.runs_of(TTFT), _QUANTILES)
     outcomes = row["successes"] + row["failures"]
     result: dict[str, Any] = {
         "requests": row["requests"],
@@ -154,7 +107,8 @@ def traffic_summary(
         window = parse_window(window)
     snapshot = snapshot_of(source).of_traffic(traffic)
     start, end = window_bounds(window, now)
-    numbers = summary(snapshot, start, end)
+    tally = window_tally(snapshot, start, end, detail=False)
+    numbers = _numbers(tally)
     return {
         "traffic": traffic,
         "requests": numbers["requests"],
@@ -162,12 +116,15 @@ def traffic_summary(
         "success_rate": numbers["success_rate"],
         "jobs_succeeded": numbers["jobs_succeeded"],
         "jobs_failed": numbers["jobs_failed"],
-        "cost": _cost(snapshot.records(COST_SQL, start, end)[0]),
+        "cost": _cost(tally),
     }
 
 
-def _cost(row: dict[str, Any]) -> dict[str, Any]:
-    """The window's cost, and per 1,000 priced replies (None without one)."""
+def _cost(tally: Tally) -> dict[str, Any]:
+    """The window's replies, their cost and unpriced replies, and the cost per 1,000 priced
+    replies (None without one)."""
+    counts = _tally_counts(tally)
+    row = {key: counts[key] for key in ("replies", "cost_usd", "unpriced_replies")}
     priced = row["replies"] - row["unpriced_replies"]
     per_1k = row["cost_usd"] / priced * 1000 if priced else None
     return {**row, "cost_per_1k_replies": per_1k}
@@ -215,19 +172,16 @@ def compute_metrics(
         window = parse_window(window)
     snapshot = snapshot_of(source).of_traffic(traffic)
     start, end = window_bounds(window, now)
-    (row,) = snapshot.records(SUMMARY_SQL, start, end)
-    requests = request_totals(snapshot, start, end)
-    responses = response_totals(snapshot, start, end)
-    api = snapshot.arrays(API_LATENCIES_SQL, start, end)
-    numbers = _numbers(row, responses.latency_ms, api["latency_ms"], api["ttft_ms"])
+    tally = window_tally(snapshot, start, end)
+    numbers = _numbers(tally)
     slo = slo_report(snapshot, start, end, now)
     slo[LATENCY]["p95_latency_ms"] = numbers["p95_latency_ms"]
     contract: dict[str, Any] = {
         "window": format_window(window),
         "now": format_ts(end),
         **{key: numbers.pop(key) for key in _CONTRACT_NUMBERS},
-        "top_errors": snapshot.records(TOP_ERRORS_SQL, start, end, {"limit": TOP_ERRORS_LIMIT}),
-        "per_minute": snapshot.records(PER_MINUTE_JSON_SQL, start, end),
+        "top_errors": _top_errors(tally),
+        "per_minute": _per_minute(tally, start, end),
         "skipped_lines": snapshot.skipped_lines,
         "slo": slo,
     }
@@ -235,9 +189,47 @@ def compute_metrics(
         "traffic": traffic,
         "start": format_ts(start),
         **numbers,
-        "by_model": model_breakdown(requests).to_dicts(),
-        "by_persona": persona_breakdown(requests, responses).to_dicts(),
-        "cost": _cost({key: row[key] for key in ("replies", "cost_usd", "unpriced_replies")}),
-        "cost_by_persona": cost_by_persona(responses),
+        "by_model": model_breakdown(tally).to_dicts(),
+        "by_persona": persona_breakdown(tally).to_dicts(),
+        "cost": _cost(tally),
+        "cost_by_persona": cost_by_persona(tally),
     }
     return contract | extras
+
+
+def _tally_counts(tally: Tally) -> dict[str, Any]:
+    """The tally's counts: requests, outcomes, retries, jobs, the responses' mean latency and
+    what the replies cost."""
+    totals = tally.minute_totals()
+    responses = [sum(column) for column in zip(*tally.responses.values(), strict=True)]
+    replies, latency_sum, latency_count, cost, unpriced = responses or (0, 0.0, 0, 0.0, 0)
+    return {
+        "requests": totals["requests"],
+        "successes": totals["successes"],
+        "failures": totals["failures"],
+        "retries": totals["retries"],
+        "jobs_succeeded": int(replies),
+        "jobs_failed": totals["jobs_failed"],
+        "avg_latency_ms": latency_sum / latency_count if latency_count else None,
+        "replies": int(replies),
+        "cost_usd": float(cost),
+        "unpriced_replies": int(unpriced),
+    }
+
+
+def _top_errors(tally: Tally) -> list[dict[str, Any]]:
+    """Request failures per error type, the most frequent first (``TOP_ERRORS_LIMIT`` of them)."""
+    ranked = sorted(tally.errors.items(), key=lambda item: (-item[1], item[0]))
+    return [{"error_type": kind, "count": n} for kind, n in ranked[:TOP_ERRORS_LIMIT]]
+
+
+def _per_minute(tally: Tally, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Every minute of the window with its requests, failures and retries, the minute written as
+    ``format_ts`` writes it (NumPy formats the 43,200 minutes of 30 days at once)."""
+    minutes, counts = minute_grid(tally, start, end)
+    stamps = np.datetime_as_string(minutes.astype("datetime64[us]"), unit="ms")
+    columns = [counts[name].tolist() for name in ("requests", "failures", "retries")]
+    return [
+        {"minute": f"{stamp}Z", "requests": r, "failures": f, "retries": t}
+        for stamp, r, f, t in zip(stamps.tolist(), *columns, strict=True)
+    ]

@@ -1,0 +1,442 @@
+"""Mergeable tallies of events: what a window's metrics and breakdowns are made of.
+
+A *tally* of a set of events holds per-minute counts (requests, failures, retries, failed jobs),
+failures per error type, requests per (model, persona), request outcomes per (model, persona,
+success) joined to their start, responses (``job_success``) per persona with their latency and
+cost sums, and the values percentiles are taken of as sorted *runs*: responses' latency (all and
+per persona), the API's latency (all and per model) and time to first token.
+
+Tallies add up, so a window's tally is the sum of
+
+- each *whole* compacted Parquet piece's tally (every event of the piece lies in the window),
+  computed once and kept on disk beside the piece as ``tally-<piece stem>-<digest>.json`` plus
+  its runs in a ``.npy`` of the same name, read back memory-mapped; the digest names the piece as
+  it is now and the traffic filter, as ``rollups`` does for per-minute totals;
+- one tally computed by SQL of the rest: the hot rows, the in-memory pieces and the pieces the
+  window's bounds cut.
+
+A request's outcome is joined to its start within a tally; a tally keeps its starts without an
+outcome (*open*) and its outcomes without a start (*orphans*, those with a ``request_id``), and
+adding tallies joins those, so a request whose start and outcome lie in different pieces still
+counts under its start's model and persona, and an outcome whose start is not in the window
+counts as ``unknown``, as before. Percentiles stay exact (``exact.runs_quantiles``): a rank search
+over the sorted runs, never millions of values in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from nexus_core.analytics.event_snapshot import (
+    EventSnapshot,
+    Piece,
+    filtered,
+    unmasked,
+    with_events,
+)
+from nexus_core.analytics.exact import sorted_groups
+from nexus_core.analytics.windows import to_utc_naive
+
+UNKNOWN: Final = "unknown"
+TALLY_PREFIX: Final = "tally-"
+TALLY_VERSION: Final = 1  # part of every digest: a change of format writes new files
+# Run series: the responses' latency, the API's (``request_success``) latency, time to first token.
+RESPONSE: Final = "response"
+API: Final = "api"
+TTFT: Final = "ttft"
+ALL: Final = "*"  # a series' run of every group together
+MINUTE_US: Final = 60_000_000
+
+STARTS_SQL: Final = """
+SELECT coalesce(model, 'unknown') AS model, coalesce(persona, 'unknown') AS persona,
+    count(*) AS requests
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_start'
+GROUP BY ALL
+"""
+# Each outcome with its start's model and persona codes (indexes of ``$models`` / ``$personas``),
+# joined by ``request_id`` within the tally: a hash join, which spills to disk. ``joined`` is
+# false without a start; ``anonymous`` marks an outcome without a request_id (``unknown`` for good).
+OUTCOMES_SQL: Final = """
+WITH starts AS (
+    SELECT hash(request_id) AS request,
+        list_position($models, coalesce(model, 'unknown'))::INTEGER - 1 AS model,
+        list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS persona
+    FROM events
+    WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
+)
+SELECT s.model IS NOT NULL AS joined, o.request_id IS NULL AS anonymous,
+    coalesce(s.model, 0) AS model, coalesce(s.persona, 0) AS persona,
+    o.event = 'request_success' AS success, coalesce(o.latency_ms, 'NaN'::DOUBLE) AS latency_ms
+FROM events AS o
+LEFT JOIN starts AS s ON s.request = hash(o.request_id)
+WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
+"""
+# Outcomes with a request_id but no start in the tally, and starts without an outcome in it.
+ORPHANS_SQL: Final = """
+WITH starts AS (
+    SELECT DISTINCT hash(request_id) AS request
+    FROM events
+    WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
+)
+SELECT o.request_id, o.event = 'request_success' AS success, o.latency_ms
+FROM events AS o
+ANTI JOIN starts AS s ON s.request = hash(o.request_id)
+WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
+    AND o.request_id IS NOT NULL
+"""
+OPEN_STARTS_SQL: Final = """
+WITH outcomes AS (
+    SELECT DISTINCT hash(request_id) AS request
+    FROM events
+    WHERE ts >= $start AND ts < $end AND event IN ('request_success', 'request_failure')
+        AND request_id IS NOT NULL
+)
+SELECT s.request_id, coalesce(s.model, 'unknown') AS model,
+    coalesce(s.persona, 'unknown') AS persona
+FROM events AS s
+ANTI JOIN outcomes AS o ON o.request = hash(s.request_id)
+WHERE s.ts >= $start AND s.ts < $end AND s.event = 'request_start' AND s.request_id IS NOT NULL
+"""
+API_VALUES_SQL: Final = """
+SELECT coalesce(latency_ms, 'NaN'::DOUBLE) AS latency_ms,
+    coalesce(ttft_ms, 'NaN'::DOUBLE) AS ttft_ms
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_success'
+    AND (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)
+"""
+MINUTES_SQL: Final = """
+SELECT epoch_us(date_trunc('minute', ts)) AS minute,
+    count(*) FILTER (WHERE event = 'request_start') AS requests,
+    count(*) FILTER (WHERE event = 'request_success') AS successes,
+    count(*) FILTER (WHERE event = 'request_failure') AS failures,
+    count(*) FILTER (WHERE event = 'job_retry') AS retries,
+    count(*) FILTER (WHERE event = 'job_failure') AS jobs_failed
+FROM events
+WHERE ts >= $start AND ts < $end AND event IN (
+    'request_start', 'request_success', 'request_failure', 'job_retry', 'job_failure'
+)
+GROUP BY 1
+ORDER BY 1
+"""
+ERRORS_SQL: Final = """
+SELECT coalesce(error_type, 'unknown') AS error_type, count(*) AS count
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_failure'
+GROUP BY 1
+"""
+# Responses per persona: count, latency sum and count (for the mean), cost of the priced ones and
+# how many were unpriced (a model without a price: counted apart, never as $0).
+RESPONSES_SQL: Final = """
+SELECT coalesce(persona, 'unknown') AS persona, count(*) AS responses,
+    coalesce(sum(latency_ms), 0.0) AS latency_sum, count(latency_ms) AS latency_count,
+    coalesce(sum(cost_usd), 0.0) AS cost_usd,
+    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'job_success'
+GROUP BY 1
+"""
+RESPONSE_LATENCIES_SQL: Final = """
+SELECT list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS code, latency_ms
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'job_success' AND latency_ms IS NOT NULL
+"""
+MINUTE_COLUMNS: Final = ("requests", "successes", "failures", "retries", "jobs_failed")
+
+
+@dataclass
+class Tally:
+    """Mergeable counts and sorted value runs of a set of events (see the module's doc)."""
+
+    minutes: list[dict[str, np.ndarray]] = field(default_factory=list)  # minute (µs) + counts
+    errors: Counter[str] = field(default_factory=Counter)
+    starts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
+    # persona -> [responses, latency sum, latency count, cost, unpriced replies]
+    responses: dict[str, list[float]] = field(default_factory=dict)
+    runs: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict)
+    open_starts: list[tuple[str, str, str]] = field(default_factory=list)  # id, model, persona
+    orphans: list[tuple[str, bool, float]] = field(default_factory=list)  # id, success, latency
+
+    def add(self, other: Tally) -> None:
+        """Add ``other``'s events to this tally (joins happen in ``joined``)."""
+        self.minutes += other.minutes
+        self.errors.update(other.errors)
+        self.starts.update(other.starts)
+        self.outcomes.update(other.outcomes)
+        for persona, values in other.responses.items():
+            mine = self.responses.setdefault(persona, [0, 0.0, 0, 0.0, 0])
+            for i, value in enumerate(values):
+                mine[i] += value
+        for key, runs in other.runs.items():
+            self.runs.setdefault(key, []).extend(runs)
+        self.open_starts += other.open_starts
+        self.orphans += other.orphans
+
+    def joined(self) -> Tally:
+        """This tally with its orphan outcomes joined to its open starts (an outcome counts once
+        per start of its id; without one, under ``unknown``): what the window's numbers use."""
+        starts: dict[str, list[tuple[str, str]]] = {}
+        for request, model, persona in self.open_starts:
+            starts.setdefault(request, []).append((model, persona))
+        result = Tally(
+            minutes=self.minutes,
+            errors=self.errors,
+            starts=self.starts,
+            outcomes=Counter(self.outcomes),
+            responses=self.responses,
+            runs={key: list(runs) for key, runs in self.runs.items()},
+        )
+        latencies: dict[str, list[float]] = {}
+        for request, success, latency in self.orphans:
+            for model, persona in starts.get(request, [(UNKNOWN, UNKNOWN)]):
+                result.outcomes[(model, persona, success)] += 1
+                if success and latency == latency:  # not NaN
+                    latencies.setdefault(model, []).append(latency)
+        for model, values in latencies.items():
+            result.runs.setdefault((API, model), []).append(np.sort(np.array(values)))
+        return result
+
+    def runs_of(self, series: str, group: str = ALL) -> list[np.ndarray]:
+        """The sorted runs of one series' group (``ALL``: every group)."""
+        return self.runs.get((series, group), [])
+
+    def groups(self, series: str) -> list[str]:
+        return sorted({group for kind, group in self.runs if kind == series and group != ALL})
+
+    def minute_totals(self) -> dict[str, int]:
+        """The tally's requests, successes, failures, retries and failed jobs."""
+        return {name: int(sum(int(m[name].sum()) for m in self.minutes)) for name in MINUTE_COLUMNS}
+
+
+def window_tally(
+    snapshot: EventSnapshot, start: datetime, end: datetime, detail: bool = True
+) -> Tally:
+    """The tally of the events with ``start ≤ ts < end``: stored tallies of the whole Parquet
+    pieces plus one tally of the rest, joined. Without ``detail`` the rest's requests per model
+    and persona, outcomes and errors are left out (a window's counts and percentiles only)."""
+    start, end = to_utc_naive(start), to_utc_naive(end)
+    pieces = snapshot.overlapping(start, end)
+    whole = [p for p in pieces if p.parquet and p.min_ts >= start and p.max_ts < end]
+    total = Tally()
+    stored = set()
+    for piece in whole:
+        tally = piece_tally(snapshot, piece)
+        if tally is not None:
+            total.add(tally)
+            stored.add(piece.key)
+    rest = [p for p in pieces if p.key not in stored]
+    total.add(compute_tally(snapshot, snapshot.relation(rest), start, end, detail))
+    return total.joined()
+
+
+def compute_tally(
+    snapshot: EventSnapshot, relation: str, start: datetime, end: datetime, detail: bool = True
+) -> Tally:
+    """The tally of ``relation``'s events with ``start ≤ ts < end``, by SQL (see
+    ``window_tally`` for ``detail``)."""
+    bound: dict[str, Any] = {"start": start, "end": end}
+    with snapshot.cursor() as cur:
+
+        def rows(sql: str, **params: Any) -> list[tuple[Any, ...]]:
+            return cur.execute(with_events(sql, relation), bound | params).fetchall()
+
+        def arrays(sql: str, **params: Any) -> dict[str, np.ndarray]:
+            columns = cur.execute(with_events(sql, relation), bound | params).fetchnumpy()
+            return {name: unmasked(column) for name, column in columns.items()}
+
+        tally = Tally()
+        if detail:
+            for model, persona, count in rows(STARTS_SQL):
+                tally.starts[(model, persona)] += count
+            models = [UNKNOWN, *sorted({m for m, _ in tally.starts} - {UNKNOWN})]
+            personas = [UNKNOWN, *sorted({p for _, p in tally.starts} - {UNKNOWN})]
+            outcomes = arrays(OUTCOMES_SQL, models=models, personas=personas)
+            _add_outcomes(tally, outcomes, models, personas)
+            tally.orphans = [(r, bool(s), _float(v)) for r, s, v in rows(ORPHANS_SQL)]
+            tally.open_starts = [tuple(row) for row in rows(OPEN_STARTS_SQL)]  # type: ignore[misc]
+            tally.errors = Counter(dict(rows(ERRORS_SQL)))
+        api = arrays(API_VALUES_SQL)
+        _add_run(tally, (API, ALL), api["latency_ms"])
+        _add_run(tally, (TTFT, ALL), api["ttft_ms"])
+        tally.minutes = [arrays(MINUTES_SQL)]
+        responses = rows(RESPONSES_SQL)
+        tally.responses = {row[0]: list(row[1:]) for row in responses}
+        if responses:
+            named = [row[0] for row in responses]
+            values = arrays(RESPONSE_LATENCIES_SQL, personas=named)
+            _add_run(tally, (RESPONSE, ALL), values["latency_ms"])
+            for code, run in sorted_groups(values["code"], values["latency_ms"]):
+                _add_run(tally, (RESPONSE, named[code]), run)
+    return tally
+
+
+def _add_outcomes(
+    tally: Tally, outcomes: dict[str, np.ndarray], models: list[str], personas: list[str]
+) -> None:
+    """Count the outcomes joined in the tally (and the anonymous ones, ``unknown`` for good) per
+    (model, persona, success), and file their API latencies per model; an orphan with an id
+    waits for ``Tally.joined``."""
+    keep = outcomes["joined"].astype(bool) | outcomes["anonymous"].astype(bool)
+    model = outcomes["model"][keep].astype(np.int64)
+    persona = outcomes["persona"][keep].astype(np.int64)
+    success = outcomes["success"][keep].astype(bool)
+    latency = outcomes["latency_ms"][keep]
+    combined = (model * len(personas) + persona) * 2 + success
+    for code, count in enumerate(np.bincount(combined)):
+        if count:
+            pair, ok = divmod(code, 2)
+            m, p = divmod(pair, len(personas))
+            tally.outcomes[(models[m], personas[p], bool(ok))] += int(count)
+    for code, run in sorted_groups(model[success], latency[success]):
+        _add_run(tally, (API, models[code]), run)
+
+
+def _add_run(tally: Tally, key: tuple[str, str], values: np.ndarray) -> None:
+    values = values[~np.isnan(values)]
+    if len(values):
+        tally.runs.setdefault(key, []).append(np.sort(values))
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+# --- Tallies of whole pieces, kept on disk -----------------------------------------------------
+
+
+def piece_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
+    """The Parquet piece's tally: from the process's cache, else its files (written now if no
+    process did yet); None if the piece's file is gone."""
+    key = ((piece.key,), "tally", (("_rows", snapshot.row_filter),))
+    cached = snapshot.rollups.get(key)
+    if cached is None:
+        cached = _stored_tally(snapshot, piece)
+        if cached is None:
+            return None
+        snapshot.rollups[key] = cached
+    return cached
+
+
+def _stored_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
+    source = Path(piece.source)
+    try:
+        stat = source.stat()
+    except FileNotFoundError:
+        return None
+    identity = (piece.key, piece.rows, piece.min_ts, piece.max_ts, stat.st_size, stat.st_mtime_ns)
+    digest = hashlib.sha256(
+        repr((TALLY_VERSION, identity, snapshot.row_filter)).encode()
+    ).hexdigest()[:24]
+    index = source.with_name(f"{TALLY_PREFIX}{source.stem}-{digest}.json")
+    values = index.with_suffix(".npy")
+    try:
+        return _read(index, values)
+    except (FileNotFoundError, ValueError, KeyError, OSError):
+        pass  # not written yet (or half-written by a process that died): write it
+    relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
+    end = piece.max_ts + timedelta(microseconds=1)
+    tally = compute_tally(snapshot, relation, piece.min_ts, end)
+    _write(tally, index, values)
+    _sweep(source.parent)
+    return _read(index, values)
+
+
+def _write(tally: Tally, index: Path, values: Path) -> None:
+    """The tally as JSON plus its runs in one ``.npy``; each written under a temporary name and
+    renamed, the values first, so a reader that finds the index finds its values."""
+    segments = []
+    offset = 0
+    for (series, group), runs in sorted(tally.runs.items()):
+        for run in runs:
+            segments.append([series, group, offset, len(run)])
+            offset += len(run)
+    body = {
+        "minutes": {
+            name: np.concatenate([m[name] for m in tally.minutes]).tolist()
+            for name in ("minute", *MINUTE_COLUMNS)
+        },
+        "errors": dict(tally.errors),
+        "starts": [[m, p, n] for (m, p), n in tally.starts.items()],
+        "outcomes": [[m, p, s, n] for (m, p, s), n in tally.outcomes.items()],
+        "responses": tally.responses,
+        "open_starts": tally.open_starts,
+        "orphans": tally.orphans,
+        "segments": segments,
+    }
+    runs = [run for _, runs in sorted(tally.runs.items()) for run in runs]
+    array = np.concatenate(runs) if runs else np.zeros(0)
+    for path, write in (
+        (values, lambda f: np.save(f, array, allow_pickle=False)),
+        (index, lambda f: f.write(json.dumps(body).encode())),
+    ):
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with temporary.open("wb") as handle:
+                write(handle)
+            os.replace(temporary, path)  # another process may have written the same tally
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def _read(index: Path, values: Path) -> Tally:
+    body = json.loads(index.read_text())
+    array = np.load(values, mmap_mode="r", allow_pickle=False)
+    runs: dict[tuple[str, str], list[np.ndarray]] = {}
+    for series, group, offset, length in body["segments"]:
+        runs.setdefault((series, group), []).append(array[offset : offset + length])
+    minutes = {name: np.array(column, dtype=np.int64) for name, column in body["minutes"].items()}
+    return Tally(
+        minutes=[minutes],
+        errors=Counter(body["errors"]),
+        starts=Counter({(m, p): n for m, p, n in body["starts"]}),
+        outcomes=Counter({(m, p, bool(s)): n for m, p, s, n in body["outcomes"]}),
+        responses=body["responses"],
+        runs=runs,
+        open_starts=[tuple(row) for row in body["open_starts"]],  # type: ignore[misc]
+        orphans=[(r, bool(s), _float(v)) for r, s, v in body["orphans"]],
+    )
+
+
+def _sweep(directory: Path) -> None:
+    """Delete the tally files whose piece's Parquet file is gone."""
+    try:
+        names = set(os.listdir(directory))
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(TALLY_PREFIX) or not name.endswith((".json", ".npy")):
+            continue
+        stem = name[len(TALLY_PREFIX) :].rpartition(".")[0].rpartition("-")[0]
+        if f"{stem}.parquet" not in names:
+            (directory / name).unlink(missing_ok=True)
+
+
+def minute_grid(
+    tally: Tally, start: datetime, end: datetime
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every minute of ``start ≤ ts < end`` (µs since the epoch) with the tally's counts in it."""
+    first = int(np.datetime64(start.replace(second=0, microsecond=0), "us").astype(np.int64))
+    last = int(np.datetime64(end, "us").astype(np.int64)) - 1
+    minutes = np.arange(first, last + 1, MINUTE_US, dtype=np.int64) if last >= first else None
+    if minutes is None:
+        return np.zeros(0, dtype=np.int64), {n: np.zeros(0, np.int64) for n in MINUTE_COLUMNS}
+    counts = {name: np.zeros(len(minutes), dtype=np.int64) for name in MINUTE_COLUMNS}
+    for part in tally.minutes:
+        if not len(part["minute"]):
+            continue
+        slots = (part["minute"].astype(np.int64) - first) // MINUTE_US
+        inside = (slots >= 0) & (slots < len(minutes))
+        for name in MINUTE_COLUMNS:
+            np.add.at(counts[name], slots[inside], part[name][inside].astype(np.int64))
+    return minutes, counts
