@@ -82,31 +82,26 @@ FROM events AS o
 LEFT JOIN starts AS s ON s.request = hash(o.request_id)
 WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
 """
-# Outcomes with a request_id but no start in the tally, and starts without an outcome in it.
-ORPHANS_SQL: Final = """
+# Outcomes with a request_id but no start in the tally (``success`` set), and starts without an
+# outcome in it (``model`` set): one full join, keeping only the unmatched rows.
+UNMATCHED_SQL: Final = """
 WITH starts AS (
-    SELECT DISTINCT hash(request_id) AS request
+    SELECT hash(request_id) AS request, request_id, coalesce(model, 'unknown') AS model,
+        coalesce(persona, 'unknown') AS persona
     FROM events
     WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
-)
-SELECT o.request_id, o.event = 'request_success' AS success, o.latency_ms
-FROM events AS o
-ANTI JOIN starts AS s ON s.request = hash(o.request_id)
-WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
-    AND o.request_id IS NOT NULL
-"""
-OPEN_STARTS_SQL: Final = """
-WITH outcomes AS (
-    SELECT DISTINCT hash(request_id) AS request
+), outcomes AS (
+    SELECT hash(request_id) AS request, request_id, event = 'request_success' AS success,
+        latency_ms
     FROM events
     WHERE ts >= $start AND ts < $end AND event IN ('request_success', 'request_failure')
         AND request_id IS NOT NULL
 )
-SELECT s.request_id, coalesce(s.model, 'unknown') AS model,
-    coalesce(s.persona, 'unknown') AS persona
-FROM events AS s
-ANTI JOIN outcomes AS o ON o.request = hash(s.request_id)
-WHERE s.ts >= $start AND s.ts < $end AND s.event = 'request_start' AND s.request_id IS NOT NULL
+SELECT coalesce(s.request_id, o.request_id) AS request_id, s.model, s.persona, o.success,
+    o.latency_ms
+FROM starts AS s
+FULL OUTER JOIN outcomes AS o ON s.request = o.request
+WHERE s.request IS NULL OR o.request IS NULL
 """
 API_VALUES_SQL: Final = """
 SELECT coalesce(latency_ms, 'NaN'::DOUBLE) AS latency_ms,
@@ -263,8 +258,11 @@ def compute_tally(
             personas = [UNKNOWN, *sorted({p for _, p in tally.starts} - {UNKNOWN})]
             outcomes = arrays(OUTCOMES_SQL, models=models, personas=personas)
             _add_outcomes(tally, outcomes, models, personas)
-            tally.orphans = [(r, bool(s), _float(v)) for r, s, v in rows(ORPHANS_SQL)]
-            tally.open_starts = [tuple(row) for row in rows(OPEN_STARTS_SQL)]  # type: ignore[misc]
+            for request, model, persona, success, latency in rows(UNMATCHED_SQL):
+                if success is None:
+                    tally.open_starts.append((request, model, persona))
+                else:
+                    tally.orphans.append((request, bool(success), _float(latency)))
             tally.errors = Counter(dict(rows(ERRORS_SQL)))
         api = arrays(API_VALUES_SQL)
         _add_run(tally, (API, ALL), api["latency_ms"])
@@ -391,7 +389,8 @@ def _write(tally: Tally, index: Path, values: Path) -> None:
 
 def _read(index: Path, values: Path) -> Tally:
     body = json.loads(index.read_text())
-    array = np.load(values, mmap_mode="r", allow_pickle=False)
+    # A plain view of the mapping: slicing a ``np.memmap`` costs far more per slice.
+    array = np.asarray(np.load(values, mmap_mode="r", allow_pickle=False))
     runs: dict[tuple[str, str], list[np.ndarray]] = {}
     for series, group, offset, length in body["segments"]:
         runs.setdefault((series, group), []).append(array[offset : offset + length])
