@@ -187,3 +187,38 @@ def _add(rings: dict[int, list[int]], ring: int, values: Sequence[Any]) -> None:
     current = rings.setdefault(int(ring), [0] * len(values))
     for i, value in enumerate(values):
         current[i] += int(value or 0)
+
+
+def piece_result_file(snapshot: EventSnapshot, piece: Piece, sql: str) -> Path | None:
+    """The file holding ``sql``'s result over a Parquet piece's events (those passing the
+    snapshot's traffic filter, as the relation ``{relation}`` in ``sql``), written once by the
+    first process that asks, beside the piece and named like its per-minute totals, so that the
+    same sweep deletes it with its piece; None for an in-memory piece or one whose file is gone.
+    The snapshot's rollup cache remembers it for the process."""
+    if not piece.parquet:
+        return None
+    key = ((piece.key,), sql, (("_rows", snapshot.row_filter),))
+    stored = snapshot.rollups.get(key)
+    if stored is not None:
+        return stored
+    source = Path(piece.source)
+    try:
+        stat = source.stat()
+    except FileNotFoundError:
+        return None
+    identity = (piece.key, piece.rows, piece.min_ts, piece.max_ts, stat.st_size, stat.st_mtime_ns)
+    digest = hashlib.sha256(repr((identity, sql, key[2])).encode()).hexdigest()[:24]
+    stored = source.with_name(f"{ROLLUP_PREFIX}{source.stem}-{digest}{PARQUET_SUFFIX}")
+    if not stored.is_file():
+        relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
+        temporary = stored.with_name(f".{stored.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with snapshot.cursor() as cur:
+                query = sql.format(relation=f"({relation})")
+                cur.execute(f"COPY ({query}) TO {quote(str(temporary))} (FORMAT parquet)")
+            os.replace(temporary, stored)  # another process may have written the same result
+        finally:
+            temporary.unlink(missing_ok=True)
+        _sweep(stored.parent)
+    snapshot.rollups[key] = stored
+    return stored

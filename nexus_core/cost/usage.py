@@ -1,10 +1,12 @@
 """Usage and cost over a window of the event log, by any of user, persona, model and channel.
 
 Counted over ``job_success`` events (one per stored reply) with DuckDB, like the dashboard: the
-database is not scanned per request. ``cost_usd`` sums the priced replies; ``unpriced_replies``
-counts the replies whose model had no price (their tokens are still counted). Token sums skip the
-replies whose provider did not report that count. Costs are summed as decimals and rows tied on cost
-and replies are ordered by their keys, so the same log always gives the same report.
+database is not scanned per request, and the log's immutable pieces are read as their hourly rows
+stored once (``usage_pieces``), every session id kept, so the counts are exact. ``cost_usd`` sums
+the priced replies; ``unpriced_replies`` counts the replies whose model had no price (their tokens
+are still counted). Token sums skip the replies whose provider did not report that count. Costs
+are summed as decimals and rows tied on cost and replies are ordered by their keys, so the same
+log always gives the same report.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nexus_core.analytics.log_store import snapshot_of
 from nexus_core.analytics.windows import format_window, parse_window, window_bounds
+from nexus_core.cost.usage_pieces import SESSIONS_SQL, usage_records
 from nexus_core.errors import ValidationError
 from nexus_core.ops.events import format_ts
 
@@ -28,24 +31,24 @@ KEY_COLUMNS: Final = {
     "persona": "persona",
     "model": "model",
     "channel": "channel",
-    "day": "CAST(date_trunc('day', ts) AS DATE)",
+    "day": "CAST(date_trunc('day', hour) AS DATE)",
 }
-MEASURES: Final = """
-    count(*) AS replies,
+# Over ``usage_pieces``' parts (the window's replies, partly summed by hour and session already).
+MEASURES: Final = f"""
+    coalesce(sum(replies), 0) AS replies,
     coalesce(sum(input_tokens), 0) AS input_tokens,
     coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,
     coalesce(sum(output_tokens), 0) AS output_tokens,
     coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
-    CAST(coalesce(sum(CAST(cost_usd AS DECIMAL(38, 12))), 0) AS DOUBLE) AS cost_usd,
-    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies,
-    count(DISTINCT chat_session_id) AS sessions
+    CAST(coalesce(sum(cost_usd), 0) AS DOUBLE) AS cost_usd,
+    coalesce(sum(unpriced_replies), 0) AS unpriced_replies,
+    {SESSIONS_SQL} AS sessions
 """
-WHERE: Final = "event = 'job_success' AND ts >= $start AND ts < $end"
 # One pass gives the rows of every breakdown and the total: each grouping set is a breakdown,
 # the empty set () the total; GROUPING() of every key tells them apart (a bit set for each key a
 # row is not grouped by, so the total has them all).
 REPORT_SQL: Final = """
-SELECT {columns}, GROUPING({names}) AS grouping_id, {measures} FROM events WHERE {where}
+SELECT {columns}, GROUPING({names}) AS grouping_id, {measures} FROM parts {where}
 GROUP BY GROUPING SETS ({sets}, ())
 ORDER BY grouping_id, cost_usd DESC, replies DESC, {names} NULLS LAST
 """
@@ -78,7 +81,7 @@ def _report_sql(keys: Sequence[str], breakdowns: Sequence[Sequence[str]], only_u
         names=", ".join(keys),
         sets=", ".join(f"({', '.join(b)})" for b in breakdowns),
         measures=MEASURES,
-        where=WHERE + (" AND user_id = $user_id" if only_user else ""),
+        where="WHERE user_id = $user_id" if only_user else "",
     )
 
 
@@ -131,7 +134,9 @@ def usage_reports(
     snapshot = snapshot_of(source)
     start, end = window_bounds(window, now)
     params = {} if user_id is None else {"user_id": user_id}
-    records = snapshot.records(_report_sql(keys, sets, user_id is not None), start, end, params)
+    records = usage_records(
+        snapshot, _report_sql(keys, sets, user_id is not None), start, end, params
+    )
     total_id = _grouping_id(keys, ())
     total = next(r for r in records if r["grouping_id"] == total_id)
     total = _clean({k: v for k, v in total.items() if k not in keys and k != "grouping_id"})
