@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +42,8 @@ from nexus_core.analytics.event_snapshot import (
 
 MINUTE: Final = timedelta(minutes=1)
 ROLLUP_PREFIX: Final = "rollup-"
+TALLY_PREFIX: Final = "tally-"  # ``tallies``' files
+DERIVED_PREFIXES: Final = (ROLLUP_PREFIX, TALLY_PREFIX)
 PARQUET_SUFFIX: Final = ".parquet"
 MINUTE_TOTALS_SQL: Final = """
 SELECT date_trunc('minute', ts) AS minute, {aggregates}
@@ -95,40 +97,64 @@ def _piece_totals(
     snapshot: EventSnapshot, piece: Piece, aggregates: str, extra: tuple[tuple[str, Any], ...]
 ) -> Path | None:
     """The piece's rollup file, written now if no process did yet; None if the piece is gone."""
+    stored = derived_file(piece, (aggregates, extra))
+    if stored is None or stored.is_file():
+        return stored
+    params = {name: value for name, value in extra if name != "_rows"}
+    relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
+    sql = MINUTE_TOTALS_SQL.format(aggregates=aggregates, relation=f"({relation})")
+    _copy_to(snapshot, sql, params, stored)
+    return stored
+
+
+def derived_file(
+    piece: Piece, what: Any, prefix: str = ROLLUP_PREFIX, suffix: str = PARQUET_SUFFIX
+) -> Path | None:
+    """Where a result derived from the Parquet piece is kept: beside it, named by its stem and a
+    digest of ``what`` and of the piece as it is now (rows, time range, the file's size and
+    mtime, so a file written again gets new results); None if the piece's file is gone."""
     source = Path(piece.source)
     try:
         stat = source.stat()
     except FileNotFoundError:
         return None
     identity = (piece.key, piece.rows, piece.min_ts, piece.max_ts, stat.st_size, stat.st_mtime_ns)
-    digest = hashlib.sha256(repr((identity, aggregates, extra)).encode()).hexdigest()[:24]
-    stored = source.with_name(f"{ROLLUP_PREFIX}{source.stem}-{digest}{PARQUET_SUFFIX}")
-    if stored.is_file():
-        return stored
-    params = {name: value for name, value in extra if name != "_rows"}
-    relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
-    sql = MINUTE_TOTALS_SQL.format(aggregates=aggregates, relation=f"({relation})")
-    temporary = stored.with_name(f".{stored.name}.{uuid.uuid4().hex}.tmp")
+    digest = hashlib.sha256(repr((identity, what)).encode()).hexdigest()[:24]
+    return source.with_name(f"{prefix}{source.stem}-{digest}{suffix}")
+
+
+def replace_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` by ``write``-ing a temporary file beside it and renaming that (another
+    process may write the same result meanwhile), then sweep the directory (``sweep``)."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with snapshot.cursor() as cur:
-            cur.execute(f"COPY ({sql}) TO {quote(str(temporary))} (FORMAT parquet)", params)
-        os.replace(temporary, stored)  # another process may have written the same totals
+        write(temporary)
+        os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    _sweep(stored.parent)
-    return stored
+    sweep(path.parent)
 
 
-def _sweep(directory: Path) -> None:
-    """Delete the rollup files whose piece's Parquet file is gone."""
+def _copy_to(snapshot: EventSnapshot, sql: str, params: Mapping[str, Any], path: Path) -> None:
+    def copy(temporary: Path) -> None:
+        with snapshot.cursor() as cur:
+            cur.execute(f"COPY ({sql}) TO {quote(str(temporary))} (FORMAT parquet)", params)
+
+    replace_with(path, copy)
+
+
+def sweep(directory: Path) -> None:
+    """Delete the files derived from pieces (``<prefix><piece stem>-<digest>.<suffix>``, the
+    prefixes of ``DERIVED_PREFIXES``) whose piece's Parquet file is gone."""
     try:
         names = set(os.listdir(directory))
     except OSError:
         return
     for name in names:
-        if not (name.startswith(ROLLUP_PREFIX) and name.endswith(PARQUET_SUFFIX)):
+        prefix = next((p for p in DERIVED_PREFIXES if name.startswith(p)), None)
+        if prefix is None:
             continue
-        stem = name[len(ROLLUP_PREFIX) : -len(PARQUET_SUFFIX)].rpartition("-")[0]
+        stem = name[len(prefix) :].partition(".")[0].rpartition("-")[0]
         if f"{stem}{PARQUET_SUFFIX}" not in names:
             (directory / name).unlink(missing_ok=True)
 
@@ -201,24 +227,11 @@ def piece_result_file(snapshot: EventSnapshot, piece: Piece, sql: str) -> Path |
     stored = snapshot.rollups.get(key)
     if stored is not None:
         return stored
-    source = Path(piece.source)
-    try:
-        stat = source.stat()
-    except FileNotFoundError:
+    stored = derived_file(piece, (sql, key[2]))
+    if stored is None:
         return None
-    identity = (piece.key, piece.rows, piece.min_ts, piece.max_ts, stat.st_size, stat.st_mtime_ns)
-    digest = hashlib.sha256(repr((identity, sql, key[2])).encode()).hexdigest()[:24]
-    stored = source.with_name(f"{ROLLUP_PREFIX}{source.stem}-{digest}{PARQUET_SUFFIX}")
     if not stored.is_file():
         relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
-        temporary = stored.with_name(f".{stored.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with snapshot.cursor() as cur:
-                query = sql.format(relation=f"({relation})")
-                cur.execute(f"COPY ({query}) TO {quote(str(temporary))} (FORMAT parquet)")
-            os.replace(temporary, stored)  # another process may have written the same result
-        finally:
-            temporary.unlink(missing_ok=True)
-        _sweep(stored.parent)
+        _copy_to(snapshot, sql.format(relation=f"({relation})"), {}, stored)
     snapshot.rollups[key] = stored
     return stored

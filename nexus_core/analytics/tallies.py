@@ -25,10 +25,7 @@ over the sorted runs, never millions of values in memory.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,10 +42,10 @@ from nexus_core.analytics.event_snapshot import (
     with_events,
 )
 from nexus_core.analytics.exact import sorted_groups
+from nexus_core.analytics.rollups import TALLY_PREFIX, derived_file, replace_with
 from nexus_core.analytics.windows import to_utc_naive
 
 UNKNOWN: Final = "unknown"
-TALLY_PREFIX: Final = "tally-"
 TALLY_VERSION: Final = 1  # part of every digest: a change of format writes new files
 # Run series: the responses' latency, the API's (``request_success``) latency, time to first token.
 RESPONSE: Final = "response"
@@ -327,32 +324,23 @@ def piece_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
 
 
 def _stored_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
-    source = Path(piece.source)
-    try:
-        stat = source.stat()
-    except FileNotFoundError:
+    index = derived_file(piece, (TALLY_VERSION, snapshot.row_filter), TALLY_PREFIX, ".json")
+    if index is None:
         return None
-    identity = (piece.key, piece.rows, piece.min_ts, piece.max_ts, stat.st_size, stat.st_mtime_ns)
-    digest = hashlib.sha256(
-        repr((TALLY_VERSION, identity, snapshot.row_filter)).encode()
-    ).hexdigest()[:24]
-    index = source.with_name(f"{TALLY_PREFIX}{source.stem}-{digest}.json")
     values = index.with_suffix(".npy")
     try:
         return _read(index, values)
-    except (FileNotFoundError, ValueError, KeyError, OSError):
+    except (OSError, ValueError, KeyError):
         pass  # not written yet (or half-written by a process that died): write it
     relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
     end = piece.max_ts + timedelta(microseconds=1)
-    tally = compute_tally(snapshot, relation, piece.min_ts, end)
-    _write(tally, index, values)
-    _sweep(source.parent)
+    _write(compute_tally(snapshot, relation, piece.min_ts, end), index, values)
     return _read(index, values)
 
 
 def _write(tally: Tally, index: Path, values: Path) -> None:
-    """The tally as JSON plus its runs in one ``.npy``; each written under a temporary name and
-    renamed, the values first, so a reader that finds the index finds its values."""
+    """The tally as JSON plus its runs in one ``.npy``, the values first, so a reader that finds
+    the index finds its values."""
     segments = []
     offset = 0
     for (series, group), runs in sorted(tally.runs.items()):
@@ -374,17 +362,13 @@ def _write(tally: Tally, index: Path, values: Path) -> None:
     }
     runs = [run for _, runs in sorted(tally.runs.items()) for run in runs]
     array = np.concatenate(runs) if runs else np.zeros(0)
-    for path, write in (
-        (values, lambda f: np.save(f, array, allow_pickle=False)),
-        (index, lambda f: f.write(json.dumps(body).encode())),
-    ):
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with temporary.open("wb") as handle:
-                write(handle)
-            os.replace(temporary, path)  # another process may have written the same tally
-        finally:
-            temporary.unlink(missing_ok=True)
+
+    def save(path: Path) -> None:
+        with path.open("wb") as handle:  # a path not ending in .npy would get one added
+            np.save(handle, array, allow_pickle=False)
+
+    replace_with(values, save)
+    replace_with(index, lambda path: path.write_text(json.dumps(body)))
 
 
 def _read(index: Path, values: Path) -> Tally:
@@ -405,20 +389,6 @@ def _read(index: Path, values: Path) -> Tally:
         open_starts=[tuple(row) for row in body["open_starts"]],  # type: ignore[misc]
         orphans=[(r, bool(s), _float(v)) for r, s, v in body["orphans"]],
     )
-
-
-def _sweep(directory: Path) -> None:
-    """Delete the tally files whose piece's Parquet file is gone."""
-    try:
-        names = set(os.listdir(directory))
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(TALLY_PREFIX) or not name.endswith((".json", ".npy")):
-            continue
-        stem = name[len(TALLY_PREFIX) :].rpartition(".")[0].rpartition("-")[0]
-        if f"{stem}.parquet" not in names:
-            (directory / name).unlink(missing_ok=True)
 
 
 def minute_grid(
