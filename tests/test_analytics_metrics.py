@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nexus_core.analytics.breakdowns import by_persona, top_errors
+from nexus_core.analytics.breakdowns import by_persona, errors_frame
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import (
     compute_metrics,
@@ -372,7 +372,7 @@ def test_the_dashboards_top_errors_frame_matches_the_metrics(
     write_jobs(log_path, random.Random(2), 80, NOW - timedelta(minutes=50), timedelta(minutes=50))
     expected = expected_metrics(log_path, timedelta(hours=1), NOW)
 
-    errors = top_errors(store, timedelta(hours=1), NOW)
+    errors = errors_frame(compute_metrics(store, timedelta(hours=1), NOW)["top_errors"])
 
     assert errors.to_dicts() == expected["top_errors"]
 

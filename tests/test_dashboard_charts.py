@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from nexus_core.analytics import dashboard_charts as charts
-from nexus_core.analytics.breakdowns import by_persona, timeseries, top_errors
+from nexus_core.analytics.breakdowns import by_persona, errors_frame, timeseries
 from nexus_core.analytics.charts import EmptyChart, flat_range
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics
@@ -50,7 +50,9 @@ def store(tmp_path: Path) -> Iterator[EventStore]:
 
 
 def test_a_window_without_failures_lists_no_error_types_but_says_why(store: EventStore) -> None:
-    chart = charts.top_errors_figure(top_errors(store, HOUR, NOW), HOUR)
+    chart = charts.top_errors_figure(
+        errors_frame(compute_metrics(store, HOUR, NOW)["top_errors"]), HOUR
+    )
     assert chart == EmptyChart(
         "Top error types · last 60 min",
         "No failed requests in the last 60 min — error types would be listed here, most "

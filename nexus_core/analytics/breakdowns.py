@@ -21,17 +21,7 @@ from nexus_core.analytics.log_store import EventStore, snapshot_of
 from nexus_core.analytics.tallies import API, RESPONSE, Tally, window_tally
 from nexus_core.analytics.windows import bucket_width, window_bounds
 
-UNKNOWN: Final = "unknown"
 TOP_ERRORS_LIMIT: Final = 10
-
-TOP_ERRORS_SQL: Final = """
-SELECT coalesce(error_type, 'unknown') AS error_type, count(*) AS count
-FROM events
-WHERE ts >= $start AND ts < $end AND event = 'request_failure'
-GROUP BY 1
-ORDER BY count DESC, error_type
-LIMIT $limit
-"""
 
 # Every bucket of the window, empty ones included; the first may be cut by the window's start.
 # Its latency percentiles come from ``BUCKET_LATENCIES_SQL`` (see ``exact``).
@@ -120,17 +110,6 @@ BY_PERSONA_SCHEMA: Final = {
     "p95_latency_ms": pl.Float64,
     "avg_latency_ms": pl.Float64,
 }
-
-
-def top_errors(
-    source: EventStore | EventSnapshot,
-    window: timedelta,
-    now: datetime,
-    limit: int = TOP_ERRORS_LIMIT,
-) -> pl.DataFrame:
-    """``error_type``, ``count`` of request failures in the window, most frequent first."""
-    start, end = window_bounds(window, now)
-    return snapshot_of(source).query(TOP_ERRORS_SQL, start, end, {"limit": limit})
 
 
 def bucket_series(
@@ -252,6 +231,11 @@ def persona_breakdown(tally: Tally) -> pl.DataFrame:
         .sort(["_order", "persona"], descending=[True, False])
         .drop("_order")
     )
+
+
+def errors_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """``compute_metrics``' ``top_errors`` rows as a frame: ``error_type``, ``count``."""
+    return pl.DataFrame(rows, schema={"error_type": pl.String, "count": pl.Int64})
 
 
 def persona_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

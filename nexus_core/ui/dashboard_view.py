@@ -20,7 +20,7 @@ import streamlit as st
 
 from nexus_core.analytics import dashboard_charts as charts
 from nexus_core.analytics import dashboard_tiles as tiles
-from nexus_core.analytics.breakdowns import persona_frame, timeseries, top_errors
+from nexus_core.analytics.breakdowns import errors_frame, persona_frame, timeseries
 from nexus_core.analytics.metrics import compute_metrics, traffic_summary, window_numbers
 from nexus_core.analytics.slo import PAGE, TICKET
 from nexus_core.analytics.windows import describe_span, parse_window
@@ -210,7 +210,7 @@ def budget_row(current: dict[str, Any], window: timedelta) -> None:
 def _charts(snapshot: Any, window: timedelta, now: datetime, current: dict[str, Any]) -> None:
     """The charts, a group to a tab: only the open tab's are computed and drawn (the first when
     the page opens), so a page opened at its address draws two charts here, not six. The persona
-    tab's come from ``current`` (the window's metrics), not queried again."""
+    tab's and the top errors come from ``current`` (the window's metrics), not queried again."""
     latency_tab, traffic_tab, persona_tab = st.tabs(
         CHART_TABS, key=CHART_TAB_PICK, on_change="rerun"
     )
@@ -226,7 +226,8 @@ def _charts(snapshot: Any, window: timedelta, now: datetime, current: dict[str, 
     if traffic_tab.open:
         with traffic_tab:
             show.chart(charts.traffic_figure(series, window))
-            show.chart(charts.top_errors_figure(top_errors(snapshot, window, now), window))
+            errors = errors_frame(current["top_errors"])  # the metrics' own, not queried again
+            show.chart(charts.top_errors_figure(errors, window))
     if persona_tab.open:
         with persona_tab:
             left, right = st.columns(2)
