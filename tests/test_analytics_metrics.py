@@ -22,7 +22,13 @@ from nexus_core.analytics.metrics import (
     window_numbers,
 )
 from nexus_core.errors import ValidationError
-from nexus_core.ops.events import ApiEventLogger, format_ts, log_files, read_events
+from nexus_core.ops.events import (
+    DEFAULT_BACKUPS,
+    ApiEventLogger,
+    format_ts,
+    log_files,
+    read_events,
+)
 
 NOW = datetime(2026, 11, 27, 12, 0, 30, 250_000)
 CONTRACT_KEYS = [
@@ -67,11 +73,20 @@ def store(log_path: Path, tmp_path: Path) -> Iterator[EventStore]:
         yield event_store
 
 
-def write_jobs(path: Path, rng: random.Random, jobs: int, start: datetime, span: timedelta) -> None:
-    """Random AI jobs (retries, failures, models, personas) and some garbage, rotated often."""
+def write_jobs(
+    path: Path,
+    rng: random.Random,
+    jobs: int,
+    start: datetime,
+    span: timedelta,
+    max_bytes: int = 6_000,
+    backups: int = DEFAULT_BACKUPS,
+) -> None:
+    """Random AI jobs (retries, failures, models, personas) and some garbage, rotated often
+    (rotated files past ``backups`` are dropped, as the app's logger does)."""
     clock = SetClock()
     moments = sorted(start + span * rng.random() for _ in range(jobs))
-    with ApiEventLogger(path, max_bytes=6_000, clock=clock) as logger:
+    with ApiEventLogger(path, max_bytes=max_bytes, backups=backups, clock=clock) as logger:
         for index, at in enumerate(moments):
             clock.now = at
             job, persona, model = f"j{index}", rng.choice(PERSONAS), rng.choice(MODELS)

@@ -46,11 +46,12 @@ from nexus_core.analytics.rollups import TALLY_PREFIX, derived_file, replace_wit
 from nexus_core.analytics.windows import to_utc_naive
 
 UNKNOWN: Final = "unknown"
-TALLY_VERSION: Final = 1  # part of every digest: a change of format writes new files
+TALLY_VERSION: Final = 2  # part of every digest: a change of format writes new files
 # Run series: the responses' latency, the API's (``request_success``) latency, time to first token.
 RESPONSE: Final = "response"
 API: Final = "api"
 TTFT: Final = "ttft"
+HOURLY: Final = "response_hour"  # the responses' latency per hour (group: the hour in µs)
 ALL: Final = "*"  # a series' run of every group together
 MINUTE_US: Final = 60_000_000
 
@@ -139,7 +140,8 @@ WHERE ts >= $start AND ts < $end AND event = 'job_success'
 GROUP BY 1
 """
 RESPONSE_LATENCIES_SQL: Final = """
-SELECT list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS code, latency_ms
+SELECT list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS code,
+    epoch_us(date_trunc('hour', ts)) AS hour, latency_ms
 FROM events
 WHERE ts >= $start AND ts < $end AND event = 'job_success' AND latency_ms IS NOT NULL
 """
@@ -203,8 +205,9 @@ class Tally:
         """The sorted runs of one series' group (``ALL``: every group)."""
         return self.runs.get((series, group), [])
 
-    def groups(self, series: str) -> list[str]:
-        return sorted({group for kind, group in self.runs if kind == series and group != ALL})
+    def hourly_runs(self) -> dict[int, list[np.ndarray]]:
+        """The responses' latency runs per hour (µs since the epoch)."""
+        return {int(group): runs for (kind, group), runs in self.runs.items() if kind == HOURLY}
 
     def minute_totals(self) -> dict[str, int]:
         """The tally's requests, successes, failures, retries and failed jobs."""
@@ -273,6 +276,8 @@ def compute_tally(
             _add_run(tally, (RESPONSE, ALL), values["latency_ms"])
             for code, run in sorted_groups(values["code"], values["latency_ms"]):
                 _add_run(tally, (RESPONSE, named[code]), run)
+            for hour, run in sorted_groups(values["hour"], values["latency_ms"]):
+                _add_run(tally, (HOURLY, str(hour)), run)
     return tally
 
 
