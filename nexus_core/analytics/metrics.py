@@ -201,7 +201,9 @@ def _tally_counts(tally: Tally) -> dict[str, Any]:
     """The tally's counts: requests, outcomes, retries, jobs, the responses' mean latency and
     what the replies cost."""
     totals = tally.minute_totals()
-    responses = [sum(column) for column in zip(*tally.responses.values(), strict=True)]
+    # Summed in the personas' order, whatever order the tallies listed them in: the same bits.
+    per_persona = [tally.responses[persona] for persona in sorted(tally.responses)]
+    responses = [sum(column) for column in zip(*per_persona, strict=True)]
     replies, latency_sum, latency_count, cost, unpriced = responses or (0, 0.0, 0, 0.0, 0)
     return {
         "requests": totals["requests"],

@@ -46,7 +46,7 @@ from nexus_core.analytics.rollups import TALLY_PREFIX, derived_file, replace_wit
 from nexus_core.analytics.windows import to_utc_naive
 
 UNKNOWN: Final = "unknown"
-TALLY_VERSION: Final = 2  # part of every digest: a change of format writes new files
+TALLY_VERSION: Final = 3  # part of every digest: a change of format writes new files
 # Run series: the responses' latency, the API's (``request_success``) latency, time to first token.
 RESPONSE: Final = "response"
 API: Final = "api"
@@ -128,12 +128,12 @@ FROM events
 WHERE ts >= $start AND ts < $end AND event = 'request_failure'
 GROUP BY 1
 """
-# Responses per persona: count, latency sum and count (for the mean), cost of the priced ones and
-# how many were unpriced (a model without a price: counted apart, never as $0).
+# Responses per persona: count, cost of the priced ones and how many were unpriced (a model
+# without a price: counted apart, never as $0). ``fsum`` (Kahan) rather than ``sum``, whose last
+# bit depends on how DuckDB's threads split the rows; the latency sums come from the sorted runs.
 RESPONSES_SQL: Final = """
 SELECT coalesce(persona, 'unknown') AS persona, count(*) AS responses,
-    coalesce(sum(latency_ms), 0.0) AS latency_sum, count(latency_ms) AS latency_count,
-    coalesce(sum(cost_usd), 0.0) AS cost_usd,
+    coalesce(fsum(cost_usd), 0.0) AS cost_usd,
     count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_replies
 FROM events
 WHERE ts >= $start AND ts < $end AND event = 'job_success'
@@ -269,13 +269,16 @@ def compute_tally(
         _add_run(tally, (TTFT, ALL), api["ttft_ms"])
         tally.minutes = [arrays(MINUTES_SQL)]
         responses = rows(RESPONSES_SQL)
-        tally.responses = {row[0]: list(row[1:]) for row in responses}
+        # persona -> [responses, latency sum, latency count, cost, unpriced replies]
+        tally.responses = {p: [n, 0.0, 0, cost, unpriced] for p, n, cost, unpriced in responses}
         if responses:
             named = [row[0] for row in responses]
             values = arrays(RESPONSE_LATENCIES_SQL, personas=named)
             _add_run(tally, (RESPONSE, ALL), values["latency_ms"])
             for code, run in sorted_groups(values["code"], values["latency_ms"]):
                 _add_run(tally, (RESPONSE, named[code]), run)
+                # The mean's sum over sorted values: the same bits at every refresh.
+                tally.responses[named[code]][1:3] = [float(run.sum()), len(run)]
             for hour, run in sorted_groups(values["hour"], values["latency_ms"]):
                 _add_run(tally, (HOURLY, str(hour)), run)
     return tally
