@@ -161,6 +161,15 @@ def ctx(settings: Settings) -> Iterator[AppContext]:
 BROWSER_SKIP_MARK = "no Chromium on this machine"
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With ``NEXUS_FAILURE_LOG`` set, append each failure's report to that file as it happens:
+    a long run interrupted (or one of two runs side by side) keeps what failed and why."""
+    target = os.environ.get("NEXUS_FAILURE_LOG")
+    if target and report.failed:
+        with open(target, "a", encoding="utf-8") as log:
+            log.write(f"\n===== {report.nodeid} ({report.when}) =====\n{report.longreprtext}\n")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say at the end of every run which halves of the suite ran: a green run that skipped the
     PostgreSQL or browser half is not the whole suite."""

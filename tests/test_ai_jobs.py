@@ -32,6 +32,10 @@ from tests.fakes.gemini_server import FakeGeminiServer
 
 API_KEY = "AIzaSy-test-key-never-to-be-seen-0123456789"
 BASE = 0.5  # retry base seconds; the sleep is recorded, never slept
+# Each attempt's limit: room for a quick reply on a loaded machine (0.5 s timed out a 400 and a
+# 200 MB flood once, beside another run of the suite, and turned them into retries).
+ATTEMPT_SECONDS = 5.0
+SLOW_SECONDS = 2.0  # the attempt limit of the test of a timeout, which the server's delay passes
 
 
 class RecordingSleep:
@@ -69,7 +73,7 @@ def gemini(gemini_server: FakeGeminiServer) -> Iterator[GeminiClient]:
         api_key=API_KEY,
         model="gemini-flash-latest",
         api_base=gemini_server.base_url,
-        timeout_seconds=0.5,
+        timeout_seconds=ATTEMPT_SECONDS,
         http=httpx.Client(),
     )
     yield client
@@ -256,14 +260,20 @@ def test_429_with_retry_info_is_waited_out(
 
 def test_a_timeout_is_retried(
     db: Database,
-    worker: ResponseWorker,
     user: UserView,
     gemini_server: FakeGeminiServer,
     events: ListEventSink,
+    sleep: RecordingSleep,
 ) -> None:
-    gemini_server.enqueue(delay=2.0)
+    gemini = GeminiClient(API_KEY, "gemini-flash-latest", gemini_server.base_url, SLOW_SECONDS)
+    worker = ResponseWorker(db, gemini, events, retry_base_seconds=BASE, sleep=sleep)
+    gemini_server.enqueue(delay=SLOW_SECONDS + 1.0)
     gemini_server.enqueue(text="Faster now")
+
     session_id, _ = ask(db, worker, user, "Slow?")
+    worker.shutdown()
+    gemini.close()
+
     assert stored(db, session_id, user)[-1] == ("assistant", "Faster now")
     assert events.named("request_failure")[0]["error_type"] == "timeout"
 
