@@ -231,15 +231,22 @@ def window_tally(
             total.add(tally)
             stored.add(piece.key)
     rest = [p for p in pieces if p.key not in stored]
-    total.add(compute_tally(snapshot, snapshot.relation(rest), start, end, detail))
+    alone = not stored
+    total.add(compute_tally(snapshot, snapshot.relation(rest), start, end, detail, alone))
     return total.joined()
 
 
 def compute_tally(
-    snapshot: EventSnapshot, relation: str, start: datetime, end: datetime, detail: bool = True
+    snapshot: EventSnapshot,
+    relation: str,
+    start: datetime,
+    end: datetime,
+    detail: bool = True,
+    alone: bool = False,
 ) -> Tally:
     """The tally of ``relation``'s events with ``start ≤ ts < end``, by SQL (see
-    ``window_tally`` for ``detail``)."""
+    ``window_tally`` for ``detail``). ``alone``: no other tally will be added to it, so an
+    outcome without a start here is ``unknown`` at once (no join of unmatched rows is needed)."""
     bound: dict[str, Any] = {"start": start, "end": end}
     with snapshot.cursor() as cur:
 
@@ -257,8 +264,8 @@ def compute_tally(
             models = [UNKNOWN, *sorted({m for m, _ in tally.starts} - {UNKNOWN})]
             personas = [UNKNOWN, *sorted({p for _, p in tally.starts} - {UNKNOWN})]
             outcomes = arrays(OUTCOMES_SQL, models=models, personas=personas)
-            _add_outcomes(tally, outcomes, models, personas)
-            for request, model, persona, success, latency in rows(UNMATCHED_SQL):
+            _add_outcomes(tally, outcomes, models, personas, alone)
+            for request, model, persona, success, latency in [] if alone else rows(UNMATCHED_SQL):
                 if success is None:
                     tally.open_starts.append((request, model, persona))
                 else:
@@ -285,12 +292,16 @@ def compute_tally(
 
 
 def _add_outcomes(
-    tally: Tally, outcomes: dict[str, np.ndarray], models: list[str], personas: list[str]
+    tally: Tally,
+    outcomes: dict[str, np.ndarray],
+    models: list[str],
+    personas: list[str],
+    alone: bool,
 ) -> None:
     """Count the outcomes joined in the tally (and the anonymous ones, ``unknown`` for good) per
     (model, persona, success), and file their API latencies per model; an orphan with an id
-    waits for ``Tally.joined``."""
-    keep = outcomes["joined"].astype(bool) | outcomes["anonymous"].astype(bool)
+    waits for ``Tally.joined``, unless the tally is ``alone`` (then it is ``unknown`` now)."""
+    keep = outcomes["joined"].astype(bool) | outcomes["anonymous"].astype(bool) | alone
     model = outcomes["model"][keep].astype(np.int64)
     persona = outcomes["persona"][keep].astype(np.int64)
     success = outcomes["success"][keep].astype(bool)
@@ -338,7 +349,7 @@ def _stored_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
     values = index.with_suffix(".npy")
     try:
         return _read(index, values)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass  # not written yet (or half-written by a process that died): write it
     relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
     end = piece.max_ts + timedelta(microseconds=1)
