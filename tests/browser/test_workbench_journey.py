@@ -55,10 +55,12 @@ def saved_sources(app: LiveApp, username: str) -> list[str]:
 
 
 def type_and_wait_for_save(page: Page, app: LiveApp, editor: Locator, text: str) -> None:
-    """Type ``text`` into a cell editor and commit it (Ctrl+Enter), until the notebook holds it.
+    """Type ``text`` into a cell editor and commit it (Ctrl+Enter), until the notebook holds it
+    and the editor, once the page is idle, still shows it.
 
     Text typed while the previous run is still drawing the cell can be dropped by that run, so
-    it is typed again (at most three times) if it does not reach the database.
+    it is typed again (at most three times) if it does not reach the database — or if the
+    editor was redrawn empty after it did (seen once beside another run of the suite).
     """
     for _ in range(SAVE_ATTEMPTS):
         wait_until_idle(page)
@@ -67,9 +69,15 @@ def type_and_wait_for_save(page: Page, app: LiveApp, editor: Locator, text: str)
         deadline = time.monotonic() + SAVE_WAIT_SECONDS
         while time.monotonic() < deadline:
             if text in saved_sources(app, ANALYST[0]):
-                return
+                wait_until_idle(page)
+                if editor.input_value() == text:
+                    return
+                break
             time.sleep(0.2)
-    pytest.fail(f"the cell text never reached the database: {saved_sources(app, ANALYST[0])}")
+    pytest.fail(
+        f"the cell text did not stay: saved {saved_sources(app, ANALYST[0])}, "
+        f"shown {editor.input_value()!r}"
+    )
 
 
 def screenshot(page: Page, name: str) -> None:
