@@ -15,7 +15,7 @@ notebook = workbench_view.opened(notebooks, user)
 ask_view.ask_box(ctx, user, notebook)
 if notebook is None:
     workbench_view.empty_state()
-    workbench_view.schema_panel(user, expanded=True)
+    workbench_view.schema_panel(user)
     st.stop()
 
 workbench_view.schema_panel(user)

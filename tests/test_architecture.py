@@ -148,6 +148,10 @@ REVIEWED: dict[tuple[str, str, str], str] = {
     ("nexus_core/ui/notebook_view.py", "_toolbar", "button"): (
         "label (a Material icon) and help come from the constant table of cell actions"
     ),
+    ("nexus_core/ui/workbench_view.py", "empty_state", "markdown"): (
+        "one line per starter notebook from the code's own starter table (_starter_line), "
+        "its title and description through plain"
+    ),
     ("nexus_core/ui/workbench_view.py", "schema_panel", "markdown"): (
         "view and column names come from the code's own schema table (view_schemas)"
     ),

@@ -157,3 +157,44 @@ def test_the_page_needs_the_prompt_compare_feature(app_ctx: AppContext) -> None:
     direct.session_state[state.USER_ID] = app_ctx.users.get("mia").id
     direct.run()
     assert [e.value for e in direct.error] == [ACCESS_DENIED]
+
+
+def test_shared_history_typed_in_its_expander_goes_with_the_comparison_once_it_is_closed(
+    app_ctx: AppContext,
+) -> None:
+    at = open_compare("tess")
+    assert not [t for t in at.text_area if t.key == compare_view.HISTORY]  # lazy: not drawn
+    at.session_state[compare_view.HISTORY_OPEN] = True  # the expander opened
+    at.run()
+    at.text_area(key=compare_view.HISTORY).set_value("user: Hi\nassistant: Hello!").run()
+    at.session_state[compare_view.HISTORY_OPEN] = False  # and closed again
+    at.run()
+    assert not [t for t in at.text_area if t.key == compare_view.HISTORY]
+    at.text_area(key=compare_view.PROMPT).set_value("And now?")
+    labelled(at, "Compare").click().run()
+    assert not at.exception and not at.error
+    view = app_ctx.compare.get(app_ctx.users.get("tess"), at.query_params[links.RUN_QUERY_PARAM])
+    assert [(item.role, item.content) for item in view.history] == [
+        ("user", "Hi"),
+        ("assistant", "Hello!"),
+    ]
+
+
+def test_a_version_choice_shows_only_for_a_persona_with_earlier_versions(
+    app_ctx: AppContext,
+) -> None:
+    at = open_compare("tess")
+    persona = at.selectbox(key=f"{compare_view.VARIANT_PREFIX}0_persona").value
+    assert [b.label for b in at.selectbox].count("Version") == 0  # each has only its current one
+    assert "current version" in [c.value.split(" · ")[0] for c in at.caption]
+
+    first = app_ctx.personas.versions(persona)[0]
+    assert first.temperature != 1.2
+    app_ctx.personas.edit(persona, temperature=1.2)
+    at = open_compare("tess")
+    version = at.selectbox(key=f"{compare_view.VARIANT_PREFIX}0_version")
+    assert version.options == ["current", "v2", "v1"]
+    prefix = f"{compare_view.VARIANT_PREFIX}0_temperature_{persona}"
+    assert at.slider(key=f"{prefix}_{version.value}").value == 1.2
+    version.set_value(1).run()  # the temperature follows the version chosen
+    assert at.slider(key=f"{prefix}_1").value == first.temperature

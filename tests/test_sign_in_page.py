@@ -96,6 +96,8 @@ def test_a_password_change_keeps_this_browser_and_signs_out_the_others(
     phone = signed_in_app("mia", timeout=TIMEOUT)
     before = laptop.session_state[state.AUTH_SESSION]
 
+    laptop.session_state[state.PASSWORD_OPEN] = True  # the lazy expander opened
+    laptop.run()
     laptop.text_input(key=state.CURRENT_PASSWORD).input(PASSWORD)
     laptop.text_input(key=state.NEW_PASSWORD).input(NEW_PASSWORD)
     laptop.text_input(key=state.NEW_PASSWORD_REPEAT).input(NEW_PASSWORD)

@@ -299,3 +299,31 @@ def test_naming_a_cell_is_saved_and_a_bad_name_is_refused(app_ctx: AppContext) -
     assert any("one of the workbench's views" in seen_text(e.value) for e in at.error)
     assert app_ctx.notebooks.get(ana, notebook.id).cells[0].name == "ones"
     assert [b.label for b in at.get("download_button") if b.label == "Export"]
+
+
+def test_the_data_panel_and_the_import_are_built_only_when_opened(app_ctx: AppContext) -> None:
+    at = open_workbench("ana")
+    assert not at.exception
+    labels = [e.label for e in at.expander]
+    assert workbench_view.SCHEMA_LABEL in labels and workbench_view.IMPORT_LABEL in labels
+    assert not any(m.value.startswith("**events** — ") for m in at.markdown)
+    assert not at.get("file_uploader")
+
+    at.session_state[workbench_view.SCHEMA_OPEN] = True  # both expanders opened
+    at.session_state[workbench_view.IMPORT_OPEN] = True
+    at.run()
+    listed = [m.value.split(" — ")[0] for m in at.markdown if " — `" in m.value]
+    assert listed[:2] == ["**events**", "**sessions**"] and "**messages**" in listed
+    assert [u.proto.label for u in at.get("file_uploader")] == ["Import a notebook (.md)"]
+
+
+def test_a_starter_opens_from_the_empty_page(app_ctx: AppContext) -> None:
+    at = open_workbench("ana")
+    starter = STARTER_NOTEBOOKS[1]
+    described = "\n".join(seen_text(m.value) for m in at.markdown)
+    assert all(f"- **{s.title}** — {s.description}" in described for s in STARTER_NOTEBOOKS)
+    at.button_group(key=workbench_view.STARTER_PICK).set_value(starter.title).run()
+    assert not at.exception
+    key = workbench_view.STARTER_PREFIX + starter.key
+    assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == key
+    assert starter.title in [s.value for s in at.subheader]

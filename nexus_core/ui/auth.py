@@ -55,6 +55,7 @@ ENDED_NOTES = {
 }
 ENDED_NOTE = "Your sign-in has ended. Sign in again to continue."
 PASSWORD_CHANGED = "Password changed. Every other browser signed in as you has been signed out."
+CHANGE_PASSWORD_LABEL = "Change password"
 COOKIE_FRAME_TITLE = "Keeps this browser signed in"
 SSO_REFUSED = (
     "Single sign-on did not sign you in: this account is disabled, or the sign-in took too long. "
@@ -284,8 +285,11 @@ def _account_sidebar(ctx: AppContext, user: UserView) -> None:
         if ctx.settings.ai_provider == "simulated":
             st.caption("AI: Simulated model (offline)")
         if user.has_password and not user.must_change_password:
-            with st.expander("Change password"):
-                _password_form(ctx, ask_current=True)
+            # Lazy: on every page, the form is built (and drawn) only while this is open.
+            change = st.expander(CHANGE_PASSWORD_LABEL, key=state.PASSWORD_OPEN, on_change="rerun")
+            if change.open:
+                with change:
+                    _password_form(ctx, ask_current=True)
         # A callback: the sign-out is done before the next run draws anything.
         st.button("Sign out", key=state.LOGOUT_BUTTON, on_click=_sign_out, args=(ctx,))
 

@@ -27,6 +27,8 @@ OPEN_PREFIX = "nexus_cmp_open_"
 FORM = "nexus_cmp_form"
 PROMPT = "nexus_cmp_prompt"
 HISTORY = "nexus_cmp_history"
+HISTORY_OPEN = "nexus_cmp_history_open"
+HISTORY_LABEL = "Shared history (optional)"
 TAG = "nexus_cmp_tag"
 BLIND = "nexus_cmp_blind"
 VARIANT_COUNT = "nexus_cmp_variant_count"
@@ -118,10 +120,7 @@ def new_comparison(ctx: AppContext, user: UserView) -> None:
         or MIN_VARIANTS
     )
     prompt = st.text_area("Prompt", key=PROMPT, placeholder="Ask every variant the same thing")
-    with st.expander("Shared history (optional)"):
-        history_text = st.text_area(
-            "Earlier turns, one per line: “user: …” then “assistant: …”", key=HISTORY
-        )
+    history_text = _shared_history()
     left, right = st.columns([3, 1])
     tag = left.text_input("Tag (optional)", key=TAG, placeholder="e.g. onboarding")
     blind = right.toggle(
@@ -138,6 +137,19 @@ def new_comparison(ctx: AppContext, user: UserView) -> None:
     if view is not None:
         _open(view.id)
         st.rerun()
+
+
+def _shared_history() -> str:
+    """The shared history's text, in a lazy expander: its text area is drawn only while it is
+    open, and what was typed in it is kept while it is closed."""
+    if HISTORY in st.session_state:
+        # Kept across runs that do not draw the text area (Streamlit's documented way).
+        st.session_state[HISTORY] = st.session_state[HISTORY]
+    history = st.expander(HISTORY_LABEL, key=HISTORY_OPEN, on_change="rerun")
+    if history.open:
+        with history:
+            st.text_area("Earlier turns, one per line: “user: …” then “assistant: …”", key=HISTORY)
+    return str(st.session_state.get(HISTORY, ""))
 
 
 def parse_history(text: str) -> list[tuple[str, str]]:

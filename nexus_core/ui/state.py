@@ -28,6 +28,7 @@ SSO_IDENTITY_USED = "nexus_sso_identity_used"
 SSO_BUTTON_PREFIX = "nexus_sso_"
 LOGOUT_BUTTON = "nexus_logout"
 PASSWORD_FORM = "nexus_password_form"
+PASSWORD_OPEN = "nexus_password_open"  # the sidebar's "Change password" expander is open
 NEW_PASSWORD = "nexus_new_password"
 NEW_PASSWORD_REPEAT = "nexus_new_password_repeat"
 CURRENT_PASSWORD = "nexus_current_password"

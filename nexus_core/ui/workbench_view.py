@@ -39,6 +39,12 @@ DUPLICATE_PREFIX = "nexus_wb_duplicate_"
 DELETE_PREFIX = "nexus_wb_delete_"
 EXPORT_PREFIX = "nexus_wb_export_"
 IMPORT_KEY = "nexus_wb_import"
+IMPORT_OPEN = "nexus_wb_import_open"
+SCHEMA_OPEN = "nexus_wb_schema_open"
+IMPORT_LABEL = "Import a notebook"
+SCHEMA_LABEL = "📚 Data you can query"
+STARTER_PICK = "nexus_wb_starter_pick"
+STARTER_PICK_LABEL = "Open a starter notebook"
 IMPORT_TYPES = ("md", "markdown", "txt")
 
 NEW_NOTEBOOK_TITLE = "Untitled notebook"
@@ -84,15 +90,19 @@ def sidebar(service: NotebookService, user: UserView) -> None:
             "Nothing shared yet.",
         )
         _links("Starter notebooks", [(_starter_key(s), s.title) for s in STARTER_NOTEBOOKS], "")
-        st.file_uploader(
-            "Import a notebook (.md)",
-            type=IMPORT_TYPES,
-            key=IMPORT_KEY,
-            help="A notebook file (README, “Notebooks”) becomes a new notebook of yours.",
-            on_change=notices.act,
-            kwargs={"key": NOTICE},
-            args=(lambda: _import(service, user),),
-        )
+        # Lazy: the uploader (and the browser's file-upload code) only while this is open.
+        importing = st.expander(IMPORT_LABEL, key=IMPORT_OPEN, on_change="rerun")
+        if importing.open:
+            with importing:
+                st.file_uploader(
+                    "Import a notebook (.md)",
+                    type=IMPORT_TYPES,
+                    key=IMPORT_KEY,
+                    help="A notebook file (README, “Notebooks”) becomes a new notebook of yours.",
+                    on_change=notices.act,
+                    kwargs={"key": NOTICE},
+                    args=(lambda: _import(service, user),),
+                )
 
 
 def _import(service: NotebookService, user: UserView) -> None:
@@ -187,9 +197,13 @@ def _from_view(notebook: NotebookView) -> OpenNotebook:
     )
 
 
-def schema_panel(user: UserView, *, expanded: bool = False) -> None:
-    """The views a query can read, with their columns and types (what this viewer may see)."""
-    with st.expander("📚 Data you can query", expanded=expanded):
+def schema_panel(user: UserView) -> None:
+    """The views a query can read, with their columns and types (what this viewer may see);
+    lazy, like the import: its text is built and drawn only while it is open."""
+    panel = st.expander(SCHEMA_LABEL, key=SCHEMA_OPEN, on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
         st.caption(
             "Read-only views of the event log and the database, as of each run. Times are UTC. "
             "One SELECT (or WITH … SELECT) per cell; results over "
@@ -202,20 +216,32 @@ def schema_panel(user: UserView, *, expanded: bool = False) -> None:
 
 
 def empty_state() -> None:
-    """What the page shows before a notebook is opened."""
+    """What the page shows before a notebook is opened: the starters described in one list and
+    opened from one row of pills (two elements, not a row of columns and a button per starter)."""
     st.info(
         "Open a notebook from the sidebar, start a new one, or begin with a starter notebook. "
-        "Cells are read-only SQL (DuckDB) over the views below, or markdown notes."
+        "Cells are read-only SQL (DuckDB) over the views listed under "
+        f"“{SCHEMA_LABEL}”, or markdown notes."
     )
+    st.markdown("\n".join(_starter_line(starter) for starter in STARTER_NOTEBOOKS))
+    st.pills(
+        STARTER_PICK_LABEL,
+        [starter.title for starter in STARTER_NOTEBOOKS],
+        format_func=plain,
+        key=STARTER_PICK,
+        on_change=_open_picked,
+    )
+
+
+def _starter_line(starter: StarterNotebook) -> str:
+    return f"- **{plain(starter.title)}** — {plain(starter.description)}"
+
+
+def _open_picked() -> None:
+    picked = st.session_state.get(STARTER_PICK)
     for starter in STARTER_NOTEBOOKS:
-        left, right = st.columns([4, 1])
-        left.markdown(f"**{plain(starter.title)}** — {plain(starter.description)}")
-        right.button(
-            "Open",
-            key=OPEN_PREFIX + "card_" + starter.key,
-            on_click=_open,
-            args=(_starter_key(starter),),
-        )
+        if starter.title == picked:
+            _open(_starter_key(starter))
 
 
 # --- one notebook ------------------------------------------------------------------------------

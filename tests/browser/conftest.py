@@ -370,6 +370,15 @@ def wait_until_idle(page: Page) -> None:
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
 
 
+def open_expander(page: Page, label: str, button: str, *, within: Locator | None = None) -> None:
+    """Open a lazy expander (inside ``within``, if given): its content, ending in ``button``, is
+    built by the run that opening it starts."""
+    scope = within or page
+    scope.locator("summary", has_text=label).click()
+    expect(scope.get_by_role("button", name=button)).to_be_visible()
+    wait_until_idle(page)
+
+
 def pick(
     page: Page, label: str, option: str | re.Pattern[str], *, within: Locator | None = None
 ) -> None:

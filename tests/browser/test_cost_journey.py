@@ -18,6 +18,7 @@ from tests.browser.conftest import (
     REPO_ROOT,
     LiveApp,
     NewPage,
+    open_expander,
     open_from_sidebar,
     pick,
     sign_in,
@@ -65,14 +66,6 @@ def priced_reply(app: LiveApp) -> str:
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["status"] == "ok", result.stderr
     return str(answer["session_id"])
-
-
-def open_expander(page: Page, label: str, button: str) -> None:
-    """Open one of the admin expanders: its form (ending in ``button``) is built by the run that
-    opening it starts."""
-    page.locator("summary", has_text=label).click()
-    expect(page.get_by_role("button", name=button)).to_be_visible()
-    wait_until_idle(page)
 
 
 def add_price(page: Page) -> None:

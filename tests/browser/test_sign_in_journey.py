@@ -30,6 +30,7 @@ from tests.browser.conftest import (
     LiveApp,
     NewPage,
     login_cookie,
+    open_expander,
     sign_in,
     wait_for_login_cookie,
     wait_until_idle,
@@ -217,7 +218,7 @@ def test_a_password_change_keeps_this_browser_and_signs_out_the_other(
     assert old_cookie is not None
 
     sidebar = laptop.get_by_test_id("stSidebar")
-    sidebar.locator("summary", has_text="Change password").click()
+    open_expander(laptop, "Change password", "Change password", within=sidebar)
     sidebar.get_by_label("Current password").fill(password)
     sidebar.get_by_label("New password (10+ characters)").fill(new_password)
     sidebar.get_by_label("Repeat the new password").fill(new_password)
