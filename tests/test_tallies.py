@@ -255,3 +255,54 @@ def test_chart_buckets_of_whole_hours_from_tallies_equal_one_query_over_the_even
     assert series.schema == reference.schema
     assert series.to_dicts() == reference.to_dicts()
     assert series["requests"].sum() > 100
+
+
+def test_personas_and_models_named_like_a_tallys_own_keys_are_counted_apart(
+    tmp_path: Path,
+) -> None:
+    log_path = tmp_path / "logs" / "api_events.log"
+    clock = SetClock()
+    clock.now = NOW - timedelta(hours=5)
+    rng = random.Random(3)
+    with ApiEventLogger(log_path, max_bytes=3_000, backups=1_000, clock=clock) as logger:
+        for index in range(150):
+            clock.now += timedelta(seconds=90)
+            model, persona = rng.choice(["*", "None", "m"]), rng.choice(["*", "None", "", "P"])
+            request, latency = f"r{index}", round(rng.lognormvariate(7, 0.5), 3)
+            logger.emit("request_start", request_id=request, model=model, persona=persona)
+            logger.emit("request_success", request_id=request, latency_ms=latency)
+            logger.emit("job_success", job_id=f"j{index}", persona=persona, latency_ms=latency)
+    start, end = window_bounds(timedelta(hours=6), NOW)
+
+    with EventStore(log_path, tmp_path / "cache", segment_rows=64) as store:
+        snapshot = store.refresh()
+        metrics = compute_metrics(snapshot, "6h", NOW)
+        (old,) = snapshot.records(OLD_SUMMARY_SQL, start, end)
+        by_model = snapshot.records(OLD_BY_MODEL_SQL, start, end)
+        by_persona = snapshot.records(OLD_BY_PERSONA_SQL, start, end)
+
+    assert tally_files(tmp_path / "cache")
+    assert [metrics[f"p{p}_latency_ms"] for p in (50, 90, 95, 99)] == old["latency"]
+    assert metrics["by_model"] == by_model
+    assert metrics["by_persona"] == _rounded_avg(by_persona, metrics["by_persona"])
+    assert {row["persona"] for row in metrics["by_persona"]} == {"*", "None", "", "P"}
+
+
+def test_a_tally_in_an_older_format_is_deleted_when_its_part_gets_a_new_one(
+    month_log: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    with EventStore(month_log, cache, segment_rows=64) as store:
+        compute_metrics(store, "30d", NOW)
+    current = tally_files(cache)
+    index = sorted(cache.glob("tally-*.json"))[0]
+    stale = index.with_name(index.name.rpartition("-")[0] + "-0123456789abcdef01234567.json")
+    stale.write_text('{"version": 1}')
+    stale.with_suffix(".npy").write_bytes(b"old runs")
+    index.unlink()  # this part's tally is written again, in the current format
+
+    with EventStore(month_log, cache, segment_rows=64) as fresh:
+        compute_metrics(fresh, "30d", NOW)
+
+    assert not stale.exists() and not stale.with_suffix(".npy").exists()
+    assert set(tally_files(cache)) == set(current)

@@ -46,13 +46,13 @@ from nexus_core.analytics.rollups import TALLY_PREFIX, derived_file, replace_wit
 from nexus_core.analytics.windows import to_utc_naive
 
 UNKNOWN: Final = "unknown"
-TALLY_VERSION: Final = 3  # part of every digest: a change of format writes new files
+TALLY_VERSION: Final = 4  # part of every digest: a change of format writes new files
 # Run series: the responses' latency, the API's (``request_success``) latency, time to first token.
 RESPONSE: Final = "response"
 API: Final = "api"
 TTFT: Final = "ttft"
 HOURLY: Final = "response_hour"  # the responses' latency per hour (group: the hour in µs)
-ALL: Final = "*"  # a series' run of every group together
+ALL: Final = None  # a series' runs of every value (no persona or model name can be None)
 MINUTE_US: Final = 60_000_000
 
 STARTS_SQL: Final = """
@@ -158,7 +158,7 @@ class Tally:
     outcomes: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
     # persona -> [responses, latency sum, latency count, cost, unpriced replies]
     responses: dict[str, list[float]] = field(default_factory=dict)
-    runs: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict)
+    runs: dict[tuple[str, str | None], list[np.ndarray]] = field(default_factory=dict)
     open_starts: list[tuple[str, str, str]] = field(default_factory=list)  # id, model, persona
     orphans: list[tuple[str, bool, float]] = field(default_factory=list)  # id, success, latency
 
@@ -201,9 +201,12 @@ class Tally:
             result.runs.setdefault((API, model), []).append(np.sort(np.array(values)))
         return result
 
-    def runs_of(self, series: str, group: str = ALL) -> list[np.ndarray]:
-        """The sorted runs of one series' group (``ALL``: every group)."""
-        return self.runs.get((series, group), [])
+    def runs_of(self, series: str, group: str | None = ALL) -> list[np.ndarray]:
+        """The sorted runs of one series' group; ``ALL``: the series' own runs of every value,
+        or (the responses', not kept twice) the runs of all its groups."""
+        if group != ALL or (series, ALL) in self.runs:
+            return self.runs.get((series, group), [])
+        return [run for (kind, _), runs in self.runs.items() if kind == series for run in runs]
 
     def hourly_runs(self) -> dict[int, list[np.ndarray]]:
         """The responses' latency runs per hour (µs since the epoch)."""
@@ -281,7 +284,6 @@ def compute_tally(
         if responses:
             named = [row[0] for row in responses]
             values = arrays(RESPONSE_LATENCIES_SQL, personas=named)
-            _add_run(tally, (RESPONSE, ALL), values["latency_ms"])
             for code, run in sorted_groups(values["code"], values["latency_ms"]):
                 _add_run(tally, (RESPONSE, named[code]), run)
                 # The mean's sum over sorted values: the same bits at every refresh.
@@ -316,7 +318,7 @@ def _add_outcomes(
         _add_run(tally, (API, models[code]), run)
 
 
-def _add_run(tally: Tally, key: tuple[str, str], values: np.ndarray) -> None:
+def _add_run(tally: Tally, key: tuple[str, str | None], values: np.ndarray) -> None:
     values = values[~np.isnan(values)]
     if len(values):
         tally.runs.setdefault(key, []).append(np.sort(values))
@@ -354,7 +356,22 @@ def _stored_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
     relation = filtered(f"SELECT * FROM {piece.from_item}", snapshot.row_filter)
     end = piece.max_ts + timedelta(microseconds=1)
     _write(compute_tally(snapshot, relation, piece.min_ts, end), index, values)
+    _forget_other_formats(index)
     return _read(index, values)
+
+
+def _forget_other_formats(index: Path) -> None:
+    """Delete the piece's tallies written in another ``TALLY_VERSION`` (they would stay until
+    the piece goes); a reader that mapped one keeps its mapping."""
+    stem = index.name.rpartition("-")[0]
+    for other in index.parent.glob(f"{stem}-*.json"):
+        try:
+            version = json.loads(other.read_text()).get("version")
+        except (OSError, ValueError, AttributeError):
+            continue  # being written, or gone: not ours to judge
+        if version != TALLY_VERSION:
+            other.unlink(missing_ok=True)
+            other.with_suffix(".npy").unlink(missing_ok=True)
 
 
 def _write(tally: Tally, index: Path, values: Path) -> None:
@@ -362,7 +379,8 @@ def _write(tally: Tally, index: Path, values: Path) -> None:
     the index finds its values."""
     segments = []
     offset = 0
-    for (series, group), runs in sorted(tally.runs.items()):
+    ordered = sorted(tally.runs.items(), key=lambda item: (item[0][0], str(item[0][1])))
+    for (series, group), runs in ordered:
         for run in runs:
             segments.append([series, group, offset, len(run)])
             offset += len(run)
@@ -378,8 +396,9 @@ def _write(tally: Tally, index: Path, values: Path) -> None:
         "open_starts": tally.open_starts,
         "orphans": tally.orphans,
         "segments": segments,
+        "version": TALLY_VERSION,
     }
-    runs = [run for _, runs in sorted(tally.runs.items()) for run in runs]
+    runs = [run for _, runs in ordered for run in runs]
     array = np.concatenate(runs) if runs else np.zeros(0)
 
     def save(path: Path) -> None:
