@@ -52,9 +52,10 @@ BUBBLE = '[data-testid="stChatMessage"]'
 STREAM_CURSOR = "▌"
 PERSONA = "Technical Writer"
 QUESTION = "Draft release notes for the queue backend"
-# The simulated model's pause before each word: its ~66-word reply takes about 20 s, long enough
-# for the second app's page to open while the worker is still writing it.
-WORD_SECONDS = "0.3"
+# The simulated model's pause before each word: its ~66-word reply takes about 40 s, long enough
+# for the second app's page to open while the worker is still writing it, also beside another run
+# of the suite (at 0.3 s, 20 s were not, once: the reply was stored before the page showed it).
+WORD_SECONDS = "0.6"
 REPLY_TIMEOUT_MS = 90_000
 WORKER_STOP_SECONDS = 30
 
