@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,13 +47,15 @@ from nexus_core.analytics.rollups import TALLY_PREFIX, derived_file, replace_wit
 from nexus_core.analytics.windows import to_utc_naive
 
 UNKNOWN: Final = "unknown"
-TALLY_VERSION: Final = 3  # part of every digest: a change of format writes new files
+TALLY_VERSION: Final = 4  # part of every digest: a change of format writes new files
 # Run series: the responses' latency, the API's (``request_success``) latency, time to first token.
 RESPONSE: Final = "response"
 API: Final = "api"
 TTFT: Final = "ttft"
 HOURLY: Final = "response_hour"  # the responses' latency per hour (group: the hour in µs)
-ALL: Final = "*"  # a series' run of every group together
+# A series' run of every group together is kept under the series' name with this suffix and no
+# group, apart from the groups' runs: a persona or model may be named anything, ``*`` too.
+ALL: Final = "*"
 MINUTE_US: Final = 60_000_000
 
 STARTS_SQL: Final = """
@@ -65,20 +68,27 @@ GROUP BY ALL
 # Each outcome with its start's model and persona codes (indexes of ``$models`` / ``$personas``),
 # joined by ``request_id`` within the tally: a hash join, which spills to disk. ``joined`` is
 # false without a start; ``anonymous`` marks an outcome without a request_id (``unknown`` for good).
+# ``{starts}`` is ``START_PAIRS_SQL``, or ``ONE_START_PER_ID_SQL`` when a request_id was logged
+# with several starts (an outcome counts once, as in one query grouping by request_id).
 OUTCOMES_SQL: Final = """
-WITH starts AS (
-    SELECT hash(request_id) AS request,
-        list_position($models, coalesce(model, 'unknown'))::INTEGER - 1 AS model,
-        list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS persona
-    FROM events
-    WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
-)
-SELECT s.model IS NOT NULL AS joined, o.request_id IS NULL AS anonymous,
-    coalesce(s.model, 0) AS model, coalesce(s.persona, 0) AS persona,
+WITH starts AS ({starts})
+SELECT s.pair IS NOT NULL AS joined, o.request_id IS NULL AS anonymous,
+    coalesce(s.pair // len($personas), 0)::INTEGER AS model,
+    coalesce(s.pair % len($personas), 0)::INTEGER AS persona,
     o.event = 'request_success' AS success, coalesce(o.latency_ms, 'NaN'::DOUBLE) AS latency_ms
 FROM events AS o
 LEFT JOIN starts AS s ON s.request = hash(o.request_id)
 WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
+"""
+START_PAIRS_SQL: Final = """
+SELECT hash(request_id) AS request,
+    (list_position($models, coalesce(model, 'unknown')) - 1)::BIGINT * len($personas)
+        + list_position($personas, coalesce(persona, 'unknown')) - 1 AS pair
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
+"""
+ONE_START_PER_ID_SQL: Final = f"""
+SELECT request, min(pair) AS pair FROM ({START_PAIRS_SQL}) GROUP BY request
 """
 # Outcomes with a request_id but no start in the tally (``success`` set), and starts without an
 # outcome in it (``model`` set): one full join, keeping only the unmatched rows.
@@ -178,11 +188,12 @@ class Tally:
         self.orphans += other.orphans
 
     def joined(self) -> Tally:
-        """This tally with its orphan outcomes joined to its open starts (an outcome counts once
-        per start of its id; without one, under ``unknown``): what the window's numbers use."""
-        starts: dict[str, list[tuple[str, str]]] = {}
+        """This tally with its orphan outcomes joined to its open starts (an outcome counts once,
+        under the first open start of its id; without one, under ``unknown``): what the window's
+        numbers use."""
+        starts: dict[str, tuple[str, str]] = {}
         for request, model, persona in self.open_starts:
-            starts.setdefault(request, []).append((model, persona))
+            starts.setdefault(request, (model, persona))
         result = Tally(
             minutes=self.minutes,
             errors=self.errors,
@@ -193,17 +204,17 @@ class Tally:
         )
         latencies: dict[str, list[float]] = {}
         for request, success, latency in self.orphans:
-            for model, persona in starts.get(request, [(UNKNOWN, UNKNOWN)]):
-                result.outcomes[(model, persona, success)] += 1
-                if success and latency == latency:  # not NaN
-                    latencies.setdefault(model, []).append(latency)
+            model, persona = starts.get(request, (UNKNOWN, UNKNOWN))
+            result.outcomes[(model, persona, success)] += 1
+            if success and latency == latency:  # not NaN
+                latencies.setdefault(model, []).append(latency)
         for model, values in latencies.items():
             result.runs.setdefault((API, model), []).append(np.sort(np.array(values)))
         return result
 
-    def runs_of(self, series: str, group: str = ALL) -> list[np.ndarray]:
-        """The sorted runs of one series' group (``ALL``: every group)."""
-        return self.runs.get((series, group), [])
+    def runs_of(self, series: str, group: str | None = None) -> list[np.ndarray]:
+        """The sorted runs of one series' group (None: every group together)."""
+        return self.runs.get(_every(series) if group is None else (series, group), [])
 
     def hourly_runs(self) -> dict[int, list[np.ndarray]]:
         """The responses' latency runs per hour (µs since the epoch)."""
@@ -257,13 +268,13 @@ def compute_tally(
             columns = cur.execute(with_events(sql, relation), bound | params).fetchnumpy()
             return {name: unmasked(column) for name, column in columns.items()}
 
-        tally = Tally()
+        tally = Tally(minutes=[arrays(MINUTES_SQL)])
         if detail:
             for model, persona, count in rows(STARTS_SQL):
                 tally.starts[(model, persona)] += count
             models = [UNKNOWN, *sorted({m for m, _ in tally.starts} - {UNKNOWN})]
             personas = [UNKNOWN, *sorted({p for _, p in tally.starts} - {UNKNOWN})]
-            outcomes = arrays(OUTCOMES_SQL, models=models, personas=personas)
+            outcomes = _joined_outcomes(tally, arrays, models=models, personas=personas)
             _add_outcomes(tally, outcomes, models, personas, alone)
             for request, model, persona, success, latency in [] if alone else rows(UNMATCHED_SQL):
                 if success is None:
@@ -272,16 +283,15 @@ def compute_tally(
                     tally.orphans.append((request, bool(success), _float(latency)))
             tally.errors = Counter(dict(rows(ERRORS_SQL)))
         api = arrays(API_VALUES_SQL)
-        _add_run(tally, (API, ALL), api["latency_ms"])
-        _add_run(tally, (TTFT, ALL), api["ttft_ms"])
-        tally.minutes = [arrays(MINUTES_SQL)]
+        _add_run(tally, _every(API), api["latency_ms"])
+        _add_run(tally, _every(TTFT), api["ttft_ms"])
         responses = rows(RESPONSES_SQL)
         # persona -> [responses, latency sum, latency count, cost, unpriced replies]
         tally.responses = {p: [n, 0.0, 0, cost, unpriced] for p, n, cost, unpriced in responses}
         if responses:
             named = [row[0] for row in responses]
             values = arrays(RESPONSE_LATENCIES_SQL, personas=named)
-            _add_run(tally, (RESPONSE, ALL), values["latency_ms"])
+            _add_run(tally, _every(RESPONSE), values["latency_ms"])
             for code, run in sorted_groups(values["code"], values["latency_ms"]):
                 _add_run(tally, (RESPONSE, named[code]), run)
                 # The mean's sum over sorted values: the same bits at every refresh.
@@ -289,6 +299,18 @@ def compute_tally(
             for hour, run in sorted_groups(values["hour"], values["latency_ms"]):
                 _add_run(tally, (HOURLY, str(hour)), run)
     return tally
+
+
+def _joined_outcomes(
+    tally: Tally, arrays: Callable[..., dict[str, np.ndarray]], **names: list[str]
+) -> dict[str, np.ndarray]:
+    """``OUTCOMES_SQL``'s rows; joined to one start per request_id if an outcome met several
+    (more rows than the tally's minutes count outcomes), which one query counts once."""
+    outcomes = arrays(OUTCOMES_SQL.format(starts=START_PAIRS_SQL), **names)
+    counted = sum(int(tally.minutes[0][name].sum()) for name in ("successes", "failures"))
+    if len(outcomes["joined"]) > counted:
+        outcomes = arrays(OUTCOMES_SQL.format(starts=ONE_START_PER_ID_SQL), **names)
+    return outcomes
 
 
 def _add_outcomes(
@@ -314,6 +336,11 @@ def _add_outcomes(
             tally.outcomes[(models[m], personas[p], bool(ok))] += int(count)
     for code, run in sorted_groups(model[success], latency[success]):
         _add_run(tally, (API, models[code]), run)
+
+
+def _every(series: str) -> tuple[str, str]:
+    """The key of the run of every group of ``series`` together (never a group's key)."""
+    return (f"{series}{ALL}", "")
 
 
 def _add_run(tally: Tally, key: tuple[str, str], values: np.ndarray) -> None:
