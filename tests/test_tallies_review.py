@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from nexus_core.analytics.breakdowns import bucket_series
+from nexus_core.analytics.exact import quantiles, runs_quantiles
 from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics, summary
 from nexus_core.analytics.windows import parse_window, window_bounds
@@ -249,3 +251,23 @@ def test_a_second_outcome_of_a_request_in_a_later_part_counts_under_its_start(
 
     assert len(log_files(log_path)) > 2
     assert metrics["by_model"] == old
+
+
+def test_percentiles_of_runs_where_most_values_tie_select_among_few_values() -> None:
+    rng = np.random.default_rng(3)
+    runs = []
+    for _ in range(12):  # most latencies 0 (say, answers from a cache): one long tie
+        values = np.round(rng.lognormal(7, 0.6, 100_000))
+        runs.append(np.sort(np.where(rng.random(100_000) < 0.7, 0.0, values)))
+    qs = (0.0, 0.5, 0.69, 0.7, 0.9, 0.95, 0.99, 1.0)
+    expected = quantiles(np.concatenate(runs), qs)
+
+    tracemalloc.start()
+    try:
+        found = runs_quantiles(runs, qs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert found == expected
+    assert peak < sum(run.nbytes for run in runs) / 20  # not the tied values copied together
