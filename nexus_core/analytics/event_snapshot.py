@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final
 
 import duckdb
@@ -104,8 +103,9 @@ def traffic_filter(traffic: str) -> str | None:
 WITH_PATTERN: Final = re.compile(r"^\s*WITH\s+(?!RECURSIVE\b)", re.IGNORECASE)
 
 CursorFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
-# (piece keys, SQL, parameters) -> the file holding the piece's per-minute totals; see ``rollups``.
-RollupCache = dict[tuple[tuple[str, ...], str, tuple[tuple[str, Any], ...]], Path]
+# (piece keys, SQL or kind, parameters) -> what is kept for the piece: the file holding its
+# per-minute totals (``rollups``), or its stored tally (``tallies``).
+RollupCache = dict[tuple[tuple[str, ...], str, tuple[tuple[str, Any], ...]], Any]
 
 
 @dataclass(frozen=True)

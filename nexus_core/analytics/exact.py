@@ -54,9 +54,10 @@ def _order_statistics(runs: list[np.ndarray], ks: list[int]) -> list[float]:
     """The ``k``-th smallest value (0-based) of the runs together, for each k.
 
     Every ``SAMPLE_STEP``-th value of each run, sorted, brackets the k-th value between a low and
-    a high sample; the runs' values below the low one are counted (a binary search per run), and
-    the k-th value is selected among the few between the two. A bracket that misses (ties) falls
-    back to every value."""
+    a high sample; the runs' values up to the low one and below the high one are counted (binary
+    searches per run): the k-th value is one of the two, or is selected among the few strictly
+    between them (however many values tie with a bound). A bracket that misses falls back to
+    every value."""
     if len(runs) == 1:
         return [float(runs[0][k]) for k in ks]
     samples = np.sort(np.concatenate([run[SAMPLE_STEP - 1 :: SAMPLE_STEP] for run in runs]))
@@ -65,11 +66,24 @@ def _order_statistics(runs: list[np.ndarray], ks: list[int]) -> list[float]:
     highs = np.array([_sample(samples, -(-(k + 1) // SAMPLE_STEP) - 1) for k in ks])
     lefts = np.array([np.searchsorted(run, lows, "left") for run in runs])
     rights = np.array([np.searchsorted(run, highs, "right") for run in runs])
+    # Values equal to a bound are not selected among: ties (say, most latencies 0) would make
+    # "between" nearly every value.
+    at_low = np.array([np.searchsorted(run, lows, "right") for run in runs])
+    at_high = np.array([np.searchsorted(run, highs, "left") for run in runs])
     result = []
     for i, k in enumerate(ks):
         below = int(lefts[:, i].sum())
         if not below <= k < int(rights[:, i].sum()):
             lefts[:, i], rights[:, i], below = 0, [len(run) for run in runs], 0
+        elif k < int(at_low[:, i].sum()):
+            result.append(float(lows[i]))
+            continue
+        elif k >= int(at_high[:, i].sum()):
+            result.append(float(highs[i]))
+            continue
+        else:
+            lefts[:, i], rights[:, i] = at_low[:, i], at_high[:, i]
+            below = int(lefts[:, i].sum())
         between = np.concatenate(
             [
                 run[left:right]

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -46,7 +47,7 @@ from nexus_core.analytics.rollups import TALLY_PREFIX, derived_file, replace_wit
 from nexus_core.analytics.windows import to_utc_naive
 
 UNKNOWN: Final = "unknown"
-TALLY_VERSION: Final = 4  # part of every digest: a change of format writes new files
+TALLY_VERSION: Final = 5  # part of every digest: a change of format writes new files
 # Run series: the responses' latency, the API's (``request_success``) latency, time to first token.
 RESPONSE: Final = "response"
 API: Final = "api"
@@ -65,20 +66,27 @@ GROUP BY ALL
 # Each outcome with its start's model and persona codes (indexes of ``$models`` / ``$personas``),
 # joined by ``request_id`` within the tally: a hash join, which spills to disk. ``joined`` is
 # false without a start; ``anonymous`` marks an outcome without a request_id (``unknown`` for good).
+# ``{starts}`` is ``START_PAIRS_SQL``, or ``ONE_START_PER_ID_SQL`` when a request_id was logged
+# with several starts (an outcome counts once, as in one query grouping by request_id).
 OUTCOMES_SQL: Final = """
-WITH starts AS (
-    SELECT hash(request_id) AS request,
-        list_position($models, coalesce(model, 'unknown'))::INTEGER - 1 AS model,
-        list_position($personas, coalesce(persona, 'unknown'))::INTEGER - 1 AS persona
-    FROM events
-    WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
-)
-SELECT s.model IS NOT NULL AS joined, o.request_id IS NULL AS anonymous,
-    coalesce(s.model, 0) AS model, coalesce(s.persona, 0) AS persona,
+WITH starts AS ({starts})
+SELECT s.pair IS NOT NULL AS joined, o.request_id IS NULL AS anonymous,
+    coalesce(s.pair // len($personas), 0)::INTEGER AS model,
+    coalesce(s.pair % len($personas), 0)::INTEGER AS persona,
     o.event = 'request_success' AS success, coalesce(o.latency_ms, 'NaN'::DOUBLE) AS latency_ms
 FROM events AS o
 LEFT JOIN starts AS s ON s.request = hash(o.request_id)
 WHERE o.ts >= $start AND o.ts < $end AND o.event IN ('request_success', 'request_failure')
+"""
+START_PAIRS_SQL: Final = """
+SELECT hash(request_id) AS request,
+    (list_position($models, coalesce(model, 'unknown')) - 1)::BIGINT * len($personas)
+        + list_position($personas, coalesce(persona, 'unknown')) - 1 AS pair
+FROM events
+WHERE ts >= $start AND ts < $end AND event = 'request_start' AND request_id IS NOT NULL
+"""
+ONE_START_PER_ID_SQL: Final = f"""
+SELECT request, min(pair) AS pair FROM ({START_PAIRS_SQL}) GROUP BY request
 """
 # Outcomes with a request_id but no start in the tally (``success`` set), and starts without an
 # outcome in it (``model`` set): one full join, keeping only the unmatched rows.
@@ -178,11 +186,12 @@ class Tally:
         self.orphans += other.orphans
 
     def joined(self) -> Tally:
-        """This tally with its orphan outcomes joined to its open starts (an outcome counts once
-        per start of its id; without one, under ``unknown``): what the window's numbers use."""
-        starts: dict[str, list[tuple[str, str]]] = {}
+        """This tally with its orphan outcomes joined to its open starts (an outcome counts once,
+        under the first open start of its id; without one, under ``unknown``): what the window's
+        numbers use."""
+        starts: dict[str, tuple[str, str]] = {}
         for request, model, persona in self.open_starts:
-            starts.setdefault(request, []).append((model, persona))
+            starts.setdefault(request, (model, persona))
         result = Tally(
             minutes=self.minutes,
             errors=self.errors,
@@ -193,10 +202,10 @@ class Tally:
         )
         latencies: dict[str, list[float]] = {}
         for request, success, latency in self.orphans:
-            for model, persona in starts.get(request, [(UNKNOWN, UNKNOWN)]):
-                result.outcomes[(model, persona, success)] += 1
-                if success and latency == latency:  # not NaN
-                    latencies.setdefault(model, []).append(latency)
+            model, persona = starts.get(request, (UNKNOWN, UNKNOWN))
+            result.outcomes[(model, persona, success)] += 1
+            if success and latency == latency:  # not NaN
+                latencies.setdefault(model, []).append(latency)
         for model, values in latencies.items():
             result.runs.setdefault((API, model), []).append(np.sort(np.array(values)))
         return result
@@ -260,13 +269,13 @@ def compute_tally(
             columns = cur.execute(with_events(sql, relation), bound | params).fetchnumpy()
             return {name: unmasked(column) for name, column in columns.items()}
 
-        tally = Tally()
+        tally = Tally(minutes=[arrays(MINUTES_SQL)])
         if detail:
             for model, persona, count in rows(STARTS_SQL):
                 tally.starts[(model, persona)] += count
             models = [UNKNOWN, *sorted({m for m, _ in tally.starts} - {UNKNOWN})]
             personas = [UNKNOWN, *sorted({p for _, p in tally.starts} - {UNKNOWN})]
-            outcomes = arrays(OUTCOMES_SQL, models=models, personas=personas)
+            outcomes = _joined_outcomes(tally, arrays, models=models, personas=personas)
             _add_outcomes(tally, outcomes, models, personas, alone)
             for request, model, persona, success, latency in [] if alone else rows(UNMATCHED_SQL):
                 if success is None:
@@ -277,7 +286,6 @@ def compute_tally(
         api = arrays(API_VALUES_SQL)
         _add_run(tally, (API, ALL), api["latency_ms"])
         _add_run(tally, (TTFT, ALL), api["ttft_ms"])
-        tally.minutes = [arrays(MINUTES_SQL)]
         responses = rows(RESPONSES_SQL)
         # persona -> [responses, latency sum, latency count, cost, unpriced replies]
         tally.responses = {p: [n, 0.0, 0, cost, unpriced] for p, n, cost, unpriced in responses}
@@ -291,6 +299,18 @@ def compute_tally(
             for hour, run in sorted_groups(values["hour"], values["latency_ms"]):
                 _add_run(tally, (HOURLY, str(hour)), run)
     return tally
+
+
+def _joined_outcomes(
+    tally: Tally, arrays: Callable[..., dict[str, np.ndarray]], **names: list[str]
+) -> dict[str, np.ndarray]:
+    """``OUTCOMES_SQL``'s rows; joined to one start per request_id if an outcome met several
+    (more rows than the tally's minutes count outcomes), which one query counts once."""
+    outcomes = arrays(OUTCOMES_SQL.format(starts=START_PAIRS_SQL), **names)
+    counted = sum(int(tally.minutes[0][name].sum()) for name in ("successes", "failures"))
+    if len(outcomes["joined"]) > counted:
+        outcomes = arrays(OUTCOMES_SQL.format(starts=ONE_START_PER_ID_SQL), **names)
+    return outcomes
 
 
 def _add_outcomes(
@@ -331,9 +351,30 @@ def _float(value: Any) -> float:
 # --- Tallies of whole pieces, kept on disk -----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """A piece's tally as read from its index, and where its runs lie in its values file."""
+
+    tally: Tally  # without runs
+    values: Path
+    segments: list[tuple[str, str | None, int, int]]  # series, group, offset, length
+
+    def mapped(self) -> Tally:
+        """The tally with its runs, memory-mapped now: the mapping (and its file descriptor)
+        lasts as long as the window's numbers are being computed, not as long as the piece."""
+        # A plain view of the mapping: slicing a ``np.memmap`` costs far more per slice.
+        array = np.asarray(np.load(self.values, mmap_mode="r", allow_pickle=False))
+        if array.dtype != np.float64 or any(at + n > len(array) for _, _, at, n in self.segments):
+            raise ValueError(f"{self.values.name} does not hold its index's runs")
+        runs: dict[tuple[str, str | None], list[np.ndarray]] = {}
+        for series, group, offset, length in self.segments:
+            runs.setdefault((series, group), []).append(array[offset : offset + length])
+        return replace(self.tally, runs=runs)
+
+
 def piece_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
-    """The Parquet piece's tally: from the process's cache, else its files (written now if no
-    process did yet); None if the piece's file is gone."""
+    """The Parquet piece's tally: its index from the process's cache, else its files (written
+    now if no process did yet), and its runs mapped; None if the piece's file is gone."""
     key = ((piece.key,), "tally", (("_rows", snapshot.row_filter),))
     cached = snapshot.rollups.get(key)
     if cached is None:
@@ -341,10 +382,15 @@ def piece_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
         if cached is None:
             return None
         snapshot.rollups[key] = cached
-    return cached
+    try:
+        return cached.mapped()
+    except (OSError, ValueError):  # its files were swept since: read (or write) them again
+        snapshot.rollups.pop(key, None)
+        stored = _stored_tally(snapshot, piece)
+        return None if stored is None else stored.mapped()
 
 
-def _stored_tally(snapshot: EventSnapshot, piece: Piece) -> Tally | None:
+def _stored_tally(snapshot: EventSnapshot, piece: Piece) -> _Stored | None:
     index = derived_file(piece, (TALLY_VERSION, snapshot.row_filter), TALLY_PREFIX, ".json")
     if index is None:
         return None
@@ -409,24 +455,25 @@ def _write(tally: Tally, index: Path, values: Path) -> None:
     replace_with(index, lambda path: path.write_text(json.dumps(body)))
 
 
-def _read(index: Path, values: Path) -> Tally:
+def _read(index: Path, values: Path) -> _Stored:
+    """The stored tally, its values file checked (shape and type) by mapping it once."""
     body = json.loads(index.read_text())
-    # A plain view of the mapping: slicing a ``np.memmap`` costs far more per slice.
-    array = np.asarray(np.load(values, mmap_mode="r", allow_pickle=False))
-    runs: dict[tuple[str, str], list[np.ndarray]] = {}
-    for series, group, offset, length in body["segments"]:
-        runs.setdefault((series, group), []).append(array[offset : offset + length])
     minutes = {name: np.array(column, dtype=np.int64) for name, column in body["minutes"].items()}
-    return Tally(
+    tally = Tally(
         minutes=[minutes],
         errors=Counter(body["errors"]),
         starts=Counter({(m, p): n for m, p, n in body["starts"]}),
         outcomes=Counter({(m, p, bool(s)): n for m, p, s, n in body["outcomes"]}),
         responses=body["responses"],
-        runs=runs,
         open_starts=[tuple(row) for row in body["open_starts"]],  # type: ignore[misc]
         orphans=[(r, bool(s), _float(v)) for r, s, v in body["orphans"]],
     )
+    segments = [
+        (series, group, offset, length) for series, group, offset, length in body["segments"]
+    ]
+    stored = _Stored(tally, values, segments)
+    stored.mapped()
+    return stored
 
 
 def minute_grid(
