@@ -92,11 +92,12 @@ def build_data(data: Path, events: int, env: dict[str, str]) -> None:
     nexus(env, "usage", "--window", "30d", "--json")  # compacts the rotated files once
 
 
-def start_app(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]
+def start_app(env: dict[str, str], port: int, root: Path = ROOT) -> subprocess.Popen[bytes]:
+    """The app of the checkout at ``root`` on ``port``, once its health check answers."""
+    command = [sys.executable, "-m", "streamlit", "run", str(root / "app.py")]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
     command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
@@ -105,7 +106,7 @@ def start_app(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         except httpx.TransportError:
             time.sleep(0.2)
     process.kill()
-    raise SystemExit("the app did not start")
+    raise SystemExit(f"the app of {root} did not start")
 
 
 # Installed in every document before its own scripts: notes when the heading first appears, when

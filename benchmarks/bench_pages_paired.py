@@ -16,10 +16,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +39,7 @@ def start(root: Path, data: Path, port: int) -> subprocess.Popen[bytes]:
     env.pop("DATABASE_URL", None)
     env |= {"NEXUS_DATA_DIR": str(data), "NEXUS_ADMIN_PASSWORD": bench_pages.ADMIN_PASSWORD}
     env |= {"STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONPATH": str(root)}
-    command = [sys.executable, "-m", "streamlit", "run", str(root / "app.py")]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + bench_pages.START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"the app of {root} did not start")
+    return bench_pages.start_app(env, port, root)
 
 
 def main() -> None:

@@ -173,20 +173,7 @@ def window_sums(
     cuts = sorted({_floor_minute(m) for m in [*boundaries, end] if _floor_minute(m) != m})
     pieces = snapshot.overlapping(oldest, end)
     files = rollup_files(snapshot, pieces, aggregates, params)
-    # Exact part: the hot rows, pieces without totals (in memory; a file gone, which then fails
-    # as any query of the snapshot would), and the other pieces' rows in cut minutes.
-    branches = [f"SELECT * FROM {snapshot.hot_table}"]
-    branches += [f"SELECT * FROM {piece.from_item}" for piece in pieces if piece.key not in files]
-    for index, cut in enumerate(cuts):
-        cut_pieces = [p for p in pieces if p.key in files and p.overlaps(cut, cut + MINUTE)]
-        if cut_pieces:
-            params[f"cut_{index}"] = cut
-        branches += [
-            f"SELECT * FROM {piece.from_item} WHERE ts >= $cut_{index} "
-            f"AND ts < $cut_{index} + INTERVAL 1 minute"
-            for piece in cut_pieces
-        ]
-    relation = filtered(" UNION ALL ".join(branches), snapshot.row_filter)
+    relation = exact_relation(snapshot, pieces, set(files), cuts, MINUTE, params)
     sql = RING_TOTALS_SQL.format(aggregates=aggregates)
     bound = {"boundaries": boundaries, "start": oldest, "end": end, **params}
     if files:
@@ -207,6 +194,32 @@ def window_sums(
         running = [a + b for a, b in zip(running, ring, strict=True)]
         sums[boundary] = dict(zip(names, running, strict=True))
     return [sums[start] for start in starts]
+
+
+def exact_relation(
+    snapshot: EventSnapshot,
+    pieces: list[Piece],
+    stored: set[str],
+    cuts: Sequence[datetime],
+    unit: timedelta,
+    params: dict[str, Any],
+) -> str:
+    """The events read exactly beside stored per-``unit`` results: the hot rows, the pieces
+    without stored results (in memory; a file gone, which then fails as any query of the
+    snapshot would), and the stored pieces' rows in the ``cuts`` (units a window bound splits),
+    bound as ``$cut_<n>`` in ``params``; only the events passing the traffic filter."""
+    branches = [f"SELECT * FROM {snapshot.hot_table}"]
+    branches += [f"SELECT * FROM {piece.from_item}" for piece in pieces if piece.key not in stored]
+    for index, cut in enumerate(cuts):
+        cut_pieces = [p for p in pieces if p.key in stored and p.overlaps(cut, cut + unit)]
+        if cut_pieces:
+            params[f"cut_{index}"] = cut
+            params[f"cut_{index}_end"] = cut + unit
+        branches += [
+            f"SELECT * FROM {piece.from_item} WHERE ts >= $cut_{index} AND ts < $cut_{index}_end"
+            for piece in cut_pieces
+        ]
+    return filtered(" UNION ALL ".join(branches), snapshot.row_filter)
 
 
 def _add(rings: dict[int, list[int]], ring: int, values: Sequence[Any]) -> None:

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from nexus_core.analytics.event_snapshot import EventSnapshot, filtered, quote, with_events
-from nexus_core.analytics.rollups import piece_result_file
+from nexus_core.analytics.event_snapshot import EventSnapshot, quote, with_events
+from nexus_core.analytics.rollups import exact_relation, piece_result_file
 from nexus_core.analytics.windows import to_utc_naive
 
 HOUR: Final = timedelta(hours=1)
@@ -91,19 +91,8 @@ def usage_records(
             files[piece.key] = stored
     bound = {"start": start, "end": end, **(params or {})}
     # Read exactly: the hot rows, pieces without stored rows, and the stored pieces' cut hours.
-    branches = [f"SELECT * FROM {snapshot.hot_table}"]
-    branches += [f"SELECT * FROM {piece.from_item}" for piece in pieces if piece.key not in files]
     cuts = sorted({_floor_hour(m) for m in (start, end) if _floor_hour(m) != m})
-    for index, cut in enumerate(cuts):
-        cut_pieces = [p for p in pieces if p.key in files and p.overlaps(cut, cut + HOUR)]
-        if cut_pieces:
-            bound[f"cut_{index}"] = cut
-        branches += [
-            f"SELECT * FROM {piece.from_item} WHERE ts >= $cut_{index} "
-            f"AND ts < $cut_{index} + INTERVAL 1 hour"
-            for piece in cut_pieces
-        ]
-    relation = filtered(" UNION ALL ".join(branches), snapshot.row_filter)
+    relation = exact_relation(snapshot, pieces, set(files), cuts, HOUR, bound)
     parts = EXACT_PARTS_SQL
     if files:
         listed = ", ".join(quote(str(path)) for path in files.values())
