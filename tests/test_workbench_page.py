@@ -327,3 +327,21 @@ def test_a_starter_opens_from_the_empty_page(app_ctx: AppContext) -> None:
     key = workbench_view.STARTER_PREFIX + starter.key
     assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == key
     assert starter.title in [s.value for s in at.subheader]
+
+
+def test_the_same_starter_opens_again_after_going_back_to_the_empty_page(
+    app_ctx: AppContext,
+) -> None:
+    at = open_workbench("ana")
+    starter = STARTER_NOTEBOOKS[0]
+    at.button_group(key=workbench_view.STARTER_PICK).set_value(starter.title).run()
+    del at.query_params[links.NOTEBOOK_QUERY_PARAM]
+    at.run()
+    assert starter.title not in [s.value for s in at.subheader]
+
+    at.button_group(key=workbench_view.STARTER_PICK).set_value(starter.title).run()
+
+    key = workbench_view.STARTER_PREFIX + starter.key
+    assert not at.exception
+    assert at.query_params[links.NOTEBOOK_QUERY_PARAM] == key
+    assert starter.title in [s.value for s in at.subheader]
