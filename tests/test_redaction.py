@@ -140,7 +140,9 @@ def test_a_masked_message_is_stored_masked_and_the_model_gets_what_was_typed(
     assert stored == MASKED_TEXT
     assert "ada@example.com" in sent and "4111 1111 1111 1111" in sent
     log = settings.event_log_path.read_text()
-    assert "ada@example.com" not in log and "4111" not in log
+    # The card's digits, not "4111" alone: a random UUID in the log holds that once in a while.
+    assert "ada@example.com" not in log
+    assert not any(card in log for card in ("4111 1111 1111 1111", "4111111111111111", "1111 1111"))
 
 
 def test_with_redact_prompts_the_model_gets_the_masked_text_too(
