@@ -82,13 +82,17 @@ def tally_files(cache: Path) -> dict[str, tuple[int, int]]:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in cache.glob("tally-*")}
 
 
-@pytest.fixture
-def month_log(tmp_path: Path) -> Path:
+def write_month_log(tmp_path: Path, jobs: int) -> Path:
     """Three weeks of jobs rotated into many compacted parts (every one kept), and a live file."""
     log_path = tmp_path / "logs" / "api_events.log"
     start, span = NOW - timedelta(days=21), timedelta(days=21)
-    write_jobs(log_path, random.Random(5), 900, start, span, max_bytes=20_000, backups=1_000)
+    write_jobs(log_path, random.Random(5), jobs, start, span, max_bytes=20_000, backups=1_000)
     return log_path
+
+
+@pytest.fixture
+def month_log(tmp_path: Path) -> Path:
+    return write_month_log(tmp_path, jobs=900)
 
 
 @pytest.mark.parametrize("window", ["30d", "8d", "37h", "90m"])

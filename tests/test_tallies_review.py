@@ -18,9 +18,9 @@ from nexus_core.analytics.log_store import EventStore
 from nexus_core.analytics.metrics import compute_metrics, summary
 from nexus_core.analytics.windows import parse_window, window_bounds
 from nexus_core.ops.events import ApiEventLogger, log_files
-from tests.test_analytics_metrics import NOW, SetClock, write_jobs
+from tests.test_analytics_metrics import NOW, SetClock
 from tests.test_exact_percentiles import OLD_BY_MODEL_SQL, OLD_SUMMARY_SQL
-from tests.test_tallies import BUCKETS_REFERENCE_SQL
+from tests.test_tallies import BUCKETS_REFERENCE_SQL, write_month_log
 
 COUNTS_SQL = """
 SELECT count(*) FILTER (WHERE event = 'request_start') AS requests,
@@ -141,10 +141,7 @@ def test_a_nan_latency_in_a_log_line_counts_as_one_query_counts_it(tmp_path: Pat
 
 @pytest.fixture
 def month_log(tmp_path: Path) -> Path:
-    log_path = tmp_path / "logs" / "api_events.log"
-    start, span = NOW - timedelta(days=21), timedelta(days=21)
-    write_jobs(log_path, random.Random(5), 600, start, span, max_bytes=20_000, backups=1_000)
-    return log_path
+    return write_month_log(tmp_path, jobs=600)
 
 
 @pytest.mark.parametrize(
