@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -377,6 +377,22 @@ def open_expander(page: Page, label: str, button: str, *, within: Locator | None
     scope.locator("summary", has_text=label).click()
     expect(scope.get_by_role("button", name=button)).to_be_visible()
     wait_until_idle(page)
+
+
+def fill_form(page: Page, fill: Callable[[], None], filled: Callable[[], bool]) -> None:
+    """Fill a form with ``fill`` until, with the app idle, ``filled`` says its fields still show
+    what was entered (at most three times).
+
+    Under load a rerun landing just after a lazy expander opened has redrawn a form's fields
+    empty before its submit (CI: the budget form lost its picked name); a person sees the empty
+    field and fills it again, a test checks what the form shows before it submits.
+    """
+    for _ in range(NAVIGATION_ATTEMPTS):
+        fill()
+        wait_until_idle(page)
+        if filled():
+            return
+    pytest.fail(f"the form's fields were redrawn empty {NAVIGATION_ATTEMPTS} times")
 
 
 def pick(

@@ -5,6 +5,7 @@ refused with the draft kept, and the Usage pages show the member's cost."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from tests.browser.conftest import (
     REPO_ROOT,
     LiveApp,
     NewPage,
+    fill_form,
     open_expander,
     open_from_sidebar,
     pick,
@@ -70,9 +72,21 @@ def priced_reply(app: LiveApp) -> str:
 
 def add_price(page: Page) -> None:
     open_expander(page, "Prices (USD per million tokens)", "Add price")
-    page.get_by_label("Model, or a prefix ending in *").fill("gemini-flash*")
-    page.get_by_label("Input", exact=True).fill("1")
-    page.get_by_label("Output (and reasoning)").fill("4")
+    model = page.get_by_label("Model, or a prefix ending in *")
+    prices = {"Input": "1", "Output (and reasoning)": "4"}
+
+    def fill() -> None:
+        model.fill("gemini-flash*")
+        for label, usd in prices.items():
+            page.get_by_label(label, exact=True).fill(usd)
+
+    def filled() -> bool:
+        return model.input_value() == "gemini-flash*" and all(
+            float(page.get_by_label(label, exact=True).input_value()) == float(usd)
+            for label, usd in prices.items()
+        )
+
+    fill_form(page, fill, filled)
     page.get_by_role("button", name="Add price").click()
     expect(page.get_by_text("Price for gemini-flash* added.")).to_be_visible()
     wait_until_idle(page)
@@ -80,9 +94,16 @@ def add_price(page: Page) -> None:
 
 def set_hard_budget(page: Page, username: str, usd: str) -> None:
     open_expander(page, "Budgets", "Set budget")
-    pick(page, "Name", username)
-    page.get_by_label("Monthly budget (USD)").fill(usd)
-    page.get_by_text("Hard: refuse new messages once spent").click()
+    name = page.get_by_label("Name", exact=True)
+    hard = page.get_by_role("checkbox", name=re.compile("^Hard: refuse new messages"))
+
+    def fill() -> None:
+        pick(page, "Name", username)
+        page.get_by_label("Monthly budget (USD)").fill(usd)
+        if not hard.is_checked():
+            page.get_by_text("Hard: refuse new messages once spent").click()
+
+    fill_form(page, fill, lambda: name.input_value() == username and hard.is_checked())
     page.get_by_role("button", name="Set budget").click()
     expect(page.get_by_text(f"Budget for {username} set.")).to_be_visible()
     wait_until_idle(page)

@@ -29,6 +29,7 @@ from tests.browser.conftest import (
     MEMBER,
     LiveApp,
     NewPage,
+    fill_form,
     login_cookie,
     open_expander,
     sign_in,
@@ -219,9 +220,20 @@ def test_a_password_change_keeps_this_browser_and_signs_out_the_other(
 
     sidebar = laptop.get_by_test_id("stSidebar")
     open_expander(laptop, "Change password", "Change password", within=sidebar)
-    sidebar.get_by_label("Current password").fill(password)
-    sidebar.get_by_label("New password (10+ characters)").fill(new_password)
-    sidebar.get_by_label("Repeat the new password").fill(new_password)
+    entries = {
+        "Current password": password,
+        "New password (10+ characters)": new_password,
+        "Repeat the new password": new_password,
+    }
+
+    def fill() -> None:
+        for label, text in entries.items():
+            sidebar.get_by_label(label).fill(text)
+
+    def filled() -> bool:
+        return all(sidebar.get_by_label(lb).input_value() == t for lb, t in entries.items())
+
+    fill_form(laptop, fill, filled)
     with laptop.expect_response(lambda r: r.url.endswith("/auth/session")) as claimed:
         sidebar.get_by_role("button", name="Change password").click()
         expect(laptop.get_by_text(PASSWORD_CHANGED)).to_be_visible()
