@@ -362,11 +362,14 @@ def analyst_on_workbench(
 
 
 def wait_until_idle(page: Page) -> None:
-    """Wait until the app's current run has finished (Streamlit's "Running…" widget is gone).
+    """Wait until the app's current run has finished: Streamlit's own script state (set as soon
+    as a rerun is requested) is back to "notRunning" and no "Running…" widget stands.
 
     Typing into a widget that the still-running script is about to draw again can lose the
-    text; a person is slower than that, a test must wait.
+    text; a person is slower than that, a test must wait. The "Running…" widget alone is not
+    enough: Streamlit shows it only after a delay, so right after a click it is not there yet.
     """
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
 
 
