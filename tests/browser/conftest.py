@@ -362,12 +362,14 @@ def analyst_on_workbench(
 
 
 def wait_until_idle(page: Page) -> None:
-    """Wait until the app's current run has finished: Streamlit's own script state (set as soon
-    as a rerun is requested) is back to "notRunning" and no "Running…" widget stands.
+    """Wait until the app's current run has finished: Streamlit's own script state (on the app's
+    root element) is "notRunning" and no "Running…" widget stands.
 
     Typing into a widget that the still-running script is about to draw again can lose the
     text; a person is slower than that, a test must wait. The "Running…" widget alone is not
-    enough: Streamlit shows it only after a delay, so right after a click it is not there yet.
+    enough: Streamlit shows it only 500 ms into a run, so a short wait after something the run
+    drew could pass while the run went on. Callers wait first for what the run they started
+    draws, then for this.
     """
     expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
@@ -386,9 +388,9 @@ def fill_form(page: Page, fill: Callable[[], None], filled: Callable[[], bool]) 
     """Fill a form with ``fill`` until, with the app idle, ``filled`` says its fields still show
     what was entered (at most three times).
 
-    Under load a rerun landing just after a lazy expander opened has redrawn a form's fields
-    empty before its submit (CI: the budget form lost its picked name); a person sees the empty
-    field and fills it again, a test checks what the form shows before it submits.
+    Under load the budget form lost its picked name and amount before its submit (CI), most
+    likely typed into while the run that opened its lazy expander was still going; a person sees
+    the empty field and fills it again, a test checks what the form shows before it submits.
     """
     for _ in range(NAVIGATION_ATTEMPTS):
         fill()
