@@ -388,9 +388,10 @@ def fill_form(page: Page, fill: Callable[[], None], filled: Callable[[], bool]) 
     """Fill a form with ``fill`` until, with the app idle, ``filled`` says its fields still show
     what was entered (at most three times).
 
-    Under load the budget form lost its picked name before its submit (CI), most
-    likely typed into while the run that opened its lazy expander was still going; a person sees
-    the empty field and fills it again, a test checks what the form shows before it submits.
+    Under load the budget form lost its picked name before its submit (one CI run; not
+    reproduced since: a form typed into while the run that drew it goes on, or rerun from outside
+    it, kept its values). A person sees the empty field and fills it again; a test checks what the
+    form shows before it submits.
     """
     for _ in range(NAVIGATION_ATTEMPTS):
         fill()
