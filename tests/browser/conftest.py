@@ -57,6 +57,7 @@ UI_TIMEOUT_MS = 15_000
 NAVIGATION_ATTEMPTS = 3
 NAVIGATION_WAIT_MS = 5_000
 REOPEN_AFTER_MS = 5_000
+FILL_ATTEMPTS = 3  # a form redrawn empty is filled again at most this often
 COOKIE_WAIT_MS = 45_000  # the cookie's hand-off frame can be slow to load on a busy machine
 COOKIE_POLL_MS = 100
 # The login cookie is HttpOnly (JavaScript cannot see it): tests read the browser context's
@@ -393,12 +394,12 @@ def fill_form(page: Page, fill: Callable[[], None], filled: Callable[[], bool]) 
     it, kept its values). A person sees the empty field and fills it again; a test checks what the
     form shows before it submits.
     """
-    for _ in range(NAVIGATION_ATTEMPTS):
+    for _ in range(FILL_ATTEMPTS):
         fill()
         wait_until_idle(page)
         if filled():
             return
-    pytest.fail(f"the form's fields were redrawn empty {NAVIGATION_ATTEMPTS} times")
+    pytest.fail(f"the form's fields were redrawn empty {FILL_ATTEMPTS} times")
 
 
 def pick(
